@@ -1,0 +1,255 @@
+"""Fixed-point quantization with exact ``ap_fixed`` / ``ap_ufixed`` semantics.
+
+This is the single definition of the numbers used everywhere in hgq_fpga: the
+Keras quantizers call :func:`quantize_core` with ``xp=keras.ops``; the
+resource model, the converter and the emulator call it (or :func:`quantize`)
+with numpy. Nothing here imports Keras.
+
+A format is given per element by three integers:
+
+* ``k`` -- keep-negative (1: signed two's complement, 0: unsigned),
+* ``i`` -- integer bits *excluding* the sign bit,
+* ``f`` -- fractional bits (may be negative, as may ``i``).
+
+The width is ``W = k + i + f``; the C++ type is ``ap_fixed<W, k + i>`` when
+``k = 1`` and ``ap_ufixed<W, i>`` when ``k = 0``. The representable values are
+the multiples of ``2**-f`` in ``[-k * 2**i, 2**i - 2**-f]``. A format with
+``W <= 0`` holds only the value 0.
+
+Quantization first rounds ``v = x * 2**f`` to an integer mantissa ``m`` with
+the rounding mode, then maps ``m`` into ``[lo, hi]`` with the overflow mode,
+where ``lo = -2**(W-1), hi = 2**(W-1) - 1`` (signed) or ``lo = 0,
+hi = 2**W - 1`` (unsigned). This is the order that
+``ap_fixed`` uses, so a rounding carry can overflow.
+
+Every step is exact in float64 while ``|x * 2**f| < 2**52`` and
+``W <= 60``: scaling by a power of two is exact, ``floor`` is exact and the
+tie tests compare ``v`` against the exactly representable midpoint
+``floor(v) + 0.5`` instead of subtracting.
+
+Example:
+    >>> quantize([0.3, -1.75, 5.0], k=1, i=2, f=2, rounding="RND", overflow="SAT")
+    array([ 0.25, -1.75,  3.75])
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .modes import OverflowMode, RoundingMode
+
+__all__ = [
+    "quantize",
+    "quantize_core",
+    "round_mantissa",
+    "overflow_mantissa",
+    "to_mantissa",
+    "from_mantissa",
+]
+
+
+def round_mantissa(v: Any, rounding: RoundingMode | str, *, xp: Any = np) -> Any:
+    """Round ``v`` (a value in units of the LSB) to an integer.
+
+    Args:
+        v: values already scaled by ``2**f``.
+        rounding: a :class:`RoundingMode` or its name.
+        xp: array namespace (``numpy`` or ``keras.ops``).
+
+    Returns:
+        integer-valued array of the same dtype as ``v``.
+    """
+    mode = RoundingMode.from_string(rounding)
+    fl = xp.floor(v)
+    if mode is RoundingMode.TRN:
+        return fl
+    if mode is RoundingMode.TRN_ZERO:
+        up = xp.logical_and(xp.less(v, 0.0), xp.greater(v, fl))
+        return xp.where(up, fl + 1.0, fl)
+    mid = fl + 0.5
+    above = xp.greater(v, mid)
+    tie = xp.equal(v, mid)
+    if mode is RoundingMode.RND:
+        tie_up = tie
+    elif mode is RoundingMode.RND_MIN_INF:
+        return xp.where(above, fl + 1.0, fl)
+    elif mode is RoundingMode.RND_ZERO:
+        tie_up = xp.logical_and(tie, xp.less(v, 0.0))
+    elif mode is RoundingMode.RND_INF:
+        tie_up = xp.logical_and(tie, xp.greater(v, 0.0))
+    else:  # RND_CONV: ties to the even neighbour
+        odd = xp.not_equal(xp.floor(fl * 0.5) * 2.0, fl)
+        tie_up = xp.logical_and(tie, odd)
+    return xp.where(xp.logical_or(above, tie_up), fl + 1.0, fl)
+
+
+def overflow_mantissa(
+    m: Any, k: Any, width: Any, overflow: OverflowMode | str, *, xp: Any = np
+) -> Any:
+    """Map integer mantissas ``m`` into a ``width``-bit (un)signed range.
+
+    Args:
+        m: integer-valued mantissas.
+        k: 1 for signed, 0 for unsigned (broadcast against ``m``).
+        width: total bits ``W`` (broadcast against ``m``); ``W <= 0`` gives 0.
+        overflow: an :class:`OverflowMode` or its name.
+        xp: array namespace.
+
+    Returns:
+        the mantissas after overflow handling. For ``WRAP``:
+        ``m - 2**W * floor((m - lo) / 2**W)``.
+    """
+    mode = OverflowMode.from_string(overflow)
+    w = xp.maximum(width, 1.0)
+    signed = xp.greater(k, 0.5)
+    lo = xp.where(signed, -xp.exp2(w - 1.0), 0.0 * w)
+    hi = xp.where(signed, xp.exp2(w - 1.0), xp.exp2(w)) - 1.0
+    if mode is OverflowMode.WRAP:
+        span = xp.exp2(w)
+        out = m - span * xp.floor((m - lo) / span)
+    elif mode is OverflowMode.SAT:
+        out = xp.minimum(xp.maximum(m, lo), hi)
+    elif mode is OverflowMode.SAT_ZERO:
+        inside = xp.logical_and(xp.greater_equal(m, lo), xp.less_equal(m, hi))
+        out = xp.where(inside, m, 0.0 * m)
+    else:  # SAT_SYM: signed range [-hi, hi]; unsigned as SAT
+        lo_sym = xp.where(signed, -hi, lo)
+        out = xp.minimum(xp.maximum(m, lo_sym), hi)
+    return xp.where(xp.greater(width, 0.5), out, 0.0 * m)
+
+
+def quantize_core(
+    x: Any,
+    k: Any,
+    i: Any,
+    f: Any,
+    rounding: RoundingMode | str = RoundingMode.TRN,
+    overflow: OverflowMode | str = OverflowMode.WRAP,
+    *,
+    xp: Any = np,
+) -> Any:
+    """Quantize with any array namespace; see :func:`quantize` for semantics.
+
+    ``x``, ``k``, ``i`` and ``f`` must already be floating arrays of one dtype
+    in the namespace ``xp`` (numpy float64 for exact results).
+    """
+    scale = xp.exp2(f)
+    m = round_mantissa(x * scale, rounding, xp=xp)
+    m = overflow_mantissa(m, k, k + i + f, overflow, xp=xp)
+    return m / scale
+
+
+def _as_float64(name: str, value: Any) -> np.ndarray:
+    arr = np.asarray(value, dtype=np.float64)
+    if not np.all(np.isfinite(arr)):
+        bad = int(np.size(arr) - np.count_nonzero(np.isfinite(arr)))
+        raise ValueError(
+            f"quantize: {name} must be finite. Received {bad} NaN/Inf value(s) "
+            f"in an array of shape {arr.shape}; clean the data first."
+        )
+    return arr
+
+
+def _as_bits(name: str, value: Any) -> np.ndarray:
+    arr = np.asarray(value)
+    if arr.dtype.kind == "f":
+        if not np.all(np.isfinite(arr)) or np.any(arr != np.round(arr)):
+            raise ValueError(
+                f"quantize: {name} must hold integers. Received {arr!r}"
+            )
+    elif arr.dtype.kind not in "iub":
+        raise TypeError(f"quantize: {name} must be integer. Received dtype {arr.dtype}")
+    return arr.astype(np.float64)
+
+
+def quantize(
+    x: Any,
+    k: Any,
+    i: Any,
+    f: Any,
+    rounding: RoundingMode | str = RoundingMode.TRN,
+    overflow: OverflowMode | str = OverflowMode.WRAP,
+) -> np.ndarray:
+    """Quantize ``x`` to the fixed-point format ``(k, i, f)``, exactly as ``ap_fixed``.
+
+    ``k``, ``i`` and ``f`` are integers or integer arrays broadcast against
+    ``x`` (per-element formats). The result is the float64 value that
+    ``ap_fixed<k+i+f, k+i, AP_<rounding>, AP_<overflow>>`` (or ``ap_ufixed``)
+    holds after assignment from ``x``:
+
+    ``m = overflow(round(x * 2**f))``, ``q = m * 2**-f``.
+
+    Args:
+        x: values (finite).
+        k: keep-negative bit, 0 or 1.
+        i: integer bits excluding sign.
+        f: fractional bits.
+        rounding: rounding mode name, default ``"TRN"`` as in ``ap_fixed``.
+        overflow: overflow mode name, default ``"WRAP"`` as in ``ap_fixed``.
+
+    Returns:
+        float64 array of quantized values.
+
+    Raises:
+        ValueError: on NaN/Inf input or non-integer bit counts.
+
+    Example:
+        >>> float(quantize(2.5, 1, 1, 0, "RND_CONV", "WRAP"))  # 2 wraps in ap_fixed<2,2>
+        -2.0
+    """
+    xv = _as_float64("x", x)
+    out = quantize_core(
+        xv,
+        _as_bits("k", k),
+        _as_bits("i", i),
+        _as_bits("f", f),
+        rounding,
+        overflow,
+        xp=np,
+    )
+    return out[()] if out.ndim == 0 else out
+
+
+def to_mantissa(x: Any, f: Any) -> np.ndarray:
+    """Integer mantissas ``m = x * 2**f`` of values already on the grid.
+
+    Args:
+        x: fixed-point values (e.g. the output of :func:`quantize`).
+        f: fractional bits, broadcast against ``x``.
+
+    Returns:
+        ``int64`` array.
+
+    Raises:
+        ValueError: if some ``x`` is not a multiple of ``2**-f`` or the
+            mantissa does not fit into int64.
+
+    Example:
+        >>> to_mantissa([0.75, -2.0], 2)
+        array([ 3, -8])
+    """
+    xv = _as_float64("x", x)
+    m = xv * np.exp2(_as_bits("f", f))
+    if np.any(m != np.floor(m)):
+        raise ValueError(
+            "to_mantissa: some values are not on the 2**-f grid; quantize them first. "
+            f"Received x={xv.ravel()[:4]}... with f={np.asarray(f).ravel()[:4]}..."
+        )
+    if np.any(np.abs(m) >= 2.0**63):
+        raise ValueError("to_mantissa: a mantissa does not fit into int64.")
+    return m.astype(np.int64)
+
+
+def from_mantissa(m: Any, f: Any) -> np.ndarray:
+    """Values ``m * 2**-f`` as float64 (exact while ``|m| < 2**53``).
+
+    Example:
+        >>> from_mantissa([3, -8], 2)
+        array([ 0.75, -2.  ])
+    """
+    mv = np.asarray(m)
+    if mv.dtype.kind not in "iu":
+        mv = _as_bits("m", mv)
+    return mv.astype(np.float64) * np.exp2(-_as_bits("f", f))
