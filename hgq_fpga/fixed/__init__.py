@@ -7,6 +7,7 @@ from .format import FixedFormat, minimal_format
 from .modes import OverflowMode, RoundingMode
 from .core import (
     from_mantissa,
+    ki_from_range,
     overflow_mantissa,
     quantize,
     quantize_core,
@@ -19,6 +20,7 @@ __all__ = [
     "OverflowMode",
     "RoundingMode",
     "from_mantissa",
+    "ki_from_range",
     "minimal_format",
     "overflow_mantissa",
     "quantize",

@@ -253,3 +253,43 @@ def from_mantissa(m: Any, f: Any) -> np.ndarray:
     if mv.dtype.kind not in "iu":
         mv = _as_bits("m", mv)
     return mv.astype(np.float64) * np.exp2(-_as_bits("f", f))
+
+
+def _floor_log2(v: Any, xp: Any) -> Any:
+    """Exact ``floor(log2 v)`` for ``v > 0``: ``log2`` then a power-of-two check."""
+    e = xp.floor(xp.log2(v))
+    e = xp.where(xp.greater(xp.exp2(e), v), e - 1.0, e)
+    return xp.where(xp.less_equal(xp.exp2(e + 1.0), v), e + 1.0, e)
+
+
+def ki_from_range(lo: Any, hi: Any, f: Any, *, xp: Any = np) -> tuple[Any, Any]:
+    """Smallest ``(k, i)`` whose format with ``f`` fractional bits holds ``[lo, hi]``.
+
+    ``lo`` and ``hi`` must already be on the ``2**-f`` grid (quantized). Then
+
+    * ``k = 1`` iff ``lo < 0``,
+    * ``i = max(floor(log2 hi) + 1 if hi > 0, ceil(log2 -lo) if lo < 0)``,
+    * an empty range (``lo = hi = 0``) gets ``k = 0, i = -f``: width 0, the
+      constant zero.
+
+    Generic over ``xp`` (numpy or ``keras.ops``); exact because ``log2`` is
+    corrected with exact powers of two.
+
+    Example:
+        >>> k, i = ki_from_range(np.array([-2.0, 0.0]), np.array([1.5, 0.0]), np.array([1.0, 3.0]))
+        >>> k, i
+        (array([1., 0.]), array([ 1., -3.]))
+    """
+    pos = xp.greater(hi, 0.0)
+    neg = xp.less(lo, 0.0)
+    one = 0.0 * hi + 1.0
+    i_pos = _floor_log2(xp.where(pos, hi, one), xp) + 1.0
+    # ceil(log2 a) = floor(log2 a) + 1 unless a is a power of two
+    a = xp.where(neg, -lo, one)
+    fl = _floor_log2(a, xp)
+    i_neg = xp.where(xp.equal(xp.exp2(fl), a), fl, fl + 1.0)
+    floor_val = -1.0e6 * one
+    i = xp.maximum(xp.where(pos, i_pos, floor_val), xp.where(neg, i_neg, floor_val))
+    k = xp.where(neg, one, 0.0 * one)
+    i = xp.where(xp.logical_or(pos, neg), i, -f * one)
+    return k, i

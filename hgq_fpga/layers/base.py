@@ -1,0 +1,94 @@
+"""What every quantized layer shares: its quantizers, the activation check,
+serialization of quantizer options, and the optional EBOPs penalty.
+
+EBOPs ("effective bit operations", HGQ) of a layer are
+``sum over multiplications of bits(input) * bits(weight)``; here they are a
+differentiable size measure used as a loss term ``ebops_penalty * ebops``
+when ``ebops_penalty > 0``. The LUT/DSP estimator lives in
+:mod:`hgq_fpga.resources`.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import keras
+from keras import ops
+
+from .. import quantizers as qz
+
+__all__ = ["QuantizedLayerMixin", "check_activation", "SUPPORTED_ACTIVATIONS"]
+
+#: Activations that are exact on fixed-point values (no lookup table needed).
+SUPPORTED_ACTIVATIONS = ("linear", "relu")
+
+
+def check_activation(owner: str, activation: Any) -> Callable[[Any], Any]:
+    """Return the Keras activation function, or raise if firmware cannot do it.
+
+    Raises:
+        ValueError: naming the activation received and the supported ones.
+    """
+    fn = keras.activations.get(activation)
+    name = getattr(fn, "__name__", repr(fn))
+    if name not in SUPPORTED_ACTIVATIONS:
+        raise ValueError(
+            f"{owner}: activation {activation!r} is not supported: only "
+            f"{', '.join(SUPPORTED_ACTIVATIONS)} are exact in fixed point. "
+            "Use a linear layer followed by a supported QActivation."
+        )
+    return fn
+
+
+class QuantizedLayerMixin:
+    """Mixin placed before the Keras base class: ``QDense(QuantizedLayerMixin, Dense)``.
+
+    Subclasses set quantizer sub-layers in ``__init__`` or ``build`` and
+    implement :meth:`ebops`.
+    """
+
+    _quantizer_keys: tuple[str, ...] = ("input_quantizer",)
+
+    def _init_quantized(self, ebops_penalty: float) -> None:
+        if not ebops_penalty >= 0.0:
+            raise ValueError(
+                f"{type(self).__name__}: ebops_penalty must be >= 0. Received: ebops_penalty={ebops_penalty}"
+            )
+        self.ebops_penalty = float(ebops_penalty)
+
+    @property
+    def quantizers(self) -> list[qz.BitQuantizerBase]:
+        """Every quantizer sub-layer of this layer (input ones first)."""
+        found: list[qz.BitQuantizerBase] = []
+        for key in self._quantizer_keys:
+            obj = getattr(self, key, None)
+            items = obj if isinstance(obj, (list, tuple)) else [obj]
+            found.extend(q for q in items if isinstance(q, qz.BitQuantizerBase))
+        return found
+
+    @property
+    def input_quantizers(self) -> list[qz.ActivationQuantizer]:
+        """The activation quantizers that quantize this layer's inputs."""
+        return [q for q in self.quantizers if isinstance(q, qz.ActivationQuantizer)]
+
+    def ebops(self) -> Any:
+        """Differentiable EBOPs of this layer (0 for layers without multiplications)."""
+        return ops.convert_to_tensor(0.0)
+
+    def _add_cost(self, training: bool | None) -> None:
+        if training and self.ebops_penalty > 0.0:
+            self.add_loss(self.ebops_penalty * self.ebops())  # type: ignore[attr-defined]
+
+    def _quantized_config(self) -> dict[str, Any]:
+        config: dict[str, Any] = {"ebops_penalty": self.ebops_penalty}
+        for key in self._quantizer_keys:
+            obj = getattr(self, key, None)
+            if isinstance(obj, qz.BitQuantizerBase):
+                config[key] = keras.saving.serialize_keras_object(obj)
+        return config
+
+
+def input_bits(quantizer: qz.ActivationQuantizer, input_shape: tuple[int, ...]) -> Any:
+    """Bits of every input element, shape ``(1,) + input_shape[1:]``."""
+    shape = (1,) + tuple(int(d) for d in input_shape[1:])
+    return ops.broadcast_to(quantizer.bits(), shape)

@@ -1,0 +1,127 @@
+"""QDense and QActivation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from .. import quantizers as qz
+from .base import QuantizedLayerMixin, check_activation, input_bits
+
+__all__ = ["QDense", "QActivation"]
+
+
+@keras.saving.register_keras_serializable(package="hgq_fpga")
+class QDense(QuantizedLayerMixin, keras.layers.Dense):
+    """``keras.layers.Dense`` with per-element quantized input, kernel and bias.
+
+    ``y = activation(q_x(x) @ q_k(W) + q_b(b))`` where every element of the
+    input, the kernel and the bias has its own trainable fractional bits.
+
+    Args:
+        units: output width.
+        activation: ``None``/``"linear"`` or ``"relu"``.
+        input_quantizer: options for the :class:`~hgq_fpga.quantizers.ActivationQuantizer`
+            of the input (dict, instance or ``None`` for defaults).
+        kernel_quantizer: options for the kernel's :class:`~hgq_fpga.quantizers.WeightQuantizer`.
+        bias_quantizer: options for the bias' ``WeightQuantizer``.
+        ebops_penalty: weight of the EBOPs loss term (0: none).
+        **kwargs: every other ``keras.layers.Dense`` argument.
+
+    Example:
+        >>> layer = QDense(4, activation="relu", kernel_quantizer={"f0": 3})
+        >>> y = layer(np.ones((2, 8), "float32"))
+        >>> tuple(y.shape), np.asarray(layer.qkernel).shape
+        ((2, 4), (8, 4))
+    """
+
+    _quantizer_keys = ("input_quantizer", "kernel_quantizer", "bias_quantizer")
+
+    def __init__(
+        self,
+        units: int,
+        activation: Any = None,
+        *,
+        input_quantizer: Any = None,
+        kernel_quantizer: Any = None,
+        bias_quantizer: Any = None,
+        ebops_penalty: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(units, activation=activation, **kwargs)
+        check_activation("QDense", activation)
+        self._init_quantized(ebops_penalty)
+        self.input_quantizer = qz.get(input_quantizer, qz.ActivationQuantizer, name="input_quantizer")
+        self.kernel_quantizer = qz.get(kernel_quantizer, qz.WeightQuantizer, name="kernel_quantizer")
+        self.bias_quantizer = qz.get(bias_quantizer, qz.WeightQuantizer, name="bias_quantizer")
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        super().build(input_shape)
+        self.input_quantizer.build(input_shape)
+        self.kernel_quantizer.build(tuple(self.kernel.shape))
+        if self.use_bias:
+            self.bias_quantizer.build(tuple(self.bias.shape))
+        self._input_shape = tuple(input_shape)
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        x = self.input_quantizer(inputs, training=training)
+        y = ops.matmul(x, self.kernel_quantizer(self.kernel, training=training))
+        if self.use_bias:
+            y = ops.add(y, self.bias_quantizer(self.bias, training=training))
+        self._add_cost(training)
+        return self.activation(y) if self.activation is not None else y
+
+    @property
+    def qkernel(self) -> Any:
+        """The kernel exactly as the firmware holds it."""
+        return self.kernel_quantizer.quantize_values(self.kernel)
+
+    @property
+    def qbias(self) -> Any:
+        """The bias exactly as the firmware holds it (``None`` without bias)."""
+        return self.bias_quantizer.quantize_values(self.bias) if self.use_bias else None
+
+    def ebops(self) -> Any:
+        """``sum_ij bits(x_i) * bits(W_ij)``, differentiable in the bit-widths."""
+        bx = input_bits(self.input_quantizer, self._input_shape)
+        return ops.sum(ops.matmul(bx, self.kernel_quantizer.bits(self.kernel)))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), **self._quantized_config()}
+
+
+@keras.saving.register_keras_serializable(package="hgq_fpga")
+class QActivation(QuantizedLayerMixin, keras.layers.Activation):
+    """Quantize the input per element, then apply ``relu`` or ``linear``.
+
+    Args:
+        activation: ``"relu"`` or ``"linear"``.
+        input_quantizer: options for the input's ``ActivationQuantizer``.
+        ebops_penalty: unused (no multiplications); kept for a uniform interface.
+        **kwargs: ``keras.layers.Layer`` arguments.
+
+    Example:
+        >>> act = QActivation("relu", input_quantizer={"f0": 2})
+        >>> np.asarray(act(np.array([[-1.0, 0.3, 1.9]], "float32")))
+        array([[0.  , 0.25, 1.75]], dtype=float32)
+    """
+
+    def __init__(
+        self, activation: Any, *, input_quantizer: Any = None, ebops_penalty: float = 0.0, **kwargs: Any
+    ) -> None:
+        super().__init__(activation, **kwargs)
+        check_activation("QActivation", activation)
+        self._init_quantized(ebops_penalty)
+        self.input_quantizer = qz.get(input_quantizer, qz.ActivationQuantizer, name="input_quantizer")
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        self.input_quantizer.build(input_shape)
+        self.built = True
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        return self.activation(self.input_quantizer(inputs, training=training))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), **self._quantized_config()}

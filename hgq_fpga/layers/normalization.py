@@ -1,0 +1,123 @@
+"""QBatchNormalization: batch normalization folded into a quantized
+per-channel scale and offset.
+
+A batch-normalization layer computes, per channel ``c``,
+
+``y = gamma_c * (x - mean_c) / sqrt(var_c + eps) + beta_c = x * s_c + o_c``
+
+with ``s_c = gamma_c / sqrt(var_c + eps)`` and ``o_c = beta_c - mean_c * s_c``.
+QBatchNormalization quantizes the input per element and ``s`` and ``o`` per
+channel (``kernel_quantizer`` and ``bias_quantizer``), so the firmware is one
+multiplication by a constant and one addition per element: exactly hls4ml's
+``BatchNormalization`` layer with ``scale = qkernel`` and ``bias = qbias``.
+Training uses the batch statistics (and updates the moving ones) as Keras
+does; inference and the firmware use the moving statistics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from .. import quantizers as qz
+from .base import QuantizedLayerMixin, input_bits
+
+__all__ = ["QBatchNormalization"]
+
+
+@keras.saving.register_keras_serializable(package="hgq_fpga")
+class QBatchNormalization(QuantizedLayerMixin, keras.layers.BatchNormalization):
+    """Batch normalization with quantized input and folded, quantized scale/offset.
+
+    Takes ``keras.layers.BatchNormalization``'s arguments (``axis`` must be
+    the last axis; ``renorm`` is not supported) plus ``input_quantizer``,
+    ``kernel_quantizer`` (for the scale ``s``), ``bias_quantizer`` (for the
+    offset ``o``) and ``ebops_penalty``.
+
+    Example:
+        >>> bn = QBatchNormalization()
+        >>> y = bn(np.ones((2, 3), "float32"))
+        >>> np.asarray(bn.qkernel).shape
+        (3,)
+    """
+
+    _quantizer_keys = ("input_quantizer", "kernel_quantizer", "bias_quantizer")
+
+    def __init__(
+        self,
+        axis: int = -1,
+        *,
+        input_quantizer: Any = None,
+        kernel_quantizer: Any = None,
+        bias_quantizer: Any = None,
+        ebops_penalty: float = 0.0,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(axis=axis, **kwargs)
+        if self.renorm:
+            raise ValueError("QBatchNormalization: renorm=True is not supported. Received: renorm=True")
+        self._init_quantized(ebops_penalty)
+        self.input_quantizer = qz.get(input_quantizer, qz.ActivationQuantizer, name="input_quantizer")
+        self.kernel_quantizer = qz.get(kernel_quantizer, qz.WeightQuantizer, name="kernel_quantizer")
+        self.bias_quantizer = qz.get(bias_quantizer, qz.WeightQuantizer, name="bias_quantizer")
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        super().build(input_shape)
+        if self.axis not in (-1, len(input_shape) - 1):
+            raise ValueError(
+                "QBatchNormalization: only the last (channel) axis is supported. "
+                f"Received: axis={self.axis} for input shape {tuple(input_shape)}"
+            )
+        channels = (int(input_shape[-1]),)
+        self.input_quantizer.build(input_shape)
+        self.kernel_quantizer.build(channels)
+        self.bias_quantizer.build(channels)
+        self._input_shape = tuple(input_shape)
+
+    def _fold(self, mean: Any, variance: Any) -> tuple[Any, Any]:
+        """Float scale ``s`` and offset ``o`` from the statistics."""
+        scale = ops.rsqrt(variance + self.epsilon)
+        if self.scale:
+            scale = scale * self.gamma
+        offset = -mean * scale
+        if self.center:
+            offset = offset + self.beta
+        return scale, offset
+
+    def call(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
+        x = self.input_quantizer(inputs, training=training)
+        if training and self.trainable:
+            mean, variance = self._moments(x, mask)
+            m = self.momentum
+            self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
+            self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))
+        else:
+            mean, variance = self.moving_mean, self.moving_variance
+        scale, offset = self._fold(mean, variance)
+        qs = self.kernel_quantizer(scale, training=training)
+        qo = self.bias_quantizer(offset, training=training)
+        self._add_cost(training)
+        return x * qs + qo
+
+    @property
+    def qkernel(self) -> Any:
+        """The folded per-channel scale ``s`` exactly as the firmware holds it."""
+        scale, _ = self._fold(self.moving_mean, self.moving_variance)
+        return self.kernel_quantizer.quantize_values(scale)
+
+    @property
+    def qbias(self) -> Any:
+        """The folded per-channel offset ``o`` exactly as the firmware holds it."""
+        _, offset = self._fold(self.moving_mean, self.moving_variance)
+        return self.bias_quantizer.quantize_values(offset)
+
+    def ebops(self) -> Any:
+        """``sum bits(x) * bits(s)`` over every element (one multiply each)."""
+        bx = input_bits(self.input_quantizer, self._input_shape)
+        scale, _ = self._fold(self.moving_mean, self.moving_variance)
+        return ops.sum(bx * self.kernel_quantizer.bits(scale))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), **self._quantized_config()}

@@ -1,0 +1,136 @@
+"""Quantizer for data flowing through the network (layer inputs)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from ..fixed import ki_from_range, quantize_core, round_mantissa
+from .base import BitQuantizerBase, surrogate_quantize
+from .granularity import granular_shape
+
+__all__ = ["ActivationQuantizer", "FRESH", "TRAINED", "CALIBRATED"]
+
+#: ``state`` values: never saw data / ranges tracked in training / calibrated.
+FRESH, TRAINED, CALIBRATED = 0.0, 1.0, 2.0
+
+
+@keras.saving.register_keras_serializable(package="hgq_fpga")
+class ActivationQuantizer(BitQuantizerBase):
+    """Per-element trainable fixed-point quantizer for activations.
+
+    Fractional bits ``f`` are trainable. Integer bits ``i`` and the sign bit
+    ``k`` come from the range ``[vmin, vmax]`` each element has seen
+    (``ki_from_range`` of the quantized extremes): tracked during training,
+    and set by :func:`hgq_fpga.calibrate`. In inference the quantizer is
+    exactly ``ap_fixed<k+i+f, k+i, rounding, overflow>`` per element, default
+    ``TRN`` + ``WRAP``, so after calibration nothing overflows on the
+    calibration data. In training (and while calibrating) only the rounding is
+    applied and ranges are recorded. A fresh quantizer (``state == 0``) also
+    only rounds.
+
+    An element whose range is ``{0}`` (e.g. a pixel that is always dark) gets
+    zero bits and is the constant 0 in firmware.
+
+    Args:
+        f0: initial fractional bits.
+        granularity: ``"element"``, ``"channel"`` or ``"tensor"``.
+        rounding: rounding mode, default ``"TRN"`` (free in hardware).
+        overflow: overflow mode, default ``"WRAP"``.
+        i: fixed integer bits instead of calibrated ones (e.g. for ``SAT``).
+        k: fixed keep-negative bit (0/1) instead of the calibrated one.
+        **kwargs: see :class:`~hgq_fpga.quantizers.base.BitQuantizerBase`.
+    """
+
+    def __init__(
+        self,
+        *,
+        f0: float = 6.0,
+        granularity: str = "element",
+        rounding: str = "TRN",
+        overflow: str = "WRAP",
+        i: int | None = None,
+        k: int | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            f0=f0, granularity=granularity, rounding=rounding, overflow=overflow, **kwargs
+        )
+        if k not in (None, 0, 1):
+            raise ValueError(f"ActivationQuantizer: k must be 0, 1 or None. Received: k={k}")
+        self.fixed_i = None if i is None else int(i)
+        self.fixed_k = None if k is None else int(k)
+        self.calibrating = False
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        """Create ``f``, the range trackers and ``state`` for ``input_shape``."""
+        shape = granular_shape(input_shape, self.granularity, batch_axis=True)
+        self._add_bits(shape)
+        zeros = keras.initializers.Zeros()
+        self.vmin = self.add_weight(name="vmin", shape=shape, initializer=zeros, trainable=False)
+        self.vmax = self.add_weight(name="vmax", shape=shape, initializer=zeros, trainable=False)
+        self.state = self.add_weight(name="state", shape=(), initializer=zeros, trainable=False)
+        self._reduce_axes = tuple(a for a, n in enumerate(shape) if n == 1)
+        self.built = True
+
+    def _round(self, x: Any, f: Any) -> Any:
+        scale = ops.exp2(f)
+        return round_mantissa(x * scale, self.rounding, xp=ops) / scale
+
+    def ki(self, f: Any | None = None) -> tuple[Any, Any]:
+        """``(k, i)`` per granular element for fractional bits ``f``."""
+        f = ops.round(ops.clip(self.f, self.f_min, self.f_max)) if f is None else f
+        k, i = ki_from_range(self._round(self.vmin, f), self._round(self.vmax, f), f, xp=ops)
+        if self.fixed_k is not None:
+            k = 0.0 * k + self.fixed_k
+        if self.fixed_i is not None:
+            i = 0.0 * i + self.fixed_i
+        return k, i
+
+    def _track(self, x: Any) -> None:
+        self.vmin.assign(ops.minimum(self.vmin, ops.min(x, axis=self._reduce_axes, keepdims=True)))
+        self.vmax.assign(ops.maximum(self.vmax, ops.max(x, axis=self._reduce_axes, keepdims=True)))
+
+    def quantize_values(self, x: Any, training: bool = False) -> Any:
+        """Exact quantized values (no gradient)."""
+        x = ops.convert_to_tensor(x)
+        f = ops.cast(ops.round(ops.clip(self.f, self.f_min, self.f_max)), x.dtype)
+        rounded = self._round(x, f)
+        if training or self.calibrating:
+            return rounded
+        k, i = self.ki(f)
+        full = quantize_core(x, k, i, f, self.rounding, self.overflow, xp=ops)
+        return ops.where(ops.greater(self.state, 0.5), full, rounded)
+
+    def call(self, x: Any, training: bool | None = None) -> Any:
+        """Quantize ``x``; track ranges when training or calibrating."""
+        if training or self.calibrating:
+            self._track(ops.stop_gradient(x))
+            if training:
+                self.state.assign(ops.convert_to_tensor(TRAINED, self.state.dtype))
+        q = ops.stop_gradient(self.quantize_values(x, training=bool(training)))
+        return surrogate_quantize(x, q, self.f)
+
+    def bits(self) -> Any:
+        """Differentiable bits per granular element: ``max(k + i + f, 0)``."""
+        f = self.f_int()
+        k, i = self.ki(ops.stop_gradient(f))
+        return ops.maximum(ops.stop_gradient(k + i) + f, 0.0)
+
+    def reset_ranges(self) -> None:
+        """Forget the recorded ranges (used by calibration)."""
+        self.vmin.assign(np.zeros(self.vmin.shape, "float32"))
+        self.vmax.assign(np.zeros(self.vmax.shape, "float32"))
+
+    @property
+    def is_calibrated(self) -> bool:
+        """True once :func:`hgq_fpga.calibrate` has set the ranges."""
+        return float(ops.convert_to_numpy(self.state)) == CALIBRATED
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(i=self.fixed_i, k=self.fixed_k)
+        return config

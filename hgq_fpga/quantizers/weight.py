@@ -1,0 +1,108 @@
+"""Quantizer for constant tensors: kernels, biases, folded batch-norm scales."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import ops
+
+from ..fixed import ki_from_range, quantize_core, round_mantissa
+from .base import BitQuantizerBase, surrogate_quantize
+from .granularity import granular_shape
+
+__all__ = ["WeightQuantizer"]
+
+
+@keras.saving.register_keras_serializable(package="hgq_fpga")
+class WeightQuantizer(BitQuantizerBase):
+    """Per-element trainable fixed-point quantizer for a weight tensor.
+
+    The fractional bits ``f`` are trainable (one per element by default).
+    With ``i=None`` (the default) the integer bits of every element are taken
+    from its own value, so a weight never overflows and the quantized weight is
+
+    ``q = round(w * 2**f) * 2**-f``
+
+    with the chosen rounding mode (default ``RND``). A weight whose ``f`` is so
+    low that it rounds to zero has zero bits: it is pruned. With a fixed ``i``
+    (and ``k``), the overflow mode (default ``SAT_SYM``) applies as in
+    ``ap_fixed<k+i+f, k+i, AP_RND, AP_SAT_SYM>``.
+
+    Args:
+        f0: initial fractional bits.
+        granularity: ``"element"`` (default), ``"channel"`` (last axis) or ``"tensor"``.
+        rounding: rounding mode, default ``"RND"``.
+        overflow: overflow mode, default ``"SAT_SYM"`` (used only with fixed ``i``).
+        i: fixed integer bits (excluding sign), or ``None`` to take them from the values.
+        k: keep-negative bit used with a fixed ``i`` (default 1).
+        **kwargs: see :class:`~hgq_fpga.quantizers.base.BitQuantizerBase`.
+
+    Example:
+        >>> import numpy as np
+        >>> q = WeightQuantizer(f0=2)
+        >>> q.build((3,))
+        >>> np.asarray(q.quantize_values(np.array([0.3, -0.1, 1.9], "float32")))
+        array([ 0.25, -0.  ,  2.  ], dtype=float32)
+    """
+
+    def __init__(
+        self,
+        *,
+        f0: float = 6.0,
+        granularity: str = "element",
+        rounding: str = "RND",
+        overflow: str = "SAT_SYM",
+        i: int | None = None,
+        k: int = 1,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(
+            f0=f0, granularity=granularity, rounding=rounding, overflow=overflow, **kwargs
+        )
+        if k not in (0, 1):
+            raise ValueError(f"WeightQuantizer: k must be 0 or 1. Received: k={k}")
+        self.fixed_i = None if i is None else int(i)
+        self.fixed_k = int(k)
+
+    def build(self, shape: tuple[int, ...]) -> None:
+        """Create ``f`` for a weight tensor of ``shape`` (no batch axis)."""
+        self._add_bits(granular_shape(shape, self.granularity))
+        self.built = True
+
+    def quantize_values(self, w: Any) -> Any:
+        """The exact quantized values (no gradient): what the firmware holds."""
+        f = ops.round(ops.clip(self.f, self.f_min, self.f_max))
+        w = ops.convert_to_tensor(w)
+        f = ops.cast(f, w.dtype)
+        if self.fixed_i is None:
+            scale = ops.exp2(f)
+            return round_mantissa(w * scale, self.rounding, xp=ops) / scale
+        k = ops.cast(self.fixed_k, w.dtype) + 0.0 * f
+        i = ops.cast(self.fixed_i, w.dtype) + 0.0 * f
+        return quantize_core(w, k, i, f, self.rounding, self.overflow, xp=ops)
+
+    def call(self, w: Any, training: bool | None = None) -> Any:
+        """Quantize ``w`` with straight-through and surrogate-bit gradients."""
+        q = ops.stop_gradient(self.quantize_values(w))
+        return surrogate_quantize(w, q, self.f)
+
+    def bits(self, w: Any) -> Any:
+        """Differentiable bits per element: ``k + i + f`` where nonzero, else 0.
+
+        ``k`` and ``i`` are those of each quantized value (or the fixed ones);
+        the gradient w.r.t. ``f`` is 1 for every live (nonzero) element.
+        """
+        q = ops.stop_gradient(self.quantize_values(w))
+        f = self.f_int()
+        if self.fixed_i is None:
+            k, i = ki_from_range(q, q, ops.stop_gradient(f), xp=ops)
+        else:
+            k, i = float(self.fixed_k), float(self.fixed_i)
+        bits = ops.stop_gradient(k + i) + f
+        return ops.where(ops.not_equal(q, 0.0), ops.maximum(bits, 0.0), 0.0 * bits)
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(i=self.fixed_i, k=self.fixed_k)
+        return config
