@@ -17,7 +17,7 @@ from keras import ops
 
 from .. import quantizers as qz
 
-__all__ = ["QuantizedLayerMixin", "check_activation", "SUPPORTED_ACTIVATIONS"]
+__all__ = ["QuantizedLayerMixin", "build_once", "check_activation", "SUPPORTED_ACTIVATIONS"]
 
 #: Activations that are exact on fixed-point values (no lookup table needed).
 SUPPORTED_ACTIVATIONS = ("linear", "relu")
@@ -92,3 +92,9 @@ def input_bits(quantizer: qz.ActivationQuantizer, input_shape: tuple[int, ...]) 
     """Bits of every input element, shape ``(1,) + input_shape[1:]``."""
     shape = (1,) + tuple(int(d) for d in input_shape[1:])
     return ops.broadcast_to(quantizer.bits(), shape)
+
+
+def build_once(quantizer: qz.BitQuantizerBase, shape: tuple[int | None, ...]) -> None:
+    """Build ``quantizer`` for ``shape`` unless deserialization already built it."""
+    if not quantizer.built:
+        quantizer.build(shape)

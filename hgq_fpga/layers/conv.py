@@ -8,7 +8,7 @@ import keras
 from keras import ops
 
 from .. import quantizers as qz
-from .base import QuantizedLayerMixin, check_activation, input_bits
+from .base import QuantizedLayerMixin, build_once, check_activation, input_bits
 
 __all__ = ["QConv1D", "QConv2D"]
 
@@ -35,10 +35,10 @@ class _QConvMixin(QuantizedLayerMixin):
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         super().build(input_shape)  # type: ignore[misc]
-        self.input_quantizer.build(input_shape)
-        self.kernel_quantizer.build(tuple(self.kernel.shape))
+        build_once(self.input_quantizer, input_shape)
+        build_once(self.kernel_quantizer, tuple(self.kernel.shape))
         if self.use_bias:
-            self.bias_quantizer.build(tuple(self.bias.shape))
+            build_once(self.bias_quantizer, tuple(self.bias.shape))
         self._input_shape = tuple(input_shape)
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:

@@ -8,7 +8,7 @@ import keras
 from keras import ops
 
 from .. import quantizers as qz
-from .base import QuantizedLayerMixin, check_activation, input_bits
+from .base import QuantizedLayerMixin, build_once, check_activation, input_bits
 
 __all__ = ["QDense", "QActivation"]
 
@@ -59,10 +59,10 @@ class QDense(QuantizedLayerMixin, keras.layers.Dense):
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         super().build(input_shape)
-        self.input_quantizer.build(input_shape)
-        self.kernel_quantizer.build(tuple(self.kernel.shape))
+        build_once(self.input_quantizer, input_shape)
+        build_once(self.kernel_quantizer, tuple(self.kernel.shape))
         if self.use_bias:
-            self.bias_quantizer.build(tuple(self.bias.shape))
+            build_once(self.bias_quantizer, tuple(self.bias.shape))
         self._input_shape = tuple(input_shape)
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
@@ -117,7 +117,7 @@ class QActivation(QuantizedLayerMixin, keras.layers.Activation):
         self.input_quantizer = qz.get(input_quantizer, qz.ActivationQuantizer, name="input_quantizer")
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
-        self.input_quantizer.build(input_shape)
+        build_once(self.input_quantizer, input_shape)
         self.built = True
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:

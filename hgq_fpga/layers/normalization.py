@@ -22,7 +22,7 @@ import keras
 from keras import ops
 
 from .. import quantizers as qz
-from .base import QuantizedLayerMixin, input_bits
+from .base import QuantizedLayerMixin, build_once, input_bits
 
 __all__ = ["QBatchNormalization"]
 
@@ -71,9 +71,9 @@ class QBatchNormalization(QuantizedLayerMixin, keras.layers.BatchNormalization):
                 f"Received: axis={self.axis} for input shape {tuple(input_shape)}"
             )
         channels = (int(input_shape[-1]),)
-        self.input_quantizer.build(input_shape)
-        self.kernel_quantizer.build(channels)
-        self.bias_quantizer.build(channels)
+        build_once(self.input_quantizer, input_shape)
+        build_once(self.kernel_quantizer, channels)
+        build_once(self.bias_quantizer, channels)
         self._input_shape = tuple(input_shape)
 
     def _fold(self, mean: Any, variance: Any) -> tuple[Any, Any]:

@@ -13,7 +13,7 @@ import keras
 from keras import ops
 
 from .. import quantizers as qz
-from .base import QuantizedLayerMixin, input_bits
+from .base import QuantizedLayerMixin, build_once, input_bits
 
 __all__ = ["QMaxPooling1D", "QMaxPooling2D", "QAveragePooling1D", "QAveragePooling2D"]
 
@@ -29,7 +29,7 @@ class _QPoolMixin(QuantizedLayerMixin):
         self.input_quantizer = qz.get(input_quantizer, qz.ActivationQuantizer, name="input_quantizer")
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
-        self.input_quantizer.build(input_shape)
+        build_once(self.input_quantizer, input_shape)
         self._input_shape = tuple(input_shape)
         self.built = True
 

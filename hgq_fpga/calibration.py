@@ -1,0 +1,186 @@
+"""Calibration: set every activation quantizer's integer bits from data.
+
+``calibrate(model, x)`` changes exactly these variables of every
+:class:`~hgq_fpga.quantizers.ActivationQuantizer` in the model:
+
+* ``vmin``, ``vmax``: reset, then set to the smallest and largest value each
+  quantizer's input element takes on ``x`` (inputs of a layer are computed
+  from the already quantized outputs of the layers before it);
+* ``state``: set to ``CALIBRATED`` (2).
+
+From ``[vmin, vmax]`` and the fractional bits ``f`` the quantizer derives
+``k`` (sign bit iff ``vmin < 0`` after rounding) and the integer bits
+
+``i = max(floor(log2 vmax) + 1, ceil(log2 -vmin))``,
+
+so no value of ``x`` overflows. Weights, biases, fractional bits and
+batch-norm statistics are not touched. Training after calibration tracks
+ranges again (``state`` returns to ``TRAINED``); calibrate again before
+converting.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import keras
+import numpy as np
+from keras import ops
+
+from .layers.base import QuantizedLayerMixin
+from .quantizers import CALIBRATED, ActivationQuantizer, BitQuantizerBase
+
+__all__ = ["calibrate", "is_calibrated", "iter_quantizers", "CalibrationResult", "check_inputs"]
+
+
+def _walk_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            yield from _walk_layers(layer)
+        else:
+            yield layer
+
+
+def iter_quantizers(model: keras.Model) -> Iterator[tuple[keras.layers.Layer, BitQuantizerBase]]:
+    """Yield ``(layer, quantizer)`` for every quantizer of every quantized layer."""
+    for layer in _walk_layers(model):
+        if isinstance(layer, QuantizedLayerMixin):
+            for q in layer.quantizers:
+                yield layer, q
+
+
+def is_calibrated(model: keras.Model) -> bool:
+    """True when every activation quantizer has been calibrated and not trained since."""
+    qs = [q for _, q in iter_quantizers(model) if isinstance(q, ActivationQuantizer)]
+    return bool(qs) and all(q.built and q.is_calibrated for q in qs)
+
+
+def check_inputs(model: keras.Model, x: Any, *, what: str = "x") -> list[np.ndarray]:
+    """Validate data for ``model``: one finite float array per model input.
+
+    Raises:
+        ValueError: on a wrong number of arrays, a wrong shape, or NaN/Inf.
+    """
+    if not getattr(model, "inputs", None):
+        raise ValueError(
+            f"{model.name!r} has no defined inputs; build it with keras.Input(shape=...) first."
+        )
+    arrays = list(x) if isinstance(x, (list, tuple)) else [x]
+    if len(arrays) != len(model.inputs):
+        raise ValueError(
+            f"{what}: the model has {len(model.inputs)} input(s). Received {len(arrays)} array(s)."
+        )
+    out = []
+    for n, (arr, spec) in enumerate(zip(arrays, model.inputs)):
+        a = np.asarray(arr, dtype=np.float32)
+        want = tuple(spec.shape[1:])
+        got = a.shape[1:]
+        if a.ndim != len(spec.shape) or any(w is not None and w != g for w, g in zip(want, got)):
+            raise ValueError(
+                f"{what}: input {n} must have shape (batch, {', '.join(map(str, want))}). "
+                f"Received shape {a.shape}."
+            )
+        if a.shape[0] == 0:
+            raise ValueError(f"{what}: input {n} is empty (0 samples).")
+        if not np.all(np.isfinite(a)):
+            bad = int(a.size - np.count_nonzero(np.isfinite(a)))
+            raise ValueError(
+                f"{what}: input {n} holds {bad} NaN/Inf value(s); remove or impute them first."
+            )
+        out.append(a)
+    n_samples = {a.shape[0] for a in out}
+    if len(n_samples) != 1:
+        raise ValueError(f"{what}: inputs have different numbers of samples: {sorted(n_samples)}")
+    return out
+
+
+@dataclass
+class CalibrationResult:
+    """What :func:`calibrate` set: one row per activation quantizer."""
+
+    n_samples: int
+    rows: list[dict[str, Any]] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        head = f"{'layer':<24} {'quantizer':<18} {'min':>10} {'max':>10} {'mean bits':>9} {'zero-bit':>8}"
+        lines = [f"calibrated on {self.n_samples} samples", head, "-" * len(head)]
+        for r in self.rows:
+            lines.append(
+                f"{r['layer']:<24} {r['quantizer']:<18} {r['min']:>10.4g} {r['max']:>10.4g} "
+                f"{r['mean_bits']:>9.2f} {r['zero_bit_fraction']:>8.1%}"
+            )
+        return "\n".join(lines)
+
+
+def calibrate(
+    model: keras.Model,
+    x: Any,
+    *,
+    batch_size: int = 1024,
+    progress: bool = False,
+) -> CalibrationResult:
+    """Record activation ranges on ``x`` and fix integer bits so ``x`` never overflows.
+
+    Args:
+        model: a built Keras model with hgq_fpga layers.
+        x: an array (or a list of arrays, one per model input) of samples,
+            typically the training set.
+        batch_size: samples per forward pass.
+        progress: show a progress bar.
+
+    Returns:
+        a :class:`CalibrationResult` (printable table).
+
+    Raises:
+        ValueError: on NaN/Inf data, a shape mismatch, or a model without
+            activation quantizers.
+
+    Example:
+        >>> model = keras.Sequential([keras.Input((3,)), QDense(2)])
+        >>> res = calibrate(model, np.array([[0.5, -1.0, 2.0]], "float32"))
+        >>> is_calibrated(model)
+        True
+    """
+    arrays = check_inputs(model, x)
+    if batch_size < 1:
+        raise ValueError(f"calibrate: batch_size must be >= 1. Received: batch_size={batch_size}")
+    pairs = [(l, q) for l, q in iter_quantizers(model) if isinstance(q, ActivationQuantizer)]
+    if not pairs:
+        raise ValueError(
+            f"calibrate: model {model.name!r} has no hgq_fpga activation quantizers to calibrate."
+        )
+    for _, q in pairs:
+        q.reset_ranges()
+        q.calibrating = True
+    n = arrays[0].shape[0]
+    starts = range(0, n, batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        starts = tqdm(starts, desc="calibrate", unit="batch")
+    try:
+        for s in starts:
+            batch = [a[s : s + batch_size] for a in arrays]
+            model(batch if len(batch) > 1 else batch[0], training=False)
+    finally:
+        for _, q in pairs:
+            q.calibrating = False
+    result = CalibrationResult(n_samples=n)
+    for layer, q in pairs:
+        q.state.assign(np.float32(CALIBRATED))
+        result.rows.append(_row(layer, q))
+    return result
+
+
+def _row(layer: keras.layers.Layer, q: ActivationQuantizer) -> dict[str, Any]:
+    bits = ops.convert_to_numpy(q.bits())
+    return {
+        "layer": layer.name,
+        "quantizer": q.name,
+        "min": float(np.min(ops.convert_to_numpy(q.vmin))),
+        "max": float(np.max(ops.convert_to_numpy(q.vmax))),
+        "mean_bits": float(np.mean(bits)),
+        "zero_bit_fraction": float(np.mean(bits == 0)),
+    }
+

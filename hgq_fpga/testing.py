@@ -1,0 +1,179 @@
+"""One shared test harness for quantized layers (pytest style).
+
+A layer's test is a subclass that names the layer, its arguments and input
+shapes; it inherits checks of the output shape, a training step that moves
+every trainable variable (bit-widths included), the config and ``.keras``
+round trips, float equivalence with the plain Keras layer at generous bits,
+and calibration (no overflow on the calibration data).
+
+Example (in a test module)::
+
+    class TestQDense(LayerTestCase):
+        layer_cls = QDense
+        layer_kwargs = {"units": 5, "activation": "relu"}
+        input_shapes = [(7,)]
+        float_cls = keras.layers.Dense
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import Any, ClassVar
+
+import keras
+import numpy as np
+from keras import ops
+
+from .calibration import calibrate, is_calibrated
+from .layers.base import QuantizedLayerMixin
+from .quantizers import TRAINED
+
+__all__ = ["LayerTestCase", "model_outputs", "variable_values"]
+
+_QUANT_KEYS = ("input_quantizer", "kernel_quantizer", "bias_quantizer", "ebops_penalty")
+GENEROUS_BITS = {"f0": 20.0, "f_max": 24.0}
+
+
+def variable_values(layer: keras.layers.Layer) -> dict[str, np.ndarray]:
+    """Numpy copies of every variable of ``layer``, keyed by position and name.
+
+    Keys look like ``"02:input_quantizer/f"``: stable across save/load, where
+    the scope prefix of ``Variable.path`` may differ.
+    """
+    return {
+        f"{n:02d}:" + "/".join(v.path.split("/")[-2:]): np.array(ops.convert_to_numpy(v))
+        for n, v in enumerate(layer.weights)
+    }
+
+
+def model_outputs(model: keras.Model, xs: list[np.ndarray], training: bool = False) -> np.ndarray:
+    """Run ``model`` eagerly and return its output as numpy."""
+    out = model(xs if len(xs) > 1 else xs[0], training=training)
+    return np.asarray(ops.convert_to_numpy(out))
+
+
+class LayerTestCase:
+    """Base class; subclasses set the class attributes below."""
+
+    layer_cls: ClassVar[type]
+    layer_kwargs: ClassVar[dict[str, Any]] = {}
+    input_shapes: ClassVar[list[tuple[int, ...]]] = []
+    float_cls: ClassVar[type | None] = None
+    batch_size: ClassVar[int] = 16
+    input_scale: ClassVar[float] = 2.0
+    float_atol: ClassVar[float] = 1e-4
+
+    # -- building blocks -------------------------------------------------
+    def make_layer(self, **overrides: Any) -> keras.layers.Layer:
+        return self.layer_cls(**{**self.layer_kwargs, **overrides})
+
+    def make_model(self, layer: keras.layers.Layer | None = None) -> keras.Model:
+        layer = layer if layer is not None else self.make_layer()
+        inputs = [keras.Input(shape) for shape in self.input_shapes]
+        inputs = inputs if len(inputs) > 1 else inputs[0]
+        return keras.Model(inputs, layer(inputs))
+
+    def make_data(self, seed: int = 0) -> list[np.ndarray]:
+        rng = np.random.default_rng(seed)
+        return [
+            (rng.standard_normal((self.batch_size,) + s) * self.input_scale).astype("float32")
+            for s in self.input_shapes
+        ]
+
+    def generous_kwargs(self) -> dict[str, Any]:
+        params = inspect.signature(self.layer_cls.__init__).parameters
+        return {k: dict(GENEROUS_BITS) for k in _QUANT_KEYS[:3] if k in params or k == "input_quantizer"}
+
+    def _layer_of(self, model: keras.Model) -> keras.layers.Layer:
+        return next(l for l in model.layers if isinstance(l, QuantizedLayerMixin))
+
+    # -- inherited tests -------------------------------------------------
+    def test_output_shape(self) -> None:
+        model = self.make_model()
+        xs = self.make_data()
+        y = model_outputs(model, xs)
+        expected = tuple(model.output.shape[1:])
+        assert y.shape == (self.batch_size,) + expected, (y.shape, expected)
+        assert np.all(np.isfinite(y))
+
+    def test_training_step_moves_every_variable(self) -> None:
+        # a zero bias quantizes without error and gives its bits no gradient
+        probe = self.make_layer().get_config()
+        extra = {"bias_initializer": "random_normal"} if "bias_initializer" in probe else {}
+        model = self.make_model(self.make_layer(**extra))
+        xs = self.make_data()
+        model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+        target = np.random.default_rng(1).standard_normal((self.batch_size,) + tuple(model.output.shape[1:]))
+        layer = self._layer_of(model)
+        before = variable_values(layer)
+        model.train_on_batch(xs if len(xs) > 1 else xs[0], target.astype("float32"))
+        after = variable_values(layer)
+        ids = {id(v) for v in layer.trainable_weights}
+        trainable = {key for key, v in zip(before, layer.weights) if id(v) in ids}
+        assert any(p.endswith("/f") for p in trainable), "no trainable bit-width variable"
+        frozen = [p for p in trainable if np.array_equal(before[p], after[p])]
+        assert not frozen, f"training step did not change: {frozen}"
+        for q in layer.input_quantizers:
+            assert float(ops.convert_to_numpy(q.state)) == TRAINED
+
+    def test_config_roundtrip(self) -> None:
+        layer = self.make_layer()
+        config = layer.get_config()
+        clone = self.layer_cls.from_config(config)
+        assert clone.get_config() == config
+        m1, m2 = self.make_model(layer), self.make_model(clone)
+        m2.set_weights(m1.get_weights())
+        xs = self.make_data()
+        np.testing.assert_array_equal(model_outputs(m1, xs), model_outputs(m2, xs))
+
+    def test_keras_file_roundtrip(self, tmp_path: Path) -> None:
+        model = self.make_model()
+        xs = self.make_data()
+        model.compile(optimizer="adam", loss="mse")
+        model.train_on_batch(xs if len(xs) > 1 else xs[0], model_outputs(model, xs))
+        calibrate(model, xs)
+        path = tmp_path / "model.keras"
+        model.save(path)
+        loaded = keras.saving.load_model(path)
+        assert is_calibrated(loaded)
+        probe = self.make_data(seed=7)
+        np.testing.assert_array_equal(model_outputs(model, probe), model_outputs(loaded, probe))
+        v1, v2 = variable_values(self._layer_of(model)), variable_values(self._layer_of(loaded))
+        assert v1.keys() == v2.keys()
+        for key in v1:
+            np.testing.assert_array_equal(v1[key], v2[key], err_msg=key)
+
+    def test_float_equivalence(self) -> None:
+        if self.float_cls is None:
+            raise NotImplementedError("set float_cls to the plain Keras layer")
+        qlayer = self.make_layer(**self.generous_kwargs())
+        qmodel = self.make_model(qlayer)
+        config = {k: v for k, v in qlayer.get_config().items() if k not in _QUANT_KEYS}
+        config.pop("name", None)
+        flayer = self.float_cls.from_config(config)
+        fmodel = self.make_model(flayer)
+        own = [v for v in qlayer.weights if not any(v is w for q in qlayer.quantizers for w in q.weights)]
+        flayer.set_weights([ops.convert_to_numpy(v) for v in own])
+        xs = self.make_data()
+        for training in (False, True):
+            np.testing.assert_allclose(
+                model_outputs(qmodel, xs, training),
+                model_outputs(fmodel, xs, training),
+                atol=self.float_atol,
+                rtol=self.float_atol,
+            )
+
+    def test_calibration_prevents_overflow(self) -> None:
+        model = self.make_model()
+        xs = self.make_data()
+        layer = self._layer_of(model)
+        expected = model_outputs(model, xs)  # fresh: rounding only
+        calibrate(model, xs)
+        assert is_calibrated(model)
+        np.testing.assert_array_equal(model_outputs(model, xs), expected)
+        # far outside the calibrated range the WRAP quantizer must wrap
+        big = [x * 64.0 + 3.0 for x in xs]
+        for q, x in zip(layer.input_quantizers, big):
+            wrapped = ops.convert_to_numpy(q.quantize_values(x))
+            assert np.max(np.abs(wrapped)) < np.max(np.abs(x))

@@ -1,0 +1,114 @@
+"""Every quantized layer through the shared harness (hgq_fpga.testing)."""
+
+import keras
+
+from hgq_fpga.layers import (
+    QActivation,
+    QAdd,
+    QAveragePooling1D,
+    QAveragePooling2D,
+    QBatchNormalization,
+    QConcatenate,
+    QConv1D,
+    QConv2D,
+    QDense,
+    QMaxPooling1D,
+    QMaxPooling2D,
+)
+from hgq_fpga.testing import LayerTestCase
+
+
+class TestQDense(LayerTestCase):
+    layer_cls = QDense
+    layer_kwargs = {"units": 5, "activation": "relu"}
+    input_shapes = [(7,)]
+    float_cls = keras.layers.Dense
+
+
+class TestQDenseNoBiasChannel(LayerTestCase):
+    layer_cls = QDense
+    layer_kwargs = {"units": 3, "use_bias": False, "kernel_quantizer": {"granularity": "channel"}}
+    input_shapes = [(4, 6)]
+    float_cls = keras.layers.Dense
+
+
+class TestQConv1D(LayerTestCase):
+    layer_cls = QConv1D
+    layer_kwargs = {"filters": 4, "kernel_size": 3, "strides": 2, "padding": "same"}
+    input_shapes = [(9, 3)]
+    float_cls = keras.layers.Conv1D
+
+
+class TestQConv2D(LayerTestCase):
+    layer_cls = QConv2D
+    layer_kwargs = {"filters": 3, "kernel_size": (3, 2), "activation": "relu"}
+    input_shapes = [(6, 5, 2)]
+    float_cls = keras.layers.Conv2D
+
+
+class TestQConv2DSameStrided(LayerTestCase):
+    layer_cls = QConv2D
+    layer_kwargs = {"filters": 2, "kernel_size": 3, "strides": (2, 2), "padding": "same"}
+    input_shapes = [(7, 7, 1)]
+    float_cls = keras.layers.Conv2D
+
+
+class TestQActivationRelu(LayerTestCase):
+    layer_cls = QActivation
+    layer_kwargs = {"activation": "relu"}
+    input_shapes = [(6,)]
+    float_cls = keras.layers.Activation
+
+
+class TestQActivationLinearTensor(LayerTestCase):
+    layer_cls = QActivation
+    layer_kwargs = {"activation": "linear", "input_quantizer": {"granularity": "tensor"}}
+    input_shapes = [(3, 4)]
+    float_cls = keras.layers.Activation
+
+
+class TestQBatchNormalization(LayerTestCase):
+    layer_cls = QBatchNormalization
+    input_shapes = [(4, 3)]
+    float_cls = keras.layers.BatchNormalization
+
+
+class TestQAdd(LayerTestCase):
+    layer_cls = QAdd
+    input_shapes = [(5,), (5,)]
+    float_cls = keras.layers.Add
+
+
+class TestQConcatenate(LayerTestCase):
+    layer_cls = QConcatenate
+    layer_kwargs = {"axis": -1}
+    input_shapes = [(2, 3), (2, 4)]
+    float_cls = keras.layers.Concatenate
+
+
+class TestQMaxPooling1D(LayerTestCase):
+    layer_cls = QMaxPooling1D
+    layer_kwargs = {"pool_size": 2}
+    input_shapes = [(8, 3)]
+    float_cls = keras.layers.MaxPooling1D
+
+
+class TestQMaxPooling2D(LayerTestCase):
+    layer_cls = QMaxPooling2D
+    layer_kwargs = {"pool_size": (2, 2), "padding": "same"}
+    input_shapes = [(5, 5, 2)]
+    float_cls = keras.layers.MaxPooling2D
+
+
+class TestQAveragePooling1D(LayerTestCase):
+    layer_cls = QAveragePooling1D
+    layer_kwargs = {"pool_size": 2}
+    input_shapes = [(8, 3)]
+    float_cls = keras.layers.AveragePooling1D
+
+
+class TestQAveragePooling2D(LayerTestCase):
+    layer_cls = QAveragePooling2D
+    layer_kwargs = {"pool_size": (2, 2)}
+    input_shapes = [(4, 4, 2)]
+    float_cls = keras.layers.AveragePooling2D
