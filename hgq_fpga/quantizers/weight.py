@@ -43,7 +43,7 @@ class WeightQuantizer(BitQuantizerBase):
         >>> q = WeightQuantizer(f0=2)
         >>> q.build((3,))
         >>> np.asarray(q.quantize_values(np.array([0.3, -0.1, 1.9], "float32")))
-        array([ 0.25, -0.  ,  2.  ], dtype=float32)
+        array([0.25, 0.  , 2.  ], dtype=float32)
     """
 
     def __init__(

@@ -1,0 +1,53 @@
+"""Shared fixtures and backend-neutral helpers for the test suite."""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import keras
+import numpy as np
+import pytest
+
+
+def _value_and_grads(fn: Callable[..., Any], *args: np.ndarray) -> tuple[np.ndarray, list[np.ndarray]]:
+    """``fn(*args)`` summed, and its gradients w.r.t. every arg, on any backend."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        ts = [tf.constant(a) for a in args]
+        with tf.GradientTape() as tape:
+            for t in ts:
+                tape.watch(t)
+            out = fn(*ts)
+            total = tf.reduce_sum(out)
+        grads = tape.gradient(total, ts)
+        return np.asarray(out), [np.asarray(g) for g in grads]
+    if backend == "jax":
+        import jax
+        import jax.numpy as jnp
+
+        out = fn(*[jnp.asarray(a) for a in args])
+        grads = jax.grad(lambda *a: jnp.sum(fn(*a)), argnums=tuple(range(len(args))))(
+            *[jnp.asarray(a) for a in args]
+        )
+        return np.asarray(out), [np.asarray(g) for g in grads]
+    if backend == "torch":
+        import torch
+
+        ts = [torch.tensor(a, requires_grad=True) for a in args]
+        out = fn(*ts)
+        out.sum().backward()
+        return out.detach().numpy(), [t.grad.numpy() for t in ts]
+    pytest.skip(f"no gradient helper for backend {backend}")
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(20261122)
+
+
+@pytest.fixture
+def value_and_grads() -> Callable[..., Any]:
+    """The backend-neutral gradient helper (see ``_value_and_grads``)."""
+    return _value_and_grads

@@ -1,0 +1,179 @@
+"""Keras quantizers: same numbers as the numpy core, HGQ gradients, pruning."""
+
+from __future__ import annotations
+
+import math
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from hgq_fpga.fixed import OverflowMode, RoundingMode, ki_from_range, quantize, quantize_core
+from hgq_fpga.quantizers import (
+    CALIBRATED,
+    ActivationQuantizer,
+    WeightQuantizer,
+    get,
+    granular_shape,
+    surrogate_quantize,
+)
+
+MODES = [(r, o) for r in RoundingMode for o in OverflowMode]
+
+
+def _random_formats(rng: np.random.Generator, shape: tuple[int, ...]):
+    k = rng.integers(0, 2, shape)
+    f = rng.integers(-3, 8, shape)
+    w = rng.integers(0, 12, shape)  # total width, float32-exact
+    i = w - k - f
+    return k, i, f
+
+
+@pytest.mark.parametrize("rounding,overflow", MODES, ids=[f"{r}-{o}" for r, o in MODES])
+def test_keras_ops_path_equals_numpy(rounding, overflow, rng):
+    shape = (64, 32)
+    k, i, f = _random_formats(rng, shape)
+    # values on a 2**-(f+3) grid, spanning far beyond every range (overflow)
+    x = rng.integers(-(2**14), 2**14, shape) * np.exp2(-(f + 3.0))
+    expected = quantize(x, k, i, f, rounding, overflow)
+    got = quantize_core(
+        ops.convert_to_tensor(x, "float32"),
+        *(ops.convert_to_tensor(a, "float32") for a in (k, i, f)),
+        rounding,
+        overflow,
+        xp=ops,
+    )
+    np.testing.assert_array_equal(ops.convert_to_numpy(got).astype(np.float64), expected)
+
+
+def test_ki_from_range_keras_equals_numpy(rng):
+    f = rng.integers(-2, 8, (500,)).astype("float32")
+    lo = quantize(rng.standard_normal(500) * 8, 1, 10, f, "TRN", "WRAP").astype("float32")
+    hi = quantize(rng.standard_normal(500) * 8, 1, 10, f, "TRN", "WRAP").astype("float32")
+    hi[:50] = np.exp2(rng.integers(-2, 4, 50))  # exact powers of two
+    lo[50:100] = -np.exp2(rng.integers(-2, 4, 50))
+    lo[100:120] = hi[100:120] = 0.0  # empty ranges
+    lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+    lo, hi = (quantize(a, 1, 12, f, "TRN", "WRAP").astype("float32") for a in (lo, hi))
+    k_np, i_np = ki_from_range(lo.astype(float), hi.astype(float), f.astype(float))
+    k_k, i_k = ki_from_range(*(ops.convert_to_tensor(a) for a in (lo, hi, f)), xp=ops)
+    np.testing.assert_array_equal(ops.convert_to_numpy(k_k), k_np)
+    np.testing.assert_array_equal(ops.convert_to_numpy(i_k), i_np)
+    # the format really holds the range, and one integer bit less would not
+    q = quantize(np.stack([lo, hi]), k_np, i_np, f, "TRN", "WRAP")
+    np.testing.assert_array_equal(q, np.stack([lo, hi]))
+    live = (lo < 0) | (hi > 0)
+    q_small = quantize(np.stack([lo, hi]), k_np, i_np - 1, f, "TRN", "WRAP")
+    assert np.all(np.any(q_small != np.stack([lo, hi]), axis=0)[live])
+
+
+def test_surrogate_gradients(rng, value_and_grads):
+    x = rng.standard_normal((8, 5)).astype("float32")
+    f = rng.integers(0, 5, (1, 5)).astype("float32")
+    q = quantize(x, 1, 4, f, "RND", "SAT").astype("float32")
+
+    def fn(x_, f_):
+        return surrogate_quantize(x_, ops.convert_to_tensor(q), f_)
+
+    out, (gx, gf) = value_and_grads(fn, x, f)
+    np.testing.assert_array_equal(out, q)
+    np.testing.assert_array_equal(gx, np.ones_like(x))
+    expected = -math.log(2.0) * np.sum(q - x, axis=0, keepdims=True)
+    np.testing.assert_allclose(gf, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_weight_quantizer_prunes_and_counts_bits():
+    wq = WeightQuantizer(f0=3)
+    w = np.array([0.3, -0.05, 1.9, -2.0, 0.0, 0.0625], "float32")
+    wq.build(w.shape)
+    q = ops.convert_to_numpy(wq.quantize_values(w))
+    np.testing.assert_array_equal(q, quantize(w, 1, 8, 3, "RND", "SAT_SYM"))
+    bits = ops.convert_to_numpy(wq.bits(w))
+    # 0.25: ufixed<2,-1>+... -> k=0,i=-1,f=3 -> 2 bits; -0.05 -> 0 (pruned)
+    # 1.875: k=0,i=1,f=3 -> 4; -2: k=1,i=1,f=3 -> 5; 0 -> 0; 0.0625 rounds to 0.125? no: RND(0.5)=1
+    np.testing.assert_array_equal(q, [0.25, 0.0, 1.875, -2.0, 0.0, 0.125])
+    np.testing.assert_array_equal(bits, [2, 0, 4, 5, 0, 1])
+    wq.f.assign(np.full(w.shape, -2.0, "float32"))  # f=-2: step 4, everything here rounds to 0
+    assert not np.any(ops.convert_to_numpy(wq.quantize_values(w)))
+    assert not np.any(ops.convert_to_numpy(wq.bits(w)))
+
+
+def test_weight_quantizer_fixed_integer_bits_saturate_symmetric():
+    wq = WeightQuantizer(f0=2, i=1, k=1)
+    w = np.array([5.0, -5.0, 1.3, -1.3], "float32")
+    wq.build(w.shape)
+    q = ops.convert_to_numpy(wq.quantize_values(w))
+    np.testing.assert_array_equal(q, [1.75, -1.75, 1.25, -1.25])
+    assert np.all(ops.convert_to_numpy(wq.bits(w)) == 4)
+
+
+@pytest.mark.parametrize(
+    "shape,granularity,batch,expected",
+    [
+        ((16, 8), "element", False, (16, 8)),
+        ((16, 8), "channel", False, (1, 8)),
+        ((16, 8), "tensor", False, (1, 1)),
+        ((None, 4, 4, 3), "channel", True, (1, 1, 1, 3)),
+        ((None, 4, 4, 3), "tensor", True, (1, 1, 1, 1)),
+    ],
+)
+def test_granular_shape(shape, granularity, batch, expected):
+    assert granular_shape(shape, granularity, batch_axis=batch) == expected
+
+
+def test_granularity_errors():
+    with pytest.raises(ValueError, match="granularity must be one of"):
+        granular_shape((3,), "row")
+    with pytest.raises(ValueError, match="needs every non-batch dimension known"):
+        granular_shape((None, None, 3), "element", batch_axis=True)
+
+
+def test_activation_quantizer_states():
+    aq = ActivationQuantizer(f0=2)
+    aq.build((None, 3))
+    x = np.array([[0.3, -1.2, 0.0], [1.9, 0.4, 0.0]], "float32")
+    fresh = ops.convert_to_numpy(aq(x))  # fresh: rounding (TRN) only
+    np.testing.assert_array_equal(fresh, np.floor(x * 4) / 4)
+    aq(x, training=True)  # tracks ranges
+    np.testing.assert_array_equal(ops.convert_to_numpy(aq.vmin), np.float32([[0.0, -1.2, 0.0]]))
+    k, i = (ops.convert_to_numpy(a) for a in aq.ki())
+    np.testing.assert_array_equal(k, [[0, 1, 0]])
+    np.testing.assert_array_equal(i, [[1, 1, -2]])  # the always-zero column has width 0
+    np.testing.assert_array_equal(ops.convert_to_numpy(aq.bits()), [[3, 4, 0]])
+    aq.state.assign(np.float32(CALIBRATED))
+    big = np.array([[2.5, -3.0, 7.0]], "float32")
+    wrapped = ops.convert_to_numpy(aq(big))
+    np.testing.assert_array_equal(wrapped, quantize(big, [0, 1, 0], [1, 1, -2], 2, "TRN", "WRAP"))
+    np.testing.assert_array_equal(wrapped, [[0.5, 1.0, 0.0]])
+
+
+def test_activation_quantizer_fixed_bits_saturate():
+    aq = ActivationQuantizer(f0=1, i=2, k=0, overflow="SAT", rounding="RND")
+    aq.build((None, 2))
+    aq.state.assign(np.float32(CALIBRATED))
+    out = ops.convert_to_numpy(aq(np.array([[9.0, -1.0]], "float32")))
+    np.testing.assert_array_equal(out, [[3.5, 0.0]])
+
+
+def test_f_is_rounded_to_even_and_clipped():
+    wq = WeightQuantizer(f0=2.5, f_min=-1, f_max=4)
+    wq.build((1,))
+    # round-half-even: 2.5 -> 2 bits, so 0.3 -> 0.25
+    assert float(ops.convert_to_numpy(wq.quantize_values(np.array([0.3], "float32")))[0]) == 0.25
+    with pytest.raises(ValueError, match="f_min <= f0 <= f_max"):
+        WeightQuantizer(f0=30)
+
+
+def test_get_accepts_dicts_instances_and_configs():
+    q = get({"f0": 3, "granularity": "channel"}, WeightQuantizer)
+    assert q.f0 == 3 and str(q.granularity) == "channel"
+    assert get(q, WeightQuantizer) is q
+    clone = get(keras.saving.serialize_keras_object(q), WeightQuantizer)
+    assert clone.get_config() == q.get_config()
+    with pytest.raises(TypeError, match="expected a ActivationQuantizer"):
+        get(q, ActivationQuantizer)
+    with pytest.raises(TypeError, match="quantizer spec must be"):
+        get("fast", WeightQuantizer)
+    with pytest.raises(ValueError, match="unknown mode"):
+        WeightQuantizer(rounding="ROUND_UP")

@@ -1,0 +1,87 @@
+"""calibrate(): ranges from data, no overflow on that data, clear errors."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+import hgq_fpga
+from hgq_fpga.layers import QActivation, QAdd, QConv2D, QDense, QMaxPooling2D
+from hgq_fpga.testing import model_outputs, variable_values
+
+
+def small_cnn() -> keras.Model:
+    inp = keras.Input((6, 6, 1))
+    x = QConv2D(3, 3, activation="relu", name="conv")(inp)
+    x = QMaxPooling2D(2, name="pool")(x)
+    x = keras.layers.Flatten()(x)
+    a = QDense(4, name="a")(x)
+    b = QDense(4, name="b")(x)
+    y = QAdd(name="add")([a, b])
+    return keras.Model(inp, QActivation("relu", name="out")(y))
+
+
+def test_calibration_sets_ranges_without_touching_weights(rng):
+    model = small_cnn()
+    x = (rng.standard_normal((64, 6, 6, 1)) * 3).astype("float32")
+    before = {l.name: variable_values(l) for l in model.layers}
+    fresh = model_outputs(model, [x])  # fresh quantizers only round
+    result = hgq_fpga.calibrate(model, x, batch_size=10)
+    assert hgq_fpga.is_calibrated(model)
+    assert result.n_samples == 64 and len(result.rows) == 7  # conv, pool, a, b, add x2, out
+    assert "calibrated on 64 samples" in str(result)
+    # nothing overflows on the calibration data: identical to rounding only
+    np.testing.assert_array_equal(model_outputs(model, [x]), fresh)
+    for layer in model.layers:
+        for key, value in variable_values(layer).items():
+            if key.split("/")[-1] not in ("vmin", "vmax", "state"):
+                np.testing.assert_array_equal(value, before[layer.name][key], err_msg=key)
+    # the first quantizer's range is the data's per-element range
+    conv_q = model.get_layer("conv").input_quantizer
+    np.testing.assert_array_equal(ops.convert_to_numpy(conv_q.vmax)[0], np.maximum(x.max(0), 0))
+
+
+def test_overflow_beyond_calibrated_range(rng):
+    model = keras.Sequential([keras.Input((3,)), QActivation("linear")])
+    x = np.array([[0.5, -1.0, 0.0], [1.5, 0.25, 0.0]], "float32")
+    hgq_fpga.calibrate(model, x)
+    out = model_outputs(model, [np.array([[2.0, -2.5, 5.0]], "float32")])
+    # element 0: ufixed<7,1> wraps 2.0 to 0; element 1: fixed<7,1> wraps -2.5 to -0.5;
+    # element 2 never saw data: zero bits, constant 0
+    np.testing.assert_array_equal(out, [[0.0, -0.5, 0.0]])
+
+
+def test_training_after_calibration_clears_the_flag(rng):
+    model = keras.Sequential([keras.Input((4,)), QDense(2)])
+    x = rng.standard_normal((8, 4)).astype("float32")
+    hgq_fpga.calibrate(model, x)
+    model.compile("adam", "mse")
+    model.train_on_batch(x, np.zeros((8, 2), "float32"))
+    assert not hgq_fpga.is_calibrated(model)
+
+
+@pytest.mark.parametrize(
+    "data,match",
+    [
+        (np.full((4, 3), np.nan, "float32"), "NaN/Inf"),
+        (np.ones((4, 5), "float32"), r"shape \(batch, 3\)"),
+        ([np.ones((4, 3)), np.ones((4, 3))], "has 1 input"),
+        (np.ones((0, 3), "float32"), "empty"),
+    ],
+)
+def test_bad_calibration_data(data, match):
+    model = keras.Sequential([keras.Input((3,)), QDense(2)])
+    with pytest.raises(ValueError, match=match):
+        hgq_fpga.calibrate(model, data)
+    assert not hgq_fpga.is_calibrated(model)
+
+
+def test_calibrate_needs_quantizers_and_positive_batches():
+    plain = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    with pytest.raises(ValueError, match="no hgq_fpga activation quantizers"):
+        hgq_fpga.calibrate(plain, np.ones((2, 3)))
+    model = keras.Sequential([keras.Input((3,)), QDense(2)])
+    with pytest.raises(ValueError, match="batch_size must be >= 1"):
+        hgq_fpga.calibrate(model, np.ones((2, 3)), batch_size=0)
