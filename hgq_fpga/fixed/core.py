@@ -99,7 +99,9 @@ def overflow_mantissa(
 
     Returns:
         the mantissas after overflow handling. For ``WRAP``:
-        ``m - 2**W * floor((m - lo) / 2**W)``.
+        ``m - 2**W * floor((m - lo) / 2**W)``. ``SAT_SYM`` clamps signed
+        mantissas to ``[-hi, hi]``, except for ``W = 1`` where, as in
+        ``ap_fixed``, it clamps to ``[lo, hi] = [-1, 0]`` like ``SAT``.
     """
     mode = OverflowMode.from_string(overflow)
     w = xp.maximum(width, 1.0)
@@ -114,8 +116,11 @@ def overflow_mantissa(
     elif mode is OverflowMode.SAT_ZERO:
         inside = xp.logical_and(xp.greater_equal(m, lo), xp.less_equal(m, hi))
         out = xp.where(inside, m, 0.0 * m)
-    else:  # SAT_SYM: signed range [-hi, hi]; unsigned as SAT
-        lo_sym = xp.where(signed, -hi, lo)
+    else:  # SAT_SYM: signed range [-hi, hi]; unsigned, and signed W = 1, as SAT
+        # ap_fixed saturates below at lo with its LSB set: lo + 1 = -hi, except
+        # for W = 1 where the LSB is the sign bit, giving lo = -1 (hi = 0).
+        sym = xp.logical_and(signed, xp.greater(w, 1.5))
+        lo_sym = xp.where(sym, lo + 1.0, lo)
         out = xp.minimum(xp.maximum(m, lo_sym), hi)
     return xp.where(xp.greater(width, 0.5), out, 0.0 * m)
 
