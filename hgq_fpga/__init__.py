@@ -8,25 +8,45 @@ Public entry points:
 * :mod:`hgq_fpga.layers` -- ``QDense``, ``QConv2D``, ... ;
 * :func:`calibrate` -- set activation integer bits from data;
 * :func:`bit_summary` -- bit statistics of a model.
+
+Submodules load on first use, so ``import hgq_fpga.fixed`` needs only numpy
+(the numeric core never imports Keras).
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import Any
+
 __version__ = "0.1.0"
 
-from . import fixed, layers, quantizers
-from .calibration import CalibrationResult, calibrate, is_calibrated, iter_quantizers
-from .summary import BitSummary, bit_summary
+_LAZY = {
+    "fixed": ("hgq_fpga.fixed", None),
+    "quantizers": ("hgq_fpga.quantizers", None),
+    "layers": ("hgq_fpga.layers", None),
+    "datasets": ("hgq_fpga.datasets", None),
+    "templates": ("hgq_fpga.templates", None),
+    "testing": ("hgq_fpga.testing", None),
+    "calibrate": ("hgq_fpga.calibration", "calibrate"),
+    "is_calibrated": ("hgq_fpga.calibration", "is_calibrated"),
+    "iter_quantizers": ("hgq_fpga.calibration", "iter_quantizers"),
+    "CalibrationResult": ("hgq_fpga.calibration", "CalibrationResult"),
+    "bit_summary": ("hgq_fpga.summary", "bit_summary"),
+    "BitSummary": ("hgq_fpga.summary", "BitSummary"),
+}
 
-__all__ = [
-    "BitSummary",
-    "CalibrationResult",
-    "__version__",
-    "bit_summary",
-    "calibrate",
-    "fixed",
-    "is_calibrated",
-    "iter_quantizers",
-    "layers",
-    "quantizers",
-]
+__all__ = ["__version__", *sorted(_LAZY)]
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'hgq_fpga' has no attribute {name!r}")
+    module_name, attr = _LAZY[name]
+    module = importlib.import_module(module_name)
+    value = module if attr is None else getattr(module, attr)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))

@@ -12,7 +12,7 @@ def test_summary_counts_pruned_weights_from_qkernel(rng):
     model = keras.Sequential([keras.Input((6,)), QDense(5, name="d")])
     layer = model.get_layer("d")
     f = np.where(rng.random((6, 5)) < 0.4, -4.0, 6.0).astype("float32")
-    layer.kernel_quantizer.f.assign(f)
+    layer.kernel_quantizer.set_f(f)
     summary = hgq_fpga.bit_summary(model)
     qk = ops.convert_to_numpy(layer.qkernel)
     qb = ops.convert_to_numpy(layer.qbias)

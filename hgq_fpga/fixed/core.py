@@ -47,6 +47,7 @@ __all__ = [
     "overflow_mantissa",
     "to_mantissa",
     "from_mantissa",
+    "ki_from_range",
 ]
 
 
@@ -69,13 +70,13 @@ def round_mantissa(v: Any, rounding: RoundingMode | str, *, xp: Any = np) -> Any
         up = xp.logical_and(xp.less(v, 0.0), xp.greater(v, fl))
         return xp.where(up, fl + 1.0, fl)
     mid = fl + 0.5
-    above = xp.greater(v, mid)
-    tie = xp.equal(v, mid)
     if mode is RoundingMode.RND:
-        tie_up = tie
-    elif mode is RoundingMode.RND_MIN_INF:
-        return xp.where(above, fl + 1.0, fl)
-    elif mode is RoundingMode.RND_ZERO:
+        return fl + xp.where(xp.greater_equal(v, mid), 1.0, 0.0)
+    above = xp.greater(v, mid)
+    if mode is RoundingMode.RND_MIN_INF:
+        return fl + xp.where(above, 1.0, 0.0)
+    tie = xp.equal(v, mid)
+    if mode is RoundingMode.RND_ZERO:
         tie_up = xp.logical_and(tie, xp.less(v, 0.0))
     elif mode is RoundingMode.RND_INF:
         tie_up = xp.logical_and(tie, xp.greater(v, 0.0))
@@ -260,41 +261,44 @@ def from_mantissa(m: Any, f: Any) -> np.ndarray:
     return mv.astype(np.float64) * np.exp2(-_as_bits("f", f))
 
 
-def _floor_log2(v: Any, xp: Any) -> Any:
-    """Exact ``floor(log2 v)`` for ``v > 0``: ``log2`` then a power-of-two check."""
+def _floor_log2(v: Any, xp: Any, exact: bool = True) -> Any:
+    """``floor(log2 v)`` for ``v > 0``; exact: ``log2`` then a power-of-two check."""
     e = xp.floor(xp.log2(v))
-    e = xp.where(xp.greater(xp.exp2(e), v), e - 1.0, e)
-    return xp.where(xp.less_equal(xp.exp2(e + 1.0), v), e + 1.0, e)
+    if not exact:
+        return e
+    e = e - xp.where(xp.greater(xp.exp2(e), v), 1.0, 0.0)
+    return e + xp.where(xp.less_equal(xp.exp2(e + 1.0), v), 1.0, 0.0)
 
 
-def ki_from_range(lo: Any, hi: Any, f: Any, *, xp: Any = np) -> tuple[Any, Any]:
+def ki_from_range(
+    lo: Any, hi: Any, f: Any, *, xp: Any = np, exact: bool = True
+) -> tuple[Any, Any]:
     """Smallest ``(k, i)`` whose format with ``f`` fractional bits holds ``[lo, hi]``.
 
-    ``lo`` and ``hi`` must already be on the ``2**-f`` grid (quantized). Then
+    ``lo <= hi`` must already be on the ``2**-f`` grid (quantized). Then
 
     * ``k = 1`` iff ``lo < 0``,
     * ``i = max(floor(log2 hi) + 1 if hi > 0, ceil(log2 -lo) if lo < 0)``,
     * an empty range (``lo = hi = 0``) gets ``k = 0, i = -f``: width 0, the
       constant zero.
 
-    Generic over ``xp`` (numpy or ``keras.ops``); exact because ``log2`` is
-    corrected with exact powers of two.
+    On the grid, ``ceil(log2 -lo) = floor(log2(-lo - 2**-f)) + 1`` (and
+    ``-f`` when ``-lo = 2**-f``), so one exact ``floor(log2 a)`` of
+    ``a = max(hi, -lo - 2**-f)`` gives ``i = floor(log2 a) + 1`` if
+    ``a > 0`` and ``i = -f`` otherwise. Generic over ``xp`` (numpy or
+    ``keras.ops``); exact because ``log2`` is corrected with exact powers of
+    two. ``exact=False`` skips that correction (a cheaper estimate, off by
+    one at most where ``log2`` rounds across an integer; used only inside
+    training losses).
 
     Example:
         >>> k, i = ki_from_range(np.array([-2.0, 0.0]), np.array([1.5, 0.0]), np.array([1.0, 3.0]))
         >>> k, i
         (array([1., 0.]), array([ 1., -3.]))
     """
-    pos = xp.greater(hi, 0.0)
-    neg = xp.less(lo, 0.0)
-    one = 0.0 * hi + 1.0
-    i_pos = _floor_log2(xp.where(pos, hi, one), xp) + 1.0
-    # ceil(log2 a) = floor(log2 a) + 1 unless a is a power of two
-    a = xp.where(neg, -lo, one)
-    fl = _floor_log2(a, xp)
-    i_neg = xp.where(xp.equal(xp.exp2(fl), a), fl, fl + 1.0)
-    floor_val = -1.0e6 * one
-    i = xp.maximum(xp.where(pos, i_pos, floor_val), xp.where(neg, i_neg, floor_val))
-    k = xp.where(neg, one, 0.0 * one)
-    i = xp.where(xp.logical_or(pos, neg), i, -f * one)
+    a = xp.maximum(hi, -lo - xp.exp2(-f))
+    live = xp.greater(a, 0.0)
+    e = _floor_log2(xp.where(live, a, 1.0), xp, exact)
+    i = xp.where(live, e + 1.0, -f)
+    k = xp.where(xp.less(lo, 0.0), 1.0, 0.0)
     return k, i

@@ -91,7 +91,8 @@ class OverflowMode(_Mode):
     ``WRAP``      two's complement wrap-around (drop the high bits)
     ``SAT``       clamp to the minimum or maximum
     ``SAT_ZERO``  an overflowing value becomes zero
-    ``SAT_SYM``   clamp to ``[-max, max]`` (signed), ``[0, max]`` unsigned
+    ``SAT_SYM``   clamp to ``[-max, max]`` (signed, width >= 2), ``[0, max]``
+                  unsigned; a 1-bit signed type saturates like ``SAT``
     ============  ==================================================
     """
 

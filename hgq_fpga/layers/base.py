@@ -16,6 +16,7 @@ import keras
 from keras import ops
 
 from .. import quantizers as qz
+from ..quantizers.packing import pack_bits
 
 __all__ = ["QuantizedLayerMixin", "build_once", "check_activation", "SUPPORTED_ACTIVATIONS"]
 
@@ -71,13 +72,38 @@ class QuantizedLayerMixin:
         """The activation quantizers that quantize this layer's inputs."""
         return [q for q in self.quantizers if isinstance(q, qz.ActivationQuantizer)]
 
+    def _pack_bits(self) -> None:
+        """After the quantizers are built: one trainable ``f`` variable for all of them."""
+        self.bits_pack = pack_bits(self, self.quantizers)  # type: ignore[arg-type]
+
+    def _bit_values(self) -> dict[int, Any]:
+        """Every packed quantizer's ``f`` tensor, read once per call: ``{id(q): f}``.
+
+        Quantizers missing from the dict read their own variable.
+        """
+        pack = getattr(self, "bits_pack", None)
+        return pack.values() if pack is not None else {}
+
+    @property
+    def quantizer_variables(self) -> list[Any]:
+        """Variables that belong to quantization (bits, ranges), not to the Keras layer."""
+        found = [v for q in self.quantizers for v in q.weights]
+        pack = getattr(self, "bits_pack", None)
+        return found + (list(pack.weights) if pack is not None else [])
+
     def ebops(self) -> Any:
         """Differentiable EBOPs of this layer (0 for layers without multiplications)."""
+        return self._ebops(self._bit_values())
+
+    def _ebops(self, fs: dict[int, Any], qkernel: Any = None, *, exact: bool = True) -> Any:
+        """EBOPs from already read bits ``fs``; ``exact=False`` inside losses."""
         return ops.convert_to_tensor(0.0)
 
-    def _add_cost(self, training: bool | None) -> None:
+    def _add_cost(self, training: bool | None, fs: dict[int, Any], qkernel: Any = None) -> None:
+        """Add ``ebops_penalty * ebops`` (cheap estimate) to the loss when training."""
         if training and self.ebops_penalty > 0.0:
-            self.add_loss(self.ebops_penalty * self.ebops())  # type: ignore[attr-defined]
+            cost = self._ebops(fs, qkernel, exact=False)
+            self.add_loss(self.ebops_penalty * cost)  # type: ignore[attr-defined]
 
     def _quantized_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"ebops_penalty": self.ebops_penalty}
@@ -88,13 +114,21 @@ class QuantizedLayerMixin:
         return config
 
 
-def input_bits(quantizer: qz.ActivationQuantizer, input_shape: tuple[int, ...]) -> Any:
+def input_bits(
+    quantizer: qz.ActivationQuantizer,
+    input_shape: tuple[int, ...],
+    f: Any | None = None,
+    *,
+    exact: bool = True,
+) -> Any:
     """Bits of every input element, shape ``(1,) + input_shape[1:]``."""
     shape = (1,) + tuple(int(d) for d in input_shape[1:])
-    return ops.broadcast_to(quantizer.bits(), shape)
+    bits = quantizer.bits(f, exact=exact)
+    return bits if tuple(bits.shape) == shape else ops.broadcast_to(bits, shape)
 
 
 def build_once(quantizer: qz.BitQuantizerBase, shape: tuple[int | None, ...]) -> None:
-    """Build ``quantizer`` for ``shape`` unless deserialization already built it."""
+    """Build ``quantizer`` for ``shape``; its trainable ``f`` is left for packing."""
     if not quantizer.built:
+        quantizer.defer_bits = quantizer.trainable_bits
         quantizer.build(shape)

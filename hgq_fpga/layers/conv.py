@@ -40,14 +40,17 @@ class _QConvMixin(QuantizedLayerMixin):
         if self.use_bias:
             build_once(self.bias_quantizer, tuple(self.bias.shape))
         self._input_shape = tuple(input_shape)
+        self._pack_bits()
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
-        x = self.input_quantizer(inputs, training=training)
-        kernel = self.kernel_quantizer(self.kernel, training=training)
+        fs = self._bit_values()
+        iq, kq, bq = self.input_quantizer, self.kernel_quantizer, self.bias_quantizer
+        x = iq.call(inputs, training=training, f=fs.get(id(iq)))
+        kernel, qk = kq.forward(self.kernel, fs.get(id(kq)))
         y = self.convolution_op(x, kernel)
         if self.use_bias:
-            y = ops.add(y, self.bias_quantizer(self.bias, training=training))
-        self._add_cost(training)
+            y = ops.add(y, bq.call(self.bias, f=fs.get(id(bq))))
+        self._add_cost(training, fs, qk)
         return self.activation(y) if self.activation is not None else y
 
     @property
@@ -60,13 +63,15 @@ class _QConvMixin(QuantizedLayerMixin):
         """The bias exactly as the firmware holds it (``None`` without bias)."""
         return self.bias_quantizer.quantize_values(self.bias) if self.use_bias else None
 
-    def ebops(self) -> Any:
+    def _ebops(self, fs: dict[int, Any], qkernel: Any = None, *, exact: bool = True) -> Any:
         """Sum over output positions of ``bits(x) * bits(W)`` in each window.
 
         Computed as one convolution of the input bits with the kernel bits.
         """
-        bx = input_bits(self.input_quantizer, self._input_shape)
-        return ops.sum(self.convolution_op(bx, self.kernel_quantizer.bits(self.kernel)))
+        iq, kq = self.input_quantizer, self.kernel_quantizer
+        bx = input_bits(iq, self._input_shape, fs.get(id(iq)), exact=exact)
+        bits_w = kq.bits(self.kernel, qkernel, fs.get(id(kq)), exact=exact)
+        return ops.sum(self.convolution_op(bx, bits_w))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self._quantized_config()}  # type: ignore[misc]

@@ -64,13 +64,17 @@ class QDense(QuantizedLayerMixin, keras.layers.Dense):
         if self.use_bias:
             build_once(self.bias_quantizer, tuple(self.bias.shape))
         self._input_shape = tuple(input_shape)
+        self._pack_bits()
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
-        x = self.input_quantizer(inputs, training=training)
-        y = ops.matmul(x, self.kernel_quantizer(self.kernel, training=training))
+        fs = self._bit_values()
+        iq, kq, bq = self.input_quantizer, self.kernel_quantizer, self.bias_quantizer
+        x = iq.call(inputs, training=training, f=fs.get(id(iq)))
+        kernel, qk = kq.forward(self.kernel, fs.get(id(kq)))
+        y = ops.matmul(x, kernel)
         if self.use_bias:
-            y = ops.add(y, self.bias_quantizer(self.bias, training=training))
-        self._add_cost(training)
+            y = ops.add(y, bq.call(self.bias, f=fs.get(id(bq))))
+        self._add_cost(training, fs, qk)
         return self.activation(y) if self.activation is not None else y
 
     @property
@@ -83,10 +87,12 @@ class QDense(QuantizedLayerMixin, keras.layers.Dense):
         """The bias exactly as the firmware holds it (``None`` without bias)."""
         return self.bias_quantizer.quantize_values(self.bias) if self.use_bias else None
 
-    def ebops(self) -> Any:
+    def _ebops(self, fs: dict[int, Any], qkernel: Any = None, *, exact: bool = True) -> Any:
         """``sum_ij bits(x_i) * bits(W_ij)``, differentiable in the bit-widths."""
-        bx = input_bits(self.input_quantizer, self._input_shape)
-        return ops.sum(ops.matmul(bx, self.kernel_quantizer.bits(self.kernel)))
+        iq, kq = self.input_quantizer, self.kernel_quantizer
+        bx = input_bits(iq, self._input_shape, fs.get(id(iq)), exact=exact)
+        bw = kq.bits(self.kernel, qkernel, fs.get(id(kq)), exact=exact)
+        return ops.sum(ops.matmul(bx, bw))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self._quantized_config()}
@@ -118,10 +124,12 @@ class QActivation(QuantizedLayerMixin, keras.layers.Activation):
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         build_once(self.input_quantizer, input_shape)
+        self._pack_bits()
         self.built = True
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
-        return self.activation(self.input_quantizer(inputs, training=training))
+        iq = self.input_quantizer
+        return self.activation(iq.call(inputs, training=training, f=self._bit_values().get(id(iq))))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self._quantized_config()}

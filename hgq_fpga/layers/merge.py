@@ -8,7 +8,7 @@ import keras
 from keras import ops
 
 from .. import quantizers as qz
-from .base import QuantizedLayerMixin, input_bits
+from .base import QuantizedLayerMixin, build_once, input_bits
 
 __all__ = ["QAdd", "QConcatenate"]
 
@@ -34,12 +34,17 @@ class _QMergeMixin(QuantizedLayerMixin):
             for n in range(len(input_shape))
         ]
         for q, shape in zip(self.input_quantizers_list, input_shape):
-            q.build(shape)
+            build_once(q, shape)
         self._input_shapes = [tuple(s) for s in input_shape]
+        self._pack_bits()
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
-        xs = [q(x, training=training) for q, x in zip(self.input_quantizers_list, inputs)]
-        self._add_cost(training)
+        fs = self._bit_values()
+        xs = [
+            q.call(x, training=training, f=fs.get(id(q)))
+            for q, x in zip(self.input_quantizers_list, inputs)
+        ]
+        self._add_cost(training, fs)
         return super().call(xs)  # type: ignore[misc]
 
     def get_config(self) -> dict[str, Any]:
@@ -66,9 +71,12 @@ class QAdd(_QMergeMixin, keras.layers.Add):
         super().__init__(**kwargs)
         self._init_merge(input_quantizer, ebops_penalty)
 
-    def ebops(self) -> Any:
+    def _ebops(self, fs: dict[int, Any], qkernel: Any = None, *, exact: bool = True) -> Any:
         """Adder bits: ``sum max_n bits(x_n)`` per output element."""
-        bits = [input_bits(q, s) for q, s in zip(self.input_quantizers_list, self._input_shapes)]
+        bits = [
+            input_bits(q, s, fs.get(id(q)), exact=exact)
+            for q, s in zip(self.input_quantizers_list, self._input_shapes)
+        ]
         out = bits[0]
         for b in bits[1:]:
             out = ops.maximum(out, b)

@@ -75,6 +75,7 @@ class QBatchNormalization(QuantizedLayerMixin, keras.layers.BatchNormalization):
         build_once(self.kernel_quantizer, channels)
         build_once(self.bias_quantizer, channels)
         self._input_shape = tuple(input_shape)
+        self._pack_bits()
 
     def _fold(self, mean: Any, variance: Any) -> tuple[Any, Any]:
         """Float scale ``s`` and offset ``o`` from the statistics."""
@@ -87,7 +88,9 @@ class QBatchNormalization(QuantizedLayerMixin, keras.layers.BatchNormalization):
         return scale, offset
 
     def call(self, inputs: Any, training: bool | None = None, mask: Any = None) -> Any:
-        x = self.input_quantizer(inputs, training=training)
+        fs = self._bit_values()
+        iq, kq, bq = self.input_quantizer, self.kernel_quantizer, self.bias_quantizer
+        x = iq.call(inputs, training=training, f=fs.get(id(iq)))
         if training and self.trainable:
             mean, variance = self._moments(x, mask)
             m = self.momentum
@@ -96,9 +99,9 @@ class QBatchNormalization(QuantizedLayerMixin, keras.layers.BatchNormalization):
         else:
             mean, variance = self.moving_mean, self.moving_variance
         scale, offset = self._fold(mean, variance)
-        qs = self.kernel_quantizer(scale, training=training)
-        qo = self.bias_quantizer(offset, training=training)
-        self._add_cost(training)
+        qs, q_exact = kq.forward(scale, fs.get(id(kq)))
+        qo = bq.call(offset, f=fs.get(id(bq)))
+        self._add_cost(training, fs, (scale, q_exact))
         return x * qs + qo
 
     @property
@@ -113,11 +116,18 @@ class QBatchNormalization(QuantizedLayerMixin, keras.layers.BatchNormalization):
         _, offset = self._fold(self.moving_mean, self.moving_variance)
         return self.bias_quantizer.quantize_values(offset)
 
-    def ebops(self) -> Any:
-        """``sum bits(x) * bits(s)`` over every element (one multiply each)."""
-        bx = input_bits(self.input_quantizer, self._input_shape)
-        scale, _ = self._fold(self.moving_mean, self.moving_variance)
-        return ops.sum(bx * self.kernel_quantizer.bits(scale))
+    def _ebops(self, fs: dict[int, Any], qkernel: Any = None, *, exact: bool = True) -> Any:
+        """``sum bits(x) * bits(s)`` over every element (one multiply each).
+
+        ``qkernel`` is ``(float scale, exact quantized scale)`` when known.
+        """
+        iq, kq = self.input_quantizer, self.kernel_quantizer
+        bx = input_bits(iq, self._input_shape, fs.get(id(iq)), exact=exact)
+        if qkernel is None:
+            scale, q = self._fold(self.moving_mean, self.moving_variance)[0], None
+        else:
+            scale, q = qkernel
+        return ops.sum(bx * kq.bits(scale, q, fs.get(id(kq)), exact=exact))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self._quantized_config()}

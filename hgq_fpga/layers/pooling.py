@@ -31,16 +31,20 @@ class _QPoolMixin(QuantizedLayerMixin):
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         build_once(self.input_quantizer, input_shape)
         self._input_shape = tuple(input_shape)
+        self._pack_bits()
         self.built = True
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
-        x = self.input_quantizer(inputs, training=training)
-        self._add_cost(training)
+        fs = self._bit_values()
+        iq = self.input_quantizer
+        x = iq.call(inputs, training=training, f=fs.get(id(iq)))
+        self._add_cost(training, fs)
         return super().call(x)  # type: ignore[misc]
 
-    def ebops(self) -> Any:
+    def _ebops(self, fs: dict[int, Any], qkernel: Any = None, *, exact: bool = True) -> Any:
         """Comparator/adder bits: the sum of the input bits (each input enters one op)."""
-        return ops.sum(input_bits(self.input_quantizer, self._input_shape))
+        iq = self.input_quantizer
+        return ops.sum(input_bits(iq, self._input_shape, fs.get(id(iq)), exact=exact))
 
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self._quantized_config()}  # type: ignore[misc]

@@ -9,7 +9,7 @@ import numpy as np
 from keras import ops
 
 from ..fixed import ki_from_range, quantize_core, round_mantissa
-from .base import BitQuantizerBase, surrogate_quantize
+from .base import BitQuantizerBase, bits_with_gradient, quantize_with_gradient
 from .granularity import granular_shape
 
 __all__ = ["ActivationQuantizer", "FRESH", "TRAINED", "CALIBRATED"]
@@ -80,10 +80,18 @@ class ActivationQuantizer(BitQuantizerBase):
         scale = ops.exp2(f)
         return round_mantissa(x * scale, self.rounding, xp=ops) / scale
 
-    def ki(self, f: Any | None = None) -> tuple[Any, Any]:
-        """``(k, i)`` per granular element for fractional bits ``f``."""
-        f = ops.round(ops.clip(self.f, self.f_min, self.f_max)) if f is None else f
-        k, i = ki_from_range(self._round(self.vmin, f), self._round(self.vmax, f), f, xp=ops)
+    def ki(self, f: Any | None = None, *, exact: bool = True) -> tuple[Any, Any]:
+        """``(k, i)`` per granular element for integer fractional bits ``f``.
+
+        With ``exact=False`` (training losses only) the range is not rounded
+        and ``log2`` not corrected: a cheaper estimate.
+        """
+        f = self.f_exact() if f is None else f
+        if exact:
+            lo, hi = self._round(self.vmin, f), self._round(self.vmax, f)
+        else:
+            lo, hi = ops.convert_to_tensor(self.vmin), ops.convert_to_tensor(self.vmax)
+        k, i = ki_from_range(lo, hi, f, xp=ops, exact=exact)
         if self.fixed_k is not None:
             k = 0.0 * k + self.fixed_k
         if self.fixed_i is not None:
@@ -94,31 +102,51 @@ class ActivationQuantizer(BitQuantizerBase):
         self.vmin.assign(ops.minimum(self.vmin, ops.min(x, axis=self._reduce_axes, keepdims=True)))
         self.vmax.assign(ops.maximum(self.vmax, ops.max(x, axis=self._reduce_axes, keepdims=True)))
 
+    def _quantize_fn(self, rounding_only: bool) -> Any:
+        """The exact quantization ``(x, integer f) -> q``, variables read up front."""
+        if rounding_only:
+            return self._round
+        k, i = self.ki()
+        seen = ops.greater(ops.convert_to_tensor(self.state), 0.5)
+
+        def full(x: Any, f: Any) -> Any:
+            q = quantize_core(x, k, i, f, self.rounding, self.overflow, xp=ops)
+            return ops.where(seen, q, self._round(x, f))
+
+        return full
+
     def quantize_values(self, x: Any, training: bool = False) -> Any:
         """Exact quantized values (no gradient)."""
-        x = ops.convert_to_tensor(x)
-        f = ops.cast(ops.round(ops.clip(self.f, self.f_min, self.f_max)), x.dtype)
-        rounded = self._round(x, f)
-        if training or self.calibrating:
-            return rounded
-        k, i = self.ki(f)
-        full = quantize_core(x, k, i, f, self.rounding, self.overflow, xp=ops)
-        return ops.where(ops.greater(self.state, 0.5), full, rounded)
+        x = ops.stop_gradient(ops.convert_to_tensor(x))
+        fn = self._quantize_fn(bool(training) or self.calibrating)
+        return fn(x, ops.cast(self.f_exact(), x.dtype))
 
-    def call(self, x: Any, training: bool | None = None) -> Any:
-        """Quantize ``x``; track ranges when training or calibrating."""
-        if training or self.calibrating:
+    def call(self, x: Any, training: bool | None = None, f: Any | None = None) -> Any:
+        """Quantize ``x``; track ranges when training or calibrating.
+
+        Args:
+            x: input batch.
+            training: Keras training flag.
+            f: the float fractional bits if the caller already read them.
+        """
+        rounding_only = bool(training) or self.calibrating
+        if rounding_only:
             self._track(ops.stop_gradient(x))
             if training:
                 self.state.assign(ops.convert_to_tensor(TRAINED, self.state.dtype))
-        q = ops.stop_gradient(self.quantize_values(x, training=bool(training)))
-        return surrogate_quantize(x, q, self.f)
+        f = self.f_value() if f is None else f
+        return quantize_with_gradient(x, f, self._quantize_fn(rounding_only))
 
-    def bits(self) -> Any:
-        """Differentiable bits per granular element: ``max(k + i + f, 0)``."""
-        f = self.f_int()
-        k, i = self.ki(ops.stop_gradient(f))
-        return ops.maximum(ops.stop_gradient(k + i) + f, 0.0)
+    def bits(self, f: Any | None = None, *, exact: bool = True) -> Any:
+        """Differentiable bits per granular element: ``max(k + i + f, 0)``.
+
+        Args:
+            f: the float fractional bits if already read.
+            exact: exact integer bits (reports) or the cheaper estimate (losses).
+        """
+        f = self.f_value() if f is None else f
+        k, i = self.ki(ops.round(ops.stop_gradient(f)), exact=exact)
+        return bits_with_gradient(f, k + i)
 
     def reset_ranges(self) -> None:
         """Forget the recorded ranges (used by calibration)."""

@@ -9,21 +9,29 @@ evaluated with ``keras.ops``. The backward pass is
 * d q / d f = -ln 2 * (q - x) (HGQ's surrogate: one more fractional bit
   roughly halves the rounding error ``q - x``),
 
-built from ``stop_gradient`` so it works on every Keras backend.
+written with ``keras.ops.custom_gradient`` so it works on every Keras
+backend and adds only a handful of operations to the training graph.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import keras
+import numpy as np
 from keras import ops
 
 from ..fixed import OverflowMode, RoundingMode
 from .granularity import Granularity
 
-__all__ = ["BitQuantizerBase", "surrogate_quantize", "round_bits"]
+__all__ = [
+    "BitQuantizerBase",
+    "bits_with_gradient",
+    "quantize_with_gradient",
+    "round_bits",
+    "surrogate_quantize",
+]
 
 LN2 = math.log(2.0)
 
@@ -35,6 +43,73 @@ def round_bits(f: Any) -> Any:
     same as ``numpy.round``, so the converter sees the same integer.
     """
     return f + ops.stop_gradient(ops.round(f) - f)
+
+
+def sum_to_shape(g: Any, shape: tuple[int | None, ...]) -> Any:
+    """Sum a broadcast gradient ``g`` back to ``shape`` (same rank, 1 = broadcast)."""
+    axes = tuple(a for a, n in enumerate(shape) if n == 1 and g.shape[a] != 1)
+    return ops.sum(g, axis=axes, keepdims=True) if axes else g
+
+
+def quantize_with_gradient(
+    x: Any, f: Any, quantize_fn: Callable[[Any, Any], Any]
+) -> Any:
+    """``q = quantize_fn(x, round(f))`` with the HGQ gradients.
+
+    ``d q/d x = 1`` (straight-through) and ``d q/d f = -ln2 * (q - x)``
+    (summed over the elements that share one ``f``).
+
+    Args:
+        x: values to quantize.
+        f: float fractional bits (a tensor, not a variable), same rank as
+            ``x`` and broadcastable to it.
+        quantize_fn: ``(x, integer f) -> q``, the exact quantization. It
+            must not read variables (read them before and close over the values).
+    """
+    f_shape = tuple(f.shape)
+    if isinstance(x, keras.Variable):  # a read tensor, not the variable itself
+        x = ops.reshape(x, tuple(x.shape))
+
+    @ops.custom_gradient
+    def _quantize(x: Any, f: Any) -> Any:
+        q = quantize_fn(x, ops.round(f))
+
+        def grad(*args: Any, upstream: Any = None) -> tuple[Any, Any]:
+            if upstream is None:
+                (upstream,) = args
+            return upstream, sum_to_shape(upstream * (q - x) * (-LN2), f_shape)
+
+        return q, grad
+
+    return _quantize(x, f)
+
+
+def bits_with_gradient(f: Any, base: Any, live: Any | None = None) -> Any:
+    """Bits ``max(base + round(f), 0)`` (0 where not ``live``), d/df = 1 where > 0.
+
+    Args:
+        f: float fractional bits (tensor).
+        base: ``k + i`` (no gradient), broadcastable against ``f``.
+        live: optional boolean mask of elements that exist (e.g. nonzero weights).
+    """
+    f_shape = tuple(f.shape)
+
+    @ops.custom_gradient
+    def _bits(f: Any) -> Any:
+        b = base + ops.round(f)
+        alive = ops.greater(b, 0.0)
+        if live is not None:
+            alive = ops.logical_and(alive, live)
+        out = ops.where(alive, b, 0.0)
+
+        def grad(*args: Any, upstream: Any = None) -> Any:
+            if upstream is None:
+                (upstream,) = args
+            return sum_to_shape(ops.where(alive, upstream, 0.0), f_shape)
+
+        return out, grad
+
+    return _bits(f)
 
 
 def surrogate_quantize(x: Any, q: Any, f: Any) -> Any:
@@ -53,7 +128,14 @@ def surrogate_quantize(x: Any, q: Any, f: Any) -> Any:
 
 
 class BitQuantizerBase(keras.layers.Layer):
-    """Owns the trainable fractional bits ``f`` of one tensor.
+    """Holds the trainable fractional bits ``f`` of one tensor.
+
+    Standing alone, the quantizer owns a variable ``f``. Inside a quantized
+    layer, the layer packs the ``f`` of all its trainable quantizers into one
+    variable (:class:`~hgq_fpga.quantizers.packing.PackedBits`) and each
+    quantizer reads its slice: one optimizer update per layer instead of one
+    per quantizer, which keeps training overhead low. Read ``f`` with
+    :attr:`f` (a tensor) and change it with :meth:`set_f`.
 
     Args:
         f0: initial fractional bits.
@@ -90,20 +172,75 @@ class BitQuantizerBase(keras.layers.Layer):
         self.f_min = float(f_min)
         self.f_max = float(f_max)
         self.trainable_bits = bool(trainable_bits)
-        self.f: keras.Variable | None = None
+        self.defer_bits = False
+        self.bits_shape: tuple[int, ...] = ()
+        self._own_f: keras.Variable | None = None
+        self._packed: tuple[Any, int] | None = None
 
     def _add_bits(self, shape: tuple[int, ...]) -> None:
-        self.f = self.add_weight(
+        """Create ``f`` of ``shape``, unless a layer will pack it (``defer_bits``)."""
+        self.bits_shape = tuple(int(n) for n in shape)
+        if self.defer_bits:
+            return
+        self._own_f = self.add_weight(
             name="f",
-            shape=shape,
+            shape=self.bits_shape,
             initializer=keras.initializers.Constant(self.f0),
             trainable=self.trainable_bits,
             constraint=ClipConstraint(self.f_min, self.f_max),
         )
 
+    def attach(self, variable: keras.Variable, offset: int) -> None:
+        """Read ``f`` from ``variable[offset : offset + size]`` (set by PackedBits)."""
+        # not tracked by Keras: the variable belongs to the PackedBits layer
+        object.__setattr__(self, "_packed", (variable, int(offset)))
+
+    @property
+    def bits_size(self) -> int:
+        """Number of fractional-bit values of this quantizer."""
+        return int(np.prod(self.bits_shape, dtype=np.int64))
+
+    def f_value(self) -> Any:
+        """The float ``f`` as a tensor of ``bits_shape`` (gradients reach the variable)."""
+        if self._packed is not None:
+            var, offset = self._packed
+            return ops.reshape(ops.slice(var, (offset,), (self.bits_size,)), self.bits_shape)
+        if self._own_f is None:
+            raise ValueError(f"{self.name}: not built yet; call the layer on data first.")
+        return ops.reshape(self._own_f, self.bits_shape)
+
+    @property
+    def f(self) -> Any:
+        """The current (float) fractional bits, shape ``bits_shape``."""
+        return self.f_value()
+
+    def set_f(self, value: Any) -> None:
+        """Assign fractional bits (broadcast to ``bits_shape``, clipped to the limits)."""
+        new = np.clip(np.broadcast_to(np.asarray(value, "float32"), self.bits_shape), self.f_min, self.f_max)
+        if self._packed is not None:
+            var, offset = self._packed
+            flat = np.array(ops.convert_to_numpy(var))
+            flat[offset : offset + self.bits_size] = new.ravel()
+            var.assign(flat)
+        elif self._own_f is not None:
+            self._own_f.assign(new)
+        else:
+            raise ValueError(f"{self.name}: not built yet; call the layer on data first.")
+
     def f_int(self) -> Any:
-        """Integer fractional bits used in the forward pass (straight-through)."""
-        return round_bits(ops.clip(self.f, self.f_min, self.f_max))
+        """Integer fractional bits used in the forward pass (straight-through).
+
+        ``f`` stays inside ``[f_min, f_max]`` through its variable constraint.
+        """
+        return round_bits(self.f_value())
+
+    def f_exact(self) -> Any:
+        """Integer fractional bits without gradient: ``round(f)`` (half to even)."""
+        return ops.round(ops.stop_gradient(self.f_value()))
+
+    def get_build_config(self) -> None:
+        """Quantizers are built by the layer that owns them, never on their own."""
+        return None
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

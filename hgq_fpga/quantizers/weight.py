@@ -8,7 +8,7 @@ import keras
 from keras import ops
 
 from ..fixed import ki_from_range, quantize_core, round_mantissa
-from .base import BitQuantizerBase, surrogate_quantize
+from .base import BitQuantizerBase, bits_with_gradient, quantize_with_gradient
 from .granularity import granular_shape
 
 __all__ = ["WeightQuantizer"]
@@ -70,37 +70,60 @@ class WeightQuantizer(BitQuantizerBase):
         self._add_bits(granular_shape(shape, self.granularity))
         self.built = True
 
-    def quantize_values(self, w: Any) -> Any:
-        """The exact quantized values (no gradient): what the firmware holds."""
-        f = ops.round(ops.clip(self.f, self.f_min, self.f_max))
-        w = ops.convert_to_tensor(w)
-        f = ops.cast(f, w.dtype)
+    def _quantize_fn(self, w: Any, f: Any) -> Any:
+        """Exact quantization of ``w`` with integer ``f`` (no variables read)."""
         if self.fixed_i is None:
             scale = ops.exp2(f)
             return round_mantissa(w * scale, self.rounding, xp=ops) / scale
-        k = ops.cast(self.fixed_k, w.dtype) + 0.0 * f
-        i = ops.cast(self.fixed_i, w.dtype) + 0.0 * f
+        k = 0.0 * f + float(self.fixed_k)
+        i = 0.0 * f + float(self.fixed_i)
         return quantize_core(w, k, i, f, self.rounding, self.overflow, xp=ops)
 
-    def call(self, w: Any, training: bool | None = None) -> Any:
-        """Quantize ``w`` with straight-through and surrogate-bit gradients."""
-        q = ops.stop_gradient(self.quantize_values(w))
-        return surrogate_quantize(w, q, self.f)
+    def quantize_values(self, w: Any) -> Any:
+        """The exact quantized values (no gradient): what the firmware holds."""
+        w = ops.stop_gradient(ops.convert_to_tensor(w))
+        return self._quantize_fn(w, ops.cast(self.f_exact(), w.dtype))
 
-    def bits(self, w: Any) -> Any:
+    def call(self, w: Any, training: bool | None = None, f: Any | None = None) -> Any:
+        """Quantize ``w`` with straight-through and surrogate-bit gradients."""
+        return self.forward(w, f)[0]
+
+    def forward(self, w: Any, f: Any | None = None) -> tuple[Any, Any]:
+        """``(differentiable quantized w, exact quantized w)`` in one pass.
+
+        Layers that also need :meth:`bits` pass the exact values on, so the
+        quantization is computed once per step.
+
+        Args:
+            w: the float weights.
+            f: the float fractional bits if the caller already read them.
+        """
+        f = self.f_value() if f is None else f
+        q = quantize_with_gradient(w, f, self._quantize_fn)
+        return q, ops.stop_gradient(q)
+
+    def bits(
+        self, w: Any, q: Any | None = None, f: Any | None = None, *, exact: bool = True
+    ) -> Any:
         """Differentiable bits per element: ``k + i + f`` where nonzero, else 0.
 
         ``k`` and ``i`` are those of each quantized value (or the fixed ones);
         the gradient w.r.t. ``f`` is 1 for every live (nonzero) element.
+
+        Args:
+            w: the float weights.
+            q: their exact quantized values if already known (from :meth:`forward`).
+            f: the float fractional bits if already read.
+            exact: exact integer bits (reports) or the cheaper estimate (losses).
         """
-        q = ops.stop_gradient(self.quantize_values(w))
-        f = self.f_int()
+        q = self.quantize_values(w) if q is None else q
+        f = self.f_value() if f is None else f
         if self.fixed_i is None:
-            k, i = ki_from_range(q, q, ops.stop_gradient(f), xp=ops)
+            k, i = ki_from_range(q, q, ops.round(ops.stop_gradient(f)), xp=ops, exact=exact)
+            base = k + i
         else:
-            k, i = float(self.fixed_k), float(self.fixed_i)
-        bits = ops.stop_gradient(k + i) + f
-        return ops.where(ops.not_equal(q, 0.0), ops.maximum(bits, 0.0), 0.0 * bits)
+            base = float(self.fixed_k + self.fixed_i)
+        return bits_with_gradient(f, base, ops.not_equal(q, 0.0))
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

@@ -94,7 +94,7 @@ def test_weight_quantizer_prunes_and_counts_bits():
     # 1.875: k=0,i=1,f=3 -> 4; -2: k=1,i=1,f=3 -> 5; 0 -> 0; 0.0625 rounds to 0.125? no: RND(0.5)=1
     np.testing.assert_array_equal(q, [0.25, 0.0, 1.875, -2.0, 0.0, 0.125])
     np.testing.assert_array_equal(bits, [2, 0, 4, 5, 0, 1])
-    wq.f.assign(np.full(w.shape, -2.0, "float32"))  # f=-2: step 4, everything here rounds to 0
+    wq.set_f(-2.0)  # f=-2: step 4, everything here rounds to 0
     assert not np.any(ops.convert_to_numpy(wq.quantize_values(w)))
     assert not np.any(ops.convert_to_numpy(wq.bits(w)))
 

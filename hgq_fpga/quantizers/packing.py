@@ -1,0 +1,86 @@
+"""One trainable variable for all the fractional bits of a layer.
+
+Keras optimizers update variables one at a time, and each update costs
+graph operations and kernel launches; a quantized layer with separate
+``f`` variables for its input, kernel and bias would pay that three times.
+:class:`PackedBits` concatenates the flattened ``f`` of the layer's
+trainable quantizers into one variable and hands each quantizer its slice.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+from .base import BitQuantizerBase
+
+__all__ = ["PackedBits", "ElementClip", "pack_bits"]
+
+
+class ElementClip(keras.constraints.Constraint):
+    """Clip every element to its own ``[low, high]`` after each update."""
+
+    def __init__(self, low: np.ndarray, high: np.ndarray) -> None:
+        self.low = np.asarray(low, "float32")
+        self.high = np.asarray(high, "float32")
+
+    def __call__(self, w: Any) -> Any:
+        return ops.minimum(ops.maximum(w, self.low), self.high)
+
+
+@keras.saving.register_keras_serializable(package="hgq_fpga")
+class PackedBits(keras.layers.Layer):
+    """Holds ``f`` (one flat trainable variable) for several quantizers.
+
+    Built by the owning layer with :meth:`pack`; its variable is saved and
+    restored like any other layer variable.
+    """
+
+    def pack(self, quantizers: Sequence[BitQuantizerBase]) -> None:
+        """Create the variable for ``quantizers`` (already built with ``defer_bits``)."""
+        sizes = [q.bits_size for q in quantizers]
+        init = np.concatenate([np.full(n, q.f0, "float32") for q, n in zip(quantizers, sizes)])
+        low = np.concatenate([np.full(n, q.f_min, "float32") for q, n in zip(quantizers, sizes)])
+        high = np.concatenate([np.full(n, q.f_max, "float32") for q, n in zip(quantizers, sizes)])
+        self.f = self.add_weight(
+            name="f",
+            shape=(int(init.size),),
+            initializer=lambda shape, dtype=None: ops.convert_to_tensor(init, dtype or "float32"),
+            trainable=True,
+            constraint=ElementClip(low, high),
+        )
+        offset = 0
+        for q, n in zip(quantizers, sizes):
+            q.attach(self.f, offset)
+            offset += n
+        # plain references, not tracked: the quantizers belong to the owning layer
+        object.__setattr__(self, "_members", list(quantizers))
+        object.__setattr__(self, "_splits", list(np.cumsum(sizes)[:-1].astype(int)))
+        self.built = True
+
+    def values(self) -> dict[int, Any]:
+        """``{id(quantizer): f tensor}`` from one read and one split of the variable."""
+        flat = ops.convert_to_tensor(self.f)
+        parts = ops.split(flat, self._splits) if self._splits else [flat]
+        return {
+            id(q): ops.reshape(part, q.bits_shape) for q, part in zip(self._members, parts)
+        }
+
+    def build(self, input_shape: Any = None) -> None:  # built by pack()
+        pass
+
+    def get_build_config(self) -> None:
+        return None
+
+
+def pack_bits(owner: keras.layers.Layer, quantizers: Sequence[BitQuantizerBase]) -> PackedBits | None:
+    """Pack the trainable, deferred quantizers' ``f`` into one ``PackedBits`` sub-layer."""
+    deferred = [q for q in quantizers if q.defer_bits]
+    if not deferred:
+        return None
+    packed = PackedBits(name="bits")
+    packed.pack(deferred)
+    return packed
