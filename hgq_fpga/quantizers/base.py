@@ -204,10 +204,11 @@ class BitQuantizerBase(keras.layers.Layer):
         """The float ``f`` as a tensor of ``bits_shape`` (gradients reach the variable)."""
         if self._packed is not None:
             var, offset = self._packed
-            return ops.reshape(ops.slice(var, (offset,), (self.bits_size,)), self.bits_shape)
+            flat = ops.convert_to_tensor(var)
+            return ops.reshape(ops.slice(flat, (offset,), (self.bits_size,)), self.bits_shape)
         if self._own_f is None:
             raise ValueError(f"{self.name}: not built yet; call the layer on data first.")
-        return ops.reshape(self._own_f, self.bits_shape)
+        return ops.reshape(ops.convert_to_tensor(self._own_f), self.bits_shape)
 
     @property
     def f(self) -> Any:
