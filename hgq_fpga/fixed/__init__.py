@@ -12,6 +12,8 @@ from .core import (
     quantize,
     quantize_core,
     round_mantissa,
+    round_shift,
+    IntegerOps,
     to_mantissa,
 )
 
@@ -26,5 +28,7 @@ __all__ = [
     "quantize",
     "quantize_core",
     "round_mantissa",
+    "round_shift",
+    "IntegerOps",
     "to_mantissa",
 ]

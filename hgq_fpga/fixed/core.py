@@ -44,6 +44,8 @@ __all__ = [
     "quantize",
     "quantize_core",
     "round_mantissa",
+    "round_shift",
+    "IntegerOps",
     "overflow_mantissa",
     "to_mantissa",
     "from_mantissa",
@@ -51,8 +53,44 @@ __all__ = [
 ]
 
 
+def _round_rule(mode: RoundingMode, fl: Any, parts: "_RoundParts", xp: Any) -> Any:
+    """The one table of ``ap_fixed`` rounding rules.
+
+    ``fl`` is the mantissa rounded towards minus infinity; ``parts`` answers,
+    lazily, whether the dropped fraction is above one half, exactly one half,
+    at least one half or nonzero, and whether the value is negative.
+    """
+    if mode is RoundingMode.TRN:
+        return fl
+    if mode is RoundingMode.TRN_ZERO:
+        up = xp.logical_and(parts.negative(), parts.inexact())
+    elif mode is RoundingMode.RND:
+        up = parts.at_or_above()
+    elif mode is RoundingMode.RND_MIN_INF:
+        up = parts.above()
+    elif mode is RoundingMode.RND_ZERO:
+        up = xp.logical_or(parts.above(), xp.logical_and(parts.tie(), parts.negative()))
+    elif mode is RoundingMode.RND_INF:
+        up = xp.logical_or(parts.above(), xp.logical_and(parts.tie(), xp.logical_not(parts.negative())))
+    else:  # RND_CONV: ties to the even neighbour
+        odd = xp.not_equal(xp.floor_divide(fl, 2) * 2, fl)
+        up = xp.logical_or(parts.above(), xp.logical_and(parts.tie(), odd))
+    return xp.where(up, fl + 1, fl)
+
+
+class _RoundParts:
+    """Lazy comparisons of a dropped fraction against one half."""
+
+    def __init__(self, above: Any, tie: Any, at_or_above: Any, inexact: Any, negative: Any):
+        self.above, self.tie, self.at_or_above = above, tie, at_or_above
+        self.inexact, self.negative = inexact, negative
+
+
 def round_mantissa(v: Any, rounding: RoundingMode | str, *, xp: Any = np) -> Any:
     """Round ``v`` (a value in units of the LSB) to an integer.
+
+    The comparisons are exact: ``v`` is compared with the representable
+    midpoint ``floor(v) + 0.5`` instead of subtracting.
 
     Args:
         v: values already scaled by ``2**f``.
@@ -66,24 +104,68 @@ def round_mantissa(v: Any, rounding: RoundingMode | str, *, xp: Any = np) -> Any
     fl = xp.floor(v)
     if mode is RoundingMode.TRN:
         return fl
-    if mode is RoundingMode.TRN_ZERO:
-        up = xp.logical_and(xp.less(v, 0.0), xp.greater(v, fl))
-        return xp.where(up, fl + 1.0, fl)
     mid = fl + 0.5
-    if mode is RoundingMode.RND:
-        return fl + xp.where(xp.greater_equal(v, mid), 1.0, 0.0)
-    above = xp.greater(v, mid)
-    if mode is RoundingMode.RND_MIN_INF:
-        return fl + xp.where(above, 1.0, 0.0)
-    tie = xp.equal(v, mid)
-    if mode is RoundingMode.RND_ZERO:
-        tie_up = xp.logical_and(tie, xp.less(v, 0.0))
-    elif mode is RoundingMode.RND_INF:
-        tie_up = xp.logical_and(tie, xp.greater(v, 0.0))
-    else:  # RND_CONV: ties to the even neighbour
-        odd = xp.not_equal(xp.floor(fl * 0.5) * 2.0, fl)
-        tie_up = xp.logical_and(tie, odd)
-    return xp.where(xp.logical_or(above, tie_up), fl + 1.0, fl)
+    parts = _RoundParts(
+        above=lambda: xp.greater(v, mid),
+        tie=lambda: xp.equal(v, mid),
+        at_or_above=lambda: xp.greater_equal(v, mid),
+        inexact=lambda: xp.greater(v, fl),
+        negative=lambda: xp.less(v, 0.0),
+    )
+    return _round_rule(mode, fl, parts, xp)
+
+
+def round_shift(m: Any, shift: Any, rounding: RoundingMode | str) -> Any:
+    """Round integer mantissas ``m * 2**-shift`` to integers (``shift >= 0``).
+
+    The integer twin of :func:`round_mantissa`, with the same rule table, for
+    the emulator's exact arithmetic on int64 or Python-int (object) arrays.
+
+    Example:
+        >>> round_shift(np.array([5, -5, 6, -6]), 2, "RND_CONV")  # 1.25 -1.25 1.5 -1.5
+        array([ 1, -1,  2, -2])
+    """
+    mode = RoundingMode.from_string(rounding)
+    m = np.asarray(m)
+    s = np.asarray(shift)
+    if np.any(s < 0):
+        raise ValueError("round_shift: shift must be >= 0")
+    fl = m >> s
+    if mode is RoundingMode.TRN:
+        return fl
+    twice_rem = (m - (fl << s)) * 2
+    span = np.ones_like(s) << s if s.dtype != object else np.vectorize(lambda n: 1 << n, otypes=[object])(s)
+    parts = _RoundParts(
+        above=lambda: twice_rem > span,
+        tie=lambda: twice_rem == span,
+        at_or_above=lambda: twice_rem >= span,
+        inexact=lambda: twice_rem > 0,
+        negative=lambda: m < 0,
+    )
+    return _round_rule(mode, fl, parts, np)
+
+
+class IntegerOps:
+    """numpy on integer mantissas, as an ``xp`` namespace for :func:`overflow_mantissa`.
+
+    ``exp2`` is an exact left shift; arrays may be int64 or object (Python ints).
+    """
+
+    maximum = staticmethod(np.maximum)
+    minimum = staticmethod(np.minimum)
+    where = staticmethod(np.where)
+    greater = staticmethod(np.greater)
+    greater_equal = staticmethod(np.greater_equal)
+    less_equal = staticmethod(np.less_equal)
+    logical_and = staticmethod(np.logical_and)
+    floor_divide = staticmethod(np.floor_divide)
+
+    @staticmethod
+    def exp2(w: Any) -> Any:
+        w = np.asarray(w)
+        if w.dtype == object:
+            return np.vectorize(lambda n: 1 << int(n), otypes=[object])(w)
+        return np.left_shift(np.int64(1), w.astype(np.int64))
 
 
 def overflow_mantissa(
@@ -92,11 +174,11 @@ def overflow_mantissa(
     """Map integer mantissas ``m`` into a ``width``-bit (un)signed range.
 
     Args:
-        m: integer-valued mantissas.
+        m: integer-valued mantissas (floats, or integers with ``xp=IntegerOps``).
         k: 1 for signed, 0 for unsigned (broadcast against ``m``).
         width: total bits ``W`` (broadcast against ``m``); ``W <= 0`` gives 0.
         overflow: an :class:`OverflowMode` or its name.
-        xp: array namespace.
+        xp: array namespace (numpy, ``keras.ops`` or :class:`IntegerOps`).
 
     Returns:
         the mantissas after overflow handling. For ``WRAP``:
@@ -105,25 +187,25 @@ def overflow_mantissa(
         ``ap_fixed``, it clamps to ``[lo, hi] = [-1, 0]`` like ``SAT``.
     """
     mode = OverflowMode.from_string(overflow)
-    w = xp.maximum(width, 1.0)
-    signed = xp.greater(k, 0.5)
-    lo = xp.where(signed, -xp.exp2(w - 1.0), 0.0 * w)
-    hi = xp.where(signed, xp.exp2(w - 1.0), xp.exp2(w)) - 1.0
+    w = xp.maximum(width, 1)
+    signed = xp.greater(k, 0)
+    lo = xp.where(signed, -xp.exp2(w - 1), 0 * w)
+    hi = xp.where(signed, xp.exp2(w - 1), xp.exp2(w)) - 1
     if mode is OverflowMode.WRAP:
         span = xp.exp2(w)
-        out = m - span * xp.floor((m - lo) / span)
+        out = m - span * xp.floor_divide(m - lo, span)
     elif mode is OverflowMode.SAT:
         out = xp.minimum(xp.maximum(m, lo), hi)
     elif mode is OverflowMode.SAT_ZERO:
         inside = xp.logical_and(xp.greater_equal(m, lo), xp.less_equal(m, hi))
-        out = xp.where(inside, m, 0.0 * m)
+        out = xp.where(inside, m, 0 * m)
     else:  # SAT_SYM: signed range [-hi, hi]; unsigned, and signed W = 1, as SAT
         # ap_fixed saturates below at lo with its LSB set: lo + 1 = -hi, except
         # for W = 1 where the LSB is the sign bit, giving lo = -1 (hi = 0).
-        sym = xp.logical_and(signed, xp.greater(w, 1.5))
-        lo_sym = xp.where(sym, lo + 1.0, lo)
+        sym = xp.logical_and(signed, xp.greater(w, 1))
+        lo_sym = xp.where(sym, lo + 1, lo)
         out = xp.minimum(xp.maximum(m, lo_sym), hi)
-    return xp.where(xp.greater(width, 0.5), out, 0.0 * m)
+    return xp.where(xp.greater(width, 0), out, 0 * m)
 
 
 def quantize_core(
