@@ -7,7 +7,9 @@ Public entry points:
 * :mod:`hgq_fpga.quantizers` -- Keras quantizers with trainable bits;
 * :mod:`hgq_fpga.layers` -- ``QDense``, ``QConv2D``, ... ;
 * :func:`calibrate` -- set activation integer bits from data;
-* :func:`bit_summary` -- bit statistics of a model.
+* :func:`bit_summary` -- bit statistics of a model;
+* :func:`build_ir` -- the fixed-point graph of a calibrated model;
+* :func:`emulate` -- bit-accurate numpy emulation of the firmware.
 
 Submodules load on first use, so ``import hgq_fpga.fixed`` needs only numpy
 (the numeric core never imports Keras).
@@ -27,6 +29,10 @@ _LAZY = {
     "datasets": ("hgq_fpga.datasets", None),
     "templates": ("hgq_fpga.templates", None),
     "testing": ("hgq_fpga.testing", None),
+    "ir": ("hgq_fpga.ir", None),
+    "build_ir": ("hgq_fpga.ir", "build_ir"),
+    "emulate": ("hgq_fpga.emulator", "emulate"),
+    "emulate_mantissas": ("hgq_fpga.emulator", "emulate_mantissas"),
     "calibrate": ("hgq_fpga.calibration", "calibrate"),
     "is_calibrated": ("hgq_fpga.calibration", "is_calibrated"),
     "iter_quantizers": ("hgq_fpga.calibration", "iter_quantizers"),

@@ -348,8 +348,8 @@ def _floor_log2(v: Any, xp: Any, exact: bool = True) -> Any:
     e = xp.floor(xp.log2(v))
     if not exact:
         return e
-    e = e - xp.where(xp.greater(xp.exp2(e), v), 1.0, 0.0)
-    return e + xp.where(xp.less_equal(xp.exp2(e + 1.0), v), 1.0, 0.0)
+    e = xp.where(xp.greater(xp.exp2(e), v), e - 1.0, e)
+    return xp.where(xp.less_equal(xp.exp2(e + 1.0), v), e + 1.0, e)
 
 
 def ki_from_range(
@@ -382,5 +382,6 @@ def ki_from_range(
     live = xp.greater(a, 0.0)
     e = _floor_log2(xp.where(live, a, 1.0), xp, exact)
     i = xp.where(live, e + 1.0, -f)
-    k = xp.where(xp.less(lo, 0.0), 1.0, 0.0)
+    zero = 0.0 * a  # keeps the dtype of the inputs (float32 or float64)
+    k = xp.where(xp.less(lo, 0.0), zero + 1.0, zero)
     return k, i

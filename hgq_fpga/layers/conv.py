@@ -29,9 +29,9 @@ class _QConvMixin(QuantizedLayerMixin):
                 f"Received: data_format={self.data_format!r}"
             )
         self._init_quantized(ebops_penalty)
-        self.input_quantizer = qz.get(input_quantizer, qz.ActivationQuantizer, name="input_quantizer")
-        self.kernel_quantizer = qz.get(kernel_quantizer, qz.WeightQuantizer, name="kernel_quantizer")
-        self.bias_quantizer = qz.get(bias_quantizer, qz.WeightQuantizer, name="bias_quantizer")
+        self.input_quantizer = qz.get(input_quantizer, qz.ActivationQuantizer, name="input_quantizer", dtype=self.dtype_policy)
+        self.kernel_quantizer = qz.get(kernel_quantizer, qz.WeightQuantizer, name="kernel_quantizer", dtype=self.dtype_policy)
+        self.bias_quantizer = qz.get(bias_quantizer, qz.WeightQuantizer, name="bias_quantizer", dtype=self.dtype_policy)
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         super().build(input_shape)  # type: ignore[misc]

@@ -53,9 +53,9 @@ class QDense(QuantizedLayerMixin, keras.layers.Dense):
         super().__init__(units, activation=activation, **kwargs)
         check_activation("QDense", activation)
         self._init_quantized(ebops_penalty)
-        self.input_quantizer = qz.get(input_quantizer, qz.ActivationQuantizer, name="input_quantizer")
-        self.kernel_quantizer = qz.get(kernel_quantizer, qz.WeightQuantizer, name="kernel_quantizer")
-        self.bias_quantizer = qz.get(bias_quantizer, qz.WeightQuantizer, name="bias_quantizer")
+        self.input_quantizer = qz.get(input_quantizer, qz.ActivationQuantizer, name="input_quantizer", dtype=self.dtype_policy)
+        self.kernel_quantizer = qz.get(kernel_quantizer, qz.WeightQuantizer, name="kernel_quantizer", dtype=self.dtype_policy)
+        self.bias_quantizer = qz.get(bias_quantizer, qz.WeightQuantizer, name="bias_quantizer", dtype=self.dtype_policy)
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         super().build(input_shape)
@@ -120,7 +120,7 @@ class QActivation(QuantizedLayerMixin, keras.layers.Activation):
         super().__init__(activation, **kwargs)
         check_activation("QActivation", activation)
         self._init_quantized(ebops_penalty)
-        self.input_quantizer = qz.get(input_quantizer, qz.ActivationQuantizer, name="input_quantizer")
+        self.input_quantizer = qz.get(input_quantizer, qz.ActivationQuantizer, name="input_quantizer", dtype=self.dtype_policy)
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         build_once(self.input_quantizer, input_shape)

@@ -30,7 +30,9 @@ class _QMergeMixin(QuantizedLayerMixin):
     def build(self, input_shape: Any) -> None:
         super().build(input_shape)  # type: ignore[misc]
         self.input_quantizers_list = [
-            qz.ActivationQuantizer(name=f"input_quantizer_{n}", **self._input_quantizer_options)
+            qz.ActivationQuantizer(
+                name=f"input_quantizer_{n}", dtype=self.dtype_policy, **self._input_quantizer_options
+            )
             for n in range(len(input_shape))
         ]
         for q, shape in zip(self.input_quantizers_list, input_shape):

@@ -59,9 +59,9 @@ class QBatchNormalization(QuantizedLayerMixin, keras.layers.BatchNormalization):
         if self.renorm:
             raise ValueError("QBatchNormalization: renorm=True is not supported. Received: renorm=True")
         self._init_quantized(ebops_penalty)
-        self.input_quantizer = qz.get(input_quantizer, qz.ActivationQuantizer, name="input_quantizer")
-        self.kernel_quantizer = qz.get(kernel_quantizer, qz.WeightQuantizer, name="kernel_quantizer")
-        self.bias_quantizer = qz.get(bias_quantizer, qz.WeightQuantizer, name="bias_quantizer")
+        self.input_quantizer = qz.get(input_quantizer, qz.ActivationQuantizer, name="input_quantizer", dtype=self.dtype_policy)
+        self.kernel_quantizer = qz.get(kernel_quantizer, qz.WeightQuantizer, name="kernel_quantizer", dtype=self.dtype_policy)
+        self.bias_quantizer = qz.get(bias_quantizer, qz.WeightQuantizer, name="bias_quantizer", dtype=self.dtype_policy)
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         super().build(input_shape)

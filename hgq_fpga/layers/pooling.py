@@ -26,7 +26,7 @@ class _QPoolMixin(QuantizedLayerMixin):
                 f"Received: data_format={self.data_format!r}"
             )
         self._init_quantized(ebops_penalty)
-        self.input_quantizer = qz.get(input_quantizer, qz.ActivationQuantizer, name="input_quantizer")
+        self.input_quantizer = qz.get(input_quantizer, qz.ActivationQuantizer, name="input_quantizer", dtype=self.dtype_policy)
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
         build_once(self.input_quantizer, input_shape)

@@ -50,7 +50,7 @@ class PackedBits(keras.layers.Layer):
         self.f = self.add_weight(
             name="f",
             shape=(int(init.size),),
-            initializer=lambda shape, dtype=None: ops.convert_to_tensor(init, dtype or "float32"),
+            initializer=lambda shape, dtype=None: ops.convert_to_tensor(init, dtype or self.variable_dtype),
             trainable=True,
             constraint=ElementClip(low, high),
         )
@@ -83,6 +83,6 @@ def pack_bits(owner: keras.layers.Layer, quantizers: Sequence[BitQuantizerBase])
     deferred = [q for q in quantizers if q.defer_bits]
     if not deferred:
         return None
-    packed = PackedBits(name="bits")
+    packed = PackedBits(name="bits", dtype=owner.dtype_policy)
     packed.pack(deferred)
     return packed
