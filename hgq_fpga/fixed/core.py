@@ -161,6 +161,11 @@ class IntegerOps:
     floor_divide = staticmethod(np.floor_divide)
 
     @staticmethod
+    def wrap(m: Any, lo: Any, w: Any) -> Any:
+        """``lo + ((m - lo) mod 2**w)`` with a bit mask (two's complement)."""
+        return ((m - lo) & (IntegerOps.exp2(w) - 1)) + lo
+
+    @staticmethod
     def exp2(w: Any) -> Any:
         w = np.asarray(w)
         if w.dtype == object:
@@ -191,21 +196,23 @@ def overflow_mantissa(
     signed = xp.greater(k, 0)
     lo = xp.where(signed, -xp.exp2(w - 1), 0 * w)
     hi = xp.where(signed, xp.exp2(w - 1), xp.exp2(w)) - 1
-    if mode is OverflowMode.WRAP:
+    if mode is OverflowMode.WRAP and hasattr(xp, "wrap"):
+        out = xp.wrap(m, lo, w)  # integers: the same modulo as a bit mask
+    elif mode is OverflowMode.WRAP:
         span = xp.exp2(w)
         out = m - span * xp.floor_divide(m - lo, span)
     elif mode is OverflowMode.SAT:
         out = xp.minimum(xp.maximum(m, lo), hi)
     elif mode is OverflowMode.SAT_ZERO:
         inside = xp.logical_and(xp.greater_equal(m, lo), xp.less_equal(m, hi))
-        out = xp.where(inside, m, 0 * m)
+        out = xp.where(inside, m, 0)
     else:  # SAT_SYM: signed range [-hi, hi]; unsigned, and signed W = 1, as SAT
         # ap_fixed saturates below at lo with its LSB set: lo + 1 = -hi, except
         # for W = 1 where the LSB is the sign bit, giving lo = -1 (hi = 0).
         sym = xp.logical_and(signed, xp.greater(w, 1))
         lo_sym = xp.where(sym, lo + 1, lo)
         out = xp.minimum(xp.maximum(m, lo_sym), hi)
-    return xp.where(xp.greater(width, 0), out, 0 * m)
+    return xp.where(xp.greater(width, 0), out, 0)
 
 
 def quantize_core(
