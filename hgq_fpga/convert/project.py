@@ -1,0 +1,190 @@
+"""``to_hls4ml``: write an hls4ml project for a calibrated hgq_fpga model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..ir import Graph, build_ir
+from .hls4ml_layers import graph_to_layer_list
+
+__all__ = ["to_hls4ml", "BACKENDS", "STRATEGIES"]
+
+BACKENDS = ("Vitis", "Vivado")
+STRATEGIES = ("Latency", "distributed_arithmetic")
+
+
+def _check_options(backend: str, io_type: str, strategy: str, clock_period: float) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"to_hls4ml: backend must be one of {BACKENDS}. Received: backend={backend!r}")
+    if io_type != "io_parallel":
+        raise ValueError(
+            "to_hls4ml: per-element quantization needs io_type='io_parallel' "
+            f"(hls4ml's FixedPointQuantizer). Received: io_type={io_type!r}"
+        )
+    if strategy not in STRATEGIES:
+        raise ValueError(f"to_hls4ml: strategy must be one of {STRATEGIES}. Received: strategy={strategy!r}")
+    if not clock_period > 0:
+        raise ValueError(f"to_hls4ml: clock_period must be > 0 ns. Received: clock_period={clock_period}")
+
+
+def hls_config(output_dir: Path, project: str, backend: str, part: str, clock_period: float,
+               io_type: str, strategy: str) -> dict[str, Any]:
+    """The hls4ml configuration dict; types come from hls4ml's BitExact pass."""
+    return {
+        "OutputDir": str(output_dir), "ProjectName": project, "Backend": backend, "Version": "1.0.0",
+        "Part": part, "ClockPeriod": clock_period, "ClockUncertainty": "27%", "IOType": io_type,
+        "InputData": None, "OutputPredictions": None,
+        "HLSConfig": {"Model": {"Precision": "fixed<16,6>", "ReuseFactor": 1, "Strategy": strategy,
+                                "BitExact": True}},
+        "WriterConfig": {"Namespace": None, "WriteWeightsTxt": True, "WriteTar": False,
+                         "TBOutputStream": "both", "WriteEmulationConstants": False},
+    }
+
+
+def _write_tb_data(directory: Path, inputs: list[np.ndarray], outputs: list[np.ndarray]) -> None:
+    """tb_data in hls4ml's format: one sample per line; ``repr`` of float64 is exact."""
+    directory.mkdir(parents=True, exist_ok=True)
+    for fname, arrays in (("tb_input_features.dat", inputs), ("tb_output_predictions.dat", outputs)):
+        flat = np.concatenate([a.reshape(len(a), -1) for a in arrays], axis=1)
+        with open(directory / fname, "w") as fh:
+            for row in flat:
+                fh.write(" ".join(repr(float(v)) for v in row) + "\n")
+
+
+def _exact_testbench(project_dir: Path, project: str) -> None:
+    """Make hls4ml's C testbench read and print doubles at full precision.
+
+    The stock testbench parses inputs into ``float`` and prints 6 digits, which
+    hides differences; the vendor C simulation must compare exact values.
+    """
+    path = project_dir / f"{project}_test.cpp"
+    text = path.read_text()
+    patched = text.replace("std::vector<float>", "std::vector<double>").replace("copy_data<float,", "copy_data<double,")
+    marker = "std::ofstream fout(RESULTS_LOG);"
+    if marker in patched:
+        patched = patched.replace(marker, marker + "\n    fout.precision(40);", 1)
+    if patched == text:
+        raise RuntimeError(f"could not make {path} exact: hls4ml's testbench layout changed")
+    path.write_text(patched)
+
+
+def to_hls4ml(
+    model: Any,
+    output_dir: str | os.PathLike,
+    *,
+    backend: str = "Vitis",
+    part: str = "xcvu13p-flga2577-2-e",
+    clock_period: float = 5.0,
+    io_type: str = "io_parallel",
+    strategy: str = "Latency",
+    overwrite: bool = False,
+    project_name: str = "hgq_fpga_prj",
+    test_inputs: Any = None,
+    graph: Graph | None = None,
+) -> Any:
+    """Write an hls4ml project (firmware, build scripts, test bench) and return the hls4ml model.
+
+    The project is written to a temporary sibling folder and moved into
+    ``output_dir`` only when complete, so a failure leaves nothing half-written
+    and an existing project untouched.
+
+    Args:
+        model: a calibrated hgq_fpga Keras model.
+        output_dir: project folder; refused if it exists unless ``overwrite``.
+        backend: ``"Vitis"`` or ``"Vivado"``.
+        part: FPGA part number.
+        clock_period: target clock period in ns.
+        io_type: ``"io_parallel"`` (per-element quantization requires it).
+        strategy: ``"Latency"`` or ``"distributed_arithmetic"``.
+        overwrite: replace an existing ``output_dir``.
+        project_name: the HLS top-level name (a C++ identifier).
+        test_inputs: samples for ``tb_data`` (default: 16 samples spanning
+            each input quantizer's range); expected outputs come from the emulator.
+        graph: the model's IR if already built.
+
+    Returns:
+        the hls4ml ``ModelGraph``; its ``.compile()`` builds the C simulation
+        with g++ (without rewriting the project), then ``.predict(x)`` runs it
+        (pass float64 ``x``: float32 would round wide values).
+    """
+    import re
+
+    from hls4ml.model.graph import ModelGraph
+
+    from ..emulator import emulate_mantissas
+
+    _check_options(backend, io_type, strategy, clock_period)
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,62}", project_name):
+        raise ValueError(
+            "to_hls4ml: project_name must be a C++ identifier (letter first, then letters, "
+            f"digits, '_'). Received: project_name={project_name!r}"
+        )
+    target = Path(output_dir).resolve()
+    if target.exists() and not overwrite:
+        raise FileExistsError(
+            f"to_hls4ml: {target} already exists. Choose another output_dir or pass overwrite=True "
+            "(the existing project is then replaced only once the new one is complete)."
+        )
+    graph = graph if graph is not None else build_ir(model)
+    layers, ins, outs, origin = graph_to_layer_list(graph)
+    if test_inputs is None:
+        test_inputs = _default_inputs(graph)
+    arrays = list(test_inputs) if isinstance(test_inputs, (list, tuple)) else [test_inputs]
+    arrays = [np.asarray(a, np.float64) for a in arrays]
+    expected = [m.values() for m in emulate_mantissas(graph, arrays)]
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        config = hls_config(staging, project_name, backend, part, clock_period, io_type, strategy)
+        hls_model = ModelGraph.from_layer_list(config, layers, ins, outs)
+        hls_model.write()
+        _exact_testbench(staging, project_name)
+        _write_tb_data(staging / "tb_data", arrays, expected)
+        (staging / "hgq_fpga_layers.json").write_text(json.dumps(origin, indent=1, sort_keys=True))
+        _replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    hls_model.config.config["OutputDir"] = str(target)
+    # hls4ml's compile() writes the project again (undoing the exact testbench);
+    # the project is complete, so compiling only builds the C simulation library.
+    hls_model.compile = hls_model._compile
+    return hls_model
+
+
+def _replace(staging: Path, target: Path) -> None:
+    """Move the finished project into place (an existing one is swapped out last)."""
+    if target.exists():
+        old = target.with_name(f".{target.name}.old")
+        shutil.rmtree(old, ignore_errors=True)
+        target.rename(old)
+        staging.rename(target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        staging.rename(target)
+
+
+def _default_inputs(graph: Graph, n: int = 16) -> list[np.ndarray]:
+    """Deterministic samples around each input quantizer's range (edges included)."""
+    rng = np.random.default_rng(0)
+    out = []
+    for name in graph.inputs:
+        consumer = next(nd for nd in graph.nodes if name in nd.inputs)
+        shape = graph.tensors[name].shape
+        if consumer.op == "quantize":
+            k, i = consumer.attrs["k"], consumer.attrs["i"]
+            top = np.exp2(i.astype(float))
+            x = rng.uniform(-1.5, 1.5, (n,) + shape) * top
+            x[0], x[1] = top - np.exp2(-consumer.attrs["f"].astype(float)), -k * top
+        else:
+            x = rng.standard_normal((n,) + shape)
+        out.append(x)
+    return out

@@ -1,0 +1,100 @@
+"""``verify``: Keras, the numpy emulator and hls4ml's C simulation, bit for bit."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["verify", "VerifyResult"]
+
+
+@dataclass
+class VerifyResult:
+    """Mismatch counts per model output (all zero when the firmware is bit-exact).
+
+    Attributes:
+        n_samples: samples compared.
+        outputs: per output: ``name``, ``size`` (values compared),
+            ``keras_vs_emulator`` and ``csim_vs_emulator`` mismatch counts.
+        project_dir: the hls4ml project used (None if it was temporary).
+        seconds: time of conversion and g++ compilation.
+    """
+
+    n_samples: int
+    outputs: list[dict[str, Any]] = field(default_factory=list)
+    project_dir: str | None = None
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def mismatches(self) -> int:
+        """Total mismatches over every output and every comparison."""
+        return sum(o["keras_vs_emulator"] + o["csim_vs_emulator"] for o in self.outputs)
+
+    @property
+    def ok(self) -> bool:
+        return self.mismatches == 0
+
+    def __str__(self) -> str:
+        head = f"{'output':<24} {'values':>9} {'keras!=emu':>11} {'csim!=emu':>10}"
+        lines = [f"verified {self.n_samples} samples: {'BIT-EXACT' if self.ok else 'MISMATCH'}", head]
+        for o in self.outputs:
+            lines.append(f"{o['name']:<24} {o['size']:>9} {o['keras_vs_emulator']:>11} {o['csim_vs_emulator']:>10}")
+        times = ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())
+        lines.append(f"project: {self.project_dir or '(temporary)'}; {times}")
+        return "\n".join(lines)
+
+
+def verify(model: Any, x: Any, output_dir: str | Path | None = None, **convert_options: Any) -> VerifyResult:
+    """Run the Keras model (inference, float64), the emulator and the C simulation on ``x``.
+
+    Args:
+        model: a calibrated hgq_fpga Keras model.
+        x: inputs (array, or list of arrays); include overflow and edge values.
+        output_dir: where to write the hls4ml project (default: a temporary
+            folder, removed afterwards). Refused if it exists, unless
+            ``overwrite=True`` is among ``convert_options``.
+        **convert_options: passed to :func:`~hgq_fpga.convert.to_hls4ml`.
+
+    Returns:
+        a :class:`VerifyResult`; ``result.ok`` is True when there are zero mismatches.
+    """
+    from keras import ops
+
+    from ..calibration import check_inputs
+    from ..emulator import emulate_mantissas
+    from ..emulator.keras64 import as_float64
+    from ..ir import build_ir
+    from .project import to_hls4ml
+
+    arrays = [a.astype(np.float64) for a in check_inputs(model, x)]
+    graph = build_ir(model)
+    expected = [m.values() for m in emulate_mantissas(graph, arrays)]
+    twin = as_float64(model)
+    keras_out = twin(arrays if len(arrays) > 1 else arrays[0])
+    keras_out = [np.asarray(ops.convert_to_numpy(k)) for k in (keras_out if isinstance(keras_out, (list, tuple)) else [keras_out])]
+
+    result = VerifyResult(n_samples=len(arrays[0]))
+    with tempfile.TemporaryDirectory(prefix="hgq_fpga_verify_") as tmp:
+        target = Path(output_dir) if output_dir is not None else Path(tmp) / "project"
+        t0 = time.perf_counter()
+        hls_model = to_hls4ml(model, target, graph=graph, test_inputs=[a[:64] for a in arrays], **convert_options)
+        t1 = time.perf_counter()
+        hls_model.compile()
+        t2 = time.perf_counter()
+        csim = hls_model.predict(np.ascontiguousarray(arrays[0]) if len(arrays) == 1 else [np.ascontiguousarray(a) for a in arrays])
+        csim = csim if isinstance(csim, list) else [csim]
+        result.seconds = {"convert": t1 - t0, "compile": t2 - t1}
+        result.project_dir = str(target) if output_dir is not None else None
+        for name, exp, kout, cout in zip(graph.outputs, expected, keras_out, csim):
+            cout = np.asarray(cout, np.float64).reshape(exp.shape)
+            result.outputs.append({
+                "name": name, "size": int(exp.size),
+                "keras_vs_emulator": int(np.count_nonzero(kout != exp)),
+                "csim_vs_emulator": int(np.count_nonzero(cout != exp)),
+            })
+    return result
