@@ -1,0 +1,170 @@
+"""hls4ml projects: three-way bit-exactness through the real g++ C simulation."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+import hgq_fpga
+from hgq_fpga.convert import UnsupportedForHls4ml, to_hls4ml
+from hgq_fpga.layers import (
+    QActivation,
+    QAdd,
+    QAveragePooling1D,
+    QAveragePooling2D,
+    QBatchNormalization,
+    QConcatenate,
+    QConv1D,
+    QConv2D,
+    QDense,
+    QMaxPooling1D,
+    QMaxPooling2D,
+)
+
+
+def trained(model: keras.Model, xs: list[np.ndarray], rng: np.random.Generator, prune: bool = True) -> keras.Model:
+    model.compile("adam", "mse")
+    y = model.predict(xs if len(xs) > 1 else xs[0], verbose=0)
+    model.fit(xs if len(xs) > 1 else xs[0], rng.standard_normal(y.shape), epochs=1, verbose=0)
+    for _, q in hgq_fpga.iter_quantizers(model):
+        if q.built:
+            f = rng.integers(0, 7, q.bits_shape).astype("float32")
+            if prune and isinstance(q, hgq_fpga.quantizers.WeightQuantizer):
+                f = np.where(rng.random(q.bits_shape) < 0.2, -8.0, f)
+            q.set_f(f)
+    hgq_fpga.calibrate(model, xs if len(xs) > 1 else xs[0])
+    return model
+
+
+def probe(xs: list[np.ndarray]) -> list[np.ndarray]:
+    return [np.concatenate([x, 64 * x, -1000 * x, (np.round(x * 64) + 0.5) / 64]) for x in xs]
+
+
+def assert_bit_exact(model: keras.Model, xs: list[np.ndarray]) -> hgq_fpga.VerifyResult:
+    p = probe(xs)
+    result = hgq_fpga.verify(model, p if len(p) > 1 else p[0])
+    assert result.ok, str(result)
+    assert result.outputs and all(o["size"] > 0 for o in result.outputs)
+    return result
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("overflow", ["WRAP", "SAT"])
+def test_mlp_three_way(overflow, rng):
+    iq = {"overflow": overflow, "rounding": "RND" if overflow == "SAT" else "TRN"}
+    model = keras.Sequential([
+        keras.Input((16,)),
+        QDense(12, activation="relu", input_quantizer=iq),
+        QDense(8, activation="relu", input_quantizer=iq),
+        QDense(4, input_quantizer=iq),
+    ])
+    x = rng.standard_normal((300, 16)).astype("float32")
+    assert_bit_exact(trained(model, [x], rng), [x])
+
+
+@pytest.mark.slow
+def test_conv1d_pooling_three_way(rng):
+    inp = keras.Input((12, 2))
+    x = QConv1D(3, 3, activation="relu", padding="same")(inp)
+    x = QMaxPooling1D(2)(x)
+    x = QConv1D(4, 2, strides=2)(x)
+    x = QAveragePooling1D(2)(x)
+    out = QDense(3)(keras.layers.Flatten()(x))
+    data = rng.standard_normal((200, 12, 2)).astype("float32")
+    assert_bit_exact(trained(keras.Model(inp, out), [data], rng), [data])
+
+
+@pytest.mark.slow
+def test_cnn_every_layer_three_way(rng, tmp_path):
+    inp = keras.Input((8, 8, 1))
+    x = QConv2D(3, 3, activation="relu", padding="same")(inp)
+    x = QMaxPooling2D(2)(x)
+    y = QConv2D(3, 3, padding="same")(x)
+    y = QAdd()([x, y])
+    y = QBatchNormalization()(y)
+    y = QAveragePooling2D(2)(y)
+    z = keras.layers.Flatten()(y)
+    c = QConcatenate()([QDense(4)(z), QDense(3, activation="relu")(z)])
+    out = QActivation("linear")(c)
+    data = rng.standard_normal((200, 8, 8, 1)).astype("float32")
+    model = trained(keras.Model(inp, out), [data], rng)
+    assert_bit_exact(model, [data])
+
+
+@pytest.mark.slow
+def test_two_input_model_three_way(rng):
+    a, b = keras.Input((5,)), keras.Input((3,))
+    c = QConcatenate()([QDense(4, activation="relu")(a), QDense(2)(b)])
+    model = keras.Model([a, b], QDense(2)(c))
+    xs = [rng.standard_normal((150, 5)).astype("float32"), rng.standard_normal((150, 3)).astype("float32")]
+    assert_bit_exact(trained(model, xs, rng), xs)
+
+
+def small_model(rng: np.random.Generator) -> keras.Model:
+    model = keras.Sequential([keras.Input((6,)), QDense(4, activation="relu"), QDense(2)])
+    return trained(model, [rng.standard_normal((64, 6)).astype("float32")], rng)
+
+
+@pytest.mark.slow
+def test_project_files_and_tb_data(rng, tmp_path):
+    model = small_model(rng)
+    x = rng.standard_normal((20, 6)) * 8
+    hls_model = to_hls4ml(model, tmp_path / "prj", test_inputs=x)
+    prj = tmp_path / "prj"
+    for name in ("build_prj.tcl", "vivado_synth.tcl", "firmware/hgq_fpga_prj.cpp", "hgq_fpga_layers.json"):
+        assert (prj / name).is_file(), name
+    tb_in = np.loadtxt(prj / "tb_data" / "tb_input_features.dat")
+    tb_out = np.loadtxt(prj / "tb_data" / "tb_output_predictions.dat")
+    np.testing.assert_array_equal(tb_in, x)
+    np.testing.assert_array_equal(tb_out, hgq_fpga.emulate(model, x))
+    test_cpp = (prj / "hgq_fpga_prj_test.cpp").read_text()
+    assert "std::vector<double>" in test_cpp and "precision(40)" in test_cpp
+    hls_model.compile()  # must not rewrite the project
+    assert "precision(40)" in (prj / "hgq_fpga_prj_test.cpp").read_text()
+    np.testing.assert_array_equal(hls_model.predict(np.ascontiguousarray(x)), hgq_fpga.emulate(model, x))
+
+
+def test_existing_directory_is_refused_and_untouched(rng, tmp_path):
+    model = small_model(rng)
+    target = tmp_path / "prj"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        to_hls4ml(model, target)
+    assert (target / "notes.txt").read_text() == "mine"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prj"]  # no staging folder left
+
+
+def test_failed_conversion_leaves_old_project(rng, tmp_path):
+    model = small_model(rng)
+    target = tmp_path / "prj"
+    target.mkdir()
+    (target / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match="input 0 must have shape"):
+        hgq_fpga.verify(model, np.ones((2, 7)), output_dir=target, overwrite=True)
+    assert (target / "notes.txt").read_text() == "mine"
+
+
+@pytest.mark.parametrize(
+    "options,match",
+    [
+        ({"backend": "Quartus"}, "backend must be one of"),
+        ({"io_type": "io_stream"}, "io_parallel"),
+        ({"strategy": "Resource"}, "strategy must be one of"),
+        ({"clock_period": 0}, "clock_period must be > 0"),
+        ({"project_name": "my-prj"}, "C\\+\\+ identifier"),
+    ],
+)
+def test_bad_options(options, match, rng, tmp_path):
+    with pytest.raises(ValueError, match=match):
+        to_hls4ml(small_model(rng), tmp_path / "p", **options)
+    assert not (tmp_path / "p").exists()
+
+
+def test_unsupported_quantizer_mode_is_named(rng, tmp_path):
+    model = keras.Sequential([keras.Input((3,)), QDense(2, input_quantizer={"rounding": "RND_CONV"}, name="conv_round")])
+    hgq_fpga.calibrate(model, rng.standard_normal((8, 3)).astype("float32"))
+    with pytest.raises(UnsupportedForHls4ml, match="'conv_round'.*RND_CONV"):
+        to_hls4ml(model, tmp_path / "p")
+    assert not any(tmp_path.iterdir())
