@@ -1,5 +1,6 @@
 # Two commands do all the set-up on a fresh clone:
-#   make demo   -- create .venv, install, train the digits MLP and report
+#   make demo   -- create .venv, install, train the digits MLP, write its hls4ml
+#                  project and verify Keras = emulator = C simulation, bit for bit
 #   make test   -- create .venv, install with test extras, run the tests
 # (tests run on the TensorFlow backend, then the core and layer tests on JAX)
 
@@ -26,7 +27,8 @@ install-test: $(VENV)/.test
 
 demo: $(VENV)/.base
 	mkdir -p out
-	$(PY) examples/digits_mlp.py --output out/digits_mlp.keras --json out/digits_mlp.json
+	$(PY) examples/digits_mlp.py --output out/digits_mlp.keras --json out/digits_mlp.json \
+		--project out/digits_mlp_hls4ml --overwrite
 
 test: test-tf test-jax
 

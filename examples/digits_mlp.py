@@ -1,12 +1,15 @@
 """Train the digits MLP (64-64-32-32-10) with per-element trainable bit-widths.
 
 Run:  python examples/digits_mlp.py [--epochs 60] [--penalty 2e-6] [--output out/digits_mlp.keras]
+                                    [--project out/digits_mlp_hls4ml [--overwrite]]
 
 What it does: loads scikit-learn's bundled 8x8 digits, trains an hgq_fpga MLP
 whose every input, weight and bias element learns its own fractional bits
 (with a small EBOPs penalty that pushes bits down and prunes weights),
 calibrates the activation ranges on the training set, and prints the test
-accuracy and the bit statistics.
+accuracy and the bit statistics. With ``--project`` it also writes the hls4ml
+project and verifies, on the test set plus inputs far outside the calibrated
+range, that Keras, the numpy emulator and the g++ C simulation agree bit for bit.
 """
 
 from __future__ import annotations
@@ -90,7 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, default=None, help="save the model (.keras)")
     parser.add_argument("--json", type=Path, default=None, help="write the results as JSON")
+    parser.add_argument("--project", type=Path, default=None, help="write and verify an hls4ml project here")
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --project folder")
     args = parser.parse_args(argv)
+    if args.project is not None and args.project.exists() and not args.overwrite:
+        parser.error(f"{args.project} exists; pass --overwrite to replace it")
     model, results = train(epochs=args.epochs, penalty=args.penalty, seed=args.seed, verbose=2)
     print(hgq_fpga.bit_summary(model))
     print(
@@ -102,9 +109,25 @@ def main(argv: list[str] | None = None) -> int:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         model.save(args.output)
         print(f"saved {args.output}")
+    if args.project is not None:
+        results["verify"] = convert_and_verify(model, args.project, overwrite=args.overwrite)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
-    return 0
+    return 0 if results.get("verify", {}).get("mismatches", 0) == 0 else 1
+
+
+def convert_and_verify(model: keras.Model, project: Path, *, overwrite: bool) -> dict[str, Any]:
+    """Write the hls4ml project and check Keras / emulator / C simulation agree."""
+    data = digits()
+    rng = np.random.default_rng(1)
+    far = data.x_test[:200] * rng.uniform(4, 64, (200, 1)).astype("float32")  # overflows on purpose
+    probe = np.concatenate([data.x_test, far, -data.x_test[:100]])
+    result = hgq_fpga.verify(model, probe, output_dir=project, overwrite=overwrite)
+    print(result)
+    emulated = hgq_fpga.emulate(model, data.x_test)
+    accuracy = float(np.mean(np.argmax(emulated, axis=1) == data.y_test))
+    print(f"firmware (emulated) test accuracy {accuracy:.4f}; project written to {project}")
+    return {"mismatches": result.mismatches, "samples": result.n_samples, "firmware_accuracy": accuracy, **result.seconds}
 
 
 if __name__ == "__main__":
