@@ -92,19 +92,40 @@ def _prepare(model_or_graph: Any, x: Any) -> tuple[Graph, list[np.ndarray]]:
     return build_ir(model_or_graph), arrays
 
 
-def emulate_mantissas(model_or_graph: Any, x: Any) -> list[Mant]:
-    """Exact integer outputs (``Mant``: mantissas and scale) for each model output."""
+def emulate_mantissas(model_or_graph: Any, x: Any, *, path: str = "auto") -> list[Mant]:
+    """Exact integer outputs (``Mant``: mantissas and scale) for each model output.
+
+    Args:
+        model_or_graph: a calibrated model or its IR.
+        x: inputs.
+        path: ``"auto"`` (float64 when the IR proves it exact, else integers),
+            ``"int"`` or ``"float"`` (raises if not provably exact).
+    """
+    from .floatpath import float_path_is_exact, run_float
+
     graph, arrays = _prepare(model_or_graph, x)
-    return run_graph(graph, arrays)
+    if path not in ("auto", "int", "float"):
+        raise ValueError(f"emulate: path must be 'auto', 'int' or 'float'. Received: path={path!r}")
+    exact = float_path_is_exact(graph)
+    if path == "float" and not exact:
+        raise ValueError("emulate: this model needs more than 52-bit intermediates; use path='int'")
+    if path == "int" or not exact:
+        return run_graph(graph, arrays)
+    outs = run_float(graph, arrays)
+    return [
+        Mant((v * np.exp2(graph.tensors[name].f)).astype(np.int64), graph.tensors[name].f)
+        for v, name in zip(outs, graph.outputs)
+    ]
 
 
-def emulate(model_or_graph: Any, x: Any) -> np.ndarray | list[np.ndarray]:
+def emulate(model_or_graph: Any, x: Any, *, path: str = "auto") -> np.ndarray | list[np.ndarray]:
     """Bit-accurate firmware outputs as exact float64 arrays.
 
     Args:
         model_or_graph: a calibrated hgq_fpga Keras model, or its IR
             (:func:`hgq_fpga.ir.build_ir`; pass the graph to avoid rebuilding it).
         x: input array, or a list of arrays for several inputs.
+        path: ``"auto"``, ``"int"`` or ``"float"``; see :func:`emulate_mantissas`.
 
     Returns:
         one float64 array per model output (a single array for one output).
@@ -115,5 +136,5 @@ def emulate(model_or_graph: Any, x: Any) -> np.ndarray | list[np.ndarray]:
         >>> emulate(model, np.array([[0.5, -0.25]])).shape
         (1, 1)
     """
-    outs = [m.values() for m in emulate_mantissas(model_or_graph, x)]
+    outs = [m.values() for m in emulate_mantissas(model_or_graph, x, path=path)]
     return outs[0] if len(outs) == 1 else outs

@@ -200,7 +200,7 @@ def overflow_mantissa(
         out = xp.wrap(m, lo, w)  # integers: the same modulo as a bit mask
     elif mode is OverflowMode.WRAP:
         span = xp.exp2(w)
-        out = m - span * xp.floor_divide(m - lo, span)
+        out = m - span * xp.floor((m - lo) / span)  # exact: span is a power of two
     elif mode is OverflowMode.SAT:
         out = xp.minimum(xp.maximum(m, lo), hi)
     elif mode is OverflowMode.SAT_ZERO:
@@ -212,7 +212,15 @@ def overflow_mantissa(
         sym = xp.logical_and(signed, xp.greater(w, 1))
         lo_sym = xp.where(sym, lo + 1, lo)
         out = xp.minimum(xp.maximum(m, lo_sym), hi)
-    return xp.where(xp.greater(width, 0), out, 0)
+    return _zero_where_empty(out, width, xp)
+
+
+def _zero_where_empty(out: Any, width: Any, xp: Any) -> Any:
+    """0 where ``width <= 0``; skipped for numpy data when every width is positive."""
+    live = xp.greater(width, 0)
+    if isinstance(live, np.ndarray) and bool(np.all(live)):
+        return out
+    return xp.where(live, out, 0)
 
 
 def quantize_core(

@@ -53,6 +53,7 @@ def check_bit_exact(model: keras.Model, x: np.ndarray, seed: int = 0) -> None:
     hgq_fpga.calibrate(model, x)
     probe = edge_inputs(x, rng)
     emulated = hgq_fpga.emulate(model, probe)
+    np.testing.assert_array_equal(hgq_fpga.emulate(model, probe, path="int"), emulated)
     keras64 = np.asarray(ops.convert_to_numpy(as_float64(model)(probe.astype("float64"))))
     assert emulated.dtype == np.float64
     mismatches = int(np.count_nonzero(emulated != keras64))
@@ -144,6 +145,8 @@ def test_wide_accumulator_is_exact_beyond_int64():
     hgq_fpga.calibrate(model, x)
     graph = build_ir(model)
     assert graph.tensors[graph.outputs[0]].abs_bound >= 2.0**62  # beyond int64 arithmetic
+    with pytest.raises(ValueError, match="use path='int'"):
+        hgq_fpga.emulate(graph, x, path="float")
     (out,) = hgq_fpga.emulate_mantissas(graph, x)
     layer = model.layers[0]
     qx = np.asarray(ops.convert_to_numpy(layer.input_quantizer.quantize_values(x)), np.float64)[0]
