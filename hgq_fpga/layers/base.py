@@ -34,7 +34,7 @@ def check_activation(owner: str, activation: Any) -> Callable[[Any], Any]:
     name = getattr(fn, "__name__", repr(fn))
     if name not in SUPPORTED_ACTIVATIONS:
         raise ValueError(
-            f"{owner}: activation {activation!r} is not supported: only "
+            f"{owner}: activation {name!r} is not supported: only "
             f"{', '.join(SUPPORTED_ACTIVATIONS)} are exact in fixed point. "
             "Use a linear layer followed by a supported QActivation."
         )

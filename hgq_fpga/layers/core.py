@@ -8,13 +8,14 @@ import keras
 from keras import ops
 
 from .. import quantizers as qz
-from .base import QuantizedLayerMixin, build_once, check_activation, input_bits
+from .base import QuantizedLayerMixin, build_once, check_activation
+from .weighted import WeightedLayerMixin
 
 __all__ = ["QDense", "QActivation"]
 
 
 @keras.saving.register_keras_serializable(package="hgq_fpga")
-class QDense(QuantizedLayerMixin, keras.layers.Dense):
+class QDense(WeightedLayerMixin, keras.layers.Dense):
     """``keras.layers.Dense`` with per-element quantized input, kernel and bias.
 
     ``y = activation(q_x(x) @ q_k(W) + q_b(b))`` where every element of the
@@ -37,8 +38,6 @@ class QDense(QuantizedLayerMixin, keras.layers.Dense):
         ((2, 4), (8, 4))
     """
 
-    _quantizer_keys = ("input_quantizer", "kernel_quantizer", "bias_quantizer")
-
     def __init__(
         self,
         units: int,
@@ -51,51 +50,10 @@ class QDense(QuantizedLayerMixin, keras.layers.Dense):
         **kwargs: Any,
     ) -> None:
         super().__init__(units, activation=activation, **kwargs)
-        check_activation("QDense", activation)
-        self._init_quantized(ebops_penalty)
-        self.input_quantizer = qz.get(input_quantizer, qz.ActivationQuantizer, name="input_quantizer", dtype=self.dtype_policy)
-        self.kernel_quantizer = qz.get(kernel_quantizer, qz.WeightQuantizer, name="kernel_quantizer", dtype=self.dtype_policy)
-        self.bias_quantizer = qz.get(bias_quantizer, qz.WeightQuantizer, name="bias_quantizer", dtype=self.dtype_policy)
+        self._init_weighted(input_quantizer, kernel_quantizer, bias_quantizer, ebops_penalty)
 
-    def build(self, input_shape: tuple[int | None, ...]) -> None:
-        super().build(input_shape)
-        build_once(self.input_quantizer, input_shape)
-        build_once(self.kernel_quantizer, tuple(self.kernel.shape))
-        if self.use_bias:
-            build_once(self.bias_quantizer, tuple(self.bias.shape))
-        self._input_shape = tuple(input_shape)
-        self._pack_bits()
-
-    def call(self, inputs: Any, training: bool | None = None) -> Any:
-        fs = self._bit_values()
-        iq, kq, bq = self.input_quantizer, self.kernel_quantizer, self.bias_quantizer
-        x = iq.call(inputs, training=training, f=fs.get(id(iq)))
-        kernel, qk = kq.forward(self.kernel, fs.get(id(kq)))
-        y = ops.matmul(x, kernel)
-        if self.use_bias:
-            y = ops.add(y, bq.call(self.bias, f=fs.get(id(bq))))
-        self._add_cost(training, fs, qk)
-        return self.activation(y) if self.activation is not None else y
-
-    @property
-    def qkernel(self) -> Any:
-        """The kernel exactly as the firmware holds it."""
-        return self.kernel_quantizer.quantize_values(self.kernel)
-
-    @property
-    def qbias(self) -> Any:
-        """The bias exactly as the firmware holds it (``None`` without bias)."""
-        return self.bias_quantizer.quantize_values(self.bias) if self.use_bias else None
-
-    def _ebops(self, fs: dict[int, Any], qkernel: Any = None, *, exact: bool = True) -> Any:
-        """``sum_ij bits(x_i) * bits(W_ij)``, differentiable in the bit-widths."""
-        iq, kq = self.input_quantizer, self.kernel_quantizer
-        bx = input_bits(iq, self._input_shape, fs.get(id(iq)), exact=exact)
-        bw = kq.bits(self.kernel, qkernel, fs.get(id(kq)), exact=exact)
-        return ops.sum(ops.matmul(bx, bw))
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), **self._quantized_config()}
+    def linear(self, x: Any, kernel: Any) -> Any:
+        return ops.matmul(x, kernel)
 
 
 @keras.saving.register_keras_serializable(package="hgq_fpga")

@@ -1,0 +1,77 @@
+"""The body shared by QDense and QConv1D/2D: quantized input, kernel and bias
+around one linear operation (``matmul`` or the Keras convolution)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keras import ops
+
+from .. import quantizers as qz
+from .base import QuantizedLayerMixin, build_once, check_activation, input_bits
+
+__all__ = ["WeightedLayerMixin"]
+
+
+class WeightedLayerMixin(QuantizedLayerMixin):
+    """``y = activation(linear(q_x(x), q_k(W)) + q_b(b))``; subclasses define :meth:`linear`."""
+
+    _quantizer_keys = ("input_quantizer", "kernel_quantizer", "bias_quantizer")
+
+    def _init_weighted(
+        self, input_quantizer: Any, kernel_quantizer: Any, bias_quantizer: Any, ebops_penalty: float
+    ) -> None:
+        check_activation(type(self).__name__, self.activation)
+        self._init_quantized(ebops_penalty)
+        policy = self.dtype_policy  # type: ignore[attr-defined]
+        self.input_quantizer = qz.get(input_quantizer, qz.ActivationQuantizer, name="input_quantizer", dtype=policy)
+        self.kernel_quantizer = qz.get(kernel_quantizer, qz.WeightQuantizer, name="kernel_quantizer", dtype=policy)
+        self.bias_quantizer = qz.get(bias_quantizer, qz.WeightQuantizer, name="bias_quantizer", dtype=policy)
+
+    def linear(self, x: Any, kernel: Any) -> Any:
+        """The layer's linear operation (matmul, convolution)."""
+        raise NotImplementedError
+
+    def build(self, input_shape: tuple[int | None, ...]) -> None:
+        super().build(input_shape)  # type: ignore[misc]
+        build_once(self.input_quantizer, input_shape)
+        build_once(self.kernel_quantizer, tuple(self.kernel.shape))
+        if self.use_bias:
+            build_once(self.bias_quantizer, tuple(self.bias.shape))
+        self._input_shape = tuple(input_shape)
+        self._pack_bits()
+
+    def call(self, inputs: Any, training: bool | None = None) -> Any:
+        fs = self._bit_values()
+        iq, kq, bq = self.input_quantizer, self.kernel_quantizer, self.bias_quantizer
+        x = iq.call(inputs, training=training, f=fs.get(id(iq)))
+        kernel, qk = kq.forward(self.kernel, fs.get(id(kq)))
+        y = self.linear(x, kernel)
+        if self.use_bias:
+            y = ops.add(y, bq.call(self.bias, f=fs.get(id(bq))))
+        self._add_cost(training, fs, qk)
+        return self.activation(y) if self.activation is not None else y
+
+    @property
+    def qkernel(self) -> Any:
+        """The kernel exactly as the firmware holds it."""
+        return self.kernel_quantizer.quantize_values(self.kernel)
+
+    @property
+    def qbias(self) -> Any:
+        """The bias exactly as the firmware holds it (``None`` without bias)."""
+        return self.bias_quantizer.quantize_values(self.bias) if self.use_bias else None
+
+    def _ebops(self, fs: dict[int, Any], qkernel: Any = None, *, exact: bool = True) -> Any:
+        """``sum over multiplications of bits(x) * bits(W)``: the linear map of the bits.
+
+        For a dense layer ``sum_ij bits(x_i) bits(W_ij)``; for a convolution the
+        sum over output positions of the window products.
+        """
+        iq, kq = self.input_quantizer, self.kernel_quantizer
+        bx = input_bits(iq, self._input_shape, fs.get(id(iq)), exact=exact)
+        bw = kq.bits(self.kernel, qkernel, fs.get(id(kq)), exact=exact)
+        return ops.sum(self.linear(bx, bw))
+
+    def get_config(self) -> dict[str, Any]:
+        return {**super().get_config(), **self._quantized_config()}  # type: ignore[misc]
