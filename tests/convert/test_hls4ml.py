@@ -168,3 +168,20 @@ def test_unsupported_quantizer_mode_is_named(rng, tmp_path):
     with pytest.raises(UnsupportedForHls4ml, match="'conv_round'.*RND_CONV"):
         to_hls4ml(model, tmp_path / "p")
     assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["mlp", "conv1d"])
+def test_distributed_arithmetic_strategy(kind, rng):
+    """hls4ml's distributed_arithmetic (da4ml shift-add) firmware is bit-exact too."""
+    if kind == "mlp":
+        model = keras.Sequential([keras.Input((6,)), QDense(4, activation="relu"), QDense(2)])
+        data = rng.standard_normal((100, 6)).astype("float32")
+    else:
+        inp = keras.Input((8, 2))
+        y = QConv1D(2, 3, activation="relu")(inp)
+        model = keras.Model(inp, QDense(2)(keras.layers.Flatten()(y)))
+        data = rng.standard_normal((100, 8, 2)).astype("float32")
+    model = trained(model, [data], rng)
+    result = hgq_fpga.verify(model, probe([data])[0], strategy="distributed_arithmetic")
+    assert result.ok, str(result)
