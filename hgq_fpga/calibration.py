@@ -6,7 +6,10 @@
 * ``vmin``, ``vmax``: reset, then set to the smallest and largest value each
   quantizer's input element takes on ``x`` (inputs of a layer are computed
   from the already quantized outputs of the layers before it);
-* ``state``: set to ``CALIBRATED`` (2).
+* ``state``: set to ``CALIBRATED`` (2);
+
+and recomputes the lookup table of every table activation (``QActivation``
+with sigmoid/tanh) for the calibrated input formats.
 
 From ``[vmin, vmax]`` and the fractional bits ``f`` the quantizer derives
 ``k`` (sign bit iff ``vmin < 0`` after rounding) and the integer bits
@@ -166,6 +169,9 @@ def calibrate(
     finally:
         for _, q in pairs:
             q.calibrating = False
+    for layer in {id(l): l for l, _ in pairs}.values():
+        if hasattr(layer, "update_table"):
+            layer.update_table()  # lookup tables follow the calibrated input formats
     result = CalibrationResult(n_samples=n)
     for layer, q in pairs:
         q.state.assign(np.float32(CALIBRATED))

@@ -149,7 +149,7 @@ class LayerTestCase:
             raise NotImplementedError("set float_cls to the plain Keras layer")
         qlayer = self.make_layer(**self.generous_kwargs())
         qmodel = self.make_model(qlayer)
-        config = {k: v for k, v in qlayer.get_config().items() if k not in _QUANT_KEYS}
+        config = {k: v for k, v in qlayer.get_config().items() if k not in qlayer.quantization_config_keys}
         config.pop("name", None)
         flayer = self.float_cls.from_config(config)
         fmodel = self.make_model(flayer)
@@ -172,7 +172,8 @@ class LayerTestCase:
         expected = model_outputs(model, xs)  # fresh: rounding only
         calibrate(model, xs)
         assert is_calibrated(model)
-        np.testing.assert_array_equal(model_outputs(model, xs), expected)
+        if not getattr(layer, "uses_table", False):  # a table changes the outputs on purpose
+            np.testing.assert_array_equal(model_outputs(model, xs), expected)
         # far outside the calibrated range the WRAP quantizer must wrap
         big = [x * 64.0 + 3.0 for x in xs]
         for q, x in zip(layer.input_quantizers, big):

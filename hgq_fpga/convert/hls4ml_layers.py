@@ -159,6 +159,15 @@ def graph_to_layer_list(graph: Graph) -> tuple[list[dict[str, Any]], list[str], 
         elif node.op in ("max_pool", "avg_pool"):
             name = new("pool", node)
             layers.append(_pool(node, name, srcs[0], shapes[0], out.shape))
+        elif node.op == "table":
+            name = new("lut", node)
+            from hls4ml.model.types import FixedPrecisionType
+
+            values = _weights(node.attrs["table"])
+            signed = bool(np.any(values < 0))
+            tf = node.attrs["table"][1]
+            layers.append({"name": name, "class_name": "UnaryLUT", "inputs": srcs, "activation": "unary_lut",
+                           "table_data": values, "table_t": FixedPrecisionType(int(signed) + tf, int(signed), signed)})
         elif node.op == "reshape":
             name = new("reshape", node)
             layers.append({"name": name, "class_name": "Reshape", "target_shape": list(out.shape), "inputs": srcs})

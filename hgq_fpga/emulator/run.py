@@ -20,6 +20,7 @@ from ..ir.ops import (
     relu_op,
     reshape_op,
     scale_op,
+    table_op,
 )
 
 __all__ = ["emulate", "emulate_mantissas", "run_graph"]
@@ -53,6 +54,8 @@ def _step(node: Any, args: list[Any], wide: bool) -> Mant:
         return avg_pool_op(xs[0], a["pool"], a["strides"])
     if node.op == "reshape":
         return reshape_op(xs[0], a["shape"])
+    if node.op == "table":
+        return table_op(xs[0], a["table"], a["width"], a["f"])
     raise ValueError(f"emulator: unknown IR operation {node.op!r} in node {node.name!r}")
 
 

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from ..fixed import ki_from_range, round_mantissa, round_shift
+from ..fixed import round_shift
 from ..quantizers import ActivationQuantizer
 from .graph import Graph, Node, TensorInfo
 from .intmath import FLOAT_EXACT, as_mantissa, im2col
@@ -25,6 +25,7 @@ from .ops import (
     relu_op,
     reshape_op,
     scale_op,
+    table_op,
     weight_mantissas,
 )
 
@@ -34,7 +35,7 @@ SUPPORTED_LAYERS = (
     "QDense", "QConv1D", "QConv2D", "QActivation", "QBatchNormalization", "QAdd",
     "QConcatenate", "QMaxPooling1D", "QMaxPooling2D", "QAveragePooling1D",
     "QAveragePooling2D", "Flatten", "Reshape", "Dropout", "InputLayer",
-    "Activation (relu/linear)", "ReLU",
+    "Activation (relu/linear)", "ReLU", "QActivation (sigmoid/tanh tables)",
 )
 
 
@@ -43,23 +44,9 @@ class UnsupportedLayerError(ValueError):
 
 
 def quantizer_kif(q: ActivationQuantizer, shape: tuple[int, ...]) -> tuple[np.ndarray, ...]:
-    """``(k, i, f)`` integer arrays of ``shape`` (no batch), as Keras infers them.
-
-    Computed with the numpy core from the same variables (``f`` rounded half
-    to even, ranges rounded with the quantizer's mode), so they equal what the
-    Keras quantizer uses in inference.
-    """
-    f = np.round(np.asarray(ops.convert_to_numpy(q.f), np.float64))
-    scale = np.exp2(f)
-    lo = round_mantissa(np.asarray(ops.convert_to_numpy(q.vmin), np.float64) * scale, q.rounding) / scale
-    hi = round_mantissa(np.asarray(ops.convert_to_numpy(q.vmax), np.float64) * scale, q.rounding) / scale
-    k, i = ki_from_range(lo, hi, f)
-    if q.fixed_k is not None:
-        k = np.full_like(k, q.fixed_k)
-    if q.fixed_i is not None:
-        i = np.full_like(i, q.fixed_i)
+    """``(k, i, f)`` integer arrays of ``shape`` (no batch), as Keras infers them."""
     full = (1,) + tuple(shape)
-    return tuple(np.broadcast_to(a, full)[0].astype(np.int64).copy() for a in (k, i, f))
+    return tuple(np.broadcast_to(a, full)[0].astype(np.int64).copy() for a in q.kif_numpy())
 
 
 class _Builder:
@@ -233,6 +220,8 @@ def _layer_nodes(b: _Builder, layer: keras.layers.Layer, srcs: list[str], out_sh
         return _activation_node(b, name, y, layer.activation)
     if isinstance(layer, ql.QActivation):
         x = _quantize(b, name, srcs[0], layer.input_quantizer)
+        if layer.uses_table:
+            return _table_node(b, layer, x, out_shape)
         return _activation_node(b, name, x, layer.activation)
     if isinstance(layer, ql.QBatchNormalization):
         x = _quantize(b, name, srcs[0], layer.input_quantizer)
@@ -258,6 +247,18 @@ def _layer_nodes(b: _Builder, layer: keras.layers.Layer, srcs: list[str], out_sh
         f"layer {name!r} of class {cls} is not supported for firmware. "
         f"Supported: {', '.join(SUPPORTED_LAYERS)}."
     )
+
+
+def _table_node(b: _Builder, layer: Any, src: str, shape: tuple[int, ...]) -> str:
+    """Lookup-table activation: the table the layer computed at calibration."""
+    values, (k, width, f) = layer.table_values()
+    table = (as_mantissa(values * 2.0**layer.table_f), layer.table_f)
+    lo = Mant(np.full((1,) + shape, int(np.min(table[0]))), layer.table_f)
+    hi = Mant(np.full((1,) + shape, int(np.max(table[0]))), layer.table_f)
+    out = b.fixed(shape, lo, hi, 0.0)
+    out.abs_bound = float(np.max(np.abs(table[0]), initial=0)) + 1.0
+    return b.add("table", layer.name, [src], out, table=table, k=k, width=width, f=f,
+                 function=layer.activation_name)
 
 
 def _scale_node(b: _Builder, layer: str, src: str, shape: tuple[int, ...], scale: tuple, offset: tuple) -> str:

@@ -22,6 +22,8 @@ concat     ``axis`` (of the tensor without batch)
 max_pool   ``pool``, ``strides``, ``padding``
 avg_pool   ``pool``, ``strides``, ``padding`` (window counts powers of two)
 reshape    ``shape``
+table      ``table`` (mantissas, scale), ``k``, ``width``, ``f`` of the index
+           format, ``function`` -- lookup by two's complement bit pattern
 ========== =================================================================
 """
 

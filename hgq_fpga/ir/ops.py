@@ -28,6 +28,7 @@ __all__ = [
     "max_pool_op",
     "avg_pool_op",
     "weight_mantissas",
+    "table_op",
 ]
 
 
@@ -184,3 +185,13 @@ def linear_bounds(
     low = add_op([apply(lo, +1), apply(hi, -1)])
     high = add_op([apply(hi, +1), apply(lo, -1)])
     return low, high
+
+
+def table_op(x: Mant, table: tuple[np.ndarray, int], width: int, f: int) -> Mant:
+    """Look each value up by its two's complement bit pattern in a ``width``-bit, scale-``f`` format."""
+    m = align(x, f)
+    if m.dtype == object:
+        m = m.astype(np.int64)
+    index = np.bitwise_and(m, (1 << width) - 1) if width > 0 else np.zeros_like(m)
+    tm, tf = table
+    return Mant(np.asarray(tm)[index], tf)

@@ -8,12 +8,15 @@ plain ``Input``, ``Flatten`` and ``Reshape`` work between them.
 
 from .base import SUPPORTED_ACTIVATIONS, QuantizedLayerMixin
 from .conv import QConv1D, QConv2D
-from .core import QActivation, QDense
+from .activation import EXACT_ACTIVATIONS, TABLE_ACTIVATIONS, QActivation
+from .core import QDense
 from .merge import QAdd, QConcatenate
 from .normalization import QBatchNormalization
 from .pooling import QAveragePooling1D, QAveragePooling2D, QMaxPooling1D, QMaxPooling2D
 
 __all__ = [
+    "EXACT_ACTIVATIONS",
+    "TABLE_ACTIVATIONS",
     "QActivation",
     "QAdd",
     "QAveragePooling1D",

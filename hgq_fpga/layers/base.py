@@ -49,6 +49,10 @@ class QuantizedLayerMixin:
     """
 
     _quantizer_keys: tuple[str, ...] = ("input_quantizer",)
+    #: config keys that the plain Keras layer does not have
+    quantization_config_keys: tuple[str, ...] = (
+        "input_quantizer", "kernel_quantizer", "bias_quantizer", "ebops_penalty",
+    )
 
     def _init_quantized(self, ebops_penalty: float) -> None:
         if not ebops_penalty >= 0.0:

@@ -1,4 +1,4 @@
-"""QDense and QActivation."""
+"""QDense."""
 
 from __future__ import annotations
 
@@ -7,11 +7,9 @@ from typing import Any
 import keras
 from keras import ops
 
-from .. import quantizers as qz
-from .base import QuantizedLayerMixin, build_once, check_activation
 from .weighted import WeightedLayerMixin
 
-__all__ = ["QDense", "QActivation"]
+__all__ = ["QDense"]
 
 
 @keras.saving.register_keras_serializable(package="hgq_fpga")
@@ -54,40 +52,3 @@ class QDense(WeightedLayerMixin, keras.layers.Dense):
 
     def linear(self, x: Any, kernel: Any) -> Any:
         return ops.matmul(x, kernel)
-
-
-@keras.saving.register_keras_serializable(package="hgq_fpga")
-class QActivation(QuantizedLayerMixin, keras.layers.Activation):
-    """Quantize the input per element, then apply ``relu`` or ``linear``.
-
-    Args:
-        activation: ``"relu"`` or ``"linear"``.
-        input_quantizer: options for the input's ``ActivationQuantizer``.
-        ebops_penalty: unused (no multiplications); kept for a uniform interface.
-        **kwargs: ``keras.layers.Layer`` arguments.
-
-    Example:
-        >>> act = QActivation("relu", input_quantizer={"f0": 2})
-        >>> np.asarray(act(np.array([[-1.0, 0.3, 1.9]], "float32")))
-        array([[0.  , 0.25, 1.75]], dtype=float32)
-    """
-
-    def __init__(
-        self, activation: Any, *, input_quantizer: Any = None, ebops_penalty: float = 0.0, **kwargs: Any
-    ) -> None:
-        super().__init__(activation, **kwargs)
-        check_activation("QActivation", activation)
-        self._init_quantized(ebops_penalty)
-        self.input_quantizer = qz.get(input_quantizer, qz.ActivationQuantizer, name="input_quantizer", dtype=self.dtype_policy)
-
-    def build(self, input_shape: tuple[int | None, ...]) -> None:
-        build_once(self.input_quantizer, input_shape)
-        self._pack_bits()
-        self.built = True
-
-    def call(self, inputs: Any, training: bool | None = None) -> Any:
-        iq = self.input_quantizer
-        return self.activation(iq.call(inputs, training=training, f=self._bit_values().get(id(iq))))
-
-    def get_config(self) -> dict[str, Any]:
-        return {**super().get_config(), **self._quantized_config()}

@@ -148,6 +148,27 @@ class ActivationQuantizer(BitQuantizerBase):
         k, i = self.ki(ops.round(ops.stop_gradient(f)), exact=exact)
         return bits_with_gradient(f, k + i)
 
+    def kif_numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(k, i, f)`` per granular element, in numpy, exactly as inference uses them.
+
+        ``f`` is rounded half to even and the ranges are rounded with the
+        quantizer's mode, like :meth:`ki`, so the converter and the emulator
+        see the same integers as the Keras model.
+        """
+        from ..fixed import ki_from_range as ki_np
+        from ..fixed import round_mantissa as round_np
+
+        f = np.round(np.asarray(ops.convert_to_numpy(self.f), np.float64))
+        scale = np.exp2(f)
+        lo = round_np(np.asarray(ops.convert_to_numpy(self.vmin), np.float64) * scale, self.rounding) / scale
+        hi = round_np(np.asarray(ops.convert_to_numpy(self.vmax), np.float64) * scale, self.rounding) / scale
+        k, i = ki_np(lo, hi, f)
+        if self.fixed_k is not None:
+            k = np.full_like(k, self.fixed_k)
+        if self.fixed_i is not None:
+            i = np.full_like(i, self.fixed_i)
+        return k.astype(np.int64), i.astype(np.int64), f.astype(np.int64)
+
     def reset_ranges(self) -> None:
         """Forget the recorded ranges (used by calibration)."""
         self.vmin.assign(np.zeros(self.vmin.shape, "float32"))

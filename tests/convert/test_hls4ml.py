@@ -64,6 +64,19 @@ def test_mlp_three_way(overflow, rng):
 
 
 @pytest.mark.slow
+def test_lookup_tables_three_way(rng):
+    model = keras.Sequential([
+        keras.Input((8,)),
+        QDense(6),
+        QActivation("sigmoid", input_quantizer={"f0": 3}),
+        QDense(4),
+        QActivation("tanh", table_f=6, input_quantizer={"f0": 2}),
+    ])
+    x = rng.standard_normal((200, 8)).astype("float32")
+    assert_bit_exact(trained(model, [x], rng), [x])
+
+
+@pytest.mark.slow
 def test_conv1d_pooling_three_way(rng):
     inp = keras.Input((12, 2))
     x = QConv1D(3, 3, activation="relu", padding="same")(inp)

@@ -11,8 +11,9 @@ from keras import ops
 
 import hgq_fpga
 from hgq_fpga.emulator.keras64 import as_float64
+from hgq_fpga.fixed import quantize
 from hgq_fpga.ir import UnsupportedLayerError, build_ir
-from hgq_fpga.layers import (
+from hgq_fpga.layers import (  # noqa: F401
     QActivation,
     QAdd,
     QAveragePooling1D,
@@ -120,6 +121,18 @@ def test_residual_add_and_batchnorm(rng):
     check_bit_exact(keras.Model(inp, out), rng.standard_normal((150, 10)).astype("float32"))
 
 
+@pytest.mark.parametrize("function", ["sigmoid", "tanh"])
+def test_lookup_table_activations(function, rng):
+    model = keras.Sequential([
+        keras.Input((6,)),
+        QDense(5),
+        QActivation(function, input_quantizer={"f0": 3}, table_f=7),
+        QDense(3),
+        QActivation(function, input_quantizer={"granularity": "tensor", "f0": 2}),
+    ])
+    check_bit_exact(model, rng.standard_normal((150, 6)).astype("float32"))
+
+
 def test_concatenate_two_inputs(rng):
     in1, in2 = keras.Input((5,)), keras.Input((3,))
     c = QConcatenate()([QDense(4)(in1), QDense(2, activation="relu")(in2)])
@@ -148,12 +161,17 @@ def test_wide_accumulator_is_exact_beyond_int64():
     with pytest.raises(ValueError, match="use path='int'"):
         hgq_fpga.emulate(graph, x, path="float")
     (out,) = hgq_fpga.emulate_mantissas(graph, x)
-    layer = model.layers[0]
-    qx = np.asarray(ops.convert_to_numpy(layer.input_quantizer.quantize_values(x)), np.float64)[0]
-    qk = np.asarray(ops.convert_to_numpy(layer.qkernel), np.float64)[:, 0]
-    qb = float(np.asarray(ops.convert_to_numpy(layer.qbias))[0])
-    exact = sum(Fraction(float(a)) * Fraction(float(w)) for a, w in zip(qx, qk)) + Fraction(qb)
+    qnode = next(n for n in graph.nodes if n.op == "quantize")
+    dnode = next(n for n in graph.nodes if n.op == "dense")
+    a = qnode.attrs
+    qx = quantize(x.astype(np.float64), a["k"], a["i"], a["f"], a["rounding"], a["overflow"])[0]
+    (km, kf), (bm, bf) = dnode.attrs["kernel"], dnode.attrs["bias"]
+    exact = sum(Fraction(float(v)) * Fraction(int(w), 2**kf) for v, w in zip(qx, km[:, 0]))
+    exact += Fraction(int(bm[0]), 2**bf)
     assert Fraction(int(out.m[0, 0]), 2**out.f) == exact
+    # the weights in the IR are the layer's qkernel, exactly
+    qk = np.asarray(ops.convert_to_numpy(model.layers[0].qkernel), np.float64)[:, 0]
+    assert [Fraction(int(w), 2**kf) for w in km[:, 0]] == [Fraction(float(v)) for v in qk]
 
 
 def test_errors_name_the_problem(rng):

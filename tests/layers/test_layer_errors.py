@@ -11,7 +11,8 @@ from hgq_fpga.layers import QActivation, QBatchNormalization, QConv2D, QDense, Q
     "make,match",
     [
         (lambda: QDense(4, activation="tanh"), "activation 'tanh' is not supported"),
-        (lambda: QActivation("sigmoid"), "activation 'sigmoid' is not supported"),
+        (lambda: QActivation("softmax"), "activation 'softmax' is not supported"),
+        (lambda: QActivation("tanh", table_bits=20), "table_bits"),
         (lambda: QDense(4, ebops_penalty=-1.0), "ebops_penalty must be >= 0"),
         (lambda: QConv2D(2, 3, data_format="channels_first"), "channels_last"),
         (lambda: QMaxPooling2D(2, data_format="channels_first"), "channels_last"),
@@ -41,3 +42,12 @@ def test_element_granularity_needs_static_shape():
     with pytest.raises(ValueError, match="needs every non-batch dimension known"):
         QDense(2)(model_in)
     QDense(2, input_quantizer={"granularity": "channel"})(model_in)  # fine
+
+
+def test_table_too_large_for_its_index_is_refused_at_calibration():
+    import hgq_fpga
+
+    model = keras.Sequential([keras.Input((3,)), QActivation("sigmoid", table_bits=4, input_quantizer={"f0": 6})])
+    with pytest.raises(ValueError, match="needs a .*-bit index.*table_bits=4"):
+        hgq_fpga.calibrate(model, np.array([[3.0, -2.0, 0.5]], "float32"))
+    assert not hgq_fpga.is_calibrated(model)

@@ -67,6 +67,20 @@ class TestQActivationLinearTensor(LayerTestCase):
     float_cls = keras.layers.Activation
 
 
+class TestQActivationSigmoidTable(LayerTestCase):
+    layer_cls = QActivation
+    layer_kwargs = {"activation": "sigmoid", "input_quantizer": {"f0": 4}}
+    input_shapes = [(5,)]
+    float_cls = keras.layers.Activation
+
+
+class TestQActivationTanhTable(LayerTestCase):
+    layer_cls = QActivation
+    layer_kwargs = {"activation": "tanh", "table_f": 6, "input_quantizer": {"f0": 3, "granularity": "channel"}}
+    input_shapes = [(2, 3)]
+    float_cls = keras.layers.Activation
+
+
 class TestQBatchNormalization(LayerTestCase):
     layer_cls = QBatchNormalization
     input_shapes = [(4, 3)]
