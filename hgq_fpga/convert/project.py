@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -114,8 +115,6 @@ def to_hls4ml(
         with g++ (without rewriting the project), then ``.predict(x)`` runs it
         (pass float64 ``x``: float32 would round wide values).
     """
-    import re
-
     from hls4ml.model.graph import ModelGraph
 
     from ..emulator import emulate_mantissas

@@ -139,5 +139,11 @@ def emulate(model_or_graph: Any, x: Any, *, path: str = "auto") -> np.ndarray | 
         >>> emulate(model, np.array([[0.5, -0.25]])).shape
         (1, 1)
     """
-    outs = [m.values() for m in emulate_mantissas(model_or_graph, x, path=path)]
+    from .floatpath import float_path_is_exact, run_float
+
+    graph, arrays = _prepare(model_or_graph, x)
+    if path in ("auto", "float") and float_path_is_exact(graph):
+        outs = run_float(graph, arrays)  # already exact float64 values
+    else:
+        outs = [m.values() for m in emulate_mantissas(graph, arrays, path=path)]
     return outs[0] if len(outs) == 1 else outs
