@@ -29,7 +29,7 @@ from .calibration import calibrate, is_calibrated
 from .layers.base import QuantizedLayerMixin
 from .quantizers import TRAINED
 
-__all__ = ["LayerTestCase", "model_outputs", "variable_values"]
+__all__ = ["LayerTestCase", "edge_inputs", "model_outputs", "perturb_bits", "variable_values"]
 
 _QUANT_KEYS = ("input_quantizer", "kernel_quantizer", "bias_quantizer", "ebops_penalty")
 GENEROUS_BITS = {"f0": 20.0, "f_max": 24.0}
@@ -179,3 +179,24 @@ class LayerTestCase:
         for q, x in zip(layer.input_quantizers, big):
             wrapped = ops.convert_to_numpy(q.quantize_values(x))
             assert np.max(np.abs(wrapped)) < np.max(np.abs(x))
+
+
+def perturb_bits(model: keras.Model, rng: np.random.Generator, *, prune_fraction: float = 0.2) -> None:
+    """Random per-element fractional bits in ``[0, 6]``; a ``prune_fraction`` of the
+    weights get ``f = -8`` so that they round to zero (zero-bit weights)."""
+    from .calibration import iter_quantizers
+    from .quantizers import WeightQuantizer
+
+    for _, q in iter_quantizers(model):
+        if not q.built:
+            continue
+        f = rng.integers(0, 7, q.bits_shape).astype("float32")
+        if isinstance(q, WeightQuantizer):
+            f = np.where(rng.random(q.bits_shape) < prune_fraction, -8.0, f)
+        q.set_f(f)
+
+
+def edge_inputs(x: np.ndarray) -> np.ndarray:
+    """``x``, far out of the calibrated range both ways (overflow), and rounding ties."""
+    ties = (np.round(x * 64) + 0.5) / 64
+    return np.concatenate([x, x * 64.0, -x * 1000.0, ties]).astype(x.dtype)

@@ -8,6 +8,7 @@ import pytest
 
 import hgq_fpga
 from hgq_fpga.convert import UnsupportedForHls4ml, to_hls4ml
+from hgq_fpga.testing import edge_inputs, perturb_bits
 from hgq_fpga.layers import (
     QActivation,
     QAdd,
@@ -27,18 +28,13 @@ def trained(model: keras.Model, xs: list[np.ndarray], rng: np.random.Generator, 
     model.compile("adam", "mse")
     y = model.predict(xs if len(xs) > 1 else xs[0], verbose=0)
     model.fit(xs if len(xs) > 1 else xs[0], rng.standard_normal(y.shape), epochs=1, verbose=0)
-    for _, q in hgq_fpga.iter_quantizers(model):
-        if q.built:
-            f = rng.integers(0, 7, q.bits_shape).astype("float32")
-            if prune and isinstance(q, hgq_fpga.quantizers.WeightQuantizer):
-                f = np.where(rng.random(q.bits_shape) < 0.2, -8.0, f)
-            q.set_f(f)
+    perturb_bits(model, rng, prune_fraction=0.2 if prune else 0.0)
     hgq_fpga.calibrate(model, xs if len(xs) > 1 else xs[0])
     return model
 
 
 def probe(xs: list[np.ndarray]) -> list[np.ndarray]:
-    return [np.concatenate([x, 64 * x, -1000 * x, (np.round(x * 64) + 0.5) / 64]) for x in xs]
+    return [edge_inputs(x) for x in xs]
 
 
 def assert_bit_exact(model: keras.Model, xs: list[np.ndarray]) -> hgq_fpga.VerifyResult:

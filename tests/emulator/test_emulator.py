@@ -13,6 +13,7 @@ import hgq_fpga
 from hgq_fpga.emulator.keras64 import as_float64
 from hgq_fpga.fixed import quantize
 from hgq_fpga.ir import UnsupportedLayerError, build_ir
+from hgq_fpga.testing import edge_inputs, perturb_bits
 from hgq_fpga.layers import (  # noqa: F401
     QActivation,
     QAdd,
@@ -28,23 +29,6 @@ from hgq_fpga.layers import (  # noqa: F401
 )
 
 
-def perturb_bits(model: keras.Model, rng: np.random.Generator) -> None:
-    """Random per-element fractional bits; about 20% of weights get f so low they prune."""
-    for _, q in hgq_fpga.iter_quantizers(model):
-        if not q.built:
-            continue
-        f = rng.integers(0, 7, q.bits_shape).astype("float32")
-        if isinstance(q, hgq_fpga.quantizers.WeightQuantizer):
-            f = np.where(rng.random(q.bits_shape) < 0.2, -8.0, f)
-        q.set_f(f)
-
-
-def edge_inputs(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Training-like data, far out of range (overflow), and rounding ties."""
-    ties = (np.round(x * 64) + 0.5) / 64
-    return np.concatenate([x, x * 64.0, -x * 1000.0, ties, np.zeros_like(x[:2])]).astype("float32")
-
-
 def check_bit_exact(model: keras.Model, x: np.ndarray, seed: int = 0) -> None:
     rng = np.random.default_rng(seed)
     model.compile("adam", "mse")
@@ -52,7 +36,7 @@ def check_bit_exact(model: keras.Model, x: np.ndarray, seed: int = 0) -> None:
     model.fit(x, rng.standard_normal(y.shape), epochs=1, verbose=0)
     perturb_bits(model, rng)
     hgq_fpga.calibrate(model, x)
-    probe = edge_inputs(x, rng)
+    probe = np.concatenate([edge_inputs(x), np.zeros_like(x[:2])])
     emulated = hgq_fpga.emulate(model, probe)
     np.testing.assert_array_equal(hgq_fpga.emulate(model, probe, path="int"), emulated)
     keras64 = np.asarray(ops.convert_to_numpy(as_float64(model)(probe.astype("float64"))))
