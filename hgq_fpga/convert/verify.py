@@ -20,7 +20,8 @@ class VerifyResult:
     Attributes:
         n_samples: samples compared.
         outputs: per output: ``name``, ``size`` (values compared),
-            ``keras_vs_emulator`` and ``csim_vs_emulator`` mismatch counts.
+            ``keras_vs_emulator`` and ``csim_vs_emulator`` mismatch counts, and
+            ``first_mismatch`` (index and the three values, or None).
         project_dir: the hls4ml project used (None if it was temporary).
         seconds: time of conversion and g++ compilation.
     """
@@ -44,6 +45,8 @@ class VerifyResult:
         lines = [f"verified {self.n_samples} samples: {'BIT-EXACT' if self.ok else 'MISMATCH'}", head]
         for o in self.outputs:
             lines.append(f"{o['name']:<24} {o['size']:>9} {o['keras_vs_emulator']:>11} {o['csim_vs_emulator']:>10}")
+            if o.get("first_mismatch"):
+                lines.append(f"  first mismatch: {o['first_mismatch']}")
         times = ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())
         lines.append(f"project: {self.project_dir or '(temporary)'}; {times}")
         return "\n".join(lines)
@@ -96,5 +99,15 @@ def verify(model: Any, x: Any, output_dir: str | Path | None = None, **convert_o
                 "name": name, "size": int(exp.size),
                 "keras_vs_emulator": int(np.count_nonzero(kout != exp)),
                 "csim_vs_emulator": int(np.count_nonzero(cout != exp)),
+                "first_mismatch": _first_mismatch(exp, kout, cout),
             })
     return result
+
+
+def _first_mismatch(exp: np.ndarray, kout: np.ndarray, cout: np.ndarray) -> dict[str, Any] | None:
+    """Where the first difference is, with the three values (None when exact)."""
+    bad = np.argwhere((kout != exp) | (cout != exp))
+    if not len(bad):
+        return None
+    at = tuple(int(v) for v in bad[0])
+    return {"index": at, "emulator": float(exp[at]), "keras": float(kout[at]), "csim": float(cout[at])}

@@ -194,3 +194,16 @@ def test_distributed_arithmetic_strategy(kind, rng):
     model = trained(model, [data], rng)
     result = hgq_fpga.verify(model, probe([data])[0], strategy="distributed_arithmetic")
     assert result.ok, str(result)
+
+
+def test_verify_result_reports_mismatches():
+    from hgq_fpga.convert.verify import VerifyResult, _first_mismatch
+
+    exp = np.array([[0.5, 1.0]])
+    assert _first_mismatch(exp, exp.copy(), exp.copy()) is None
+    bad = _first_mismatch(exp, np.array([[0.5, 0.75]]), exp.copy())
+    assert bad == {"index": (0, 1), "emulator": 1.0, "keras": 0.75, "csim": 1.0}
+    result = VerifyResult(1, [{"name": "out", "size": 2, "keras_vs_emulator": 1, "csim_vs_emulator": 0,
+                               "first_mismatch": bad}])
+    assert not result.ok and result.mismatches == 1
+    assert "MISMATCH" in str(result) and "first mismatch" in str(result)
