@@ -146,6 +146,9 @@ def graph_to_layer_list(graph: Graph) -> tuple[list[dict[str, Any]], list[str], 
         elif node.op == "relu":
             name = new("relu", node)
             layers.append({"name": name, "class_name": "Activation", "activation": "relu", "inputs": srcs})
+        elif node.op == "multiply":
+            name = new("mul", node)
+            layers.append({"name": name, "class_name": "Merge", "op": "multiply", "inputs": srcs})
         elif node.op in ("add", "concat"):
             name = srcs[0]
             for other in srcs[1:]:  # hls4ml merges two tensors at a time

@@ -83,6 +83,8 @@ def _step(node: Node, xs: list[np.ndarray]) -> np.ndarray:
         return np.sum(cols, axis=-2) * (1.0 / int(np.prod(a["pool"])))
     if node.op == "reshape":
         return xs[0].reshape((len(xs[0]),) + tuple(a["shape"]))
+    if node.op == "multiply":
+        return xs[0] * xs[1]
     if node.op == "table":
         bits = (xs[0] * 2.0 ** a["f"]).astype(np.int64) & ((1 << a["width"]) - 1)
         return a.setdefault("_table_values", _values(a["table"]))[bits]

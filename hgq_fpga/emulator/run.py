@@ -20,6 +20,7 @@ from ..ir.ops import (
     relu_op,
     reshape_op,
     scale_op,
+    multiply_op,
     table_op,
 )
 
@@ -56,6 +57,8 @@ def _step(node: Any, args: list[Any], wide: bool) -> Mant:
         return reshape_op(xs[0], a["shape"])
     if node.op == "table":
         return table_op(xs[0], a["table"], a["width"], a["f"])
+    if node.op == "multiply":
+        return multiply_op(xs)
     raise ValueError(f"emulator: unknown IR operation {node.op!r} in node {node.name!r}")
 
 

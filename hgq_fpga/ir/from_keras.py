@@ -35,7 +35,7 @@ SUPPORTED_LAYERS = (
     "QDense", "QConv1D", "QConv2D", "QActivation", "QBatchNormalization", "QAdd",
     "QConcatenate", "QMaxPooling1D", "QMaxPooling2D", "QAveragePooling1D",
     "QAveragePooling2D", "Flatten", "Reshape", "Dropout", "InputLayer",
-    "Activation (relu/linear)", "ReLU", "QActivation (sigmoid/tanh tables)",
+    "Activation (relu/linear)", "ReLU", "QActivation (sigmoid/tanh tables)", "QSoftmax",
 )
 
 
@@ -90,10 +90,17 @@ def _abs_max(t: TensorInfo) -> np.ndarray:
 
 
 def _quantize(b: _Builder, layer: str, src: str, q: ActivationQuantizer) -> str:
-    """Quantize node; output bounds are tight where the input cannot overflow."""
+    """Quantize node of an activation quantizer."""
+    k, i, f = quantizer_kif(q, b.tensors[src].shape)
+    return _quantize_kif(b, layer, src, k, i, f, str(q.rounding), str(q.overflow))
+
+
+def _quantize_kif(
+    b: _Builder, layer: str, src: str, k: np.ndarray, i: np.ndarray, f: np.ndarray, rounding: str, overflow: str
+) -> str:
+    """Quantize node to per-element ``(k, i, f)``; bounds are tight where the input cannot overflow."""
     shape = b.tensors[src].shape
-    k, i, f = quantizer_kif(q, shape)
-    rounding, overflow = str(q.rounding), str(q.overflow)
+    k, i, f = (np.broadcast_to(np.asarray(a, np.int64), shape).copy() for a in (k, i, f))
     live = (k + i + f) > 0
     # the format's range as mantissas at each element's own f
     top = np.where(live, i + f, 0)
@@ -223,6 +230,8 @@ def _layer_nodes(b: _Builder, layer: keras.layers.Layer, srcs: list[str], out_sh
         if layer.uses_table:
             return _table_node(b, layer, x, out_shape)
         return _activation_node(b, name, x, layer.activation)
+    if isinstance(layer, ql.QSoftmax):
+        return _softmax_nodes(b, layer, srcs[0], out_shape)
     if isinstance(layer, ql.QBatchNormalization):
         x = _quantize(b, name, srcs[0], layer.input_quantizer)
         return _scale_node(b, name, x, out_shape, _weights(layer.qkernel), _weights(layer.qbias))
@@ -251,14 +260,49 @@ def _layer_nodes(b: _Builder, layer: keras.layers.Layer, srcs: list[str], out_sh
 
 def _table_node(b: _Builder, layer: Any, src: str, shape: tuple[int, ...]) -> str:
     """Lookup-table activation: the table the layer computed at calibration."""
-    values, (k, width, f) = layer.table_values()
-    table = (as_mantissa(values * 2.0**layer.table_f), layer.table_f)
-    lo = Mant(np.full((1,) + shape, int(np.min(table[0]))), layer.table_f)
-    hi = Mant(np.full((1,) + shape, int(np.max(table[0]))), layer.table_f)
+    values, fmt = layer.table_values()
+    return _table(b, layer.name, src, shape, values, fmt, layer.table_f, layer.activation_name)
+
+
+def _table(b: _Builder, layer: str, src: str, shape: tuple[int, ...], values: np.ndarray,
+           fmt: tuple[int, int, int], table_f: int, function: str) -> str:
+    """A lookup by bit pattern in index format ``fmt = (k, width, f)``; values on a ``2**-table_f`` grid."""
+    k, width, f = fmt
+    table = (as_mantissa(values * 2.0**table_f), table_f)
+    lo = Mant(np.full((1,) + shape, int(np.min(table[0]))), table_f)
+    hi = Mant(np.full((1,) + shape, int(np.max(table[0]))), table_f)
     out = b.fixed(shape, lo, hi, 0.0)
     out.abs_bound = float(np.max(np.abs(table[0]), initial=0)) + 1.0
-    return b.add("table", layer.name, [src], out, table=table, k=k, width=width, f=f,
-                 function=layer.activation_name)
+    return b.add("table", layer, [src], out, table=table, k=k, width=width, f=f, function=function)
+
+
+def _multiply_node(b: _Builder, layer: str, a: str, c: str, shape: tuple[int, ...]) -> str:
+    """Element-wise product; bounds from the four corner products."""
+    (alo, ahi), (clo, chi) = b.bounds(a), b.bounds(c)
+    corners = [as_mantissa(x.m, wide=True) * as_mantissa(y.m, wide=True) for x in (alo, ahi) for y in (clo, chi)]
+    lo = np.minimum.reduce(corners)
+    hi = np.maximum.reduce(corners)
+    scale = alo.f + clo.f
+    big = max(abs(int(np.min(lo))), abs(int(np.max(hi))))
+    wide = big >= 2**62
+    out = b.fixed(shape, Mant(as_mantissa(lo, wide=wide), scale), Mant(as_mantissa(hi, wide=wide), scale), 0.0)
+    out.abs_bound = float(big) + 1.0
+    return b.add("multiply", layer, [a, c], out)
+
+
+def _softmax_nodes(b: _Builder, layer: Any, src: str, shape: tuple[int, ...]) -> str:
+    """QSoftmax as exact steps: exp table, sum, quantize, 1/s table, broadcast, product, quantize."""
+    name, n = layer.name, shape[-1]
+    t = layer.tables()
+    x = _quantize(b, name, src, layer.input_quantizer)
+    e = _table(b, name, x, shape, t["exp"], (t["k"], t["width"], t["f"]), layer.exp_f, "exp")
+    ones_in = (np.ones((n, 1), np.int64), 0)
+    s = _linear(b, name, "dense", e, (1,), ones_in, None, _dense_apply)
+    s_q = _quantize_kif(b, name, s, 0, t["i_s"], t["f_s"], "TRN", "SAT")
+    r = _table(b, name, s_q, (1,), t["inv"], (0, layer.inv_bits, t["f_s"]), layer.inv_f, "reciprocal")
+    r_b = _linear(b, name, "dense", r, shape, (np.ones((1, n), np.int64), 0), None, _dense_apply)
+    y = _multiply_node(b, name, e, r_b, shape)
+    return _quantize_kif(b, name, y, 0, 1, layer.out_f, "RND", "SAT")
 
 
 def _scale_node(b: _Builder, layer: str, src: str, shape: tuple[int, ...], scale: tuple, offset: tuple) -> str:

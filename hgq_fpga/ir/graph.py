@@ -22,6 +22,7 @@ concat     ``axis`` (of the tensor without batch)
 max_pool   ``pool``, ``strides``, ``padding``
 avg_pool   ``pool``, ``strides``, ``padding`` (window counts powers of two)
 reshape    ``shape``
+multiply   -- element-wise product of two tensors
 table      ``table`` (mantissas, scale), ``k``, ``width``, ``f`` of the index
            format, ``function`` -- lookup by two's complement bit pattern
 ========== =================================================================

@@ -29,6 +29,7 @@ __all__ = [
     "avg_pool_op",
     "weight_mantissas",
     "table_op",
+    "multiply_op",
 ]
 
 
@@ -195,3 +196,9 @@ def table_op(x: Mant, table: tuple[np.ndarray, int], width: int, f: int) -> Mant
     index = np.bitwise_and(m, (1 << width) - 1) if width > 0 else np.zeros_like(m)
     tm, tf = table
     return Mant(np.asarray(tm)[index], tf)
+
+
+def multiply_op(xs: list[Mant]) -> Mant:
+    """Element-wise product of two tensors (exact)."""
+    a, c = xs
+    return Mant(a.m * c.m, a.f + c.f)

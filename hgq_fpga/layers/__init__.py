@@ -12,6 +12,7 @@ from .activation import EXACT_ACTIVATIONS, TABLE_ACTIVATIONS, QActivation
 from .core import QDense
 from .merge import QAdd, QConcatenate
 from .normalization import QBatchNormalization
+from .softmax import QSoftmax
 from .pooling import QAveragePooling1D, QAveragePooling2D, QMaxPooling1D, QMaxPooling2D
 
 __all__ = [
@@ -28,6 +29,7 @@ __all__ = [
     "QDense",
     "QMaxPooling1D",
     "QMaxPooling2D",
+    "QSoftmax",
     "QuantizedLayerMixin",
     "SUPPORTED_ACTIVATIONS",
 ]

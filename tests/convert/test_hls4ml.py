@@ -73,6 +73,16 @@ def test_lookup_tables_three_way(rng):
 
 
 @pytest.mark.slow
+def test_softmax_three_way(rng):
+    from hgq_fpga.layers import QSoftmax
+
+    model = keras.Sequential([keras.Input((8,)), QDense(6, activation="relu"), QDense(4),
+                              QSoftmax(input_quantizer={"f0": 3})])
+    x = rng.standard_normal((200, 8)).astype("float32")
+    assert_bit_exact(trained(model, [x], rng), [x])
+
+
+@pytest.mark.slow
 def test_conv1d_pooling_three_way(rng):
     inp = keras.Input((12, 2))
     x = QConv1D(3, 3, activation="relu", padding="same")(inp)

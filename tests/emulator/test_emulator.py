@@ -117,6 +117,13 @@ def test_lookup_table_activations(function, rng):
     check_bit_exact(model, rng.standard_normal((150, 6)).astype("float32"))
 
 
+def test_softmax(rng):
+    from hgq_fpga.layers import QSoftmax
+
+    model = keras.Sequential([keras.Input((7,)), QDense(5), QSoftmax(input_quantizer={"f0": 3}, inv_bits=10)])
+    check_bit_exact(model, rng.standard_normal((150, 7)).astype("float32"))
+
+
 def test_concatenate_two_inputs(rng):
     in1, in2 = keras.Input((5,)), keras.Input((3,))
     c = QConcatenate()([QDense(4)(in1), QDense(2, activation="relu")(in2)])

@@ -51,3 +51,12 @@ def test_table_too_large_for_its_index_is_refused_at_calibration():
     with pytest.raises(ValueError, match="needs a .*-bit index.*table_bits=4"):
         hgq_fpga.calibrate(model, np.array([[3.0, -2.0, 0.5]], "float32"))
     assert not hgq_fpga.is_calibrated(model)
+
+
+def test_softmax_needs_vectors_and_sane_table_sizes():
+    from hgq_fpga.layers import QSoftmax
+
+    with pytest.raises(ValueError, match=r"shape \(batch, n\)"):
+        QSoftmax()(np.ones((2, 3, 4), "float32"))
+    with pytest.raises(ValueError, match="inv_bits"):
+        QSoftmax(inv_bits=30)

@@ -14,6 +14,7 @@ from hgq_fpga.layers import (
     QDense,
     QMaxPooling1D,
     QMaxPooling2D,
+    QSoftmax,
 )
 from hgq_fpga.testing import LayerTestCase
 
@@ -79,6 +80,13 @@ class TestQActivationTanhTable(LayerTestCase):
     layer_kwargs = {"activation": "tanh", "table_f": 6, "input_quantizer": {"f0": 3, "granularity": "channel"}}
     input_shapes = [(2, 3)]
     float_cls = keras.layers.Activation
+
+
+class TestQSoftmax(LayerTestCase):
+    layer_cls = QSoftmax
+    layer_kwargs = {"input_quantizer": {"f0": 3}}
+    input_shapes = [(6,)]
+    float_cls = keras.layers.Softmax
 
 
 class TestQBatchNormalization(LayerTestCase):
