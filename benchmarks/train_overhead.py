@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import keras
-import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 

@@ -31,7 +31,6 @@ from .quantizers import TRAINED
 
 __all__ = ["LayerTestCase", "edge_inputs", "model_outputs", "perturb_bits", "variable_values"]
 
-_QUANT_KEYS = ("input_quantizer", "kernel_quantizer", "bias_quantizer", "ebops_penalty")
 GENEROUS_BITS = {"f0": 20.0, "f_max": 24.0}
 
 
@@ -82,8 +81,10 @@ class LayerTestCase:
         ]
 
     def generous_kwargs(self) -> dict[str, Any]:
+        """Every quantized layer takes ``input_quantizer``; weighted ones also kernel/bias."""
         params = inspect.signature(self.layer_cls.__init__).parameters
-        return {k: dict(GENEROUS_BITS) for k in _QUANT_KEYS[:3] if k in params or k == "input_quantizer"}
+        keys = ["input_quantizer"] + [k for k in ("kernel_quantizer", "bias_quantizer") if k in params]
+        return {k: dict(GENEROUS_BITS) for k in keys}
 
     def _layer_of(self, model: keras.Model) -> keras.layers.Layer:
         return next(l for l in model.layers if isinstance(l, QuantizedLayerMixin))

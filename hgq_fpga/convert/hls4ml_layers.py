@@ -17,6 +17,7 @@ import numpy as np
 
 from ..ir import Graph, Node
 from ..ir.intmath import pad_amounts
+from ..ir.ops import pair_values
 
 __all__ = ["graph_to_layer_list", "FPQ_ROUNDING", "FPQ_OVERFLOW", "UnsupportedForHls4ml"]
 
@@ -27,13 +28,6 @@ FPQ_OVERFLOW = ("WRAP", "SAT", "SAT_SYM")
 
 class UnsupportedForHls4ml(ValueError):
     """Something valid in hgq_fpga that hls4ml cannot express exactly."""
-
-
-def _weights(pair: tuple[np.ndarray, int] | None) -> np.ndarray | None:
-    if pair is None:
-        return None
-    m, f = pair
-    return np.asarray(m, np.float64) * np.exp2(-float(f))
 
 
 def _quantizer(node: Node, name: str, src: str, shape: tuple[int, ...]) -> dict[str, Any]:
@@ -59,8 +53,8 @@ def _quantizer(node: Node, name: str, src: str, shape: tuple[int, ...]) -> dict[
 
 def _conv(node: Node, name: str, src: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> dict[str, Any]:
     a = node.attrs
-    w = _weights(a["kernel"])
-    b = _weights(a["bias"])
+    w = pair_values(a["kernel"])
+    b = pair_values(a["bias"])
     rank = w.ndim - 2
     conf: dict[str, Any] = {
         "name": name, "class_name": f"Conv{rank}D", "inputs": [src], "data_format": "channels_last",
@@ -130,7 +124,7 @@ def graph_to_layer_list(graph: Graph) -> tuple[list[dict[str, Any]], list[str], 
             layers.append(_quantizer(node, name, srcs[0], out.shape))
         elif node.op == "dense":
             name = new("dense", node)
-            w, b = _weights(node.attrs["kernel"]), _weights(node.attrs["bias"])
+            w, b = pair_values(node.attrs["kernel"]), pair_values(node.attrs["bias"])
             layers.append({"name": name, "class_name": "Dense", "inputs": srcs, "data_format": "channels_last",
                            "weight_data": w, "bias_data": b if b is not None else np.zeros(w.shape[1]),
                            "use_bias": True, "n_in": int(w.shape[0]), "n_out": int(w.shape[1])})
@@ -141,7 +135,7 @@ def graph_to_layer_list(graph: Graph) -> tuple[list[dict[str, Any]], list[str], 
             name = new("scale", node)
             layers.append({"name": name, "class_name": "BatchNormalization", "inputs": srcs,
                            "n_in": int(np.prod(out.shape)), "n_filt": int(out.shape[-1]),
-                           "scale_data": _weights(node.attrs["scale"]), "bias_data": _weights(node.attrs["offset"]),
+                           "scale_data": pair_values(node.attrs["scale"]), "bias_data": pair_values(node.attrs["offset"]),
                            "use_gamma": True, "use_beta": True, "data_format": "channels_last"})
         elif node.op == "relu":
             name = new("relu", node)
@@ -166,7 +160,7 @@ def graph_to_layer_list(graph: Graph) -> tuple[list[dict[str, Any]], list[str], 
             name = new("lut", node)
             from hls4ml.model.types import FixedPrecisionType
 
-            values = _weights(node.attrs["table"])
+            values = pair_values(node.attrs["table"])
             signed = bool(np.any(values < 0))
             tf = node.attrs["table"][1]
             layers.append({"name": name, "class_name": "UnaryLUT", "inputs": srcs, "activation": "unary_lut",

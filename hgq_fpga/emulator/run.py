@@ -98,6 +98,20 @@ def _prepare(model_or_graph: Any, x: Any) -> tuple[Graph, list[np.ndarray]]:
     return build_ir(model_or_graph), arrays
 
 
+def _use_float(graph: Graph, path: str) -> bool:
+    """Whether to run the float64 path: ``"auto"`` takes it when the IR proves it exact."""
+    from .floatpath import float_path_is_exact
+
+    if path not in ("auto", "int", "float"):
+        raise ValueError(f"emulate: path must be 'auto', 'int' or 'float'. Received: path={path!r}")
+    if path == "int":
+        return False
+    exact = float_path_is_exact(graph)
+    if path == "float" and not exact:
+        raise ValueError("emulate: this model needs more than 52-bit intermediates; use path='int'")
+    return exact
+
+
 def emulate_mantissas(model_or_graph: Any, x: Any, *, path: str = "auto") -> list[Mant]:
     """Exact integer outputs (``Mant``: mantissas and scale) for each model output.
 
@@ -107,21 +121,13 @@ def emulate_mantissas(model_or_graph: Any, x: Any, *, path: str = "auto") -> lis
         path: ``"auto"`` (float64 when the IR proves it exact, else integers),
             ``"int"`` or ``"float"`` (raises if not provably exact).
     """
-    from .floatpath import float_path_is_exact, run_float
+    from .floatpath import run_float
 
     graph, arrays = _prepare(model_or_graph, x)
-    if path not in ("auto", "int", "float"):
-        raise ValueError(f"emulate: path must be 'auto', 'int' or 'float'. Received: path={path!r}")
-    exact = float_path_is_exact(graph)
-    if path == "float" and not exact:
-        raise ValueError("emulate: this model needs more than 52-bit intermediates; use path='int'")
-    if path == "int" or not exact:
+    if not _use_float(graph, path):
         return run_graph(graph, arrays)
-    outs = run_float(graph, arrays)
-    return [
-        Mant((v * np.exp2(graph.tensors[name].f)).astype(np.int64), graph.tensors[name].f)
-        for v, name in zip(outs, graph.outputs)
-    ]
+    scales = [graph.tensors[name].f for name in graph.outputs]
+    return [Mant((v * np.exp2(f)).astype(np.int64), f) for v, f in zip(run_float(graph, arrays), scales)]
 
 
 def emulate(model_or_graph: Any, x: Any, *, path: str = "auto") -> np.ndarray | list[np.ndarray]:
@@ -142,11 +148,11 @@ def emulate(model_or_graph: Any, x: Any, *, path: str = "auto") -> np.ndarray | 
         >>> emulate(model, np.array([[0.5, -0.25]])).shape
         (1, 1)
     """
-    from .floatpath import float_path_is_exact, run_float
+    from .floatpath import run_float
 
     graph, arrays = _prepare(model_or_graph, x)
-    if path in ("auto", "float") and float_path_is_exact(graph):
+    if _use_float(graph, path):
         outs = run_float(graph, arrays)  # already exact float64 values
     else:
-        outs = [m.values() for m in emulate_mantissas(graph, arrays, path=path)]
+        outs = [m.values() for m in run_graph(graph, arrays)]
     return outs[0] if len(outs) == 1 else outs

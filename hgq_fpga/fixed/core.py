@@ -158,7 +158,6 @@ class IntegerOps:
     greater_equal = staticmethod(np.greater_equal)
     less_equal = staticmethod(np.less_equal)
     logical_and = staticmethod(np.logical_and)
-    floor_divide = staticmethod(np.floor_divide)
 
     @staticmethod
     def wrap(m: Any, lo: Any, w: Any) -> Any:

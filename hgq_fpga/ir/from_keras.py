@@ -11,21 +11,18 @@ from keras import ops
 from ..fixed import round_shift
 from ..quantizers import ActivationQuantizer
 from .graph import Graph, Node, TensorInfo
-from .intmath import FLOAT_EXACT, as_mantissa, im2col
+from .intmath import as_mantissa, im2col
 from .ops import (
     Mant,
     add_op,
     avg_pool_op,
     concat_op,
-    conv_op,
-    dense_op,
     linear_bounds,
     max_pool_op,
     quantize_op,
     relu_op,
     reshape_op,
     scale_op,
-    table_op,
     weight_mantissas,
 )
 
@@ -106,11 +103,10 @@ def _quantize_kif(
     top = np.where(live, i + f, 0)
     fmin = -k * (np.ones_like(top) << top) * live
     fmax = ((np.ones_like(top) << top) - 1) * live
-    full_lo = Mant(fmin[None], 0)
-    full_hi = Mant(fmax[None], 0)
-    # express the full range at the output scale through the quantizer itself
-    lo = quantize_op(full_lo.m * np.exp2(-f.astype(float)), k, i, f, rounding, "SAT")
-    hi = quantize_op(full_hi.m * np.exp2(-f.astype(float)), k, i, f, rounding, "SAT")
+    # ... and at the output scale (the largest f of a live element), as quantize_op uses
+    scale = int(np.max(f[live])) if np.any(live) else 0
+    up = np.where(live, scale - f, 0)
+    lo, hi = Mant((fmin << up)[None], scale), Mant((fmax << up)[None], scale)
     if b.tensors[src].is_fixed:
         in_lo, in_hi = b.bounds(src)
         s = in_lo.f - f

@@ -21,18 +21,12 @@ __all__ = [
     "shift",
     "im2col",
     "pad_amounts",
-    "needs_object",
 ]
 
 #: largest magnitude kept in int64 arithmetic (headroom for one addition)
 INT64_SAFE = 2**62
 #: largest magnitude for which float64 integer arithmetic is exact
 FLOAT_EXACT = 2**53
-
-
-def needs_object(bound: float | int) -> bool:
-    """True when integers up to ``bound`` do not fit int64 arithmetic."""
-    return bound >= INT64_SAFE
 
 
 def as_mantissa(values: Any, *, wide: bool = False) -> np.ndarray:
@@ -44,8 +38,6 @@ def as_mantissa(values: Any, *, wide: bool = False) -> np.ndarray:
         if arr.dtype.kind == "f":
             return np.vectorize(lambda v: int(v), otypes=[object])(arr)
         return arr.astype(object)
-    if arr.dtype == object:
-        return arr.astype(np.int64)
     return arr.astype(np.int64)
 
 

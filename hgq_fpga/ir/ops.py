@@ -18,6 +18,7 @@ from .intmath import as_mantissa, im2col, imatmul, shift
 __all__ = [
     "Mant",
     "align",
+    "pair_values",
     "quantize_op",
     "dense_op",
     "conv_op",
@@ -49,6 +50,14 @@ class Mant:
                 raise OverflowError("values wider than 53 bits cannot be float64 exactly; use .m")
             m = m.astype(np.int64)
         return m.astype(np.float64) * np.exp2(-float(self.f))
+
+
+def pair_values(pair: tuple[np.ndarray, int] | None) -> np.ndarray | None:
+    """Float64 values of a ``(mantissas, scale)`` constant (weights, tables), or None."""
+    if pair is None:
+        return None
+    m, f = pair
+    return np.asarray(m, np.float64) * np.exp2(-float(f))
 
 
 def align(x: Mant, f: int) -> np.ndarray:

@@ -25,11 +25,11 @@ from keras import ops
 
 from .. import quantizers as qz
 from ..fixed import quantize
-from .base import QuantizedLayerMixin, build_once
+from .base import SUPPORTED_ACTIVATIONS, QuantizedLayerMixin, build_once
 
 __all__ = ["QActivation", "EXACT_ACTIVATIONS", "TABLE_ACTIVATIONS"]
 
-EXACT_ACTIVATIONS = ("linear", "relu")
+EXACT_ACTIVATIONS = SUPPORTED_ACTIVATIONS
 TABLE_ACTIVATIONS = {"sigmoid": lambda v: 1.0 / (1.0 + np.exp(-v)), "tanh": np.tanh}
 
 

@@ -14,9 +14,18 @@ __all__ = ["QConv1D", "QConv2D"]
 class _QConvMixin(WeightedLayerMixin):
     """Quantized convolution: channels_last only; the linear map is Keras's convolution."""
 
-    def _init_conv(
-        self, input_quantizer: Any, kernel_quantizer: Any, bias_quantizer: Any, ebops_penalty: float
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: Any,
+        *,
+        input_quantizer: Any = None,
+        kernel_quantizer: Any = None,
+        bias_quantizer: Any = None,
+        ebops_penalty: float = 0.0,
+        **kwargs: Any,
     ) -> None:
+        super().__init__(filters, kernel_size, **kwargs)  # the Keras ConvND after this mixin
         if self.data_format != "channels_last":
             raise ValueError(
                 f"{type(self).__name__}: only data_format='channels_last' is supported. "
@@ -42,20 +51,6 @@ class QConv1D(_QConvMixin, keras.layers.Conv1D):
         (1, 5, 3)
     """
 
-    def __init__(
-        self,
-        filters: int,
-        kernel_size: Any,
-        *,
-        input_quantizer: Any = None,
-        kernel_quantizer: Any = None,
-        bias_quantizer: Any = None,
-        ebops_penalty: float = 0.0,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(filters, kernel_size, **kwargs)
-        self._init_conv(input_quantizer, kernel_quantizer, bias_quantizer, ebops_penalty)
-
 
 @keras.saving.register_keras_serializable(package="hgq_fpga")
 class QConv2D(_QConvMixin, keras.layers.Conv2D):
@@ -70,17 +65,3 @@ class QConv2D(_QConvMixin, keras.layers.Conv2D):
         >>> tuple(layer(np.ones((1, 8, 8, 1), "float32")).shape)
         (1, 3, 3, 4)
     """
-
-    def __init__(
-        self,
-        filters: int,
-        kernel_size: Any,
-        *,
-        input_quantizer: Any = None,
-        kernel_quantizer: Any = None,
-        bias_quantizer: Any = None,
-        ebops_penalty: float = 0.0,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(filters, kernel_size, **kwargs)
-        self._init_conv(input_quantizer, kernel_quantizer, bias_quantizer, ebops_penalty)

@@ -11,7 +11,7 @@ from typing import Any
 import keras
 
 from .activation import CALIBRATED, FRESH, TRAINED, ActivationQuantizer
-from .base import BitQuantizerBase, ClipConstraint, round_bits, surrogate_quantize
+from .base import BitQuantizerBase, ElementClip, bits_with_gradient, quantize_with_gradient
 from .granularity import Granularity, granular_shape
 from .weight import WeightQuantizer
 
@@ -19,15 +19,15 @@ __all__ = [
     "ActivationQuantizer",
     "BitQuantizerBase",
     "CALIBRATED",
-    "ClipConstraint",
+    "ElementClip",
     "FRESH",
     "Granularity",
     "TRAINED",
     "WeightQuantizer",
     "get",
     "granular_shape",
-    "round_bits",
-    "surrogate_quantize",
+    "bits_with_gradient",
+    "quantize_with_gradient",
 ]
 
 

@@ -76,27 +76,29 @@ class ActivationQuantizer(BitQuantizerBase):
         self._reduce_axes = tuple(a for a, n in enumerate(shape) if n == 1)
         self.built = True
 
-    def _round(self, x: Any, f: Any) -> Any:
-        scale = ops.exp2(f)
-        return round_mantissa(x * scale, self.rounding, xp=ops) / scale
+    def _round(self, x: Any, f: Any, xp: Any = ops) -> Any:
+        scale = xp.exp2(f)
+        return round_mantissa(x * scale, self.rounding, xp=xp) / scale
 
-    def ki(self, f: Any | None = None, *, exact: bool = True) -> tuple[Any, Any]:
-        """``(k, i)`` per granular element for integer fractional bits ``f``.
+    def _ki(self, vmin: Any, vmax: Any, f: Any, xp: Any, exact: bool) -> tuple[Any, Any]:
+        """``(k, i)`` from a range and integer ``f``, with ``xp`` = ``keras.ops`` or numpy.
 
         With ``exact=False`` (training losses only) the range is not rounded
         and ``log2`` not corrected: a cheaper estimate.
         """
-        f = self.f_exact() if f is None else f
         if exact:
-            lo, hi = self._round(self.vmin, f), self._round(self.vmax, f)
-        else:
-            lo, hi = ops.convert_to_tensor(self.vmin), ops.convert_to_tensor(self.vmax)
-        k, i = ki_from_range(lo, hi, f, xp=ops, exact=exact)
+            vmin, vmax = self._round(vmin, f, xp), self._round(vmax, f, xp)
+        k, i = ki_from_range(vmin, vmax, f, xp=xp, exact=exact)
         if self.fixed_k is not None:
             k = 0.0 * k + self.fixed_k
         if self.fixed_i is not None:
             i = 0.0 * i + self.fixed_i
         return k, i
+
+    def ki(self, f: Any | None = None, *, exact: bool = True) -> tuple[Any, Any]:
+        """``(k, i)`` per granular element for integer fractional bits ``f`` (Keras tensors)."""
+        f = self.f_exact() if f is None else f
+        return self._ki(ops.convert_to_tensor(self.vmin), ops.convert_to_tensor(self.vmax), f, ops, exact)
 
     def _track(self, x: Any) -> None:
         self.vmin.assign(ops.minimum(self.vmin, ops.min(x, axis=self._reduce_axes, keepdims=True)))
@@ -151,22 +153,15 @@ class ActivationQuantizer(BitQuantizerBase):
     def kif_numpy(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(k, i, f)`` per granular element, in numpy, exactly as inference uses them.
 
-        ``f`` is rounded half to even and the ranges are rounded with the
-        quantizer's mode, like :meth:`ki`, so the converter and the emulator
-        see the same integers as the Keras model.
+        The same :meth:`_ki` as the Keras path, on float64 copies of the same
+        variables, so the converter and the emulator see the integers the
+        Keras model uses.
         """
-        from ..fixed import ki_from_range as ki_np
-        from ..fixed import round_mantissa as round_np
+        def read(v: Any) -> np.ndarray:
+            return np.asarray(ops.convert_to_numpy(v), np.float64)
 
-        f = np.round(np.asarray(ops.convert_to_numpy(self.f), np.float64))
-        scale = np.exp2(f)
-        lo = round_np(np.asarray(ops.convert_to_numpy(self.vmin), np.float64) * scale, self.rounding) / scale
-        hi = round_np(np.asarray(ops.convert_to_numpy(self.vmax), np.float64) * scale, self.rounding) / scale
-        k, i = ki_np(lo, hi, f)
-        if self.fixed_k is not None:
-            k = np.full_like(k, self.fixed_k)
-        if self.fixed_i is not None:
-            i = np.full_like(i, self.fixed_i)
+        f = np.round(read(self.f))
+        k, i = self._ki(read(self.vmin), read(self.vmax), f, np, exact=True)
         return k.astype(np.int64), i.astype(np.int64), f.astype(np.int64)
 
     def reset_ranges(self) -> None:

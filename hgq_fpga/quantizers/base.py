@@ -27,22 +27,12 @@ from .granularity import Granularity
 
 __all__ = [
     "BitQuantizerBase",
+    "ElementClip",
     "bits_with_gradient",
     "quantize_with_gradient",
-    "round_bits",
-    "surrogate_quantize",
 ]
 
 LN2 = math.log(2.0)
-
-
-def round_bits(f: Any) -> Any:
-    """Round a float bit-width to an integer with a straight-through gradient.
-
-    Uses half-to-even rounding (``keras.ops.round``), which is exact and the
-    same as ``numpy.round``, so the converter sees the same integer.
-    """
-    return f + ops.stop_gradient(ops.round(f) - f)
 
 
 def sum_to_shape(g: Any, shape: tuple[int | None, ...]) -> Any:
@@ -112,21 +102,6 @@ def bits_with_gradient(f: Any, base: Any, live: Any | None = None) -> Any:
     return _bits(f)
 
 
-def surrogate_quantize(x: Any, q: Any, f: Any) -> Any:
-    """Return ``q`` in the forward pass with HGQ gradients w.r.t. ``x`` and ``f``.
-
-    ``out = x + sg(q - x) + sg(-ln2 * (q - x)) * (f - sg(f))``, so
-    ``d out/d x = 1`` and ``d out/d f = -ln2 * (q - x)``.
-
-    Args:
-        x: unquantized values.
-        q: quantized values (no gradient needed).
-        f: the (float) fractional bits, broadcastable to ``x``.
-    """
-    err = ops.stop_gradient(q - x)
-    return x + err + (-LN2) * err * (f - ops.stop_gradient(f))
-
-
 class BitQuantizerBase(keras.layers.Layer):
     """Holds the trainable fractional bits ``f`` of one tensor.
 
@@ -187,7 +162,7 @@ class BitQuantizerBase(keras.layers.Layer):
             shape=self.bits_shape,
             initializer=keras.initializers.Constant(self.f0),
             trainable=self.trainable_bits,
-            constraint=ClipConstraint(self.f_min, self.f_max),
+            constraint=ElementClip(self.f_min, self.f_max),
         )
 
     def attach(self, variable: keras.Variable, offset: int) -> None:
@@ -228,13 +203,6 @@ class BitQuantizerBase(keras.layers.Layer):
         else:
             raise ValueError(f"{self.name}: not built yet; call the layer on data first.")
 
-    def f_int(self) -> Any:
-        """Integer fractional bits used in the forward pass (straight-through).
-
-        ``f`` stays inside ``[f_min, f_max]`` through its variable constraint.
-        """
-        return round_bits(self.f_value())
-
     def f_exact(self) -> Any:
         """Integer fractional bits without gradient: ``round(f)`` (half to even)."""
         return ops.round(ops.stop_gradient(self.f_value()))
@@ -257,16 +225,16 @@ class BitQuantizerBase(keras.layers.Layer):
         return config
 
 
-@keras.saving.register_keras_serializable(package="hgq_fpga")
-class ClipConstraint(keras.constraints.Constraint):
-    """Keep a bit-width variable inside ``[low, high]`` after each update."""
+class ElementClip(keras.constraints.Constraint):
+    """Clip a bit-width variable after each update, to one ``[low, high]`` or one per element.
 
-    def __init__(self, low: float, high: float) -> None:
-        self.low = float(low)
-        self.high = float(high)
+    Equal bounds collapse to scalars, so the training graph holds no large constants.
+    """
+
+    def __init__(self, low: Any, high: Any) -> None:
+        low, high = np.asarray(low, "float32"), np.asarray(high, "float32")
+        self.low = float(low.flat[0]) if np.all(low == low.flat[0]) else low
+        self.high = float(high.flat[0]) if np.all(high == high.flat[0]) else high
 
     def __call__(self, w: Any) -> Any:
-        return ops.clip(w, self.low, self.high)
-
-    def get_config(self) -> dict[str, float]:
-        return {"low": self.low, "high": self.high}
+        return ops.minimum(ops.maximum(w, self.low), self.high)

@@ -15,22 +15,9 @@ import keras
 import numpy as np
 from keras import ops
 
-from .base import BitQuantizerBase
+from .base import BitQuantizerBase, ElementClip
 
-__all__ = ["PackedBits", "ElementClip", "pack_bits"]
-
-
-class ElementClip(keras.constraints.Constraint):
-    """Clip every element to its own ``[low, high]`` after each update."""
-
-    def __init__(self, low: np.ndarray, high: np.ndarray) -> None:
-        low, high = np.asarray(low, "float32"), np.asarray(high, "float32")
-        # one bound for all elements (the usual case) is a scalar: no large constants
-        self.low = float(low.flat[0]) if np.all(low == low.flat[0]) else low
-        self.high = float(high.flat[0]) if np.all(high == high.flat[0]) else high
-
-    def __call__(self, w: Any) -> Any:
-        return ops.minimum(ops.maximum(w, self.low), self.high)
+__all__ = ["PackedBits", "pack_bits"]
 
 
 @keras.saving.register_keras_serializable(package="hgq_fpga")
