@@ -1,0 +1,201 @@
+"""The concrete circuit of each IR operation, shared by the estimator and the
+Verilog writer (so the estimate counts the cells of the very circuit that
+synthesis is run on).
+
+Each tensor element is a :class:`~hgq_fpga.resources.rules.Signal`: its exact
+range (integer mantissas at the tensor's scale, from the IR) and the number
+of low bits known to be zero. A linear operation (dense, convolution, folded
+batch normalization, average pooling, addition) becomes one adder tree per
+output element; its terms are shifted copies of inputs, one per nonzero
+canonical signed digit of the weight (or a DSP product, see
+:func:`~hgq_fpga.resources.rules.uses_dsp`), and the bias.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ir import Graph, Node
+from ..ir.intmath import im2col
+from .rules import AdderTree, Signal, adder_tree, csd_digits, uses_dsp, width_of
+
+__all__ = ["NO_BITS", "LinearCircuit", "Term", "add_circuits", "linear_circuits", "tensor_signals", "weight_width"]
+
+#: ``lsb`` of an element that is always zero
+NO_BITS = 1 << 30
+
+
+@dataclass(frozen=True)
+class Term:
+    """One term of an adder tree: ``sign * source * 2**shift``.
+
+    ``source`` is a slot of the circuit's ``inputs``; ``None`` for a constant (``value``).
+    ``multiplier`` is set for a product computed by a DSP (``source * multiplier``).
+    """
+
+    sign: int
+    source: int | None
+    shift: int
+    value: int = 0
+    multiplier: int = 0
+
+
+@dataclass
+class LinearCircuit:
+    """The adder tree of one output element and the origin of each term."""
+
+    terms: list[Term]
+    tree: AdderTree
+    dsp_products: list[tuple[int, int]]  # (input width, weight width) per DSP multiplication
+    inputs: list[int]  # slot -> flat index into the node's (concatenated) input elements
+
+
+def tensor_signals(graph: Graph, name: str, lsb: np.ndarray | None = None) -> list[Signal]:
+    """Signals of a tensor's elements, flat (C order); ``lsb`` per element (default 0)."""
+    t = graph.tensors[name]
+    lo = np.asarray(t.lo).reshape(-1)
+    hi = np.asarray(t.hi).reshape(-1)
+    lsbs = np.zeros(lo.shape, np.int64) if lsb is None else np.asarray(lsb).reshape(-1)
+    out = []
+    for a, b, s in zip(lo.tolist(), hi.tolist(), lsbs.tolist()):
+        a, b = int(a), int(b)
+        out.append(Signal(a, b, 0 if a == b else int(s)))
+    return out
+
+
+def weight_width(m: int) -> int:
+    """Significant width of an integer weight: sign plus the digits from its highest
+    to its lowest set bit (``0`` for ``0``).
+
+    >>> weight_width(0), weight_width(1), weight_width(-3), weight_width(12)
+    (0, 1, 3, 3)
+    """
+    m = int(m)
+    if m == 0:
+        return 0
+    a = abs(m)
+    low = (a & -a).bit_length() - 1
+    return (a >> low).bit_length() + (1 if m < 0 else 0)
+
+
+def _linear_one(
+    x: list[Signal],
+    sources: list[int],
+    weights: list[int],
+    shift: int,
+    bias: int,
+    dsp: bool,
+    dsp_min_bits: int,
+) -> LinearCircuit:
+    """``sum_k weights[k] * x[sources[k]] * 2**shift + bias`` as an adder tree
+    (a source ``-1`` is padding: zero)."""
+    terms: list[Term] = []
+    signals: list[tuple[int, Signal]] = []
+    products: list[tuple[int, int]] = []
+    for slot, (src, w) in enumerate(zip(sources, weights)):
+        if w == 0 or src < 0:
+            continue
+        s = x[src]
+        if s.constant and s.lo == 0:
+            continue
+        if dsp:
+            bx, bw = width_of(s.lo, s.hi), weight_width(w)
+            if uses_dsp(bw, bx, dsp_min_bits) and not s.constant:
+                lo, hi = sorted((s.lo * w, s.hi * w))
+                low = (abs(w) & -abs(w)).bit_length() - 1
+                terms.append(Term(1, slot, shift, multiplier=w))
+                signals.append((1, Signal(lo << shift, hi << shift, s.lsb + low + shift)))
+                products.append((bx, bw))
+                continue
+        for sign, e in csd_digits(w):
+            terms.append(Term(sign, slot, e + shift))
+            signals.append((sign, s.shifted(e + shift)))
+    if bias:
+        terms.append(Term(1, None, 0, value=bias))
+        signals.append((1, Signal(bias, bias, 0)))
+    return LinearCircuit(terms, adder_tree(signals), products, list(sources))
+
+
+def linear_circuits(
+    graph: Graph, node: Node, x: list[Signal], *, dsp: bool = False, dsp_min_bits: int = 10
+) -> list[LinearCircuit]:
+    """One :class:`LinearCircuit` per output element (flat, C order) of a linear node.
+
+    Supported ops: ``dense``, ``conv``, ``scale``, ``avg_pool``, ``add``.
+    Output positions whose inputs have identical signals share one circuit
+    object (a convolution's interior positions, for instance).
+    """
+    out_t = graph.tensors[node.outputs[0]]
+    f_out = out_t.f
+    op = node.op
+    if op in ("dense", "conv"):
+        km, kf = node.attrs["kernel"]
+        bias = node.attrs["bias"]
+        f_y = graph.tensors[node.inputs[0]].f + kf
+        bm = _aligned_bias(bias, f_out, out_t.shape[-1])
+        w2 = np.asarray(km).reshape(-1, km.shape[-1])
+        n_in = graph.tensors[node.inputs[0]].shape
+        if op == "dense":
+            patches = np.arange(int(np.prod(n_in))).reshape(1, -1)
+        else:
+            idx = np.arange(int(np.prod(n_in))).reshape((1,) + tuple(n_in))
+            cols = im2col(idx, km.shape[:-2], node.attrs["strides"], node.attrs["dilation"],
+                          node.attrs["padding"], pad_value=-1)
+            patches = cols.reshape(-1, w2.shape[0])
+        cache: dict[tuple, LinearCircuit] = {}
+        out = []
+        for patch in patches:
+            for j in range(w2.shape[1]):
+                srcs = patch.tolist()
+                key = (tuple(x[s] if s >= 0 else None for s in srcs), j)
+                if key not in cache:
+                    cache[key] = _linear_one(x, srcs, w2[:, j].tolist(), f_out - f_y, int(bm[j]),
+                                             dsp, dsp_min_bits)
+                c = cache[key]
+                out.append(c if c.inputs == srcs else LinearCircuit(c.terms, c.tree, c.dsp_products, srcs))
+        return out
+    if op == "scale":
+        sm, sf = node.attrs["scale"]
+        om, of = node.attrs["offset"]
+        f_y = graph.tensors[node.inputs[0]].f + sf
+        bm = _aligned_bias((om, of), f_out, out_t.shape[-1])
+        c = out_t.shape[-1]
+        return [
+            _linear_one(x, [e], [int(np.asarray(sm).reshape(-1)[e % c])], f_out - f_y, int(bm[e % c]),
+                        dsp, dsp_min_bits)
+            for e in range(len(x))
+        ]
+    if op == "avg_pool":
+        n_in = graph.tensors[node.inputs[0]].shape
+        idx = np.arange(int(np.prod(n_in))).reshape((1,) + tuple(n_in))
+        cols = im2col(idx, node.attrs["pool"], node.attrs["strides"], (1,) * len(node.attrs["pool"]), "valid")
+        patches = np.moveaxis(cols, -2, -1).reshape(-1, cols.shape[-2])
+        return [_linear_one(x, p.tolist(), [1] * len(p), 0, 0, False, dsp_min_bits) for p in patches]
+    raise ValueError(f"linear_circuits: op {op!r} is not linear")
+
+
+def add_circuits(graph: Graph, node: Node, xs: list[list[Signal]]) -> list[LinearCircuit]:
+    """Element-wise sum of several tensors, each aligned to the output scale."""
+    f_out = graph.tensors[node.outputs[0]].f
+    shifts = [f_out - graph.tensors[n].f for n in node.inputs]
+    n = len(xs[0])
+    out = []
+    for e in range(n):
+        flat = [x[e] for x in xs]
+        terms, signals = [], []
+        for k, (s, sh) in enumerate(zip(flat, shifts)):
+            if s.constant and s.lo == 0:
+                continue
+            terms.append(Term(1, k, sh))
+            signals.append((1, s.shifted(sh)))
+        out.append(LinearCircuit(terms, adder_tree(signals), [], [k * n + e for k in range(len(xs))]))
+    return out
+
+
+def _aligned_bias(bias: tuple[np.ndarray, int] | None, f_out: int, n: int) -> np.ndarray:
+    if bias is None:
+        return np.zeros(n, dtype=object)
+    bm, bf = bias
+    return np.array([int(v) << (f_out - bf) for v in np.asarray(bm).reshape(-1).tolist()], dtype=object)

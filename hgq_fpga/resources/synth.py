@@ -1,0 +1,190 @@
+"""Open-source ground truth: yosys synthesis and Icarus Verilog simulation of
+the Verilog that :func:`~hgq_fpga.resources.to_verilog` writes.
+
+Neither tool is a Python dependency. Install them from your distribution:
+
+* Debian/Ubuntu: ``sudo apt-get install yosys iverilog``
+* conda: ``conda install -c conda-forge yosys iverilog``
+* or the OSS CAD Suite (https://github.com/YosysHQ/oss-cad-suite-build).
+
+Example:
+    >>> result = hgq_fpga.resources.synthesize(model)   # doctest: +SKIP
+    >>> result.lut, result.carry, result.dsp            # doctest: +SKIP
+    (2876, 803, 0)
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .verilog import VerilogModule, to_verilog
+
+__all__ = ["SynthResult", "ToolMissingError", "require_tool", "simulate", "synthesize"]
+
+_INSTALL = {
+    "yosys": "install yosys: 'sudo apt-get install yosys' (Debian/Ubuntu), "
+    "'conda install -c conda-forge yosys', or the OSS CAD Suite",
+    "iverilog": "install Icarus Verilog: 'sudo apt-get install iverilog' (Debian/Ubuntu) "
+    "or 'conda install -c conda-forge iverilog'",
+    "vvp": "install Icarus Verilog: 'sudo apt-get install iverilog' (Debian/Ubuntu)",
+}
+
+
+class ToolMissingError(RuntimeError):
+    """An external tool (yosys, iverilog) is not on PATH."""
+
+
+def require_tool(name: str) -> str:
+    """Path of an executable, or :class:`ToolMissingError` saying how to install it."""
+    path = shutil.which(name)
+    if path is None:
+        raise ToolMissingError(f"{name} was not found on PATH; {_INSTALL.get(name, 'install it')}.")
+    return path
+
+
+@dataclass
+class SynthResult:
+    """Cell counts from ``yosys synth_xilinx``.
+
+    Attributes:
+        lut: LUT1..LUT6 cells (an inverter, ``INV``, is counted apart).
+        carry: CARRY4 (7-series) or CARRY8 cells.
+        dsp: DSP48E1/DSP48E2 cells.
+        ff: flip-flops (0 for the combinational modules hgq_fpga writes).
+        inv: inverter cells (absorbed into neighbouring LUTs by vendor tools).
+        cells: every cell type and its count.
+        seconds: yosys run time.
+        family: the ``-family`` given to yosys.
+    """
+
+    lut: int
+    carry: int
+    dsp: int
+    ff: int
+    inv: int
+    cells: dict[str, int] = field(default_factory=dict)
+    seconds: float = 0.0
+    family: str = "xc7"
+
+
+def _module(model_or_graph: Any, **kwargs: Any) -> VerilogModule:
+    if isinstance(model_or_graph, VerilogModule):
+        return model_or_graph
+    from ..ir import Graph, build_ir
+
+    graph = model_or_graph if isinstance(model_or_graph, Graph) else build_ir(model_or_graph)
+    return to_verilog(graph, **kwargs)
+
+
+def synthesize(
+    model_or_graph: Any,
+    *,
+    family: str = "xc7",
+    dsp: bool = False,
+    workdir: str | Path | None = None,
+    timeout: float = 3600.0,
+) -> SynthResult:
+    """Synthesize a model's arithmetic with ``yosys synth_xilinx`` and count cells.
+
+    Args:
+        model_or_graph: a calibrated model, its IR, or a :class:`VerilogModule`.
+        family: yosys's Xilinx family (``xc7``, ``xcu``, ``xcup``).
+        dsp: let yosys use DSPs (wide constant multiplications written as
+            ``x * c``); default: every multiplication in LUTs (``-nodsp``).
+        workdir: keep the Verilog and the yosys log there (default: a temporary folder).
+        timeout: seconds before yosys is stopped.
+
+    Raises:
+        ToolMissingError: yosys is not installed (with install steps).
+        RuntimeError: yosys failed (with the end of its log).
+    """
+    yosys = require_tool("yosys")
+    module = _module(model_or_graph, dsp_min_bits=10 if dsp else None) if not isinstance(
+        model_or_graph, VerilogModule) else model_or_graph
+    with tempfile.TemporaryDirectory(prefix="hgq_fpga_yosys_") as tmp:
+        d = Path(workdir) if workdir is not None else Path(tmp)
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "model.v").write_text(module.source)
+        script = (
+            f"read_verilog model.v; synth_xilinx -family {family} -top {module.top}"
+            f"{'' if dsp else ' -nodsp'}; tee -o stat.txt stat"
+        )
+        t0 = time.perf_counter()
+        proc = subprocess.run([yosys, "-q", "-l", "yosys.log", "-p", script], cwd=d, check=False,
+                              capture_output=True, text=True, timeout=timeout)
+        seconds = time.perf_counter() - t0
+        if proc.returncode != 0:
+            tail = (proc.stderr or proc.stdout)[-2000:]
+            raise RuntimeError(f"yosys failed (exit {proc.returncode}) in {d}:\n{tail}")
+        cells = {k: int(v) for k, v in re.findall(r"^\s+(\w+)\s+(\d+)\s*$", (d / "stat.txt").read_text(), re.MULTILINE)}
+    return SynthResult(
+        lut=sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]", k)),
+        carry=cells.get("CARRY4", 0) + cells.get("CARRY8", 0),
+        dsp=sum(v for k, v in cells.items() if k.startswith("DSP48")),
+        ff=sum(v for k, v in cells.items() if re.fullmatch(r"FD\w*", k)),
+        inv=cells.get("INV", 0),
+        cells=cells,
+        seconds=seconds,
+        family=family,
+    )
+
+
+def simulate(module: VerilogModule, inputs: list[np.ndarray], *, workdir: str | Path | None = None) -> list[np.ndarray]:
+    """Run a module on integer input mantissas with Icarus Verilog.
+
+    Args:
+        module: from :func:`to_verilog`.
+        inputs: one array of mantissas per input port (at the port tensor's
+            scale, shape ``(n, *shape)``), e.g. the emulator's quantized inputs.
+
+    Returns:
+        one object array of Python-int mantissas per output port, at the output
+        tensor's scale.
+    """
+    iverilog, vvp = require_tool("iverilog"), require_tool("vvp")
+    n = len(inputs[0])
+    with tempfile.TemporaryDirectory(prefix="hgq_fpga_iverilog_") as tmp:
+        d = Path(workdir) if workdir is not None else Path(tmp)
+        d.mkdir(parents=True, exist_ok=True)
+        regs, feeds, shows = [], [], []
+        for p, x in zip(module.inputs, inputs):
+            words = p.pack(x)
+            (d / f"{p.name}.hex").write_text("\n".join(f"{w:x}" for w in words) + "\n")
+            bits = max(p.bits, 1)
+            regs.append(f"reg [{bits - 1}:0] {p.name} [0:{n - 1}];")
+            regs.append(f"reg [{bits - 1}:0] {p.name}_v;")
+            feeds.append(f'$readmemh("{p.name}.hex", {p.name});')
+        for p in module.outputs:
+            regs.append(f"wire [{max(p.bits, 1) - 1}:0] {p.name}_v;")
+            shows.append(f'$fwrite(fd, "%h\\n", {p.name}_v);')
+        conn = ", ".join([f".{p.name}({p.name}_v)" for p in module.inputs + module.outputs])
+        assign = " ".join(f"{p.name}_v = {p.name}[i];" for p in module.inputs)
+        tb = "\n".join([
+            "module tb;", *regs, "integer i, fd;",
+            f"{module.top} dut({conn});",
+            "initial begin", *feeds, 'fd = $fopen("out.txt", "w");',
+            f"for (i = 0; i < {n}; i = i + 1) begin {assign} #1; {' '.join(shows)} end",
+            "$fclose(fd); $finish; end", "endmodule", "",
+        ])
+        (d / "model.v").write_text(module.source)
+        (d / "tb.v").write_text(tb)
+        for cmd in ([iverilog, "-o", "sim", "tb.v", "model.v"], [vvp, "-n", "sim"]):
+            proc = subprocess.run(cmd, cwd=d, capture_output=True, text=True, check=False)
+            if proc.returncode != 0:
+                raise RuntimeError(f"{Path(cmd[0]).name} failed in {d}:\n{(proc.stderr or proc.stdout)[-2000:]}")
+        lines = (d / "out.txt").read_text().split()
+    k = len(module.outputs)
+    outs = []
+    for j, p in enumerate(module.outputs):
+        words = [int(lines[i * k + j], 16) if "x" not in lines[i * k + j] else 0 for i in range(n)]
+        outs.append(p.unpack(words))
+    return outs

@@ -1,0 +1,404 @@
+"""Verilog of a model's arithmetic: the circuits the estimator counts, for open-source
+logic synthesis (yosys) and simulation (Icarus Verilog).
+
+The module is combinational: every tensor element is a signed wire holding
+its integer mantissa at the tensor's scale; linear operations are the adder
+trees of :mod:`hgq_fpga.resources.circuit`, each adder an instance of one
+small module (``hgq_add``) over the bits where both operands vary, so that
+synthesis maps each adder to its own carry chain, as the HLS tools'
+operator-per-instance netlists do; quantizers are shifts, rounding increments, wrap-around bit
+selections or saturating comparisons.
+
+Supported IR operations: ``quantize`` (TRN, RND; WRAP, SAT, SAT_SYM),
+``dense``, ``conv``, ``scale``, ``avg_pool``, ``add``, ``relu``, ``max_pool``,
+``reshape``, ``concat``. Lookup tables and element-wise products raise
+:class:`UnsupportedForVerilog`.
+
+Ports: one input vector per model input, ``in0, in1, ...``, and one output
+vector per model output, ``out0, ...``; :class:`PortLayout` says where each
+element's bits sit, so data can be packed and unpacked (:meth:`PortLayout.pack`,
+:meth:`PortLayout.unpack`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..ir import Graph, Node
+from ..ir.intmath import im2col
+from .circuit import LinearCircuit, tensor_signals
+from .estimate import CostModel, _Walker
+from .rules import Signal, width_of
+
+__all__ = ["PortLayout", "UnsupportedForVerilog", "VerilogModule", "to_verilog"]
+
+
+class UnsupportedForVerilog(ValueError):
+    """An IR operation (or mode) that the Verilog writer does not express."""
+
+
+@dataclass
+class PortLayout:
+    """Bit positions of the elements of one port.
+
+    ``offsets[e]``/``widths[e]``: where element ``e``'s bits are in the vector;
+    ``signed[e]``: two's complement or not; ``lsb[e]``: the port holds
+    ``mantissa >> lsb[e]`` (the element's zero low bits are not sent);
+    ``f``: the tensor's scale (``value = mantissa * 2**-f``).
+    """
+
+    name: str
+    offsets: list[int]
+    widths: list[int]
+    signed: list[bool]
+    lsb: list[int]
+    f: int
+    shape: tuple[int, ...]
+
+    @property
+    def bits(self) -> int:
+        return max((o + w for o, w in zip(self.offsets, self.widths)), default=0)
+
+    def pack(self, mantissas: np.ndarray) -> list[int]:
+        """One integer per sample with every element's bits in place."""
+        rows = []
+        for m in np.asarray(mantissas).reshape(len(mantissas), -1).tolist():
+            v = 0
+            for e, x in enumerate(m):
+                w = self.widths[e]
+                if w:
+                    v |= ((int(x) >> self.lsb[e]) & ((1 << w) - 1)) << self.offsets[e]
+            rows.append(v)
+        return rows
+
+    def unpack(self, words: list[int]) -> np.ndarray:
+        """Mantissas (Python ints, shape ``(n, *shape)``) from packed integers."""
+        out = np.zeros((len(words), len(self.widths)), dtype=object)
+        for n, v in enumerate(words):
+            for e, (o, w, s, lsb) in enumerate(zip(self.offsets, self.widths, self.signed, self.lsb)):
+                x = (v >> o) & ((1 << w) - 1) if w else 0
+                if s and w and x >> (w - 1):
+                    x -= 1 << w
+                out[n, e] = x << lsb
+        return out.reshape((len(words),) + self.shape)
+
+
+@dataclass
+class VerilogModule:
+    """Verilog source and its port layouts."""
+
+    source: str
+    top: str
+    inputs: list[PortLayout]
+    outputs: list[PortLayout]
+
+
+def _lit(v: int, w: int) -> str:
+    v = int(v)
+    w = max(w, width_of(min(v, 0), max(v, 0)) + 1, 2)
+    return f"-{w}'sd{-v}" if v < 0 else f"{w}'sd{v}"
+
+
+class _Writer:
+    def __init__(self, graph: Graph, dsp_min_bits: int | None) -> None:
+        self.g = graph
+        self.lines: list[str] = []
+        self.wires: dict[str, list[str]] = {}
+        self.n = 0
+        self.dsp = dsp_min_bits is not None
+        self.walker = _Walker(graph, "Latency", CostModel(dsp_min_bits=dsp_min_bits if self.dsp else 1 << 30))
+
+    def fresh(self, prefix: str = "w") -> str:
+        self.n += 1
+        return f"{prefix}{self.n}"
+
+    def wire(self, s: Signal, expr: str) -> str:
+        """A signed wire holding a signal's value (one spare top bit when unsigned)."""
+        if s.constant:
+            return _lit(s.lo, width_of(min(s.lo, 0), max(s.lo, 0)) + 1)
+        name = self.fresh()
+        w = width_of(s.lo, s.hi) + (0 if s.signed else 1)
+        self.lines.append(f"wire signed [{w - 1}:0] {name} = {expr};")
+        return name
+
+    def signals(self, name: str) -> list[Signal]:
+        return tensor_signals(self.g, name, self.walker.lsb.get(name))
+
+    # -- ops -------------------------------------------------------------------
+    def node(self, node: Node) -> None:
+        handler = getattr(self, "_" + node.op, None)
+        if handler is None:
+            raise UnsupportedForVerilog(
+                f"to_verilog: IR operation {node.op!r} (node {node.name!r}, layer {node.layer!r}) has no "
+                "Verilog form; supported: quantize, dense, conv, scale, avg_pool, add, relu, max_pool, "
+                "reshape, concat"
+            )
+        self.walker.node(node)  # keeps the zero-low-bit bookkeeping of the estimator
+        handler(node)
+
+    def _input(self, node: Node) -> None:
+        pass
+
+    def _quantize(self, node: Node) -> None:
+        out = node.outputs[0]
+        k, i, f = (np.asarray(node.attrs[a]).reshape(-1) for a in ("k", "i", "f"))
+        rnd, ovf = node.attrs["rounding"], node.attrs["overflow"]
+        if rnd not in ("TRN", "RND") or ovf not in ("WRAP", "SAT", "SAT_SYM"):
+            raise UnsupportedForVerilog(
+                f"to_verilog: quantizer mode {rnd}/{ovf} of layer {node.layer!r} is not supported; "
+                "use rounding TRN or RND and overflow WRAP, SAT or SAT_SYM"
+            )
+        f_out = self.g.tensors[out].f
+        src = self.g.tensors[node.inputs[0]]
+        outs = self.signals(out)
+        if not src.is_fixed:
+            self.wires[out] = [self._port_element(node, e, s) for e, s in enumerate(outs)]
+            return
+        xs = self.wires[node.inputs[0]]
+        xsig = self.signals(node.inputs[0])
+        res = []
+        for e, s in enumerate(outs):
+            w = int(k[e] + i[e] + f[e])
+            if w <= 0 or s.constant:
+                res.append(_lit(s.lo, 2))
+                continue
+            x, xs_e = xs[e], xsig[e]
+            shift = src.f - int(f[e])
+            wx = width_of(min(xs_e.lo, 0) - 1, max(xs_e.hi, 0) + 1) + 2 + max(-shift, 0)
+            if not x.isidentifier():
+                x = self._named(wx, x)
+            if shift > 0:
+                if rnd == "RND":
+                    x = self._named(wx + 1, f"({x} + {_lit(1 << (shift - 1), wx + 1)}) >>> {shift}")
+                else:
+                    x = self._named(wx, f"{x} >>> {shift}")
+            elif shift < 0:
+                x = self._named(wx, f"{x} <<< {-shift}")
+            if ovf == "WRAP":
+                raw = self._named(w, f"{x}[{w - 1}:0]", signed=False)
+                q = f"$signed({raw})" if k[e] else f"$signed({{1'b0, {raw}}})"
+            else:
+                hi = (1 << (w - int(k[e]))) - 1
+                lo = -(1 << (w - 1)) if k[e] else 0
+                if ovf == "SAT_SYM" and k[e]:
+                    lo = -hi
+                q = f"({x} > {_lit(hi, w + 1)}) ? {_lit(hi, w + 1)} : (({x} < {_lit(lo, w + 1)}) ? {_lit(lo, w + 1)} : {x})"
+            up = f_out - int(f[e])
+            res.append(self.wire(s, f"({q}) <<< {up}" if up else q))
+        self.wires[out] = res
+
+    def _named(self, w: int, expr: str, signed: bool = True) -> str:
+        name = self.fresh("q")
+        self.lines.append(f"wire {'signed ' if signed else ''}[{max(w, 1) - 1}:0] {name} = {expr};")
+        return name
+
+    def _port_element(self, node: Node, e: int, s: Signal) -> str:
+        port = self.in_ports[node.outputs[0]]
+        w = port.widths[e]
+        if w == 0 or s.constant:
+            return _lit(s.lo, 2)
+        bits = f"{port.name}[{port.offsets[e] + w - 1}:{port.offsets[e]}]"
+        v = f"$signed({bits})" if port.signed[e] else f"$signed({{1'b0, {bits}}})"
+        return self.wire(s, f"{v} <<< {port.lsb[e]}" if port.lsb[e] else v)
+
+    def _linear_common(self, node: Node, circuits: list[LinearCircuit], sources: list[str]) -> None:
+        out = node.outputs[0]
+        outs = self.signals(out)
+        done: dict[tuple[int, tuple[int, ...]], str] = {}
+        res = []
+        for c, s in zip(circuits, outs):
+            key = (id(c.tree), tuple(c.inputs))
+            if key not in done:
+                done[key] = self._tree(c, sources, s)
+            res.append(done[key])
+        self.wires[out] = res
+
+    def _tree(self, c: LinearCircuit, sources: list[str], out: Signal) -> str:
+        t = c.tree
+        if t.root is None:
+            return _lit(0, 2)
+        names: list[str] = []
+        for term, sig in zip(c.terms, t.signals):
+            if term.source is None:
+                names.append(_lit(term.value, 2))
+                continue
+            x = sources[c.inputs[term.source]]
+            if term.multiplier:
+                w = width_of(min(term.multiplier, 0), max(term.multiplier, 0)) + 1
+                x = f"{x} * {_lit(term.multiplier, w)}"
+            # a term is wiring: a wire of its own (not kept) so adders can slice it
+            s = sig if term.sign > 0 else Signal(-sig.hi, -sig.lo, sig.lsb)
+            names.append(self.wire(s, f"{x} <<< {term.shift}" if term.shift else x))
+        for a in t.adders:
+            names.append(self._adder(t.signals[a.a], t.signals[a.b], names[a.a], names[a.b],
+                                     a.subtract, t.signals[a.out]))
+        root = names[t.root]
+        if t.sign < 0:
+            return self.wire(out, f"-{root}")
+        return root
+
+    def _adder(self, sa: Signal, sb: Signal, a: str, b: str, subtract: bool, out: Signal) -> str:
+        """``a + b`` or ``a - b`` as an ``hgq_add`` instance over the bits where both
+        operands can vary; the low bits of the operand with the lower ``lsb`` are wires."""
+        op = "-" if subtract else "+"
+        if sa.constant or sb.constant:
+            return self.wire(out, f"{a} {op} {b}")
+        p0 = max(sa.lsb, sb.lsb)
+        low_name = a if sa.lsb <= sb.lsb else b
+        if subtract and low_name == b and p0 > sb.lsb:
+            # the subtrahend's low bits are not wires; add them in full
+            p0 = min(sa.lsb, sb.lsb)
+        parts = []
+        for x, s in ((a, sa), (b, sb)):
+            if s.top >= p0:
+                parts.append((f"{x}[{s.top}:{p0}]", s.top - p0 + 1, int(s.signed)))
+            elif s.signed:
+                parts.append((f"{x}[{s.top}]", 1, 1))  # only its sign reaches the adder
+            else:
+                parts.append(("1'b0", 1, 0))
+        wy = out.top - p0 + 1
+        y = self.fresh("y")
+        self.lines.append(f"wire [{wy - 1}:0] {y};")
+        self.lines.append(
+            f"hgq_add #(.WA({parts[0][1]}), .WB({parts[1][1]}), .WY({wy}), .SA({parts[0][2]}), "
+            f".SB({parts[1][2]}), .SUB({int(subtract)})) u{y} (.a({parts[0][0]}), .b({parts[1][0]}), .y({y}));"
+        )
+        low = f", {low_name}[{p0 - 1}:0]" if p0 > 0 else ""
+        top = "" if out.signed else "1'b0, "
+        return self.wire(out, f"{{{top}{y}{low}}}")
+
+    def _dense(self, node: Node) -> None:
+        # the estimator's own circuits (built by walker.node just before)
+        sources = [w for n in node.inputs for w in self.wires[n]]
+        self._linear_common(node, self.walker.circuits[node.outputs[0]], sources)
+
+    _conv = _scale = _avg_pool = _add = _dense
+
+    def _relu(self, node: Node) -> None:
+        res = []
+        for x, s, o in zip(self.wires[node.inputs[0]], self.signals(node.inputs[0]), self.signals(node.outputs[0])):
+            if o.constant:
+                res.append(_lit(o.lo, 2))
+            elif not s.signed:
+                res.append(x)
+            else:
+                res.append(self.wire(o, f"({x} < 0) ? {_lit(0, 2)} : {x}"))
+        self.wires[node.outputs[0]] = res
+
+    def _max_pool(self, node: Node) -> None:
+        src = node.inputs[0]
+        shape = self.g.tensors[src].shape
+        idx = np.arange(int(np.prod(shape))).reshape((1,) + shape)
+        pool = node.attrs["pool"]
+        cols = im2col(idx, pool, node.attrs["strides"], (1,) * len(pool), node.attrs["padding"], pad_value=-1)
+        patches = np.moveaxis(cols, -2, -1).reshape(-1, cols.shape[-2])
+        xs, sig = self.wires[src], self.signals(src)
+        res = []
+        for p, o in zip(patches, self.signals(node.outputs[0])):
+            live = [q for q in p.tolist() if q >= 0]
+            cur, cs = xs[live[0]], sig[live[0]]
+            for q in live[1:]:
+                s = Signal(max(cs.lo, sig[q].lo), max(cs.hi, sig[q].hi), min(cs.lsb, sig[q].lsb))
+                cur, cs = self.wire(s, f"({cur} > {xs[q]}) ? {cur} : {xs[q]}"), s
+            res.append(cur)
+        self.wires[node.outputs[0]] = res
+
+    def _reshape(self, node: Node) -> None:
+        self.wires[node.outputs[0]] = list(self.wires[node.inputs[0]])
+
+    def _concat(self, node: Node) -> None:
+        g = self.g
+        f_out = g.tensors[node.outputs[0]].f
+        parts = []
+        for n in node.inputs:
+            sh = f_out - g.tensors[n].f
+            sig = self.signals(n)
+            ws = [w if sh == 0 else self.wire(s.shifted(sh), f"{w} <<< {sh}") for w, s in zip(self.wires[n], sig)]
+            parts.append(np.array(ws, dtype=object).reshape(g.tensors[n].shape))
+        self.wires[node.outputs[0]] = np.concatenate(parts, axis=node.attrs["axis"]).reshape(-1).tolist()
+
+
+def _layout(graph: Graph, name: str, port: str, lsb: np.ndarray | None, from_format: Node | None) -> PortLayout:
+    t = graph.tensors[name]
+    sig = tensor_signals(graph, name, lsb)
+    offsets, widths, signed, lsbs = [], [], [], []
+    o = 0
+    for e, s in enumerate(sig):
+        if s.constant:
+            w, low = 0, 0
+        else:
+            low = s.lsb
+            w = width_of(s.lo >> low, s.hi >> low)
+            if from_format is not None:  # the input's declared format (k + i + f bits)
+                k, i, f = (int(np.asarray(from_format.attrs[a]).reshape(-1)[e]) for a in ("k", "i", "f"))
+                w = max(k + i + f, 0)
+                low = t.f - f
+        offsets.append(o)
+        widths.append(w)
+        signed.append(s.signed)
+        lsbs.append(low)
+        o += w
+    return PortLayout(port, offsets, widths, signed, lsbs, t.f, t.shape)
+
+
+#: One adder; each instance is synthesized on its own (the hierarchy is kept),
+#: so it maps to a carry chain with a LUT at each bit where both inputs vary.
+ADDER_MODULE = """module hgq_add #(parameter WA = 1, WB = 1, WY = 1, SA = 0, SB = 0, SUB = 0) (
+    input [WA-1:0] a,
+    input [WB-1:0] b,
+    output [WY-1:0] y
+);
+localparam W = (WY > WA ? (WY > WB ? WY : WB) : (WA > WB ? WA : WB));
+wire [W-1:0] ae = SA ? {{W{a[WA-1]}}, a} : {{W{1'b0}}, a};
+wire [W-1:0] be = SB ? {{W{b[WB-1]}}, b} : {{W{1'b0}}, b};
+wire [W-1:0] s = SUB ? ae - be : ae + be;
+assign y = s[WY-1:0];
+endmodule
+"""
+
+
+def to_verilog(graph: Graph, *, top: str = "model", dsp_min_bits: int | None = None) -> VerilogModule:
+    """Combinational Verilog of an IR graph.
+
+    Args:
+        graph: from :func:`hgq_fpga.build_ir`.
+        top: module name (a Verilog identifier).
+        dsp_min_bits: when set, constant multiplications with both operands at
+            least this wide are written as ``x * c`` (for DSP inference);
+            otherwise every multiplication is shifts and adds.
+
+    Raises:
+        UnsupportedForVerilog: naming the operation or mode.
+    """
+    import re
+
+    if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", top):
+        raise ValueError(f"to_verilog: top must be a Verilog identifier. Received: top={top!r}")
+    w = _Writer(graph, dsp_min_bits)
+    # input ports: the quantizers that read the float inputs
+    w.in_ports = {}
+    inputs = []
+    for node in graph.nodes:
+        if node.op == "quantize" and node.inputs[0] in graph.inputs and not graph.tensors[node.inputs[0]].is_fixed:
+            port = _layout(graph, node.outputs[0], f"in{len(inputs)}", None, node)
+            w.in_ports[node.outputs[0]] = port
+            inputs.append(port)
+    for node in graph.nodes:
+        w.node(node)
+    outputs = []
+    body = []
+    for k, name in enumerate(graph.outputs):
+        port = _layout(graph, name, f"out{k}", w.walker.lsb.get(name), None)
+        outputs.append(port)
+        for e, wire in enumerate(w.wires[name]):
+            if port.widths[e]:
+                hi = port.offsets[e] + port.widths[e] - 1
+                sh = f" >>> {port.lsb[e]}" if port.lsb[e] else ""
+                body.append(f"assign {port.name}[{hi}:{port.offsets[e]}] = {wire}{sh};")
+    ports = [f"input [{max(p.bits, 1) - 1}:0] {p.name}" for p in inputs]
+    ports += [f"output [{max(p.bits, 1) - 1}:0] {p.name}" for p in outputs]
+    src = "\n".join([f"module {top}(", ",\n".join("    " + p for p in ports), ");", *w.lines, *body, "endmodule",
+                     "", ADDER_MODULE])
+    return VerilogModule(src, top, inputs, outputs)
