@@ -9,7 +9,9 @@ Public entry points:
 * :func:`calibrate` -- set activation integer bits from data;
 * :func:`bit_summary` -- bit statistics of a model;
 * :func:`build_ir` -- the fixed-point graph of a calibrated model;
-* :func:`emulate` -- bit-accurate numpy emulation of the firmware.
+* :func:`emulate` -- bit-accurate numpy emulation of the firmware;
+* :func:`estimate` -- LUTs, DSPs and EBOPs of the firmware
+  (:mod:`hgq_fpga.resources`: cost rules, yosys synthesis, vendor reports).
 
 Submodules load on first use, so ``import hgq_fpga.fixed`` needs only numpy
 (the numeric core never imports Keras).
@@ -36,6 +38,10 @@ _LAZY = {
     "to_hls4ml": ("hgq_fpga.convert", "to_hls4ml"),
     "verify": ("hgq_fpga.convert", "verify"),
     "VerifyResult": ("hgq_fpga.convert", "VerifyResult"),
+    "resources": ("hgq_fpga.resources", None),
+    "estimate": ("hgq_fpga.resources", "estimate"),
+    "ResourceReport": ("hgq_fpga.resources", "ResourceReport"),
+    "CostModel": ("hgq_fpga.resources", "CostModel"),
     "calibrate": ("hgq_fpga.calibration", "calibrate"),
     "is_calibrated": ("hgq_fpga.calibration", "is_calibrated"),
     "iter_quantizers": ("hgq_fpga.calibration", "iter_quantizers"),

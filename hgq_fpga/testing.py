@@ -29,7 +29,7 @@ from .calibration import calibrate, is_calibrated
 from .layers.base import QuantizedLayerMixin
 from .quantizers import TRAINED
 
-__all__ = ["LayerTestCase", "edge_inputs", "model_outputs", "perturb_bits", "variable_values"]
+__all__ = ["LayerTestCase", "dense_layer_model", "edge_inputs", "model_outputs", "perturb_bits", "variable_values"]
 
 GENEROUS_BITS = {"f0": 20.0, "f_max": 24.0}
 
@@ -201,3 +201,48 @@ def edge_inputs(x: np.ndarray) -> np.ndarray:
     """``x``, far out of the calibrated range both ways (overflow), and rounding ties."""
     ties = (np.round(x * 64) + 0.5) / 64
     return np.concatenate([x, x * 64.0, -x * 1000.0, ties]).astype(x.dtype)
+
+
+def dense_layer_model(
+    n_in: int,
+    n_out: int,
+    *,
+    weight_bits: int = 4,
+    zero_fraction: float = 0.0,
+    input_bits: int = 6,
+    signed_input: bool = True,
+    use_bias: bool = True,
+    seed: int = 0,
+) -> tuple[keras.Model, np.ndarray]:
+    """A calibrated one-``QDense`` model with chosen bit-widths, and its calibration data.
+
+    Weights are random integers ``|m| < 2**(weight_bits - 1)`` on a
+    ``2**-(weight_bits - 1)`` grid (so each nonzero weight has at most
+    ``weight_bits`` bits, sign included); a ``zero_fraction`` of them is 0.
+    Inputs are calibrated on data in ``[-1, 1)`` (``signed_input``) or
+    ``[0, 2)``, with ``input_bits`` bits per element. Used by the estimator's
+    tests and ``benchmarks/estimator.py``.
+    """
+    from .layers import QDense
+
+    rng = np.random.default_rng(seed)
+    top = 2 ** (weight_bits - 1) - 1
+    m = rng.integers(-top, top + 1, size=(n_in, n_out))
+    m[m == 0] = 1
+    m[rng.random((n_in, n_out)) < zero_fraction] = 0
+    scale = 2.0 ** -(weight_bits - 1)
+    f_in = input_bits - 1  # one integer bit (sign or the [0, 2) range), the rest fraction
+    layer = QDense(
+        n_out, use_bias=use_bias,
+        input_quantizer={"f0": float(f_in)},
+        kernel_quantizer={"f0": float(weight_bits - 1)},
+        bias_quantizer={"f0": float(weight_bits - 1)},
+    )
+    model = keras.Sequential([keras.Input((n_in,)), layer])
+    layer.kernel.assign((m * scale).astype("float32"))
+    if use_bias:
+        layer.bias.assign((rng.integers(-top, top + 1, n_out) * scale).astype("float32"))
+    x = rng.uniform(-1.0, 1.0, (512, n_in)) if signed_input else rng.uniform(0.0, 2.0 - 2.0**-f_in, (512, n_in))
+    x[:2] = [[-1.0 if signed_input else 0.0] * n_in, [1.0 - 2.0**-f_in if signed_input else 2.0 - 2.0**-f_in] * n_in]
+    calibrate(model, x.astype("float32"))
+    return model, x.astype("float32")

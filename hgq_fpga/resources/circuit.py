@@ -8,7 +8,9 @@ of low bits known to be zero. A linear operation (dense, convolution, folded
 batch normalization, average pooling, addition) becomes one adder tree per
 output element; its terms are shifted copies of inputs, one per nonzero
 canonical signed digit of the weight (or a DSP product, see
-:func:`~hgq_fpga.resources.rules.uses_dsp`), and the bias.
+:func:`~hgq_fpga.resources.rules.uses_dsp`), and the bias. The digits of
+one weight are summed first (the product ``w * x``, with its exact range),
+then the products, narrowest first, then the bias.
 """
 
 from __future__ import annotations
@@ -66,18 +68,18 @@ def tensor_signals(graph: Graph, name: str, lsb: np.ndarray | None = None) -> li
 
 
 def weight_width(m: int) -> int:
-    """Significant width of an integer weight: sign plus the digits from its highest
-    to its lowest set bit (``0`` for ``0``).
+    """Significant width of an integer weight: a sign bit plus the digits from the
+    highest to the lowest set bit of its magnitude (``0`` for ``0``).
 
     >>> weight_width(0), weight_width(1), weight_width(-3), weight_width(12)
-    (0, 1, 3, 3)
+    (0, 2, 3, 3)
     """
     m = int(m)
     if m == 0:
         return 0
     a = abs(m)
     low = (a & -a).bit_length() - 1
-    return (a >> low).bit_length() + (1 if m < 0 else 0)
+    return (a >> low).bit_length() + 1
 
 
 def _linear_one(
@@ -94,6 +96,7 @@ def _linear_one(
     terms: list[Term] = []
     signals: list[tuple[int, Signal]] = []
     products: list[tuple[int, int]] = []
+    groups: list[tuple[list[int], tuple[int, int]]] = []
     for slot, (src, w) in enumerate(zip(sources, weights)):
         if w == 0 or src < 0:
             continue
@@ -109,13 +112,17 @@ def _linear_one(
                 signals.append((1, Signal(lo << shift, hi << shift, s.lsb + low + shift)))
                 products.append((bx, bw))
                 continue
-        for sign, e in csd_digits(w):
+        digits = csd_digits(w)
+        if len(digits) > 1:  # the product w * x has an exact range: sum its digits first
+            lo, hi = sorted((s.lo * w << shift, s.hi * w << shift))
+            groups.append((list(range(len(terms), len(terms) + len(digits))), (lo, hi)))
+        for sign, e in digits:
             terms.append(Term(sign, slot, e + shift))
             signals.append((sign, s.shifted(e + shift)))
     if bias:
         terms.append(Term(1, None, 0, value=bias))
         signals.append((1, Signal(bias, bias, 0)))
-    return LinearCircuit(terms, adder_tree(signals), products, list(sources))
+    return LinearCircuit(terms, adder_tree(signals, groups), products, list(sources))
 
 
 def linear_circuits(

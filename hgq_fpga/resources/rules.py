@@ -138,21 +138,26 @@ def csd_digits(m: int) -> list[tuple[int, int]]:
 def csd_count(m: np.ndarray) -> np.ndarray:
     """Number of nonzero canonical signed digits of each integer, vectorized.
 
-    Uses the identity ``nnz_csd(m) = popcount(m XOR 3m) / 2`` ... applied to
-    ``|m|`` (``(3m XOR m)`` marks the digit boundaries of the non-adjacent form).
+    With ``h = |m| >> 1``: ``nnz = popcount(h XOR (|m| + h))`` (the positions
+    where the non-adjacent form has a digit).
 
     >>> csd_count(np.array([0, 1, 3, 7, -7, 5, 11]))
     array([0, 1, 2, 2, 2, 2, 3])
     """
-    a = np.abs(np.asarray(m)).astype(object if np.asarray(m).dtype == object else np.int64)
-    if a.dtype == object:
-        return np.vectorize(lambda v: (int(v) ^ (3 * int(v))).bit_count() // 2, otypes=[np.int64])(a)
-    x = np.bitwise_xor(a, 3 * a).astype(np.uint64)
+    arr = np.asarray(m)
+    if arr.dtype == object:
+        def one(v: int) -> int:
+            a = abs(int(v))
+            return ((a >> 1) ^ (a + (a >> 1))).bit_count()
+
+        return np.vectorize(one, otypes=[np.int64])(arr)
+    a = np.abs(arr.astype(np.int64))
+    x = ((a >> 1) ^ (a + (a >> 1))).astype(np.uint64)
     count = np.zeros(x.shape, np.int64)
     while np.any(x):
         count += (x & np.uint64(1)).astype(np.int64)
         x = x >> np.uint64(1)
-    return count // 2
+    return count
 
 
 def carry_cells(bits: int, chain: int = 4) -> int:
@@ -167,8 +172,9 @@ def _varies(s: Signal, p: int) -> bool:
     return p <= s.top or s.signed
 
 
-def adder_cells(a: Signal, b: Signal, subtract: bool = False) -> tuple[int, int, Signal]:
-    """``a + b`` (or ``a - b``): ``(luts, carry4, result)``.
+def adder_cells(a: Signal, b: Signal, subtract: bool = False, top: int | None = None) -> tuple[int, int, Signal]:
+    """``a + b`` (or ``a - b``): ``(luts, carry4, result)``; ``top`` caps the result's
+    top bit when the exact range of the sum is known to be narrower.
 
     A LUT sits at each result bit ``p`` from ``max(lsb_a, lsb_b)`` up to the
     higher of the operands' top bits where both operands vary (a signed
@@ -182,21 +188,22 @@ def adder_cells(a: Signal, b: Signal, subtract: bool = False) -> tuple[int, int,
     else:
         lo, hi = a.lo + b.lo, a.hi + b.hi
     out = Signal(lo, hi, min(a.lsb, b.lsb))
+    out_top = out.top if top is None else min(top, out.top)
     if a.constant or b.constant:
         # adding a constant: the chain's XOR inputs are the other operand or its inverse
         var = b if a.constant else a
         start = max(var.lsb, _lowest_one(a.lo if a.constant else b.lo))
-        return 0, carry_cells(out.top - start + 1), out
+        return 0, carry_cells(out_top - start + 1), out
     start = max(a.lsb, b.lsb)
     # above both operands' top bits the sum bits reuse the propagate signal of
     # the top pair (sign extension): no new LUT
-    luts = sum(1 for p in range(start, min(out.top, max(a.top, b.top)) + 1) if _varies(a, p) and _varies(b, p))
+    luts = sum(1 for p in range(start, min(out_top, max(a.top, b.top)) + 1) if _varies(a, p) and _varies(b, p))
     if subtract and b.lsb < a.lsb:
         # the subtrahend's low bits borrow: the adder starts there, and the
         # minuend's zero low bits enter it as (unknown) inputs
         luts += a.lsb - b.lsb
         start = b.lsb
-    return luts, carry_cells(out.top - start + 1), out
+    return luts, carry_cells(out_top - start + 1), out
 
 
 def _lowest_one(c: int) -> int:
@@ -247,7 +254,10 @@ class AdderTree:
         return 0 if s.constant else s.top + 2 - s.lsb
 
 
-def adder_tree(terms: list[tuple[int, Signal]]) -> AdderTree:
+def adder_tree(
+    terms: list[tuple[int, Signal]],
+    groups: list[tuple[list[int], tuple[int, int]]] | None = None,
+) -> AdderTree:
     """Sum ``sign * signal`` terms with two-input adders, narrowest first.
 
     Each step takes the two terms with the lowest top bit (ties: lower
@@ -256,34 +266,56 @@ def adder_tree(terms: list[tuple[int, Signal]]) -> AdderTree:
     terms is added as magnitudes and stays negative. Constant terms (a bias)
     are added last.
 
+    ``groups`` are summed first, each on its own: ``(term indices, (lo, hi))``
+    where ``[lo, hi]`` is the group's exact range (the digits of one
+    constant multiplication ``w * x``: interval arithmetic over the digits
+    would treat the copies of ``x`` as independent and overstate the width).
+
     >>> tree = adder_tree([(1, Signal(0, 15)), (-1, Signal(0, 15, 0).shifted(2)), (1, Signal(0, 15))])
     >>> [(a.a, a.b, a.subtract) for a in tree.adders], tree.sign
     ([(0, 2, False), (3, 1, True)], 1)
     """
     signals = [s for _, s in terms]
-    live = [(sign, k) for k, (sign, s) in enumerate(terms) if not (s.constant and s.lo == 0)]
-    consts = [t for t in live if signals[t[1]].constant]
-    pool = [t for t in live if not signals[t[1]].constant]
     adders: list[Adder] = []
+
+    def live(ks: list[int]) -> list[tuple[int, int]]:
+        return [(terms[k][0], k) for k in ks if not (signals[k].constant and signals[k].lo == 0)]
 
     def key(t: tuple[int, int]) -> tuple[int, int, int]:
         s = signals[t[1]]
         return (s.top, s.lsb, t[1])
 
-    def combine(x: tuple[int, int], y: tuple[int, int]) -> tuple[int, int]:
+    def combine(x: tuple[int, int], y: tuple[int, int], exact: tuple[int, int] | None = None) -> tuple[int, int]:
         (sx, kx), (sy, ky) = x, y
         if sx < 0 and sy > 0:
             (sx, kx), (sy, ky) = (sy, ky), (sx, kx)
         subtract = sx != sy
+        sign = sx if not subtract else 1
         luts, carry, out = adder_cells(signals[kx], signals[ky], subtract)
+        if exact is not None:
+            lo, hi = exact if sign > 0 else (-exact[1], -exact[0])
+            narrow = Signal(lo, hi, out.lsb)
+            luts, carry, _ = adder_cells(signals[kx], signals[ky], subtract, top=narrow.top)
+            out = narrow
         signals.append(out)
         adders.append(Adder(kx, ky, subtract, len(signals) - 1, luts, carry))
-        return (sx if not subtract else 1, len(signals) - 1)
+        return (sign, len(signals) - 1)
 
-    while len(pool) > 1:
-        pool.sort(key=key)
-        x, y = pool.pop(0), pool.pop(0)
-        pool.append(combine(x, y))
+    def reduce(pool: list[tuple[int, int]], exact: tuple[int, int] | None = None) -> list[tuple[int, int]]:
+        while len(pool) > 1:
+            pool.sort(key=key)
+            x, y = pool.pop(0), pool.pop(0)
+            pool.append(combine(x, y, exact if len(pool) == 0 else None))
+        return pool
+
+    grouped: set[int] = set()
+    pool: list[tuple[int, int]] = []
+    for ks, exact in groups or []:
+        grouped.update(ks)
+        pool += reduce(live(ks), exact)
+    rest = live([k for k in range(len(terms)) if k not in grouped])
+    consts = [t for t in rest if signals[t[1]].constant]
+    pool = reduce(pool + [t for t in rest if not signals[t[1]].constant])
     for c in consts:
         pool = [combine(pool[0], c)] if pool else [c]
     if not pool:

@@ -28,7 +28,7 @@ import numpy as np
 
 from .verilog import VerilogModule, to_verilog
 
-__all__ = ["SynthResult", "ToolMissingError", "require_tool", "simulate", "synthesize"]
+__all__ = ["SynthResult", "ToolMissingError", "require_tool", "simulate", "simulate_model", "synthesize"]
 
 _INSTALL = {
     "yosys": "install yosys: 'sudo apt-get install yosys' (Debian/Ubuntu), "
@@ -90,6 +90,7 @@ def synthesize(
     *,
     family: str = "xc7",
     dsp: bool = False,
+    flatten: bool = False,
     workdir: str | Path | None = None,
     timeout: float = 3600.0,
 ) -> SynthResult:
@@ -100,6 +101,9 @@ def synthesize(
         family: yosys's Xilinx family (``xc7``, ``xcu``, ``xcup``).
         dsp: let yosys use DSPs (wide constant multiplications written as
             ``x * c``); default: every multiplication in LUTs (``-nodsp``).
+        flatten: flatten the hierarchy first, so yosys may optimize across
+            adders (the default keeps each adder instance apart, as the
+            estimator's circuit and the HLS tools' netlists do).
         workdir: keep the Verilog and the yosys log there (default: a temporary folder).
         timeout: seconds before yosys is stopped.
 
@@ -116,7 +120,7 @@ def synthesize(
         (d / "model.v").write_text(module.source)
         script = (
             f"read_verilog model.v; synth_xilinx -family {family} -top {module.top}"
-            f"{'' if dsp else ' -nodsp'}; tee -o stat.txt stat"
+            f"{'' if dsp else ' -nodsp'}{' -flatten' if flatten else ''}; tee -o stat.txt stat"
         )
         t0 = time.perf_counter()
         proc = subprocess.run([yosys, "-q", "-l", "yosys.log", "-p", script], cwd=d, check=False,
@@ -188,3 +192,26 @@ def simulate(module: VerilogModule, inputs: list[np.ndarray], *, workdir: str | 
         words = [int(lines[i * k + j], 16) if "x" not in lines[i * k + j] else 0 for i in range(n)]
         outs.append(p.unpack(words))
     return outs
+
+
+def simulate_model(graph: Any, x: Any, *, module: VerilogModule | None = None) -> list[np.ndarray]:
+    """Simulate a model's Verilog on float inputs; mantissas per output (Python ints).
+
+    The inputs are quantized by the model's input quantizers exactly as the
+    emulator does, then fed to :func:`simulate`. Compare with
+    ``hgq_fpga.emulate_mantissas(graph, x)[k].m`` (same scale,
+    ``module.outputs[k].f``).
+    """
+    from ..ir.ops import quantize_op
+
+    module = module if module is not None else to_verilog(graph)
+    xs = list(x) if isinstance(x, (list, tuple)) else [x]
+    by_tensor = {n.outputs[0]: n for n in graph.nodes}
+    feeds = []
+    for port in module.inputs:
+        node = by_tensor[port.tensor]
+        data = np.asarray(xs[graph.inputs.index(node.inputs[0])], np.float64)
+        q = quantize_op(data, node.attrs["k"], node.attrs["i"], node.attrs["f"],
+                        node.attrs["rounding"], node.attrs["overflow"])
+        feeds.append(np.asarray(q.m) << (port.f - q.f) if port.f > q.f else np.asarray(q.m))
+    return simulate(module, feeds)

@@ -56,6 +56,7 @@ class PortLayout:
     lsb: list[int]
     f: int
     shape: tuple[int, ...]
+    tensor: str = ""
 
     @property
     def bits(self) -> int:
@@ -340,7 +341,7 @@ def _layout(graph: Graph, name: str, port: str, lsb: np.ndarray | None, from_for
         signed.append(s.signed)
         lsbs.append(low)
         o += w
-    return PortLayout(port, offsets, widths, signed, lsbs, t.f, t.shape)
+    return PortLayout(port, offsets, widths, signed, lsbs, t.f, t.shape, name)
 
 
 #: One adder; each instance is synthesized on its own (the hierarchy is kept),
