@@ -24,10 +24,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
-from digits_mlp import train  # noqa: E402
+from digits_mlp import train
 
-import hgq_fpga  # noqa: E402
-from hgq_fpga.datasets import digits  # noqa: E402
+import hgq_fpga
+from hgq_fpga.datasets import digits
 
 
 def rate(fn, n: int, repeats: int = 3) -> float:

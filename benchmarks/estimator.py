@@ -31,10 +31,10 @@ from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
-import hgq_fpga  # noqa: E402
-from hgq_fpga.resources import estimate, to_verilog  # noqa: E402
-from hgq_fpga.resources.synth import synthesize  # noqa: E402
-from hgq_fpga.testing import dense_layer_model  # noqa: E402
+import hgq_fpga
+from hgq_fpga.resources import estimate, to_verilog
+from hgq_fpga.resources.synth import synthesize
+from hgq_fpga.testing import dense_layer_model
 
 
 def layer_configs(n: int, seed: int) -> list[dict[str, Any]]:

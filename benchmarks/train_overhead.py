@@ -23,9 +23,9 @@ import keras
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
-from digits_mlp import build_model  # noqa: E402
+from digits_mlp import build_model
 
-from hgq_fpga.datasets import digits  # noqa: E402
+from hgq_fpga.datasets import digits
 
 
 class EpochTimer(keras.callbacks.Callback):

@@ -25,7 +25,7 @@ from hgq_fpga.resources.rules import (
 )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def fewest_signed_digits(m: int) -> int:
     """Brute force: the fewest nonzero digits of any {-1, 0, 1} radix-2 form of m."""
     if m == 0:
