@@ -229,9 +229,9 @@ class _Writer:
             if term.multiplier:
                 w = width_of(min(term.multiplier, 0), max(term.multiplier, 0)) + 1
                 x = f"{x} * {_lit(term.multiplier, w)}"
-            # a term is wiring: a wire of its own (not kept) so adders can slice it
-            s = sig if term.sign > 0 else Signal(-sig.hi, -sig.lo, sig.lsb)
-            names.append(self.wire(s, f"{x} <<< {term.shift}" if term.shift else x))
+            # a term is wiring: a wire of its own so adders can slice it. It holds
+            # source * 2**shift; the tree applies the term's sign.
+            names.append(self.wire(sig, f"{x} <<< {term.shift}" if term.shift else x))
         for a in t.adders:
             names.append(self._adder(t.signals[a.a], t.signals[a.b], names[a.a], names[a.b],
                                      a.subtract, t.signals[a.out]))
@@ -254,21 +254,36 @@ class _Writer:
         parts = []
         for x, s in ((a, sa), (b, sb)):
             if s.top >= p0:
-                parts.append((f"{x}[{s.top}:{p0}]", s.top - p0 + 1, int(s.signed)))
+                parts.append((self._bits(x, s, s.top, p0), s.top - p0 + 1, int(s.signed)))
             elif s.signed:
                 parts.append((f"{x}[{s.top}]", 1, 1))  # only its sign reaches the adder
             else:
                 parts.append(("1'b0", 1, 0))
         wy = out.top - p0 + 1
+        low_sig = sa if low_name == a else sb
+        if wy <= 0:  # the exact sum fits below p0: it is the low operand's bits there
+            return self.wire(out, self._bits(low_name, low_sig, out.top, 0) if out.signed
+                             else f"{{1'b0, {self._bits(low_name, low_sig, out.top, 0)}}}")
         y = self.fresh("y")
         self.lines.append(f"wire [{wy - 1}:0] {y};")
         self.lines.append(
             f"hgq_add #(.WA({parts[0][1]}), .WB({parts[1][1]}), .WY({wy}), .SA({parts[0][2]}), "
             f".SB({parts[1][2]}), .SUB({int(subtract)})) u{y} (.a({parts[0][0]}), .b({parts[1][0]}), .y({y}));"
         )
-        low = f", {low_name}[{p0 - 1}:0]" if p0 > 0 else ""
+        low = f", {self._bits(low_name, low_sig, p0 - 1, 0)}" if p0 > 0 else ""
         top = "" if out.signed else "1'b0, "
         return self.wire(out, f"{{{top}{y}{low}}}")
+
+    @staticmethod
+    def _bits(x: str, s: Signal, hi: int, lo: int) -> str:
+        """Bits ``[hi:lo]`` of the value of wire ``x`` (declared by :meth:`wire` for
+        ``s``), sign- or zero-extended above the wire's width."""
+        msb = width_of(s.lo, s.hi) - (1 if s.signed else 0)  # the declared top bit
+        if hi <= msb:
+            return f"{x}[{hi}:{lo}]"
+        ext = hi - max(msb, lo - 1)
+        fill = f"{{{ext}{{{x}[{msb}]}}}}"
+        return fill if lo > msb else f"{{{fill}, {x}[{msb}:{lo}]}}"
 
     def _dense(self, node: Node) -> None:
         # the estimator's own circuits (built by walker.node just before)

@@ -1,0 +1,148 @@
+"""The estimator's circuits as Verilog: Icarus simulation = emulator bit for bit,
+and yosys cell counts = the rules' counts (needs yosys and iverilog; .ci/run
+installs them)."""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+import pytest
+
+import hgq_fpga
+from hgq_fpga.layers import (
+    QActivation,
+    QAdd,
+    QAveragePooling1D,
+    QBatchNormalization,
+    QConcatenate,
+    QConv1D,
+    QDense,
+    QMaxPooling1D,
+)
+from hgq_fpga.resources import (
+    ToolMissingError,
+    UnsupportedForVerilog,
+    estimate,
+    simulate_model,
+    synthesize,
+    to_verilog,
+)
+from hgq_fpga.resources.rules import Signal, adder_cells
+from hgq_fpga.resources.verilog import ADDER_MODULE, VerilogModule
+from hgq_fpga.testing import dense_layer_model, edge_inputs, perturb_bits
+
+
+def calibrated(model: keras.Model, x: np.ndarray, rng: np.random.Generator) -> keras.Model:
+    model(x[:2])
+    perturb_bits(model, rng, prune_fraction=0.2)
+    hgq_fpga.calibrate(model, x)
+    return model
+
+
+def assert_simulation_matches_emulator(model: keras.Model, x: np.ndarray) -> None:
+    graph = hgq_fpga.build_ir(model)
+    probe = edge_inputs(x)
+    module = to_verilog(graph)
+    got = simulate_model(graph, probe, module=module)
+    want = hgq_fpga.emulate_mantissas(graph, probe)
+    for g, w, port in zip(got, want, module.outputs):
+        assert port.f == w.f
+        g, w = np.asarray(g, dtype=object), np.asarray(w.m, dtype=object)
+        assert g.shape == w.shape
+        mismatches = int(np.sum(g != w))
+        assert mismatches == 0, f"{mismatches} of {g.size} outputs differ"
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("overflow", ["WRAP", "SAT", "SAT_SYM"])
+def test_mlp_verilog_is_bit_exact(overflow, seed):
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    iq = {"overflow": overflow, "rounding": "TRN" if overflow == "WRAP" else "RND"}
+    model = keras.Sequential([
+        keras.Input((12,)),
+        QDense(10, activation="relu", input_quantizer=iq),
+        QDense(6, activation="relu", input_quantizer=iq),
+        QDense(3, input_quantizer=iq),
+    ])
+    x = rng.standard_normal((200, 12)).astype("float32")
+    assert_simulation_matches_emulator(calibrated(model, x, rng), x)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_cnn_verilog_is_bit_exact(seed):
+    keras.utils.set_random_seed(seed)
+    rng = np.random.default_rng(seed)
+    x_in = keras.Input((12, 2))
+    a = QConv1D(3, 3, padding="same", activation="relu")(x_in)
+    a = QBatchNormalization()(a)
+    b = QConv1D(3, 3, padding="same")(x_in)
+    s = QAdd()([a, b])
+    c = QConcatenate()([QMaxPooling1D(2)(s), QAveragePooling1D(2)(s)])
+    y = QDense(3)(keras.layers.Flatten()(c))
+    x = rng.standard_normal((200, 12, 2)).astype("float32")
+    assert_simulation_matches_emulator(calibrated(keras.Model(x_in, y), x, rng), x)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_yosys_luts_equal_the_estimate_on_8x8_layers(seed):
+    model, _ = dense_layer_model(8, 8, weight_bits=3 + seed, zero_fraction=0.2 * seed,
+                                 input_bits=4 + 2 * seed, signed_input=seed % 2 == 0, seed=seed)
+    graph = hgq_fpga.build_ir(model)
+    report = estimate(model, graph=graph)
+    synth = synthesize(to_verilog(graph))
+    assert synth.dsp == 0 and synth.ff == 0
+    assert abs(report.lut / synth.lut - 1) <= 0.02, (report.lut, synth.lut)
+    assert abs(report.carry / synth.carry - 1) <= 0.05, (report.carry, synth.carry)
+
+
+ADDERS = [  # (a, b, subtract): unsigned/signed, shifted, narrow/wide, subtraction
+    (Signal(0, 255), Signal(0, 15).shifted(3), False),
+    (Signal(-128, 127), Signal(-8, 7), False),
+    (Signal(-128, 127), Signal(0, 15).shifted(2), True),
+    (Signal(0, 63), Signal(-32, 31).shifted(4), False),
+    (Signal(-1, 0), Signal(0, 255), False),
+    (Signal(0, 255).shifted(3), Signal(0, 255), True),
+]
+
+
+def test_single_adders_match_yosys(tmp_path):
+    """The adder rule, cell for cell, on hand-made operands."""
+    from hgq_fpga.resources.verilog import _Writer
+
+    for k, (a, b, sub) in enumerate(ADDERS):
+        w = _Writer.__new__(_Writer)
+        w.lines, w.n = [], 0
+        out = adder_cells(a, b, sub)[2]
+        ports = [("in0", a), ("in1", b)]
+        names = []
+        for name, s in ports:
+            ext = f"$signed({name})" if s.signed else f"$signed({{1'b0, {name}}})"
+            names.append(w.wire(s, f"{ext} <<< {s.lsb}" if s.lsb else ext))
+        y = w._adder(a, b, names[0], names[1], sub, out)
+        src = "\n".join([
+            f"module model(input [{a.top - a.lsb}:0] in0, input [{b.top - b.lsb}:0] in1, output [{out.top}:0] out0);",
+            *w.lines, f"assign out0 = {y};", "endmodule", "", ADDER_MODULE,
+        ])
+        synth = synthesize(VerilogModule(src, "model", [], []), workdir=tmp_path / str(k))
+        luts, carry, _ = adder_cells(a, b, sub)
+        assert (synth.lut, synth.carry) == (luts, carry), (k, a, b, sub)
+
+
+def test_missing_tools_are_named_with_install_steps(monkeypatch, tmp_path):
+    model, _ = dense_layer_model(4, 2)
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(ToolMissingError, match="yosys was not found on PATH.*apt-get install yosys"):
+        synthesize(model)
+    with pytest.raises(ToolMissingError, match="iverilog"):
+        simulate_model(hgq_fpga.build_ir(model), np.zeros((1, 4), "float32"))
+
+
+def test_unsupported_operations_are_named(rng):
+    model = keras.Sequential([keras.Input((4,)), QDense(3), QActivation("tanh")])
+    x = rng.standard_normal((64, 4)).astype("float32")
+    calibrated(model, x, rng)
+    with pytest.raises(UnsupportedForVerilog, match="'table'.*supported: quantize"):
+        to_verilog(hgq_fpga.build_ir(model))
+    with pytest.raises(ValueError, match="Verilog identifier"):
+        to_verilog(hgq_fpga.build_ir(model), top="1st-model")
