@@ -10,7 +10,8 @@ when ``ebops_penalty > 0``. The LUT/DSP estimator lives in
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import keras
 from keras import ops
@@ -18,7 +19,7 @@ from keras import ops
 from .. import quantizers as qz
 from ..quantizers.packing import pack_bits
 
-__all__ = ["QuantizedLayerMixin", "build_once", "check_activation", "SUPPORTED_ACTIVATIONS"]
+__all__ = ["SUPPORTED_ACTIVATIONS", "QuantizedLayerMixin", "build_once", "check_activation"]
 
 #: Activations that are exact on fixed-point values (no lookup table needed).
 SUPPORTED_ACTIVATIONS = ("linear", "relu")
@@ -60,6 +61,9 @@ class QuantizedLayerMixin:
                 f"{type(self).__name__}: ebops_penalty must be >= 0. Received: ebops_penalty={ebops_penalty}"
             )
         self.ebops_penalty = float(ebops_penalty)
+        #: weight of the differentiable LUT estimate in the loss; a training-time
+        #: setting (not saved), see :func:`hgq_fpga.resources.set_lut_penalty`
+        self.lut_penalty = 0.0
 
     @property
     def quantizers(self) -> list[qz.BitQuantizerBase]:
@@ -103,11 +107,24 @@ class QuantizedLayerMixin:
         """EBOPs from already read bits ``fs``; ``exact=False`` inside losses."""
         return ops.convert_to_tensor(0.0)
 
+    def lut_estimate(self) -> Any:
+        """Differentiable LUTs of this layer's adder trees (0 for layers without
+        weights); the exact figure is :func:`hgq_fpga.estimate`'s."""
+        return self._luts(self._bit_values())
+
+    def _luts(self, fs: dict[int, Any], qkernel: Any = None) -> Any:
+        return ops.convert_to_tensor(0.0)
+
     def _add_cost(self, training: bool | None, fs: dict[int, Any], qkernel: Any = None) -> None:
-        """Add ``ebops_penalty * ebops`` (cheap estimate) to the loss when training."""
-        if training and self.ebops_penalty > 0.0:
+        """Add ``ebops_penalty * ebops`` and ``lut_penalty * luts`` (differentiable
+        estimates) to the loss when training."""
+        if not training:
+            return
+        if self.ebops_penalty > 0.0:
             cost = self._ebops(fs, qkernel, exact=False)
             self.add_loss(self.ebops_penalty * cost)  # type: ignore[attr-defined]
+        if self.lut_penalty > 0.0:
+            self.add_loss(self.lut_penalty * self._luts(fs, qkernel))  # type: ignore[attr-defined]
 
     def _quantized_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"ebops_penalty": self.ebops_penalty}

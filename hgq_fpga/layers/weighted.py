@@ -73,5 +73,36 @@ class WeightedLayerMixin(QuantizedLayerMixin):
         bw = kq.bits(self.kernel, qkernel, fs.get(id(kq)), exact=exact)
         return ops.sum(self.linear(bx, bw))
 
+    def _luts(self, fs: dict[int, Any], qkernel: Any = None) -> Any:
+        """Differentiable LUTs of the adder trees (:func:`hgq_fpga.resources.soft.linear_luts`)."""
+        from ..resources.soft import csd_count_ops, linear_luts
+
+        iq, kq = self.input_quantizer, self.kernel_quantizer
+        f_k = fs.get(id(kq))
+        f_k = kq.f_value() if f_k is None else f_k
+        q = kq.quantize_values(self.kernel) if qkernel is None else qkernel
+        bx = input_bits(iq, self._input_shape, fs.get(id(iq)), exact=False)
+        bw = kq.bits(self.kernel, q, f_k, exact=False)
+        digits = csd_count_ops(q, f_k)
+        live = ops.cast(ops.greater(digits, 0.0), bx.dtype)
+        return linear_luts(self.linear, bx, bw, digits, self._max_live_bits(ops.stop_gradient(bx), live))
+
+    def _max_live_bits(self, bx: Any, live: Any) -> Any:
+        """``sum over outputs of max(bits of the inputs with a live weight)``.
+
+        Dense: exact. Convolution: per output channel, the widest input channel
+        (over positions) with a live weight, times the number of output positions.
+        """
+        if len(self.kernel.shape) == 2:
+            return ops.sum(ops.max(ops.reshape(bx, (-1, 1)) * live, axis=0))
+        c_in = int(self.kernel.shape[-2])
+        per_channel = ops.max(ops.reshape(bx, (-1, c_in)), axis=0)
+        widest = ops.max(ops.reshape(live * ops.reshape(per_channel, (c_in, 1)), (-1, int(self.kernel.shape[-1]))), axis=0)
+        out_shape = self.compute_output_shape(self._input_shape)  # type: ignore[attr-defined]
+        positions = 1
+        for d in out_shape[1:-1]:
+            positions *= int(d)
+        return ops.sum(widest) * float(positions)
+
     def get_config(self) -> dict[str, Any]:
         return {**super().get_config(), **self._quantized_config()}  # type: ignore[misc]
