@@ -71,15 +71,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--penalty", type=float, default=2e-6)
+    parser.add_argument("--lut-penalty", type=float, default=0.0,
+                        help="also time the model with the differentiable LUT estimate in the loss")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
     data = digits(seed=0)
     runs: dict[str, list[list[float]]] = {"float": [], "hgq_fpga": []}
+    if args.lut_penalty > 0:
+        runs["hgq_fpga_lut"] = []
     for r in range(args.repeats):
         keras.utils.set_random_seed(r)
         runs["float"].append(time_training(float_model(), data, args.epochs, args.batch_size))
         keras.utils.set_random_seed(r)
         runs["hgq_fpga"].append(time_training(build_model(args.penalty), data, args.epochs, args.batch_size))
+        if args.lut_penalty > 0:
+            from hgq_fpga.resources.soft import set_lut_penalty
+
+            keras.utils.set_random_seed(r)
+            model = build_model(args.penalty)
+            set_lut_penalty(model, args.lut_penalty)
+            runs["hgq_fpga_lut"].append(time_training(model, data, args.epochs, args.batch_size))
     med = {k: statistics.median(t for run in v for t in run[1:]) for k, v in runs.items()}
     first = {k: statistics.median(run[0] for run in v) for k, v in runs.items()}
     result = {
@@ -99,6 +110,12 @@ def main(argv: list[str] | None = None) -> int:
         f"first epoch {first['float']:.2f} s vs {first['hgq_fpga']:.2f} s -> "
         f"{result['first_epoch_ratio']:.2f}x"
     )
+    if args.lut_penalty > 0:
+        result["lut_median_ratio"] = med["hgq_fpga_lut"] / med["float"]
+        result["lut_first_epoch_ratio"] = first["hgq_fpga_lut"] / first["float"]
+        result["lut_vs_hgq_fpga"] = med["hgq_fpga_lut"] / med["hgq_fpga"]
+        print(f"with the LUT term: median {result['lut_median_ratio']:.2f}x float "
+              f"({result['lut_vs_hgq_fpga']:.2f}x without it), first epoch {result['lut_first_epoch_ratio']:.2f}x")
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
     return 0

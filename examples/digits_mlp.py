@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         f"{results['mean_weight_bits']:.2f}, pruned {results['pruned_fraction']:.1%} of "
         f"{results['n_weights']} weights, trained in {results['train_seconds']:.1f} s"
     )
+    report = hgq_fpga.estimate(model)
+    print(report)
+    results["estimate"] = {"lut": report.lut, "dsp": report.dsp, "carry": report.carry, "ebops": report.ebops}
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         model.save(args.output)

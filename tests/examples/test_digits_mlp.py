@@ -41,4 +41,9 @@ def test_example_cli_runs_briefly(tmp_path, capsys):
     out = tmp_path / "m.keras"
     assert example.main(["--epochs", "1", "--output", str(out), "--json", str(tmp_path / "r.json")]) == 0
     assert out.exists() and (tmp_path / "r.json").exists()
-    assert "test accuracy" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "test accuracy" in printed and "Resource estimate" in printed
+    import json
+
+    estimate = json.loads((tmp_path / "r.json").read_text())["estimate"]
+    assert estimate["lut"] > 0 and estimate["ebops"] > 0
