@@ -1,7 +1,8 @@
 # Two commands do all the set-up on a fresh clone:
 #   make demo   -- create .venv, install, train the digits MLP, write its hls4ml
 #                  project and verify Keras = emulator = C simulation, bit for bit
-#   make test   -- create .venv, install with test extras, run the tests
+#   make test   -- create .venv, install with test extras (and yosys/iverilog
+#                  with apt when missing), run the tests
 # (tests run on the TensorFlow backend, then the core and layer tests on JAX)
 
 PYTHON ?= python3
@@ -10,7 +11,7 @@ PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: demo test test-tf test-jax install install-test bench clean
+.PHONY: demo test test-tf test-jax install install-test tools bench clean
 
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,7 +31,17 @@ demo: $(VENV)/.base
 	$(PY) examples/digits_mlp.py --output out/digits_mlp.keras --json out/digits_mlp.json \
 		--project out/digits_mlp_hls4ml --overwrite
 
-test: test-tf test-jax
+test: tools test-tf test-jax
+
+# yosys and Icarus Verilog (Debian packages): the open-source ground truth of
+# the resource estimator, used by tests/resources. Installed with apt when
+# missing and allowed (root, or password-less sudo); otherwise a clear message.
+tools:
+	@if command -v yosys >/dev/null && command -v iverilog >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" -eq 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
+	else echo "make tools: yosys and iverilog are missing and apt needs root:"; \
+	     echo "  sudo apt-get install yosys iverilog   (or conda install -c conda-forge yosys iverilog)"; exit 1; fi; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq yosys iverilog >/dev/null
 
 test-tf: $(VENV)/.test
 	KERAS_BACKEND=tensorflow $(PY) -m pytest
