@@ -90,9 +90,10 @@ def _linear_one(
     bias: int,
     dsp: bool,
     dsp_min_bits: int,
+    cap: int | None = None,
 ) -> LinearCircuit:
     """``sum_k weights[k] * x[sources[k]] * 2**shift + bias`` as an adder tree
-    (a source ``-1`` is padding: zero)."""
+    (a source ``-1`` is padding: zero); ``cap``: the highest bit used downstream."""
     terms: list[Term] = []
     signals: list[tuple[int, Signal]] = []
     products: list[tuple[int, int]] = []
@@ -122,13 +123,17 @@ def _linear_one(
     if bias:
         terms.append(Term(1, None, 0, value=bias))
         signals.append((1, Signal(bias, bias, 0)))
-    return LinearCircuit(terms, adder_tree(signals, groups), products, list(sources))
+    return LinearCircuit(terms, adder_tree(signals, groups, cap), products, list(sources))
 
 
 def linear_circuits(
-    graph: Graph, node: Node, x: list[Signal], *, dsp: bool = False, dsp_min_bits: int = 10
+    graph: Graph, node: Node, x: list[Signal], *, dsp: bool = False, dsp_min_bits: int = 10,
+    caps: list[int | None] | None = None,
 ) -> list[LinearCircuit]:
     """One :class:`LinearCircuit` per output element (flat, C order) of a linear node.
+
+    ``caps[e]``: the highest bit of output element ``e`` that is used downstream
+    (None: all).
 
     Supported ops: ``dense``, ``conv``, ``scale``, ``avg_pool``, ``add``.
     Output positions whose inputs have identical signals share one circuit
@@ -153,13 +158,14 @@ def linear_circuits(
             patches = cols.reshape(-1, w2.shape[0])
         cache: dict[tuple, LinearCircuit] = {}
         out = []
-        for patch in patches:
+        for p, patch in enumerate(patches):
             for j in range(w2.shape[1]):
                 srcs = patch.tolist()
-                key = (tuple(x[s] if s >= 0 else None for s in srcs), j)
+                cap = caps[p * w2.shape[1] + j] if caps is not None else None
+                key = (tuple(x[s] if s >= 0 else None for s in srcs), j, cap)
                 if key not in cache:
                     cache[key] = _linear_one(x, srcs, w2[:, j].tolist(), f_out - f_y, int(bm[j]),
-                                             dsp, dsp_min_bits)
+                                             dsp, dsp_min_bits, cap)
                 c = cache[key]
                 out.append(c if c.inputs == srcs else LinearCircuit(c.terms, c.tree, c.dsp_products, srcs))
         return out
@@ -171,7 +177,7 @@ def linear_circuits(
         c = out_t.shape[-1]
         return [
             _linear_one(x, [e], [int(np.asarray(sm).reshape(-1)[e % c])], f_out - f_y, int(bm[e % c]),
-                        dsp, dsp_min_bits)
+                        dsp, dsp_min_bits, caps[e] if caps is not None else None)
             for e in range(len(x))
         ]
     if op == "avg_pool":
@@ -179,11 +185,13 @@ def linear_circuits(
         idx = np.arange(int(np.prod(n_in))).reshape((1,) + tuple(n_in))
         cols = im2col(idx, node.attrs["pool"], node.attrs["strides"], (1,) * len(node.attrs["pool"]), "valid")
         patches = np.moveaxis(cols, -2, -1).reshape(-1, cols.shape[-2])
-        return [_linear_one(x, p.tolist(), [1] * len(p), 0, 0, False, dsp_min_bits) for p in patches]
+        return [_linear_one(x, p.tolist(), [1] * len(p), 0, 0, False, dsp_min_bits,
+                            caps[e] if caps is not None else None) for e, p in enumerate(patches)]
     raise ValueError(f"linear_circuits: op {op!r} is not linear")
 
 
-def add_circuits(graph: Graph, node: Node, xs: list[list[Signal]]) -> list[LinearCircuit]:
+def add_circuits(graph: Graph, node: Node, xs: list[list[Signal]],
+                 caps: list[int | None] | None = None) -> list[LinearCircuit]:
     """Element-wise sum of several tensors, each aligned to the output scale."""
     f_out = graph.tensors[node.outputs[0]].f
     shifts = [f_out - graph.tensors[n].f for n in node.inputs]
@@ -197,7 +205,8 @@ def add_circuits(graph: Graph, node: Node, xs: list[list[Signal]]) -> list[Linea
                 continue
             terms.append(Term(1, k, sh))
             signals.append((1, s.shifted(sh)))
-        out.append(LinearCircuit(terms, adder_tree(signals), [], [k * n + e for k in range(len(xs))]))
+        cap = caps[e] if caps is not None else None
+        out.append(LinearCircuit(terms, adder_tree(signals, None, cap), [], [k * n + e for k in range(len(xs))]))
     return out
 
 

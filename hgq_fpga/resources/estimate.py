@@ -231,6 +231,14 @@ class _Walker:
         self.cm = cm
         self.lsb: dict[str, np.ndarray] = {}
         self.circuits: dict[str, list[LinearCircuit]] = {}
+        self.need = _needed_bits(graph)
+
+    def caps(self, name: str) -> list[int | None] | None:
+        """Per element of a tensor: its highest bit used downstream (None: all)."""
+        need = self.need.get(name)
+        if need is None:
+            return None
+        return [None if h >= NO_BITS else int(h) for h in need[1].reshape(-1).tolist()]
 
     def signals(self, name: str) -> list[Signal]:
         return tensor_signals(self.graph, name, self.lsb.get(name))
@@ -313,7 +321,8 @@ class _Walker:
             return self._da(node)
         dsp = self.strategy == "Latency"
         row = self._linear(node, linear_circuits(self.graph, node, self.signals(node.inputs[0]),
-                                                 dsp=dsp, dsp_min_bits=self.cm.dsp_min_bits))
+                                                 dsp=dsp, dsp_min_bits=self.cm.dsp_min_bits,
+                                                 caps=self.caps(node.outputs[0])))
         row.ebops += self._ebops(node)
         return row
 
@@ -322,7 +331,8 @@ class _Walker:
     def _scale(self, node: Node) -> LayerCost:
         row = self._linear(node, linear_circuits(self.graph, node, self.signals(node.inputs[0]),
                                                  dsp=self.strategy == "Latency",
-                                                 dsp_min_bits=self.cm.dsp_min_bits))
+                                                 dsp_min_bits=self.cm.dsp_min_bits,
+                                                 caps=self.caps(node.outputs[0])))
         xb = self._widths(node.inputs[0])
         sm = np.asarray(node.attrs["scale"][0]).reshape(-1)
         bw = np.array([weight_width(v) for v in sm.tolist()])
@@ -330,19 +340,24 @@ class _Walker:
         return row
 
     def _avg_pool(self, node: Node) -> LayerCost:
-        return self._linear(node, linear_circuits(self.graph, node, self.signals(node.inputs[0])))
+        return self._linear(node, linear_circuits(self.graph, node, self.signals(node.inputs[0]),
+                                                  caps=self.caps(node.outputs[0])))
 
     def _add(self, node: Node) -> LayerCost:
         xs = [self.signals(n) for n in node.inputs]
-        return self._linear(node, add_circuits(self.graph, node, xs))
+        return self._linear(node, add_circuits(self.graph, node, xs, self.caps(node.outputs[0])))
 
     def _relu(self, node: Node) -> LayerCost:
         out = node.outputs[0]
         self.lsb[out] = self.lsb.get(node.inputs[0], np.zeros(self._out_shape(node), np.int64))
+        need = self.need.get(out)
         lut = 0
-        for s in self.signals(node.inputs[0]):
+        for e, s in enumerate(self.signals(node.inputs[0])):
             if s.signed and s.hi > 0:
-                lut += relu_luts(width_of(0, s.hi) - s.lsb)
+                lo, hi = s.lsb, width_of(0, s.hi) - 1
+                if need is not None:  # only the bits a wrap-around quantizer keeps
+                    lo, hi = max(lo, int(need[0].flat[e])), min(hi, int(need[1].flat[e]))
+                lut += relu_luts(hi - lo + 1)
         return self._row(node, mux=lut)
 
     def _max_pool(self, node: Node) -> LayerCost:
@@ -474,3 +489,70 @@ class _Walker:
         self.lsb[out] = np.zeros(self._out_shape(node), np.int64)
         return row
 
+
+
+def _used_elements(graph: Graph) -> dict[str, np.ndarray]:
+    """Which elements of each tensor reach an output (synthesis removes the rest).
+
+    Walks the graph backwards: an element is used when a consumer that is used
+    reads it -- a quantizer or ReLU whose output is not a constant, a dense or
+    convolution output through a nonzero weight; other operations
+    conservatively use every input element when any output element is used.
+    """
+    used: dict[str, np.ndarray] = {}
+    for name in graph.outputs:
+        used[name] = np.ones(graph.tensors[name].shape, bool)
+    for node in reversed(graph.nodes):
+        out = graph.tensors[node.outputs[0]]
+        u_out = used.get(node.outputs[0], np.zeros(out.shape, bool))
+        for k, name in enumerate(node.inputs):
+            t = graph.tensors[name]
+            if node.op in ("quantize", "relu"):
+                live = u_out & (np.asarray(out.lo) != np.asarray(out.hi)).reshape(out.shape)
+                u_in = live.reshape(t.shape)
+            elif node.op == "dense":
+                w = np.asarray(node.attrs["kernel"][0])
+                u_in = ((w != 0).astype(np.int64) @ u_out.reshape(-1).astype(np.int64) > 0).reshape(t.shape)
+            else:
+                u_in = np.full(t.shape, bool(np.any(u_out)))
+            used[name] = used[name] | u_in if name in used else u_in
+    return used
+
+
+def _needed_bits(graph: Graph) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Bits of each tensor element that its consumers use: ``(lowest, highest)``
+    in the tensor's scale (absent: every bit).
+
+    An element no output depends on needs no bit (``highest = -1``). A
+    quantizer to ``(k, i, f)`` from scale ``F`` drops the ``F - f`` low bits
+    (rounding ``RND`` reads one of them) and, wrapping around (``WRAP``), every
+    bit above its width; saturation reads every high bit.
+    """
+    used = _used_elements(graph)
+    consumers: dict[str, list[Node]] = {}
+    for node in graph.nodes:
+        for name in node.inputs:
+            consumers.setdefault(name, []).append(node)
+    need: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for name, users in consumers.items():
+        t = graph.tensors[name]
+        if name in graph.outputs or not t.is_fixed:
+            continue
+        dead = ~used.get(name, np.zeros(t.shape, bool))
+        if any(u.op != "quantize" for u in users):
+            if np.any(dead):
+                need[name] = (np.where(dead, NO_BITS, 0), np.where(dead, -1, NO_BITS))
+            continue
+        lo = np.full(t.shape, NO_BITS, np.int64)
+        hi = np.full(t.shape, -1, np.int64)
+        for u in users:
+            k, i, f = (np.asarray(u.attrs[a]).reshape(t.shape) for a in ("k", "i", "f"))
+            width = k + i + f
+            drop = t.f - f
+            low = np.maximum(drop - (1 if u.attrs["rounding"] != "TRN" else 0), 0)
+            top = drop + width - 1 if u.attrs["overflow"] == "WRAP" else np.full(t.shape, NO_BITS)
+            live = width > 0
+            lo = np.where(live, np.minimum(lo, low), lo)
+            hi = np.where(live, np.maximum(hi, top), hi)
+        need[name] = (np.where(dead, NO_BITS, lo), np.where(dead, -1, hi))
+    return need

@@ -257,6 +257,7 @@ class AdderTree:
 def adder_tree(
     terms: list[tuple[int, Signal]],
     groups: list[tuple[list[int], tuple[int, int]]] | None = None,
+    cap: int | None = None,
 ) -> AdderTree:
     """Sum ``sign * signal`` terms with two-input adders, narrowest first.
 
@@ -270,6 +271,10 @@ def adder_tree(
     where ``[lo, hi]`` is the group's exact range (the digits of one
     constant multiplication ``w * x``: interval arithmetic over the digits
     would treat the copies of ``x`` as independent and overstate the width).
+
+    ``cap``: no bit above this one is used downstream (a wrap-around
+    quantizer drops them), so no adder pays for higher bits (carries only
+    travel upwards).
 
     >>> tree = adder_tree([(1, Signal(0, 15)), (-1, Signal(0, 15, 0).shifted(2)), (1, Signal(0, 15))])
     >>> [(a.a, a.b, a.subtract) for a in tree.adders], tree.sign
@@ -291,11 +296,12 @@ def adder_tree(
             (sx, kx), (sy, ky) = (sy, ky), (sx, kx)
         subtract = sx != sy
         sign = sx if not subtract else 1
-        luts, carry, out = adder_cells(signals[kx], signals[ky], subtract)
+        luts, carry, out = adder_cells(signals[kx], signals[ky], subtract, top=cap)
         if exact is not None:
             lo, hi = exact if sign > 0 else (-exact[1], -exact[0])
             narrow = Signal(lo, hi, out.lsb)
-            luts, carry, _ = adder_cells(signals[kx], signals[ky], subtract, top=narrow.top)
+            top = narrow.top if cap is None else min(narrow.top, cap)
+            luts, carry, _ = adder_cells(signals[kx], signals[ky], subtract, top=top)
             out = narrow
         signals.append(out)
         adders.append(Adder(kx, ky, subtract, len(signals) - 1, luts, carry))
