@@ -42,6 +42,8 @@ _LAZY = {
     "estimate": ("hgq_fpga.resources", "estimate"),
     "ResourceReport": ("hgq_fpga.resources", "ResourceReport"),
     "CostModel": ("hgq_fpga.resources", "CostModel"),
+    "constraints": ("hgq_fpga.constraints", None),
+    "ResourceBudget": ("hgq_fpga.constraints", "ResourceBudget"),
     "calibrate": ("hgq_fpga.calibration", "calibrate"),
     "is_calibrated": ("hgq_fpga.calibration", "is_calibrated"),
     "iter_quantizers": ("hgq_fpga.calibration", "iter_quantizers"),

@@ -87,10 +87,18 @@ class QuantizedLayerMixin:
     def _bit_values(self) -> dict[int, Any]:
         """Every packed quantizer's ``f`` tensor, read once per call: ``{id(q): f}``.
 
-        Quantizers missing from the dict read their own variable.
+        Quantizers missing from the dict read their own variable. With a budget
+        attached (:class:`hgq_fpga.constraints.ResourceBudget`), the task loss's
+        gradient on ``f`` is scaled by the budget's ``task_share`` (0 while the
+        constraint is violated: the bits then follow only the cost gradient).
         """
         pack = getattr(self, "bits_pack", None)
-        return pack.values() if pack is not None else {}
+        fs = pack.values() if pack is not None else {}
+        hook = self.__dict__.get("_cost_hook")
+        if hook is not None and fs:
+            share = ops.cast(hook.task_share, next(iter(fs.values())).dtype)
+            fs = {k: ops.stop_gradient(v) + share * (v - ops.stop_gradient(v)) for k, v in fs.items()}
+        return fs
 
     @property
     def quantizer_variables(self) -> list[Any]:
@@ -120,6 +128,13 @@ class QuantizedLayerMixin:
         estimates) to the loss when training."""
         if not training:
             return
+        hook = self.__dict__.get("_cost_hook")
+        if hook is not None:
+            pack = getattr(self, "bits_pack", None)
+            raw = pack.values() if pack is not None else fs  # the cost's own, ungated gradient
+            luts = self._luts(raw, qkernel)
+            hook.record(luts)
+            self.add_loss(hook.loss(luts))  # type: ignore[attr-defined]
         if self.ebops_penalty > 0.0:
             cost = self._ebops(fs, qkernel, exact=False)
             self.add_loss(self.ebops_penalty * cost)  # type: ignore[attr-defined]

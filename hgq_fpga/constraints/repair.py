@@ -1,0 +1,177 @@
+"""The repair step: lower bit-widths where they cost the least accuracy until the
+exact estimate is within the budget.
+
+Each round ranks every weight's fractional bits (live weights above their
+lowest bits) by
+
+.. math::
+
+    \\frac{\\partial \\mathrm{LUT} / \\partial f_{ij}}{(q_{f-1}(w_{ij}) - q_f(w_{ij}))^2 \\, E[x_i^2]}
+
+-- LUTs saved (the differentiable form's gradient) per unit of added output
+noise (the squared change of the quantized weight times the mean square of
+the input it multiplies, from the calibration data) -- and lowers the best
+of them by one bit: as many as the differentiable gains say cover the
+excess (at least ``step_fraction`` of the candidates, at most half). The model is then recalibrated and the
+exact estimate recomputed; rounds continue until it is within the budget.
+A DSP excess is repaired first, by lowering the widest weights of the
+multiplications that sit on DSPs below the DSP threshold.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from ..calibration import calibrate
+from ..resources import CostModel, ResourceReport, estimate
+from .hook import hooked_layers
+
+__all__ = ["RepairResult", "repair_to_budget", "within_budget"]
+
+
+@dataclass
+class RepairResult:
+    """What the repair did: rounds, bits lowered per layer, the estimates before and after."""
+
+    rounds: int
+    lowered: dict[str, int] = field(default_factory=dict)
+    before: ResourceReport | None = None
+    after: ResourceReport | None = None
+
+    def __str__(self) -> str:
+        if self.rounds == 0:
+            return "repair: nothing to do (within the budget)"
+        parts = ", ".join(f"{k}: {v}" for k, v in self.lowered.items())
+        b, a = self.before, self.after
+        return (f"repair: {self.rounds} round(s) lowered {sum(self.lowered.values())} fractional bits "
+                f"({parts}); LUT {b.lut:.0f} -> {a.lut:.0f}, DSP {b.dsp} -> {a.dsp}")
+
+
+def within_budget(report: ResourceReport, lut: float | None, dsp: int | None) -> bool:
+    """Whether an exact report meets the budget."""
+    return (lut is None or report.lut <= lut) and (dsp is None or report.dsp <= dsp)
+
+
+def _input_power(model: keras.Model, layers: list[Any], x: Any) -> list[np.ndarray]:
+    """Mean square of each layer's input, per element (dense) or per channel (conv)."""
+    probe = keras.Model(model.inputs, [layer.input for layer in layers])
+    outs = probe.predict(x, verbose=0, batch_size=1024)
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    power = []
+    for layer, a in zip(layers, outs):
+        a = np.asarray(a, np.float64)
+        if len(layer.kernel.shape) == 2:
+            power.append(np.mean(a**2, axis=0).reshape(-1, 1))
+        else:  # conv: per input channel, times the number of output positions
+            positions = math.prod(int(d) for d in layer.compute_output_shape(a.shape)[1:-1])
+            per_c = np.mean(a**2, axis=tuple(range(a.ndim - 1)))
+            power.append((per_c * positions).reshape(-1, 1))
+    return power
+
+
+def _reduce_to(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """Sum ``a`` over the axes where ``shape`` (right-aligned) broadcasts."""
+    shape = tuple(shape)
+    lead = a.ndim - len(shape)
+    axes = tuple(range(lead)) + tuple(lead + k for k, d in enumerate(shape) if d == 1 and a.shape[lead + k] != 1)
+    return np.sum(a, axis=axes, keepdims=False).reshape(shape) if axes else a.reshape(shape)
+
+
+def _gains(layer: Any) -> np.ndarray:
+    """d(differentiable LUTs)/d(kernel f), in the kernel quantizer's bits shape."""
+    import tensorflow as tf
+
+    kq = layer.kernel_quantizer
+    f = tf.convert_to_tensor(ops.convert_to_numpy(kq.f_value()))
+    with tf.GradientTape() as tape:
+        tape.watch(f)
+        fs = {id(kq): f}
+        luts = layer._luts(fs)
+    g = tape.gradient(luts, f)
+    return np.zeros(kq.bits_shape) if g is None else np.asarray(g, np.float64)
+
+
+def repair_to_budget(
+    model: keras.Model,
+    x: Any,
+    *,
+    lut: float | None = None,
+    dsp: int | None = None,
+    strategy: str = "Latency",
+    part: str = "xcvu13p-flga2577-2-e",
+    cost_model: CostModel | None = None,
+    step_fraction: float = 0.02,
+    max_rounds: int = 500,
+) -> RepairResult:
+    """Lower weight bits until the calibrated model's exact estimate meets the budget.
+
+    The model is recalibrated on ``x`` after every round (and at the start).
+
+    Raises:
+        RuntimeError: if ``max_rounds`` rounds do not reach the budget (every
+            weight at its lowest bits), naming the remaining excess.
+    """
+    kwargs = {"strategy": strategy, "part": part, "cost_model": cost_model}
+    calibrate(model, x)
+    before = report = estimate(model, **kwargs)
+    result = RepairResult(0, {}, before, before)
+    if within_budget(report, lut, dsp):
+        return result
+    layers = hooked_layers(model)
+    power = _input_power(model, layers, x)
+    cm = report.model
+    for _ in range(max_rounds):
+        ranked = []
+        for n, (layer, p) in enumerate(zip(layers, power)):
+            kq = layer.kernel_quantizer
+            w = ops.convert_to_numpy(layer.kernel).astype(np.float64)
+            f_bits = np.round(np.asarray(ops.convert_to_numpy(kq.f_value()), np.float64).reshape(kq.bits_shape))
+            f = np.broadcast_to(f_bits, w.shape)
+            q0 = np.asarray(ops.convert_to_numpy(kq._quantize_fn(ops.convert_to_tensor(w), ops.convert_to_tensor(f))))
+            q1 = np.asarray(ops.convert_to_numpy(kq._quantize_fn(ops.convert_to_tensor(w), ops.convert_to_tensor(f - 1))))
+            x2 = np.broadcast_to(p.reshape((1,) * (w.ndim - 2) + p.shape), w.shape)
+            damage = _reduce_to((q1 - q0) ** 2 * x2, kq.bits_shape)
+            live = _reduce_to((q0 != 0).astype(np.float64), kq.bits_shape) > 0
+            gain = _gains(layer).reshape(kq.bits_shape)
+            if dsp is not None and report.dsp > dsp:  # wide weights first: off the DSPs
+                bits = np.where(q0 != 0, np.floor(np.log2(np.abs(q0) + 1e-300)) + f + 2, 0)
+                wide = _reduce_to((bits >= cm.dsp_min_bits).astype(np.float64), kq.bits_shape)
+                gain = np.where(wide > 0, 1e6 + gain, gain)
+            live &= (f_bits > kq.f_min) & (gain > 0)
+            for idx in zip(*np.nonzero(live)):
+                ranked.append((gain[idx] / (damage[idx] + 1e-30), n, idx, float(gain[idx])))
+        if not ranked:
+            break
+        ranked.sort(key=lambda r: -r[0])
+        # enough bits to cover the excess by the differentiable gains (at least
+        # step_fraction of the candidates, at most half of them)
+        excess = max(report.lut - (lut if lut is not None else report.lut), 0.0)
+        gains = np.cumsum([r[3] for r in ranked])
+        need = int(np.searchsorted(gains, excess)) + 1 if excess > 0 else 1
+        n_take = min(max(need, math.ceil(step_fraction * len(ranked))), max(1, len(ranked) // 2))
+        take = ranked[:n_take]
+        for n in {t[1] for t in take}:
+            kq = layers[n].kernel_quantizer
+            f = np.round(np.asarray(ops.convert_to_numpy(kq.f_value()), np.float64).reshape(kq.bits_shape))
+            chosen = [t[2] for t in take if t[1] == n]
+            for idx in chosen:
+                f[idx] -= 1
+            kq.set_f(f)
+            result.lowered[layers[n].name] = result.lowered.get(layers[n].name, 0) + len(chosen)
+        result.rounds += 1
+        calibrate(model, x)
+        report = estimate(model, **kwargs)
+        if within_budget(report, lut, dsp):
+            result.after = report
+            return result
+    result.after = report
+    raise RuntimeError(
+        f"repair: {result.rounds} rounds could not bring the model within the budget "
+        f"(LUT {report.lut:.0f} for {lut}, DSP {report.dsp} for {dsp}); every weight is at its lowest bits"
+    )
