@@ -3,14 +3,19 @@ repair step that guarantees the budget, and Pareto sweeps over budgets."""
 
 from .budget import METHODS, BudgetResult, ResourceBudget, exact_estimate, minimum_cost
 from .repair import RepairResult, repair_to_budget, within_budget
+from .sweep import SweepPoint, pareto_sweep, plot_pareto, save_sweep
 
 __all__ = [
     "METHODS",
     "BudgetResult",
     "RepairResult",
     "ResourceBudget",
+    "SweepPoint",
     "exact_estimate",
     "minimum_cost",
+    "pareto_sweep",
+    "plot_pareto",
     "repair_to_budget",
+    "save_sweep",
     "within_budget",
 ]

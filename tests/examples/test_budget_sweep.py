@@ -1,0 +1,36 @@
+"""The budget sweep example: every run inside its budget, table and plot written."""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+from pathlib import Path
+
+import keras
+import pytest
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "budget_sweep.py"
+
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="ResourceBudget needs TensorFlow")
+
+
+def load_example():
+    spec = importlib.util.spec_from_file_location("budget_sweep_example", EXAMPLE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("model", "fractions"), [("mlp", ["0.05", "0.5"]), ("cnn", ["0.1"])])
+def test_sweep_runs_end_inside_their_budgets(model, fractions, tmp_path):
+    example = load_example()
+    out = tmp_path / "sweep"
+    code = example.main(["--model", model, "--epochs", "2", "--fractions", *fractions, "--out", str(out)])
+    assert code == 0  # the example returns 1 if any run ends outside its budget
+    rows = list(csv.DictReader((tmp_path / f"sweep_{model}.csv").open()))
+    assert len(rows) == len(fractions)
+    for row in rows:
+        assert row["feasible"] == "True" and float(row["lut"]) <= float(row["budget_lut"])
+    png = tmp_path / f"sweep_{model}.png"
+    assert png.exists() and png.stat().st_size > 5000
