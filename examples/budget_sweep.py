@@ -20,12 +20,12 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from digits_mlp import build_model as build_mlp  # noqa: E402
+from digits_mlp import build_model as build_mlp
 
-import hgq_fpga  # noqa: E402
-from hgq_fpga.constraints.sweep import pareto_sweep, plot_pareto, save_sweep  # noqa: E402
-from hgq_fpga.datasets import digits  # noqa: E402
-from hgq_fpga.layers import QConv2D, QDense, QMaxPooling2D  # noqa: E402
+import hgq_fpga
+from hgq_fpga.constraints.sweep import pareto_sweep, plot_pareto, save_sweep
+from hgq_fpga.datasets import digits
+from hgq_fpga.layers import QConv2D, QDense, QMaxPooling2D
 
 FRACTIONS = (0.05, 0.1, 0.2, 0.35, 0.5, 0.75, 1.0)
 
