@@ -28,10 +28,10 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
-import hgq_fpga  # noqa: E402
-from hgq_fpga.constraints.sweep import SweepPoint, pareto_sweep, plot_pareto, save_sweep  # noqa: E402
-from hgq_fpga.datasets import digits  # noqa: E402
-from hgq_fpga.layers import QDense  # noqa: E402
+import hgq_fpga
+from hgq_fpga.constraints.sweep import SweepPoint, pareto_sweep, plot_pareto, save_sweep
+from hgq_fpga.datasets import digits
+from hgq_fpga.layers import QDense
 
 UNITS = (64, 32, 32, 10)
 
