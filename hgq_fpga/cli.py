@@ -1,0 +1,313 @@
+"""The ``hgq-fpga`` command: a saved model through the flow.
+
+Exit codes (for scripts):
+
+====  ==============================================================
+0     success
+1     the check failed: a verification mismatch, an unmet budget
+2     bad input: usage, a missing or unreadable file, wrong shapes,
+      NaN data, an existing output folder, an uncalibrated model
+3     a required external tool is missing (Vitis/Vivado, yosys)
+====  ==============================================================
+
+Model files are loaded with Keras's safe mode (no code from the file is run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["EXIT_BAD_INPUT", "EXIT_CHECK_FAILED", "EXIT_OK", "EXIT_TOOL_MISSING", "main"]
+
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_TOOL_MISSING = 0, 1, 2, 3
+
+_EPILOG = """exit codes: 0 success; 1 check failed (verification mismatch, budget unmet);
+2 bad input (usage, missing file, wrong shapes, NaN, existing output folder, uncalibrated model);
+3 external tool missing (Vitis/Vivado, yosys)."""
+
+
+class CliError(Exception):
+    """An error to report in one line, with an exit code."""
+
+    def __init__(self, message: str, code: int = EXIT_BAD_INPUT) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _load_model(path: str) -> Any:
+    p = Path(path)
+    if not p.is_file():
+        raise CliError(f"{path}: no such file (expected a .keras model saved with model.save)")
+    import keras
+
+    import hgq_fpga.layers  # noqa: F401  (registers the layer classes for loading)
+
+    try:
+        return keras.saving.load_model(p, safe_mode=True)
+    except Exception as e:  # a file keras cannot read: say which and why
+        raise CliError(f"{path}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0][:300]})") from e
+
+
+def _load_data(path: str) -> Any:
+    import numpy as np
+
+    p = Path(path)
+    if not p.is_file():
+        raise CliError(f"{path}: no such file (expected .npy, or .npz with one array per model input)")
+    try:
+        data = np.load(p, allow_pickle=False)
+    except Exception as e:
+        raise CliError(f"{path}: cannot read ({type(e).__name__}: {e})") from e
+    if isinstance(data, np.lib.npyio.NpzFile):
+        arrays = [data[k] for k in data.files]
+        return arrays if len(arrays) > 1 else arrays[0]
+    return data
+
+
+def _checked_inputs(model: Any, x: Any, name: str) -> Any:
+    from .calibration import check_inputs
+
+    try:
+        arrays = check_inputs(model, x, what=name)
+    except ValueError as e:
+        raise CliError(str(e)) from e
+    return arrays if len(arrays) > 1 else arrays[0]
+
+
+def _require_calibrated(model: Any, path: str) -> None:
+    from .calibration import is_calibrated
+
+    if not is_calibrated(model):
+        raise CliError(f"{path}: the model is not calibrated; run hgq_fpga.calibrate(model, x_train) "
+                       f"before saving it, or pass --calibration DATA.npy")
+
+
+def _maybe_calibrate(model: Any, args: argparse.Namespace) -> None:
+    if getattr(args, "calibration", None):
+        from .calibration import calibrate
+
+        calibrate(model, _checked_inputs(model, _load_data(args.calibration), "--calibration"), progress=True)
+    _require_calibrated(model, args.model)
+
+
+def _fresh_output(path: str, overwrite: bool) -> Path:
+    p = Path(path)
+    if p.exists() and not overwrite:
+        raise CliError(f"{path} exists; pass --overwrite to replace it (nothing was written)")
+    return p
+
+
+# -- subcommands ------------------------------------------------------------------
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from .resources import estimate
+
+    model = _load_model(args.model)
+    _maybe_calibrate(model, args)
+    report = estimate(model, strategy=args.strategy, part=args.part)
+    print(report)
+    if args.json:
+        _fresh_output(args.json, args.overwrite).write_text(report.to_json(indent=1))
+    return EXIT_OK
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .convert import to_hls4ml
+
+    model = _load_model(args.model)
+    _maybe_calibrate(model, args)
+    out = _fresh_output(args.output, args.overwrite)
+    try:
+        to_hls4ml(model, out, backend=args.backend, part=args.part, clock_period=args.clock_period,
+                  strategy=args.strategy, overwrite=args.overwrite, project_name=args.project_name)
+    except (ValueError, FileExistsError) as e:
+        raise CliError(str(e)) from e
+    print(f"wrote the hls4ml project to {out}")
+    return EXIT_OK
+
+
+def cmd_emulate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .emulator import emulate
+
+    model = _load_model(args.model)
+    _maybe_calibrate(model, args)
+    x = _checked_inputs(model, _load_data(args.data), args.data)
+    out = _fresh_output(args.output, args.overwrite)
+    y = emulate(model, x)
+    if isinstance(y, list):
+        np.savez(out, *y)
+    else:
+        np.save(out, y)
+    shapes = [a.shape for a in (y if isinstance(y, list) else [y])]
+    print(f"emulated {len(x[0] if isinstance(x, list) else x)} samples -> {out} {shapes}")
+    return EXIT_OK
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .convert import verify
+
+    model = _load_model(args.model)
+    _maybe_calibrate(model, args)
+    x = _checked_inputs(model, _load_data(args.data), args.data)
+    if args.output_dir:
+        _fresh_output(args.output_dir, args.overwrite)
+    result = verify(model, x, output_dir=args.output_dir, overwrite=args.overwrite,
+                    strategy=args.strategy, backend=args.backend)
+    print(result)
+    return EXIT_OK if result.ok else EXIT_CHECK_FAILED
+
+
+def _vendor_tool(backend: str) -> str | None:
+    names = ("vitis-run", "vitis_hls") if backend == "Vitis" else ("vivado_hls", "vivado")
+    return next((n for n in names if shutil.which(n)), None)
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from .resources import read_vendor_report
+
+    project = Path(args.project)
+    if not project.is_dir():
+        raise CliError(f"{project}: no such folder (expected an hls4ml project written by 'hgq-fpga convert')")
+    if args.read_only:
+        report = read_vendor_report(project)
+    else:
+        tool = _vendor_tool(args.backend)
+        if tool is None:
+            raise CliError(
+                f"synth: no {args.backend} tools on PATH (looked for "
+                f"{'vitis-run, vitis_hls' if args.backend == 'Vitis' else 'vivado_hls, vivado'}). Source the "
+                f"vendor's settings64.sh first, or estimate without vendor tools: 'hgq-fpga estimate MODEL.keras' "
+                f"(and hgq_fpga.resources.synthesize for yosys).", EXIT_TOOL_MISSING)
+        script = project / "build_prj.tcl"
+        if not script.is_file():
+            raise CliError(f"{project}: no build_prj.tcl; is it an hls4ml project?")
+        cmd = ([tool, "--tcl", script.name] if tool == "vitis-run" else [tool, "-f", script.name])
+        print("running:", " ".join(cmd), f"(in {project})")
+        proc = subprocess.run(cmd, cwd=project, check=False)
+        if proc.returncode != 0:
+            raise CliError(f"synth: {tool} failed with exit code {proc.returncode}; see the logs in {project}",
+                           EXIT_CHECK_FAILED)
+        report = read_vendor_report(project)
+    print(f"LUT {report.lut}, FF {report.ff}, DSP {report.dsp}, BRAM18 {report.bram}, "
+          f"latency {report.latency_cycles} cycles (from {report.source})")
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    examples = Path(__file__).resolve().parents[1] / "examples" / "digits_mlp.py"
+    if not examples.is_file():
+        raise CliError("demo: examples/digits_mlp.py is not next to the package (run from a clone of the repository)")
+    out = Path(args.out)
+    cmd = [sys.executable, str(examples), "--epochs", str(args.epochs), "--output", str(out / "digits_mlp.keras"),
+           "--json", str(out / "digits_mlp.json"), "--project", str(out / "digits_mlp_hls4ml")]
+    if args.overwrite:
+        cmd.append("--overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+    return subprocess.run(cmd, check=False).returncode
+
+
+# -- parser ---------------------------------------------------------------------------
+def _common(p: argparse.ArgumentParser, *, calibration: bool = True) -> None:
+    p.add_argument("model", help="a .keras model of hgq_fpga layers (calibrated, or see --calibration)")
+    if calibration:
+        p.add_argument("--calibration", metavar="DATA.npy", help="calibrate on these inputs first")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="hgq-fpga", description="From a trained hgq_fpga Keras model to FPGA firmware.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"hgq-fpga {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    fmt = argparse.RawDescriptionHelpFormatter
+
+    p = sub.add_parser("estimate", help="LUTs, DSPs and EBOPs per layer", epilog=_EPILOG, formatter_class=fmt)
+    _common(p)
+    p.add_argument("--strategy", default="Latency", choices=("Latency", "distributed_arithmetic"))
+    p.add_argument("--part", default="xcvu13p-flga2577-2-e")
+    p.add_argument("--json", metavar="OUT.json", help="also write the report as JSON")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
+    p.set_defaults(func=cmd_estimate)
+
+    p = sub.add_parser("convert", help="write an hls4ml project", epilog=_EPILOG, formatter_class=fmt)
+    _common(p)
+    p.add_argument("-o", "--output", required=True, metavar="DIR", help="project folder (must not exist)")
+    p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado"))
+    p.add_argument("--part", default="xcvu13p-flga2577-2-e")
+    p.add_argument("--clock-period", type=float, default=5.0, help="ns")
+    p.add_argument("--strategy", default="Latency", choices=("Latency", "distributed_arithmetic"))
+    p.add_argument("--project-name", default="hgq_fpga_prj", help="HLS top-level name (a C++ identifier)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing project folder")
+    p.set_defaults(func=cmd_convert)
+
+    p = sub.add_parser("emulate", help="bit-exact firmware outputs of a data file", epilog=_EPILOG,
+                       formatter_class=fmt)
+    _common(p)
+    p.add_argument("data", help="inputs: .npy, or .npz with one array per model input")
+    p.add_argument("-o", "--output", required=True, metavar="OUT.npy", help=".npy (.npz for several outputs)")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_emulate)
+
+    p = sub.add_parser("verify", help="Keras = emulator = C simulation, bit for bit", epilog=_EPILOG,
+                       formatter_class=fmt)
+    _common(p)
+    p.add_argument("data", help="inputs: .npy or .npz (include values far outside the training range)")
+    p.add_argument("--output-dir", metavar="DIR", help="keep the project here (default: a temporary folder)")
+    p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado"))
+    p.add_argument("--strategy", default="Latency", choices=("Latency", "distributed_arithmetic"))
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("synth", help="run the vendor build of a project and read its reports",
+                       epilog=_EPILOG, formatter_class=fmt)
+    p.add_argument("project", help="an hls4ml project folder")
+    p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado"))
+    p.add_argument("--read-only", action="store_true", help="only read the reports of an earlier build")
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("demo", help="train, estimate, convert and verify the digits MLP", epilog=_EPILOG,
+                       formatter_class=fmt)
+    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--out", default="out", help="output folder")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``hgq-fpga`` console script."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args))
+    except CliError as e:
+        print(f"hgq-fpga {args.command}: error: {e}", file=sys.stderr)
+        return e.code
+    except (FileNotFoundError, FileExistsError) as e:
+        print(f"hgq-fpga {args.command}: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as e:
+        from .resources import ToolMissingError
+
+        if isinstance(e, ToolMissingError):
+            print(f"hgq-fpga {args.command}: error: {e}", file=sys.stderr)
+            return EXIT_TOOL_MISSING
+        if isinstance(e, ValueError):
+            print(f"hgq-fpga {args.command}: error: {e}", file=sys.stderr)
+            return EXIT_BAD_INPUT
+        raise
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
