@@ -164,6 +164,19 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_CHECK_FAILED
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    model = _load_model(args.model)
+    _maybe_calibrate(model, args)
+    _fresh_output(args.output, args.overwrite)
+    data = _checked_inputs(model, _load_data(args.data), args.data) if args.data else None
+    files = write_report(model, args.output, data=data, overwrite=args.overwrite, strategy=args.strategy,
+                         part=args.part)
+    print(f"wrote {files.html} and {len(files.plots)} plots")
+    return EXIT_OK
+
+
 def _vendor_tool(backend: str) -> str | None:
     names = ("vitis-run", "vitis_hls") if backend == "Vitis" else ("vivado_hls", "vivado")
     return next((n for n in names if shutil.which(n)), None)
@@ -266,6 +279,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="Latency", choices=("Latency", "distributed_arithmetic"))
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser("report", help="HTML report: bits, resources, formats (and verification)",
+                       epilog=_EPILOG, formatter_class=fmt)
+    _common(p)
+    p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR")
+    p.add_argument("--data", metavar="DATA.npy", help="also verify on these inputs (compiles the C simulation)")
+    p.add_argument("--strategy", default="Latency", choices=("Latency", "distributed_arithmetic"))
+    p.add_argument("--part", default="xcvu13p-flga2577-2-e")
+    p.add_argument("--overwrite", action="store_true")
+    p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("synth", help="run the vendor build of a project and read its reports",
                        epilog=_EPILOG, formatter_class=fmt)

@@ -49,7 +49,7 @@ def files(tmp_path_factory):
 def test_help_on_every_subcommand():
     top = run("--help")
     assert top.returncode == 0 and "exit codes" in top.stdout
-    for cmd in ("estimate", "convert", "emulate", "verify", "synth", "demo"):
+    for cmd in ("estimate", "convert", "emulate", "verify", "report", "synth", "demo"):
         r = run(cmd, "--help")
         assert r.returncode == 0 and "usage: hgq-fpga " + cmd in r.stdout, cmd
 
@@ -110,3 +110,15 @@ def test_synth_reads_reports_of_an_earlier_build(tmp_path):
     r = run("synth", str(tmp_path), "--read-only")
     assert r.returncode == 2  # no reports there: a clear error, not a traceback
     assert "Traceback" not in r.stderr
+
+
+def test_report_writes_html_and_plots(files):
+    d, _, _ = files
+    r = run("report", str(d / "model.keras"), "-o", str(d / "report"))
+    assert r.returncode == 0, r.stderr
+    html = (d / "report" / "report.html").read_text()
+    assert "data:image/png;base64," in html and "Tensor formats" in html
+    for name in ("weight_bits_hist", "weight_bits_map", "resources"):
+        assert (d / "report" / f"{name}.png").stat().st_size > 2000
+    r = run("report", str(d / "model.keras"), "-o", str(d / "report"))
+    assert r.returncode == 2 and "exists" in r.stderr
