@@ -1,0 +1,36 @@
+"""The jet-tagging example, offline on the generated sample of the same schema."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+from hgq_fpga.datasets import JET_CLASSES, JET_FEATURES, jets_sample
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "jet_tagging.py"
+
+
+def test_sample_has_the_schema_of_the_real_data():
+    d = jets_sample(500, seed=1)
+    assert d.x_train.shape[1] == len(JET_FEATURES) == 16
+    assert set(np.unique(d.y_train)) == set(range(len(JET_CLASSES)))
+    assert abs(float(d.x_train.mean())) < 0.05 and abs(float(d.x_train.std()) - 1) < 0.05
+    with pytest.raises(ValueError, match="n must be >= 50"):
+        jets_sample(10)
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the budget needs TensorFlow")
+def test_example_runs_offline_under_a_budget(tmp_path):
+    spec = importlib.util.spec_from_file_location("jet_tagging_example", EXAMPLE)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    out = tmp_path / "r.json"
+    code = example.main(["--offline", "--samples", "3000", "--epochs", "6", "--batch-size", "32", "--lut", "6000", "--json", str(out)])
+    assert code == 0
+    r = json.loads(out.read_text())
+    assert r["lut"] <= 6000 and r["accuracy"] > 0.5  # 5 classes: chance is 0.2
