@@ -61,8 +61,9 @@ def within_budget(report: ResourceReport, lut: float | None, dsp: int | None) ->
 def _input_power(model: keras.Model, layers: list[Any], x: Any) -> list[np.ndarray]:
     """Mean square of each layer's input, per element (dense) or per channel (conv)."""
     probe = keras.Model(model.inputs, [layer.input for layer in layers])
-    outs = probe.predict(x, verbose=0, batch_size=1024)
-    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    # an eager call: a fresh probe's predict() would trace a new tf.function each round
+    outs = probe(x, training=False)
+    outs = [ops.convert_to_numpy(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]
     power = []
     for layer, a in zip(layers, outs):
         a = np.asarray(a, np.float64)
