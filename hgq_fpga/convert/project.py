@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -148,6 +149,7 @@ def to_hls4ml(
         _exact_testbench(staging, project_name)
         _write_tb_data(staging / "tb_data", arrays, expected)
         (staging / "hgq_fpga_layers.json").write_text(json.dumps(origin, indent=1, sort_keys=True))
+        _reproducible(staging, hls_model)
         _replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -157,6 +159,29 @@ def to_hls4ml(
     # the project is complete, so compiling only builds the C simulation library.
     hls_model.compile = hls_model._compile
     return hls_model
+
+
+def _reproducible(staging: Path, hls_model: Any) -> None:
+    """Make the project a function of the model and the options only.
+
+    hls4ml names the C simulation library with a random stamp and records the
+    (temporary) output folder in ``hls4ml_config.yml``. The stamp becomes a
+    digest of the firmware sources -- different models still get different
+    library names, so several can be loaded in one process -- and the
+    recorded folder becomes ``.`` (the project folder itself).
+    """
+    old = str(hls_model.config.config["Stamp"])
+    digest = hashlib.sha256()
+    for path in sorted(p for p in (staging / "firmware").rglob("*") if p.is_file()):
+        digest.update(path.relative_to(staging).as_posix().encode())
+        digest.update(path.read_bytes())
+    new = digest.hexdigest()[: len(old)]
+    for path in sorted(p for p in staging.rglob("*") if p.is_file() and p.suffix in ("", ".sh", ".yml", ".tcl")):
+        text = path.read_text(errors="surrogateescape")
+        fixed = text.replace(str(staging), ".").replace(old, new)
+        if fixed != text:
+            path.write_text(fixed, errors="surrogateescape")
+    hls_model.config.config["Stamp"] = new
 
 
 def _replace(staging: Path, target: Path) -> None:

@@ -217,3 +217,34 @@ def test_verify_result_reports_mismatches():
                                "first_mismatch": bad}])
     assert not result.ok and result.mismatches == 1
     assert "MISMATCH" in str(result) and "first mismatch" in str(result)
+
+
+def _tree(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_two_conversions_give_identical_projects(rng, tmp_path):
+    """Reproducible firmware: same model and options, byte-identical trees (in different folders)."""
+    model = small_model(rng)
+    to_hls4ml(model, tmp_path / "a")
+    to_hls4ml(model, tmp_path / "elsewhere" / "b")
+    a, b = _tree(tmp_path / "a"), _tree(tmp_path / "elsewhere" / "b")
+    assert a.keys() == b.keys() and len(a) > 20
+    differ = [k for k in a if a[k] != b[k]]
+    assert not differ, differ
+    assert str(tmp_path) not in "".join(v.decode(errors="ignore") for v in a.values())
+
+
+@pytest.mark.slow
+def test_hostile_layer_names_convert_bit_exactly(rng):
+    """Names Keras accepts but C++ does not: none reaches the sources, and the result is bit-exact."""
+    names = ["..", "a-b", "x.y", "int", "a>b", "1st"]
+    inp = keras.Input((6,), name="in put")
+    h = inp
+    for n in names[:-1]:
+        h = QDense(4, activation="relu", name=n)(h)
+    model = keras.Model(inp, QDense(3, name=names[-1])(h), name="my model; rm -rf")
+    x = rng.standard_normal((200, 6)).astype("float32")
+    model(x[:2])
+    hgq_fpga.calibrate(model, x)
+    assert_bit_exact(model, [x])
