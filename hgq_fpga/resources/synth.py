@@ -189,7 +189,14 @@ def simulate(module: VerilogModule, inputs: list[np.ndarray], *, workdir: str | 
     k = len(module.outputs)
     outs = []
     for j, p in enumerate(module.outputs):
-        words = [int(lines[i * k + j], 16) if "x" not in lines[i * k + j] else 0 for i in range(n)]
+        raw = [lines[i * k + j] for i in range(n)]
+        if p.bits == 0:  # every element is a constant: the port has no driven bit ('z')
+            words = [0] * n
+        else:
+            bad = [w for w in raw if not all(c in "0123456789abcdef" for c in w)]
+            if bad:
+                raise RuntimeError(f"simulate: output {p.name} has undriven or unknown bits ({bad[0]!r})")
+            words = [int(w, 16) for w in raw]
         outs.append(p.unpack(words))
     return outs
 

@@ -57,6 +57,7 @@ class PortLayout:
     f: int
     shape: tuple[int, ...]
     tensor: str = ""
+    constants: list[int | None] | None = None  # the value of each constant element (no bits on the port)
 
     @property
     def bits(self) -> int:
@@ -77,8 +78,12 @@ class PortLayout:
     def unpack(self, words: list[int]) -> np.ndarray:
         """Mantissas (Python ints, shape ``(n, *shape)``) from packed integers."""
         out = np.zeros((len(words), len(self.widths)), dtype=object)
+        consts = self.constants or [None] * len(self.widths)
         for n, v in enumerate(words):
             for e, (o, w, s, lsb) in enumerate(zip(self.offsets, self.widths, self.signed, self.lsb)):
+                if consts[e] is not None:
+                    out[n, e] = consts[e]
+                    continue
                 x = (v >> o) & ((1 << w) - 1) if w else 0
                 if s and w and x >> (w - 1):
                     x -= 1 << w
@@ -339,9 +344,10 @@ class _Writer:
 def _layout(graph: Graph, name: str, port: str, lsb: np.ndarray | None, from_format: Node | None) -> PortLayout:
     t = graph.tensors[name]
     sig = tensor_signals(graph, name, lsb)
-    offsets, widths, signed, lsbs = [], [], [], []
+    offsets, widths, signed, lsbs, consts = [], [], [], [], []
     o = 0
     for e, s in enumerate(sig):
+        consts.append(int(s.lo) if s.constant else None)
         if s.constant:
             w, low = 0, 0
         else:
@@ -356,7 +362,7 @@ def _layout(graph: Graph, name: str, port: str, lsb: np.ndarray | None, from_for
         signed.append(s.signed)
         lsbs.append(low)
         o += w
-    return PortLayout(port, offsets, widths, signed, lsbs, t.f, t.shape, name)
+    return PortLayout(port, offsets, widths, signed, lsbs, t.f, t.shape, name, consts)
 
 
 #: One adder; each instance is synthesized on its own (the hierarchy is kept),

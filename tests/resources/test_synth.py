@@ -146,3 +146,17 @@ def test_unsupported_operations_are_named(rng):
         to_verilog(hgq_fpga.build_ir(model))
     with pytest.raises(ValueError, match="Verilog identifier"):
         to_verilog(hgq_fpga.build_ir(model), top="1st-model")
+
+
+def test_all_pruned_layer_and_constant_outputs(rng):
+    """A layer whose weights are all pruned: constant outputs, zero LUTs, still bit-exact."""
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((6,)), QDense(4, activation="relu"), QDense(3)])
+    x = rng.standard_normal((100, 6)).astype("float32")
+    model(x[:2])
+    kq = model.layers[0].kernel_quantizer
+    kq.set_f(np.full(kq.bits_shape, -12.0))  # every weight rounds to zero
+    hgq_fpga.calibrate(model, x)
+    report = estimate(model)
+    assert report.layers[0].counts["adder"] == 0 and report.layers[1].counts["adder"] == 0
+    assert_simulation_matches_emulator(model, x)
