@@ -45,7 +45,7 @@ def test_differentiable_form_agrees_with_the_exact_form_within_the_documented_bo
 
 
 def test_lut_estimate_has_gradients_towards_fewer_bits(rng):
-    model, x = dense_layer_model(8, 4, weight_bits=5, input_bits=6, seed=1)
+    model, _ = dense_layer_model(8, 4, weight_bits=5, input_bits=6, seed=1)
     layer = model.layers[-1]
     import tensorflow as tf  # the gradient tape of the default test backend
 
