@@ -96,6 +96,18 @@ def _maybe_calibrate(model: Any, args: argparse.Namespace) -> None:
     _require_calibrated(model, args.model)
 
 
+def _model(args: argparse.Namespace) -> Any:
+    """The subcommand's model: loaded safely, calibrated if asked, checked."""
+    model = _load_model(args.model)
+    _maybe_calibrate(model, args)
+    return model
+
+
+def _data(model: Any, path: str) -> Any:
+    """A data file's inputs, checked against the model."""
+    return _checked_inputs(model, _load_data(path), path)
+
+
 def _fresh_output(path: str, overwrite: bool) -> Path:
     p = Path(path)
     if p.exists() and not overwrite:
@@ -107,8 +119,7 @@ def _fresh_output(path: str, overwrite: bool) -> Path:
 def cmd_estimate(args: argparse.Namespace) -> int:
     from .resources import estimate
 
-    model = _load_model(args.model)
-    _maybe_calibrate(model, args)
+    model = _model(args)
     report = estimate(model, strategy=args.strategy, part=args.part)
     print(report)
     if args.json:
@@ -119,8 +130,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from .convert import to_hls4ml
 
-    model = _load_model(args.model)
-    _maybe_calibrate(model, args)
+    model = _model(args)
     out = _fresh_output(args.output, args.overwrite)
     try:
         to_hls4ml(model, out, backend=args.backend, part=args.part, clock_period=args.clock_period,
@@ -136,9 +146,8 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
     from .emulator import emulate
 
-    model = _load_model(args.model)
-    _maybe_calibrate(model, args)
-    x = _checked_inputs(model, _load_data(args.data), args.data)
+    model = _model(args)
+    x = _data(model, args.data)
     out = _fresh_output(args.output, args.overwrite)
     y = emulate(model, x)
     if isinstance(y, list):
@@ -153,9 +162,8 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from .convert import verify
 
-    model = _load_model(args.model)
-    _maybe_calibrate(model, args)
-    x = _checked_inputs(model, _load_data(args.data), args.data)
+    model = _model(args)
+    x = _data(model, args.data)
     if args.output_dir:
         _fresh_output(args.output_dir, args.overwrite)
     result = verify(model, x, output_dir=args.output_dir, overwrite=args.overwrite,
@@ -167,10 +175,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    model = _load_model(args.model)
-    _maybe_calibrate(model, args)
+    model = _model(args)
     _fresh_output(args.output, args.overwrite)
-    data = _checked_inputs(model, _load_data(args.data), args.data) if args.data else None
+    data = _data(model, args.data) if args.data else None
     files = write_report(model, args.output, data=data, overwrite=args.overwrite, strategy=args.strategy,
                          part=args.part)
     print(f"wrote {files.html} and {len(files.plots)} plots")
