@@ -23,13 +23,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["EXIT_BAD_INPUT", "EXIT_CHECK_FAILED", "EXIT_OK", "EXIT_TOOL_MISSING", "main"]
+__all__ = ["EXIT_BAD_INPUT", "EXIT_CHECK_FAILED", "EXIT_COMPILE_FAILED", "EXIT_INTERRUPTED", "EXIT_OK",
+           "EXIT_TOOL_MISSING", "main"]
 
 EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_TOOL_MISSING = 0, 1, 2, 3
+EXIT_COMPILE_FAILED, EXIT_INTERRUPTED = 4, 130
 
 _EPILOG = """exit codes: 0 success; 1 check failed (verification mismatch, budget unmet);
 2 bad input (usage, missing file, wrong shapes, NaN, existing output folder, uncalibrated model);
-3 external tool missing (Vitis/Vivado, yosys)."""
+3 external tool missing (Vitis/Vivado, yosys); 4 the C simulation did not compile (g++'s
+message and the project path are printed); 130 interrupted (Ctrl-C; no half-written project is left)."""
 
 
 class CliError(Exception):
@@ -134,7 +137,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     out = _fresh_output(args.output, args.overwrite)
     try:
         to_hls4ml(model, out, backend=args.backend, part=args.part, clock_period=args.clock_period,
-                  strategy=args.strategy, overwrite=args.overwrite, project_name=args.project_name)
+                  strategy=args.strategy, overwrite=args.overwrite, project_name=args.project_name,
+                  check_limits=not args.no_check_limits)
     except (ValueError, FileExistsError) as e:
         raise CliError(str(e)) from e
     print(f"wrote the hls4ml project to {out}")
@@ -150,10 +154,16 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     x = _data(model, args.data)
     out = _fresh_output(args.output, args.overwrite)
     y = emulate(model, x)
-    if isinstance(y, list):
-        np.savez(out, *y)
-    else:
-        np.save(out, y)
+    partial = out.with_name(f".{out.name}.partial")
+    try:  # written aside and renamed: an interruption never leaves a truncated file
+        with open(partial, "wb") as fh:
+            if isinstance(y, list):
+                np.savez(fh, *y)
+            else:
+                np.save(fh, y)
+        os.replace(partial, out)
+    finally:
+        partial.unlink(missing_ok=True)
     shapes = [a.shape for a in (y if isinstance(y, list) else [y])]
     print(f"emulated {len(x[0] if isinstance(x, list) else x)} samples -> {out} {shapes}")
     return EXIT_OK
@@ -167,7 +177,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.output_dir:
         _fresh_output(args.output_dir, args.overwrite)
     result = verify(model, x, output_dir=args.output_dir, overwrite=args.overwrite,
-                    strategy=args.strategy, backend=args.backend)
+                    strategy=args.strategy, backend=args.backend, check_limits=not args.no_check_limits)
     print(result)
     return EXIT_OK if result.ok else EXIT_CHECK_FAILED
 
@@ -267,6 +277,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", default="Latency", choices=("Latency", "distributed_arithmetic"))
     p.add_argument("--project-name", default="hgq_fpga_prj", help="HLS top-level name (a C++ identifier)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing project folder")
+    p.add_argument("--no-check-limits", action="store_true",
+                   help="write kernels larger than the HLS tools unroll (4096 multiplications) anyway")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("emulate", help="bit-exact firmware outputs of a data file", epilog=_EPILOG,
@@ -285,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado"))
     p.add_argument("--strategy", default="Latency", choices=("Latency", "distributed_arithmetic"))
     p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--no-check-limits", action="store_true",
+                   help="convert kernels larger than the HLS tools unroll (4096 multiplications) anyway")
     p.set_defaults(func=cmd_verify)
 
     p = sub.add_parser("report", help="HTML report: bits, resources, formats (and verification)",
@@ -326,9 +340,17 @@ def main(argv: list[str] | None = None) -> int:
     except (FileNotFoundError, FileExistsError) as e:
         print(f"hgq-fpga {args.command}: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print(f"hgq-fpga {args.command}: interrupted; projects and output files are written aside and "
+              "moved into place when complete, so nothing half-written was left", file=sys.stderr)
+        return EXIT_INTERRUPTED
     except Exception as e:
+        from .convert import CompileError
         from .resources import ToolMissingError
 
+        if isinstance(e, CompileError):
+            print(f"hgq-fpga {args.command}: error: {e}", file=sys.stderr)
+            return EXIT_COMPILE_FAILED
         if isinstance(e, ToolMissingError):
             print(f"hgq-fpga {args.command}: error: {e}", file=sys.stderr)
             return EXIT_TOOL_MISSING

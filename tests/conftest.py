@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from typing import Any, Callable
 
 import keras
@@ -51,3 +52,17 @@ def rng() -> np.random.Generator:
 def value_and_grads() -> Callable[..., Any]:
     """The backend-neutral gradient helper (see ``_value_and_grads``)."""
     return _value_and_grads
+
+
+_TALLY: Counter[str] = Counter()
+
+
+@pytest.fixture(scope="session")
+def tally() -> Counter[str]:
+    """Counts that property-based tests add to (printed after the run; quoted in RELIABILITY.md)."""
+    return _TALLY
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for key, count in sorted(_TALLY.items()):
+        terminalreporter.write_line(f"tally: {key}: {count}")

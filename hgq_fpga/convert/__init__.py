@@ -1,9 +1,12 @@
 """Conversion of the fixed-point IR to hls4ml projects."""
 
 from .hls4ml_layers import UnsupportedForHls4ml, graph_to_layer_list
-from .project import BACKENDS, STRATEGIES, to_hls4ml
+from .limits import MAX_UNROLLED_MULTIPLICATIONS, ModelTooLarge, check_limits
+from .project import BACKENDS, STRATEGIES, CompileError, compile_csim, to_hls4ml
 from .verify import VerifyResult, verify
 
 __all__ = [
-    "BACKENDS", "STRATEGIES", "UnsupportedForHls4ml", "VerifyResult", "graph_to_layer_list", "to_hls4ml", "verify",
+    "BACKENDS", "MAX_UNROLLED_MULTIPLICATIONS", "STRATEGIES", "CompileError", "ModelTooLarge",
+    "UnsupportedForHls4ml", "VerifyResult", "check_limits", "compile_csim", "graph_to_layer_list", "to_hls4ml",
+    "verify",
 ]

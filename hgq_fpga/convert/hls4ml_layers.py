@@ -51,6 +51,26 @@ def _quantizer(node: Node, name: str, src: str, shape: tuple[int, ...]) -> dict[
     }
 
 
+def _check_chain(first: Node, second: Node) -> None:
+    """Refuse a chain hls4ml 1.3.0 types wrongly (see :mod:`hgq_fpga.convert.hls4ml_fixes`, point 2)."""
+    from .hls4ml_fixes import trn_floor_needs
+
+    if second.attrs["rounding"] != "TRN":
+        return
+    a, b = first.attrs, second.attrs
+    flat = [np.ravel(v) for v in (b["k"], b["i"], b["f"], a["k"], a["i"], a["f"])]
+    size = max(v.size for v in flat)
+    k, i, f, lk, li, lf = (np.broadcast_to(v, size) if v.size == 1 else v for v in flat)
+    if not np.any(trn_floor_needs(k, i, f, lk, li, lf)):
+        return
+    raise UnsupportedForHls4ml(
+        f"layer {second.layer!r} truncates (TRN) to f={int(np.min(f))} a signed tensor that layer "
+        f"{first.layer!r} keeps within (-2**{int(np.max(li))}, 2**{int(np.max(li))}): hls4ml 1.3.0 fuses "
+        "the two quantizers into one type of negative width, and its C simulation would be wrong. "
+        f"Give {second.layer!r} rounding='RND', or more fractional bits, or put a layer between them."
+    )
+
+
 def _conv(node: Node, name: str, src: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...]) -> dict[str, Any]:
     a = node.attrs
     w = pair_values(a["kernel"])
@@ -106,6 +126,7 @@ def graph_to_layer_list(graph: Graph) -> tuple[list[dict[str, Any]], list[str], 
     names: dict[str, str] = {}  # IR tensor -> hls layer producing it
     origin: dict[str, str] = {}
     counter = iter(range(10**6))
+    quantized: dict[str, Node] = {}  # IR tensor -> the quantize node it comes from (through reshapes)
 
     def new(op: str, node: Node) -> str:
         name = f"n{next(counter):03d}_{op}"
@@ -120,6 +141,9 @@ def graph_to_layer_list(graph: Graph) -> tuple[list[dict[str, Any]], list[str], 
             name = new("input", node)
             layers.append({"name": name, "class_name": "InputLayer", "input_shape": list(out.shape), "inputs": []})
         elif node.op == "quantize":
+            if node.inputs[0] in quantized:
+                _check_chain(quantized[node.inputs[0]], node)
+            quantized[node.outputs[0]] = node
             name = new("quant", node)
             layers.append(_quantizer(node, name, srcs[0], out.shape))
         elif node.op == "dense":
@@ -168,6 +192,8 @@ def graph_to_layer_list(graph: Graph) -> tuple[list[dict[str, Any]], list[str], 
         elif node.op == "reshape":
             name = new("reshape", node)
             layers.append({"name": name, "class_name": "Reshape", "target_shape": list(out.shape), "inputs": srcs})
+            if node.inputs[0] in quantized:
+                quantized[node.outputs[0]] = quantized[node.inputs[0]]
         else:
             raise UnsupportedForHls4ml(f"IR operation {node.op!r} (node {node.name!r}) has no hls4ml translation")
         names[node.outputs[0]] = name

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -14,9 +17,11 @@ from typing import Any
 import numpy as np
 
 from ..ir import Graph, build_ir
+from .hls4ml_fixes import corrected_bit_exact
 from .hls4ml_layers import graph_to_layer_list
+from .limits import check_limits as _check_limits
 
-__all__ = ["to_hls4ml", "BACKENDS", "STRATEGIES"]
+__all__ = ["BACKENDS", "STRATEGIES", "CompileError", "to_hls4ml"]
 
 BACKENDS = ("Vitis", "Vivado")
 STRATEGIES = ("Latency", "distributed_arithmetic")
@@ -90,6 +95,7 @@ def to_hls4ml(
     project_name: str = "hgq_fpga_prj",
     test_inputs: Any = None,
     graph: Graph | None = None,
+    check_limits: bool = True,
 ) -> Any:
     """Write an hls4ml project (firmware, build scripts, test bench) and return the hls4ml model.
 
@@ -110,11 +116,22 @@ def to_hls4ml(
         test_inputs: samples for ``tb_data`` (default: 16 samples spanning
             each input quantizer's range); expected outputs come from the emulator.
         graph: the model's IR if already built.
+        check_limits: refuse, before writing anything, kernels too large for
+            ``strategy`` (:class:`~hgq_fpga.convert.limits.ModelTooLarge`).
 
     Returns:
         the hls4ml ``ModelGraph``; its ``.compile()`` builds the C simulation
-        with g++ (without rewriting the project), then ``.predict(x)`` runs it
-        (pass float64 ``x``: float32 would round wide values).
+        with g++ (without rewriting the project; a failure raises
+        :class:`CompileError` with the compiler's message and the project
+        path), then ``.predict(x)`` runs it (pass float64 ``x``: float32
+        would round wide values).
+
+    Raises:
+        FileExistsError: ``output_dir`` exists and ``overwrite`` is False, or
+            it is a non-empty folder that is not an hls4ml project (never
+            replaced, even with ``overwrite=True``).
+        ModelTooLarge: a kernel exceeds what ``strategy`` can unroll.
+        UnsupportedForHls4ml: a layer or quantizer mode hls4ml cannot express.
     """
     from hls4ml.model.graph import ModelGraph
 
@@ -126,13 +143,11 @@ def to_hls4ml(
             "to_hls4ml: project_name must be a C++ identifier (letter first, then letters, "
             f"digits, '_'). Received: project_name={project_name!r}"
         )
+    _check_target(Path(output_dir).absolute(), overwrite)
     target = Path(output_dir).resolve()
-    if target.exists() and not overwrite:
-        raise FileExistsError(
-            f"to_hls4ml: {target} already exists. Choose another output_dir or pass overwrite=True "
-            "(the existing project is then replaced only once the new one is complete)."
-        )
     graph = graph if graph is not None else build_ir(model)
+    if check_limits:
+        _check_limits(graph, strategy)
     layers, ins, outs, origin = graph_to_layer_list(graph)
     if test_inputs is None:
         test_inputs = _default_inputs(graph)
@@ -144,8 +159,9 @@ def to_hls4ml(
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
         config = hls_config(staging, project_name, backend, part, clock_period, io_type, strategy)
-        hls_model = ModelGraph.from_layer_list(config, layers, ins, outs)
-        hls_model.write()
+        with corrected_bit_exact():
+            hls_model = ModelGraph.from_layer_list(config, layers, ins, outs)
+            hls_model.write()
         _exact_testbench(staging, project_name)
         _write_tb_data(staging / "tb_data", arrays, expected)
         (staging / "hgq_fpga_layers.json").write_text(json.dumps(origin, indent=1, sort_keys=True))
@@ -157,8 +173,60 @@ def to_hls4ml(
     hls_model.config.config["OutputDir"] = str(target)
     # hls4ml's compile() writes the project again (undoing the exact testbench);
     # the project is complete, so compiling only builds the C simulation library.
-    hls_model.compile = hls_model._compile
+    hls_model.compile = lambda: compile_csim(hls_model)
     return hls_model
+
+
+class CompileError(RuntimeError):
+    """g++ could not build a project's C simulation; the message has its output and the project path."""
+
+
+def compile_csim(hls_model: Any) -> None:
+    """Build the C simulation library of a written project and load it into ``hls_model``.
+
+    Does what hls4ml's ``ModelGraph._compile`` does (run ``build_lib.sh``, load
+    ``firmware/<project>-<stamp>.so``), but keeps the compiler's output: on
+    failure it raises :class:`CompileError` with the last lines g++ printed,
+    the project path and the command to reproduce it.
+    """
+    project_dir = Path(hls_model.config.get_output_dir())
+    proc = subprocess.run(["bash", "./build_lib.sh"], cwd=project_dir, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        log = (proc.stdout + proc.stderr).strip().splitlines()
+        errors = [line for line in log if "error" in line.lower()][:20]
+        raise CompileError(
+            f"g++ failed to build the C simulation of the project {project_dir} (exit {proc.returncode}). "
+            f"To reproduce: cd {project_dir} && ./build_lib.sh\n--- compiler errors ---\n" + "\n".join(errors)
+            + "\n--- last lines of the compiler output ---\n" + "\n".join(log[-15:])
+        )
+    library = project_dir / "firmware" / f"{hls_model.config.get_project_name()}-{hls_model.config.get_config_value('Stamp')}.so"
+    if hls_model._top_function_lib is not None and sys.platform.startswith("linux"):
+        dlclose = ctypes.CDLL("libdl.so.2").dlclose
+        dlclose.argtypes, dlclose.restype = [ctypes.c_void_p], ctypes.c_int
+        dlclose(hls_model._top_function_lib._handle)
+    hls_model._top_function_lib = ctypes.cdll.LoadLibrary(str(library))
+
+
+def _check_target(target: Path, overwrite: bool) -> None:
+    """Refuse an existing ``target`` unless ``overwrite``; never replace anything but a project."""
+    if not target.exists() and not target.is_symlink():
+        return
+    if not overwrite:
+        raise FileExistsError(
+            f"to_hls4ml: {target} already exists. Choose another output_dir or pass overwrite=True "
+            "(the existing project is then replaced only once the new one is complete)."
+        )
+    if target.is_symlink() or not target.is_dir():
+        raise FileExistsError(
+            f"to_hls4ml: {target} exists and is not a folder (a file or a link); overwrite=True only "
+            "replaces an hls4ml project folder. Remove it yourself or choose another output_dir."
+        )
+    if any(target.iterdir()) and not (target / "hls4ml_config.yml").is_file():
+        raise FileExistsError(
+            f"to_hls4ml: {target} is a non-empty folder without hls4ml_config.yml, so it is not an "
+            "hls4ml project; overwrite=True never replaces other folders (nothing a user saved is "
+            "deleted). Choose another output_dir or empty that folder yourself."
+        )
 
 
 def _reproducible(staging: Path, hls_model: Any) -> None:
@@ -184,16 +252,37 @@ def _reproducible(staging: Path, hls_model: Any) -> None:
     hls_model.config.config["Stamp"] = new
 
 
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two folders atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where unavailable."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # glibc older than 2.28, or another libc
+        return False
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    at_fdcwd, rename_exchange = -100, 2
+    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+
+
 def _replace(staging: Path, target: Path) -> None:
-    """Move the finished project into place (an existing one is swapped out last)."""
-    if target.exists():
+    """Move the finished project into place.
+
+    An existing project is swapped with the new one in a single atomic
+    ``renameat2(RENAME_EXCHANGE)`` where the system has it, so ``target`` is at
+    every instant either the complete old project or the complete new one.
+    Elsewhere the old project is renamed aside first and deleted last.
+    """
+    if not target.exists():
+        staging.rename(target)
+    elif _exchange(staging, target):
+        shutil.rmtree(staging, ignore_errors=True)  # now holds the old project
+    else:
         old = target.with_name(f".{target.name}.old")
         shutil.rmtree(old, ignore_errors=True)
         target.rename(old)
         staging.rename(target)
         shutil.rmtree(old, ignore_errors=True)
-    else:
-        staging.rename(target)
 
 
 def _default_inputs(graph: Graph, n: int = 16) -> list[np.ndarray]:

@@ -1,0 +1,97 @@
+"""A correction to hls4ml 1.3.0's bit-exact type flow, applied only while we convert.
+
+**1. Narrowing of truncating quantizers.**
+
+hls4ml's ``BitExact`` pass narrows each ``FixedPointQuantizer`` to the range
+its input can reach (``hls4ml/model/optimizer/passes/bit_exact.py``, the
+``_produce_kif`` rule for ``FixedPointQuantizer``). For a truncating (``TRN``)
+quantizer on a signed input it allows one integer bit more than the input,
+``i' = min(i, i_in) + 1``, for the values that floor downwards. That is not
+enough when the input's whole range is smaller than the quantizer's step:
+
+.. math:: x \\in [-2^{i_\\text{in}},\\, 2^{i_\\text{in}}),\\quad
+          i_\\text{in} + f \\le -2
+          \\;\\Rightarrow\\; \\lfloor x\\, 2^{f} \\rfloor 2^{-f} \\in \\{-2^{-f}, 0\\},
+
+which needs ``i' = -f > i_in + 1``. hls4ml then gives the element zero bits
+and the C simulation outputs 0 where the quantizer (and ``ap_fixed``) give
+``-2**-f``. Found by ``tests/convert/test_hls4ml.py`` on a randomly
+initialised CNN (1 of 4 initialisations), reproduced in
+``tests/convert/test_reliability.py``.
+
+:func:`corrected_bit_exact` wraps that rule for the duration of a conversion:
+it runs hls4ml's rule, then raises ``i`` (and restores ``k`` and ``f``) of
+exactly those elements to what the floor needs.
+
+**2. Not corrected: a chain of two quantizers around such a range.** When
+the quantizer above reads the output of another quantizer directly (or
+through a reshape), hls4ml fuses both into one type and its backward
+narrowing gives that type a negative width; the C simulation is then wrong.
+The converter refuses that case with :class:`UnsupportedForHls4ml`
+(:func:`hgq_fpga.convert.hls4ml_layers.graph_to_layer_list`).
+
+The correction is undone when the ``with`` block ends, so other hls4ml
+users in the same process are unaffected.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+
+__all__ = ["corrected_bit_exact", "trn_floor_needs"]
+
+
+def trn_floor_needs(k: np.ndarray, i: np.ndarray, f: np.ndarray, lk: np.ndarray, li: np.ndarray,
+                    lf: np.ndarray) -> np.ndarray:
+    """Where a TRN quantizer ``(k, i, f)`` on input ``(lk, li, lf)`` floors negatives to ``-2**-f``
+    that hls4ml's ``min(i, li) + 1`` cannot hold (and the quantizer itself can)."""
+    return (k == 1) & (lk == 1) & (lf > f) & (li + f <= -2) & (i >= -f)
+
+
+@contextlib.contextmanager
+def corrected_bit_exact() -> Iterator[None]:
+    """Use the corrected narrowing rule inside the ``with`` block."""
+    from hls4ml.model.optimizer.passes import bit_exact
+    from hls4ml.model.optimizer.passes.hgq_proxy_model import FixedPointQuantizer
+
+    dispatcher = bit_exact._produce_kif
+    original = dispatcher.dispatch(FixedPointQuantizer)
+
+    def corrected(layer: Any) -> Any:
+        if "_hgq_fpga_mask_kbi" not in layer.attributes:  # hls4ml overwrites mask_kbi with the narrowed one
+            layer.attributes["_hgq_fpga_mask_kbi"] = tuple(np.array(v) for v in layer.mask_kbi)
+        layer.mask_kbi = tuple(np.array(v) for v in layer.attributes["_hgq_fpga_mask_kbi"])
+        k, i, f = (np.array(v) for v in original(layer))
+        if layer.RND != "TRN":
+            return k, i, f
+        k0, b0, i0 = (v[0] for v in layer.attributes["_hgq_fpga_mask_kbi"])
+        shape = k.shape
+        k0, b0, i0 = (np.broadcast_to(v, shape) for v in (k0, b0, i0))
+        qk, qi, qf = k0, i0 - k0, b0 - i0
+        lk, li, lf = (np.broadcast_to(v, shape) for v in bit_exact.produce_kif(bit_exact.get_input_layers(layer)[0]))
+        fix = trn_floor_needs(qk, qi, qf, lk, li, lf) & (b0 > 0) & ((k != 1) | (i < -qf))
+        if not fix.any():
+            return k, i, f
+        k = np.where(fix, 1, k).astype(np.int16)
+        i = np.where(fix, -qf, i).astype(np.int16)
+        f = np.where(fix, qf, f).astype(np.int16)
+        _set_mask(layer, k, i, f, shape)
+        return k, i, f
+
+    dispatcher.register(FixedPointQuantizer, corrected)
+    try:
+        yield
+    finally:
+        dispatcher.register(FixedPointQuantizer, original)
+
+
+def _set_mask(layer: Any, k: np.ndarray, i: np.ndarray, f: np.ndarray, shape: tuple[int, ...]) -> None:
+    """``layer.mask_kbi`` from per-element ``k, i, f``, reduced over broadcast axes as hls4ml does."""
+    kk, bb, ii = k, k + i + f, k + i
+    for ax in np.where(np.array(layer.attributes["_hgq_fpga_mask_kbi"][0].shape[1:]) == 1)[0]:
+        kk, bb, ii = (np.max(v, axis=ax, keepdims=True) for v in (kk, bb, ii))
+    layer.mask_kbi = (kk[None], bb[None], ii[None])

@@ -1,0 +1,213 @@
+"""Property-based tests (hypothesis) of the converter: random small models and hostile names.
+
+Bounded budgets with a recorded seed (:data:`SEED`), so CI runs the same
+examples every time; RELIABILITY.md lists the budgets and what they found.
+
+* random small models -- layer types, shapes, per-element bits (negative
+  ``f`` included, i.e. zero-width elements), WRAP / SAT / SAT_SYM, TRN / RND --
+  on inputs at rounding ties, at the edges of every range and far beyond:
+  Keras = emulator on many models, and Keras = emulator = g++ C simulation
+  on a few (each C simulation is a g++ compile of about 10 s);
+* random hostile layer and model names (quotes, backslashes, ``$()``,
+  ``;``, ``*``, newlines, non-ASCII, C++ keywords): the project is written,
+  no name reaches any generated C++ / Tcl / shell / YAML file, and every file
+  stays inside the project folder.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import strategies as st
+
+import hgq_fpga
+from hgq_fpga.convert import to_hls4ml
+from hgq_fpga.layers import QActivation, QConv1D, QDense, QMaxPooling1D
+
+SEED = 20261122
+"""The hypothesis seed of every test in this module (recorded in RELIABILITY.md)."""
+
+MODEL_EXAMPLES_EMULATOR = 60
+MODEL_EXAMPLES_CSIM = 5
+NAME_EXAMPLES = 25
+
+OVERFLOWS = ("WRAP", "SAT", "SAT_SYM")
+ROUNDINGS = ("TRN", "RND")
+BOUNDED = settings(deadline=None, database=None, derandomize=False, print_blob=True,
+                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+
+
+@st.composite
+def model_specs(draw: st.DrawFn) -> dict:
+    """A random small model: a description drawn by hypothesis, built by :func:`build`."""
+    conv = draw(st.booleans())
+    spec = {
+        "conv": conv,
+        "n_in": draw(st.integers(1, 7)),
+        "length": draw(st.integers(3, 6)) if conv else None,
+        "filters": draw(st.integers(1, 3)),
+        "kernel": draw(st.integers(1, 3)),
+        "pool": draw(st.booleans()),
+        "units": draw(st.lists(st.integers(1, 6), min_size=1, max_size=3)),
+        "activations": draw(st.lists(st.sampled_from(["relu", "linear"]), min_size=3, max_size=3)),
+        "overflow": draw(st.lists(st.sampled_from(OVERFLOWS), min_size=4, max_size=4)),
+        "rounding": draw(st.lists(st.sampled_from(ROUNDINGS), min_size=4, max_size=4)),
+        "f_low": draw(st.integers(-6, 2)),
+        "f_high": draw(st.integers(2, 8)),
+        "prune": draw(st.sampled_from([0.0, 0.3, 1.0])),
+        "use_bias": draw(st.booleans()),
+        "extra_activation": draw(st.booleans()),
+        "seed": draw(st.integers(0, 2**32 - 1)),
+        "scale": draw(st.sampled_from([0.25, 1.0, 8.0])),
+    }
+    return spec
+
+
+def build(spec: dict) -> tuple[keras.Model, np.ndarray]:
+    """The calibrated model of ``spec`` and probe inputs (ties, edges, overflow)."""
+    rng = np.random.default_rng(spec["seed"])
+    iq = [{"overflow": o, "rounding": r} for o, r in zip(spec["overflow"], spec["rounding"])]
+    if spec["conv"]:
+        inp = keras.Input((spec["length"], spec["n_in"]))
+        h = QConv1D(spec["filters"], min(spec["kernel"], spec["length"]), activation=spec["activations"][0],
+                    input_quantizer=iq[0], use_bias=spec["use_bias"])(inp)
+        if spec["pool"] and h.shape[1] >= 2:
+            h = QMaxPooling1D(2)(h)
+        h = keras.layers.Flatten()(h)
+    else:
+        inp = keras.Input((spec["n_in"],))
+        h = inp
+    for n, units in enumerate(spec["units"]):
+        last = n == len(spec["units"]) - 1
+        act = "linear" if last else spec["activations"][1 + n % 2]
+        h = QDense(units, activation=act, input_quantizer=iq[1 + n % 3], use_bias=spec["use_bias"])(h)
+    if spec["extra_activation"]:
+        h = QActivation("relu", input_quantizer=iq[3])(h)
+    model = keras.Model(inp, h)
+    shape = (64, *inp.shape[1:])
+    x = (rng.standard_normal(shape) * spec["scale"]).astype("float32")
+    model(x[:2])
+    from hgq_fpga.calibration import iter_quantizers
+    from hgq_fpga.quantizers import WeightQuantizer
+
+    for _, q in iter_quantizers(model):
+        if not q.built:  # the bias quantizer of a layer without bias
+            continue
+        f = rng.integers(spec["f_low"], spec["f_high"] + 1, q.bits_shape).astype("float32")
+        if isinstance(q, WeightQuantizer):
+            f = np.where(rng.random(q.bits_shape) < spec["prune"], -12.0, f)
+        q.set_f(f)
+    for layer in model.layers:  # weights of every size, so that wide accumulators occur
+        ws = layer.get_weights()
+        if ws and isinstance(layer, (QDense, QConv1D)):
+            layer.set_weights([rng.standard_normal(w.shape).astype("float32") * 2.0 ** rng.integers(-2, 3)
+                               for w in ws])
+    hgq_fpga.calibrate(model, x[:32])  # the rest of x lies partly outside the calibrated range
+    return model, probe(x, rng)
+
+
+def probe(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``x``, its ties on fine grids, range edges, and values far beyond both ways."""
+    ties = [(np.round(x * 2.0**g) + 0.5) / 2.0**g for g in (0, 3, 6)]
+    edges = [np.full_like(x, v) for v in (0.0, 2.0**-12, -(2.0**-12), 1.0, -1.0, 2.0**20, -(2.0**20))]
+    far = x * np.exp2(rng.integers(4, 16, x.shape)).astype("float32")
+    return np.concatenate([x, *ties, *edges, far, -far]).astype("float32")
+
+
+@pytest.mark.slow
+@seed(SEED)
+@settings(BOUNDED, max_examples=MODEL_EXAMPLES_EMULATOR)
+@given(spec=model_specs())
+def test_random_models_keras_equals_emulator(spec, tally):
+    """Keras (float64 twin) and the numpy emulator agree exactly on every random model."""
+    from keras import ops
+
+    from hgq_fpga.emulator.keras64 import as_float64
+
+    model, x = build(spec)
+    expected = hgq_fpga.emulate(model, x.astype(np.float64))
+    got = np.asarray(ops.convert_to_numpy(as_float64(model)(x.astype(np.float64))))
+    bad = np.argwhere(got != expected)
+    tally["random models, Keras vs emulator: models"] += 1
+    tally["random models, Keras vs emulator: values compared"] += expected.size
+    tally["random models, Keras vs emulator: mismatches"] += len(bad)
+    assert not len(bad), f"{len(bad)} mismatches, first at {tuple(bad[0])}: keras {got[tuple(bad[0])]} " \
+                         f"vs emulator {expected[tuple(bad[0])]}"
+
+
+@pytest.mark.slow
+@seed(SEED)
+@settings(BOUNDED, max_examples=MODEL_EXAMPLES_CSIM)
+@given(spec=model_specs())
+def test_random_models_three_way_with_csim(spec, tally):
+    """Keras = emulator = hls4ml's C simulation (real g++), zero mismatches."""
+    model, x = build(spec)
+    result = hgq_fpga.verify(model, x)
+    tally["random models, three-way with C simulation: models"] += 1
+    tally["random models, three-way with C simulation: values compared"] += sum(o["size"] for o in result.outputs)
+    tally["random models, three-way with C simulation: mismatches"] += result.mismatches
+    assert result.ok, f"{spec}\n{result}"
+
+
+# -- hostile names ------------------------------------------------------------------------------
+NASTY = st.sampled_from([
+    "'", '"', "\\", "$(", ")", "`", ";", "*", "?", "!", "\n", "\t", " ", "#", "{", "}", "<", ">",
+    "&&", "|", "..", "-", ".", "%", "@", "=", "é", "λ", "💥", "int", "class", "namespace", "std", "nnet",
+    "#include", "[", "]", ",", "0", "9",
+])
+
+
+@st.composite
+def hostile_names(draw: st.DrawFn, count: int) -> list[str]:
+    """``count`` distinct names, each a marker ``Zq<n>`` wrapped in hostile fragments.
+
+    The marker makes each name findable in the generated files; Keras's own
+    rule (no ``/`` in names) is respected, everything else is fair game.
+    """
+    names = []
+    for n in range(count):
+        head = "".join(draw(st.lists(NASTY, max_size=4)))
+        tail = "".join(draw(st.lists(NASTY, max_size=4)))
+        names.append(f"{head}Zq{n}q{tail}")
+    return names
+
+
+def files_under(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() or p.is_symlink())
+
+
+@seed(SEED)
+@settings(BOUNDED, max_examples=NAME_EXAMPLES)
+@given(names=hostile_names(5))
+def test_hostile_names_never_reach_generated_files(names, tmp_path_factory, tally):
+    """Layer, input and model names never appear in the project; all files stay inside it."""
+    inp = keras.Input((4,), name=names[0])
+    h = QDense(3, activation="relu", name=names[1])(inp)
+    h = QActivation("relu", name=names[2])(h)
+    model = keras.Model(inp, QDense(2, name=names[3])(h), name=names[4])
+    x = np.random.default_rng(0).standard_normal((32, 4)).astype("float32")
+    model(x[:2])
+    hgq_fpga.calibrate(model, x)
+
+    parent = tmp_path_factory.mktemp("names")
+    before = set(os.listdir(parent))
+    target = parent / "prj"
+    to_hls4ml(model, target)
+    assert set(os.listdir(parent)) - before == {"prj"}, "something was written outside output_dir"
+    name_map = (target / "hgq_fpga_layers.json").read_text()
+    assert "Zq1q" in name_map and "Zq3q" in name_map  # the names were seen, and the search can find them
+    for path in files_under(target):
+        assert not path.is_symlink(), path
+        assert path.resolve().is_relative_to(target.resolve()), path
+        if path.name == "hgq_fpga_layers.json":
+            continue  # the name map, JSON-escaped by json.dumps
+        text = path.read_bytes().decode("utf-8", errors="replace")
+        for n, name in enumerate(names):
+            assert f"Zq{n}q" not in text, f"{name!r} reached {path.relative_to(target)}"
+    tally["hostile names: projects written"] += 1
+    tally["hostile names: names"] += len(names)
