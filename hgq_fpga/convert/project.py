@@ -181,18 +181,39 @@ class CompileError(RuntimeError):
     """g++ could not build a project's C simulation; the message has its output and the project path."""
 
 
-def compile_csim(hls_model: Any) -> None:
+def compile_csim(hls_model: Any, progress: bool = False) -> None:
     """Build the C simulation library of a written project and load it into ``hls_model``.
 
     Does what hls4ml's ``ModelGraph._compile`` does (run ``build_lib.sh``, load
     ``firmware/<project>-<stamp>.so``), but keeps the compiler's output: on
     failure it raises :class:`CompileError` with the last lines g++ printed,
-    the project path and the command to reproduce it.
+    the project path and the command to reproduce it. ``progress`` shows the
+    elapsed time while g++ runs (10-30 s for small models). An interruption
+    (Ctrl-C) stops g++ too.
     """
     project_dir = Path(hls_model.config.get_output_dir())
-    proc = subprocess.run(["bash", "./build_lib.sh"], cwd=project_dir, capture_output=True, text=True, check=False)
+    proc = subprocess.Popen(["bash", "./build_lib.sh"], cwd=project_dir, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        if progress:
+            from tqdm.auto import tqdm
+
+            with tqdm(desc=f"g++: C simulation of {project_dir.name}", bar_format="{desc} {elapsed}",
+                      leave=False) as bar:
+                while True:
+                    try:
+                        output, _ = proc.communicate(timeout=0.5)
+                        break
+                    except subprocess.TimeoutExpired:
+                        bar.refresh()
+        else:
+            output, _ = proc.communicate()
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
     if proc.returncode != 0:
-        log = (proc.stdout + proc.stderr).strip().splitlines()
+        log = output.strip().splitlines()
         errors = [line for line in log if "error" in line.lower()][:20]
         raise CompileError(
             f"g++ failed to build the C simulation of the project {project_dir} (exit {proc.returncode}). "
@@ -247,6 +268,8 @@ def _reproducible(staging: Path, hls_model: Any) -> None:
     for path in sorted(p for p in staging.rglob("*") if p.is_file() and p.suffix in ("", ".sh", ".yml", ".tcl")):
         text = path.read_text(errors="surrogateescape")
         fixed = text.replace(str(staging), ".").replace(old, new)
+        if path.name == "hls4ml_config.yml":  # YAML quotes a stamp like '12345678' but not 'abcdef12'
+            fixed = re.sub(r"^Stamp: .*$", f"Stamp: '{new}'", fixed, flags=re.MULTILINE)
         if fixed != text:
             path.write_text(fixed, errors="surrogateescape")
     hls_model.config.config["Stamp"] = new

@@ -265,3 +265,14 @@ def test_chained_quantizers_hls4ml_cannot_type_are_refused(tmp_path):
     with pytest.raises(UnsupportedForHls4ml, match="'floor' truncates.*rounding='RND'"):
         to_hls4ml(model, tmp_path / "p")
     assert not any(tmp_path.iterdir())
+
+
+def test_projects_are_identical_whatever_stamp_hls4ml_draws(rng, tmp_path, monkeypatch):
+    """hls4ml's random stamp is replaced; YAML quotes an all-digit one, which must not show through."""
+    import uuid
+
+    model, _ = small(rng)
+    to_hls4ml(model, tmp_path / "a")
+    monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID("00000000-0000-0000-0000-000012345678"))
+    to_hls4ml(model, tmp_path / "b")
+    assert tree(tmp_path / "a") == tree(tmp_path / "b")
