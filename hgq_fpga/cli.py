@@ -177,7 +177,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.output_dir:
         _fresh_output(args.output_dir, args.overwrite)
     result = verify(model, x, output_dir=args.output_dir, overwrite=args.overwrite,
-                    strategy=args.strategy, backend=args.backend, check_limits=not args.no_check_limits)
+                    strategy=args.strategy, backend=args.backend, check_limits=not args.no_check_limits,
+                    progress=True)
     print(result)
     return EXIT_OK if result.ok else EXIT_CHECK_FAILED
 
@@ -189,7 +190,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     _fresh_output(args.output, args.overwrite)
     data = _data(model, args.data) if args.data else None
     files = write_report(model, args.output, data=data, overwrite=args.overwrite, strategy=args.strategy,
-                         part=args.part)
+                         part=args.part, progress=True)
     print(f"wrote {files.html} and {len(files.plots)} plots")
     return EXIT_OK
 

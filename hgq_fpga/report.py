@@ -131,6 +131,7 @@ def write_report(
     overwrite: bool = False,
     strategy: str = "Latency",
     part: str = "xcvu13p-flga2577-2-e",
+    progress: bool = False,
 ) -> ReportFiles:
     """Write the report of a calibrated model into ``out_dir``.
 
@@ -139,6 +140,7 @@ def write_report(
             a g++ compile); skipped when None.
         overwrite: replace an existing ``out_dir``'s report files (the folder
             is refused otherwise).
+        progress: show the elapsed time of the g++ compile.
     """
     import matplotlib
 
@@ -164,7 +166,7 @@ def write_report(
     if data is not None:
         from .convert import verify
 
-        result = verify(model, data)
+        result = verify(model, data, progress=progress)
         verification = f"<h2>Verification</h2><pre>{html.escape(str(result))}</pre>"
     summary = bit_summary(model)
     body = [

@@ -52,7 +52,8 @@ class VerifyResult:
         return "\n".join(lines)
 
 
-def verify(model: Any, x: Any, output_dir: str | Path | None = None, **convert_options: Any) -> VerifyResult:
+def verify(model: Any, x: Any, output_dir: str | Path | None = None, *, progress: bool = False,
+           **convert_options: Any) -> VerifyResult:
     """Run the Keras model (inference, float64), the emulator and the C simulation on ``x``.
 
     Args:
@@ -61,6 +62,7 @@ def verify(model: Any, x: Any, output_dir: str | Path | None = None, **convert_o
         output_dir: where to write the hls4ml project (default: a temporary
             folder, removed afterwards). Refused if it exists, unless
             ``overwrite=True`` is among ``convert_options``.
+        progress: show the elapsed time while g++ compiles the C simulation.
         **convert_options: passed to :func:`~hgq_fpga.convert.to_hls4ml`.
 
     Returns:
@@ -72,7 +74,7 @@ def verify(model: Any, x: Any, output_dir: str | Path | None = None, **convert_o
     from ..emulator import emulate_mantissas
     from ..emulator.keras64 import as_float64
     from ..ir import build_ir
-    from .project import to_hls4ml
+    from .project import compile_csim, to_hls4ml
 
     arrays = [a.astype(np.float64) for a in check_inputs(model, x)]
     graph = build_ir(model)
@@ -87,7 +89,7 @@ def verify(model: Any, x: Any, output_dir: str | Path | None = None, **convert_o
         t0 = time.perf_counter()
         hls_model = to_hls4ml(model, target, graph=graph, test_inputs=[a[:64] for a in arrays], **convert_options)
         t1 = time.perf_counter()
-        hls_model.compile()
+        compile_csim(hls_model, progress=progress)
         t2 = time.perf_counter()
         csim = hls_model.predict(np.ascontiguousarray(arrays[0]) if len(arrays) == 1 else [np.ascontiguousarray(a) for a in arrays])
         csim = csim if isinstance(csim, list) else [csim]
