@@ -19,8 +19,12 @@ $(VENV)/.base: pyproject.toml
 	$(PY) -m pip install --quiet -e .
 	touch $@
 
+# qkeras-v3 (for hgq_fpga.from_qkeras) declares full tensorflow and
+# tensorflow-model-optimization, which would install a second TensorFlow beside
+# tensorflow-cpu; its imports need only networkx and six (in the test extra).
 $(VENV)/.test: $(VENV)/.base
 	$(PY) -m pip install --quiet -e ".[test]"
+	$(PY) -m pip install --quiet --no-deps qkeras-v3==1.2.1
 	touch $@
 
 install: $(VENV)/.base
