@@ -11,7 +11,13 @@ Public entry points:
 * :func:`build_ir` -- the fixed-point graph of a calibrated model;
 * :func:`emulate` -- bit-accurate numpy emulation of the firmware;
 * :func:`estimate` -- LUTs, DSPs and EBOPs of the firmware
-  (:mod:`hgq_fpga.resources`: cost rules, yosys synthesis, vendor reports).
+  (:mod:`hgq_fpga.resources`: cost rules, yosys synthesis, vendor reports);
+* :class:`ResourceBudget` -- train under a LUT/DSP budget (:mod:`hgq_fpga.constraints`);
+* :func:`to_hls4ml`, :func:`verify` -- hls4ml projects, checked bit for bit
+  against the C simulation;
+* :func:`from_qkeras` -- import a QKeras model, bit-identical.
+
+The API reference is ``docs/api.md`` (generated from the docstrings).
 
 Submodules load on first use, so ``import hgq_fpga.fixed`` needs only numpy
 (the numeric core never imports Keras).
@@ -50,6 +56,7 @@ _LAZY = {
     "CalibrationResult": ("hgq_fpga.calibration", "CalibrationResult"),
     "bit_summary": ("hgq_fpga.summary", "bit_summary"),
     "BitSummary": ("hgq_fpga.summary", "BitSummary"),
+    "from_qkeras": ("hgq_fpga.qkeras_import", "from_qkeras"),
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
