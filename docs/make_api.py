@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import re
 import sys
 from pathlib import Path
 
@@ -38,10 +39,12 @@ OUT = Path(__file__).with_name("api.md")
 
 
 def _signature(obj: object) -> str:
+    """The signature, with module defaults written by name (their repr holds a machine's path)."""
     try:
-        return str(inspect.signature(obj))  # type: ignore[arg-type]
+        text = str(inspect.signature(obj))  # type: ignore[arg-type]
     except (TypeError, ValueError):
         return ""
+    return re.sub(r"<module '([\w.]+)' from '[^']*'>", r"\1", text)
 
 
 def _entry(module: str, name: str, obj: object) -> list[str]:

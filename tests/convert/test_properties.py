@@ -211,3 +211,20 @@ def test_hostile_names_never_reach_generated_files(names, tmp_path_factory, tall
             assert f"Zq{n}q" not in text, f"{name!r} reached {path.relative_to(target)}"
     tally["hostile names: projects written"] += 1
     tally["hostile names: names"] += len(names)
+
+
+@pytest.mark.slow
+@seed(SEED)
+@settings(BOUNDED, max_examples=2)
+@given(names=hostile_names(4))
+def test_random_hostile_names_verify_bit_exactly(names, tally):
+    """The same kind of names, through the whole flow: Keras = emulator = C simulation."""
+    inp = keras.Input((5,), name=names[0])
+    h = QDense(4, activation="relu", name=names[1])(inp)
+    model = keras.Model(inp, QDense(3, name=names[2])(h), name=names[3])
+    x = np.random.default_rng(1).standard_normal((64, 5)).astype("float32")
+    model(x[:2])
+    hgq_fpga.calibrate(model, x[:32])
+    result = hgq_fpga.verify(model, probe(x, np.random.default_rng(2)))
+    tally["hostile names: models verified through the C simulation"] += 1
+    assert result.ok, f"{names}\n{result}"

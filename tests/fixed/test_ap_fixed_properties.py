@@ -45,7 +45,11 @@ def driver(apfixed_compiler):
 
 @st.composite
 def lsb_values(draw: st.DrawFn, width: int, signed: bool) -> np.ndarray:
-    """Values in LSB units (``x * 2**f``), all exact doubles with ``|v| < 2**51``."""
+    """Values in LSB units (``x * 2**f``), all exact doubles with ``|v| < 2**51``.
+
+    Drawn by hypothesis (and shrunk on failure): grid values, ties, edges,
+    arbitrary doubles; plus 512 values of the same kinds from a drawn seed.
+    """
     span = 2 ** min(width + 2, 44)  # grid values stay below 2**50
     lo, hi = (-(2 ** (width - 1)), 2 ** (width - 1) - 1) if signed else (0, 2**width - 1)
     edges = [lo, hi, 2**width, -(2**width), 2 ** (width + 1), -(2 ** (width - 1)), 0]
@@ -54,8 +58,14 @@ def lsb_values(draw: st.DrawFn, width: int, signed: bool) -> np.ndarray:
     near_edge = st.builds(lambda e, d: e + d, st.sampled_from(edges),
                           st.sampled_from([-1.5, -1.0, -0.75, -0.5, -0.25, 0.0, 0.25, 0.5, 0.75, 1.0, 1.5]))
     far = st.floats(min_value=-(2.0**50), max_value=2.0**50, allow_nan=False, allow_infinity=False)
-    values = draw(st.lists(st.one_of(grid, tie, near_edge, far), min_size=1, max_size=64))
-    return np.asarray(values, np.float64)
+    values = draw(st.lists(st.one_of(grid, tie, near_edge, far), min_size=8, max_size=256))
+    # and a bulk of 512 values from a drawn seed: same kinds, cheap to compare
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    g = rng.integers(0, 7, 256)
+    bulk = [rng.integers(-span * 2**g, span * 2**g + 1) / 2.0**g,
+            rng.integers(-span, span, 128) + 0.5,
+            rng.choice([-1.0, 1.0], 128) * rng.integers(1, 2**20, 128) * np.exp2(rng.integers(-30, 30, 128))]
+    return np.concatenate([np.asarray(values, np.float64), *bulk])
 
 
 @st.composite
