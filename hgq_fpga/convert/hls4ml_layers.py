@@ -44,9 +44,15 @@ def _quantizer(node: Node, name: str, src: str, shape: tuple[int, ...]) -> dict[
     integer = np.where(width > 0, k + i, 0)
     full = (1,) + tuple(shape)
     mask = tuple(np.broadcast_to(v, full).astype(np.int16) for v in (k, np.maximum(width, 0), integer))
+    rounding, overflow = a["rounding"], a["overflow"]
+    if np.all(width <= 0):
+        # every element is the constant 0 whatever the modes; hls4ml fuses such a quantizer into
+        # the previous layer's type, and only TRN/WRAP gives its zero type (1 bit otherwise:
+        # a SAT quantizer would keep values up to 0.5)
+        rounding, overflow = "TRN", "WRAP"
     return {
         "name": name, "class_name": "FixedPointQuantizer", "inputs": [src],
-        "mask_kbi": mask, "SAT": a["overflow"], "RND": a["rounding"],
+        "mask_kbi": mask, "SAT": overflow, "RND": rounding,
         "fusible": None, "overrides": {},
     }
 

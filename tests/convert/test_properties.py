@@ -3,8 +3,9 @@
 Bounded budgets with a recorded seed (:data:`SEED`), so CI runs the same
 examples every time; RELIABILITY.md lists the budgets and what they found.
 
-* random small models -- layer types, shapes, per-element bits (negative
-  ``f`` included, i.e. zero-width elements), WRAP / SAT / SAT_SYM, TRN / RND --
+* random small models -- layer types, shapes, branches merged by concatenation
+  or addition, per-element bits (negative ``f`` included, i.e. zero-width
+  elements), WRAP / SAT / SAT_SYM, TRN / RND --
   on inputs at rounding ties, at the edges of every range and far beyond:
   Keras = emulator on many models, and Keras = emulator = g++ C simulation
   on a few (each C simulation is a g++ compile of about 10 s);
@@ -27,14 +28,16 @@ from hypothesis import strategies as st
 
 import hgq_fpga
 from hgq_fpga.convert import to_hls4ml
-from hgq_fpga.layers import QActivation, QConv1D, QDense, QMaxPooling1D
+from hgq_fpga.layers import QActivation, QAdd, QConcatenate, QConv1D, QDense, QMaxPooling1D
 
 SEED = 20261122
 """The hypothesis seed of every test in this module (recorded in RELIABILITY.md)."""
 
-MODEL_EXAMPLES_EMULATOR = 60
-MODEL_EXAMPLES_CSIM = 5
-NAME_EXAMPLES = 25
+SCALE = int(os.environ.get("HGQ_FPGA_PROPERTY_SCALE", "1"))
+"""Multiplies the example budgets below, for a longer search than CI's (RELIABILITY.md)."""
+MODEL_EXAMPLES_EMULATOR = 60 * SCALE
+MODEL_EXAMPLES_CSIM = 5 * SCALE
+NAME_EXAMPLES = 25 * SCALE
 
 OVERFLOWS = ("WRAP", "SAT", "SAT_SYM")
 ROUNDINGS = ("TRN", "RND")
@@ -62,6 +65,8 @@ def model_specs(draw: st.DrawFn) -> dict:
         "prune": draw(st.sampled_from([0.0, 0.3, 1.0])),
         "use_bias": draw(st.booleans()),
         "extra_activation": draw(st.booleans()),
+        "merge": draw(st.sampled_from([None, "concat", "add"])),
+        "branch_f": draw(st.integers(-4, 4)),
         "seed": draw(st.integers(0, 2**32 - 1)),
         "scale": draw(st.sampled_from([0.25, 1.0, 8.0])),
     }
@@ -86,6 +91,11 @@ def build(spec: dict) -> tuple[keras.Model, np.ndarray]:
         last = n == len(spec["units"]) - 1
         act = "linear" if last else spec["activations"][1 + n % 2]
         h = QDense(units, activation=act, input_quantizer=iq[1 + n % 3], use_bias=spec["use_bias"])(h)
+    if spec["merge"]:  # two branches merged, each input quantized to its own (possibly tiny) range
+        other = QDense(h.shape[-1], input_quantizer=iq[2])(h)
+        merge = QConcatenate if spec["merge"] == "concat" else QAdd
+        h = merge(input_quantizer={**iq[3], "f0": float(spec["branch_f"] + 2)})([h, other])
+        h = QActivation("linear", input_quantizer={**iq[0], "f0": float(spec["branch_f"])})(h)
     if spec["extra_activation"]:
         h = QActivation("relu", input_quantizer=iq[3])(h)
     model = keras.Model(inp, h)
@@ -134,6 +144,7 @@ def test_random_models_keras_equals_emulator(spec, tally):
     got = np.asarray(ops.convert_to_numpy(as_float64(model)(x.astype(np.float64))))
     bad = np.argwhere(got != expected)
     tally["random models, Keras vs emulator: models"] += 1
+    tally[f"random models, Keras vs emulator: merged by {spec['merge']}"] += 1
     tally["random models, Keras vs emulator: values compared"] += expected.size
     tally["random models, Keras vs emulator: mismatches"] += len(bad)
     assert not len(bad), f"{len(bad)} mismatches, first at {tuple(bad[0])}: keras {got[tuple(bad[0])]} " \
