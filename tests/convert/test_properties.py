@@ -28,7 +28,14 @@ from hypothesis import strategies as st
 
 import hgq_fpga
 from hgq_fpga.convert import to_hls4ml
-from hgq_fpga.layers import QActivation, QAdd, QConcatenate, QConv1D, QDense, QMaxPooling1D
+from hgq_fpga.layers import (
+    QActivation,
+    QAdd,
+    QConcatenate,
+    QConv1D,
+    QDense,
+    QMaxPooling1D,
+)
 
 SEED = 20261122
 """The hypothesis seed of every test in this module (recorded in RELIABILITY.md)."""
