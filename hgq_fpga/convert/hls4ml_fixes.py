@@ -79,7 +79,7 @@ def corrected_bit_exact() -> Iterator[None]:
         k = np.where(fix, 1, k).astype(np.int16)
         i = np.where(fix, -qf, i).astype(np.int16)
         f = np.where(fix, qf, f).astype(np.int16)
-        _set_mask(layer, k, i, f, shape)
+        _set_mask(layer, k, i, f)
         return k, i, f
 
     dispatcher.register(FixedPointQuantizer, corrected)
@@ -89,7 +89,7 @@ def corrected_bit_exact() -> Iterator[None]:
         dispatcher.register(FixedPointQuantizer, original)
 
 
-def _set_mask(layer: Any, k: np.ndarray, i: np.ndarray, f: np.ndarray, shape: tuple[int, ...]) -> None:
+def _set_mask(layer: Any, k: np.ndarray, i: np.ndarray, f: np.ndarray) -> None:
     """``layer.mask_kbi`` from per-element ``k, i, f``, reduced over broadcast axes as hls4ml does."""
     kk, bb, ii = k, k + i + f, k + i
     for ax in np.where(np.array(layer.attributes["_hgq_fpga_mask_kbi"][0].shape[1:]) == 1)[0]:

@@ -64,9 +64,7 @@ def _check_chain(first: Node, second: Node) -> None:
     if second.attrs["rounding"] != "TRN":
         return
     a, b = first.attrs, second.attrs
-    flat = [np.ravel(v) for v in (b["k"], b["i"], b["f"], a["k"], a["i"], a["f"])]
-    size = max(v.size for v in flat)
-    k, i, f, lk, li, lf = (np.broadcast_to(v, size) if v.size == 1 else v for v in flat)
+    k, i, f, lk, li, lf = np.broadcast_arrays(*(np.ravel(v) for v in (b["k"], b["i"], b["f"], a["k"], a["i"], a["f"])))
     if not np.any(trn_floor_needs(k, i, f, lk, li, lf)):
         return
     raise UnsupportedForHls4ml(

@@ -1,26 +1,21 @@
 """Limits checked before a project is written or compiled.
 
-Two things go wrong late and expensively when a model is too large for the
-chosen implementation:
+A model too large for the chosen implementation goes wrong late and
+expensively: hls4ml's ``Latency`` strategy with ``io_parallel`` fully unrolls
+the multiplication loop of every dense and convolution kernel, and Vivado HLS
+stops with ``ERROR: [XFORM 203-504] Stop unrolling loop 'Product1' ...`` when
+that loop has more than :data:`MAX_UNROLLED_MULTIPLICATIONS` (4,096)
+iterations (the limit quoted by hls4ml's maintainers, hls4ml issue #1013),
+after minutes of synthesis. The count per kernel is
 
-* **HLS unrolling.** hls4ml's ``Latency`` strategy with ``io_parallel`` fully
-  unrolls the multiplication loop of every dense and convolution kernel. Vivado
-  HLS stops with ``ERROR: [XFORM 203-504] Stop unrolling loop 'Product1' ...``
-  when that loop has more than :data:`MAX_UNROLLED_MULTIPLICATIONS` (4,096)
-  iterations (the limit quoted by hls4ml's maintainers, hls4ml issue #1013),
-  after minutes of synthesis. The count per kernel is
+.. math:: N = n_\\text{in} \\cdot n_\\text{out}
+   \\quad\\text{(dense)},\\qquad
+   N = \\prod_d k_d \\cdot C_\\text{in} \\cdot C_\\text{out}
+   \\quad\\text{(convolution, per output pixel)}.
 
-  .. math:: N = n_\\text{in} \\cdot n_\\text{out}
-     \\quad\\text{(dense)},\\qquad
-     N = \\prod_d k_d \\cdot C_\\text{in} \\cdot C_\\text{out}
-     \\quad\\text{(convolution, per output pixel)}.
-
-  Zero (pruned) weights still count: the loop is unrolled before constants are
-  propagated. The ``distributed_arithmetic`` strategy writes explicit
-  shift-and-add code with no such loop, so the limit does not apply to it.
-
-* **C simulation.** hls4ml's C simulation is one g++ translation unit; its
-  compile time grows with the number of unrolled operations.
+Zero (pruned) weights still count: the loop is unrolled before constants are
+propagated. The ``distributed_arithmetic`` strategy writes explicit
+shift-and-add code with no such loop, so the limit does not apply to it.
 
 :func:`check_limits` reports every offending layer at once, with the numbers
 and what to change, before anything is written.
@@ -32,8 +27,6 @@ Example:
 """
 
 from __future__ import annotations
-
-from typing import Any
 
 import numpy as np
 
@@ -54,12 +47,6 @@ def unrolled_multiplications(kernel_shape: tuple[int, ...]) -> int:
     return int(np.prod(kernel_shape, dtype=np.int64))
 
 
-def _kernel_shape(node: Any) -> tuple[int, ...]:
-    kernel = node.attrs["kernel"]
-    values = kernel[0] if isinstance(kernel, tuple) else kernel
-    return tuple(int(s) for s in np.shape(values))
-
-
 def check_limits(graph: Graph, strategy: str) -> None:
     """Raise :class:`ModelTooLarge` if a kernel is too large to unroll under ``strategy``.
 
@@ -73,7 +60,7 @@ def check_limits(graph: Graph, strategy: str) -> None:
     for node in graph.nodes:
         if node.op not in ("dense", "conv"):
             continue
-        shape = _kernel_shape(node)
+        shape = tuple(int(n) for n in np.shape(node.attrs["kernel"][0]))  # (mantissas, scale)
         count = unrolled_multiplications(shape)
         if count > MAX_UNROLLED_MULTIPLICATIONS:
             offenders.append(f"  layer {(node.layer or node.name)!r} ({node.op}, kernel {'x'.join(map(str, shape))}): "

@@ -3,28 +3,17 @@
 from __future__ import annotations
 
 import csv
-import importlib.util
-from pathlib import Path
 
 import keras
 import pytest
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "budget_sweep.py"
-
 pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="ResourceBudget needs TensorFlow")
-
-
-def load_example():
-    spec = importlib.util.spec_from_file_location("budget_sweep_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(("model", "fractions"), [("mlp", ["0.05", "0.5"]), ("cnn", ["0.1"])])
-def test_sweep_runs_end_inside_their_budgets(model, fractions, tmp_path):
-    example = load_example()
+def test_sweep_runs_end_inside_their_budgets(model, fractions, tmp_path, load_example):
+    example = load_example("budget_sweep")
     out = tmp_path / "sweep"
     code = example.main(["--model", model, "--epochs", "2", "--fractions", *fractions, "--out", str(out)])
     assert code == 0  # the example returns 1 if any run ends outside its budget

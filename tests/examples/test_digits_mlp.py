@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import keras
 import numpy as np
 import pytest
 
 import hgq_fpga
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "digits_mlp.py"
-
-
-def load_example():
-    spec = importlib.util.spec_from_file_location("digits_mlp_example", EXAMPLE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
 
 @pytest.mark.slow
-def test_digits_mlp_meets_targets(tmp_path):
-    example = load_example()
+def test_digits_mlp_meets_targets(tmp_path, load_example):
+    example = load_example("digits_mlp")
     model, results = example.train()  # the example's defaults, as `make demo` runs it
     assert results["test_accuracy"] >= 0.95, results
     assert results["mean_weight_bits"] < 6.0, results
@@ -36,8 +24,8 @@ def test_digits_mlp_meets_targets(tmp_path):
     np.testing.assert_array_equal(model.predict(x, verbose=0), loaded.predict(x, verbose=0))
 
 
-def test_example_cli_runs_briefly(tmp_path, capsys):
-    example = load_example()
+def test_example_cli_runs_briefly(tmp_path, capsys, load_example):
+    example = load_example("digits_mlp")
     out = tmp_path / "m.keras"
     assert example.main(["--epochs", "1", "--output", str(out), "--json", str(tmp_path / "r.json")]) == 0
     assert out.exists() and (tmp_path / "r.json").exists()

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
 
 import keras
 import numpy as np
 import pytest
 
 from hgq_fpga.datasets import JET_CLASSES, JET_FEATURES, jets_sample
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "jet_tagging.py"
 
 
 def test_sample_has_the_schema_of_the_real_data():
@@ -25,10 +21,8 @@ def test_sample_has_the_schema_of_the_real_data():
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the budget needs TensorFlow")
-def test_example_runs_offline_under_a_budget(tmp_path):
-    spec = importlib.util.spec_from_file_location("jet_tagging_example", EXAMPLE)
-    example = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(example)
+def test_example_runs_offline_under_a_budget(tmp_path, load_example):
+    example = load_example("jet_tagging")
     out = tmp_path / "r.json"
     code = example.main(["--offline", "--samples", "3000", "--epochs", "6", "--batch-size", "32", "--lut", "6000", "--json", str(out)])
     assert code == 0
