@@ -32,8 +32,8 @@ from scipy.stats import spearmanr
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 import hgq_fpga
-from hgq_fpga.resources import estimate, to_verilog
-from hgq_fpga.resources.synth import synthesize
+from hgq_fpga.backends.rtl import synthesize, to_verilog
+from hgq_fpga.resources import estimate
 from hgq_fpga.testing import dense_layer_model
 
 

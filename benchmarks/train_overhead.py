@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         keras.utils.set_random_seed(r)
         runs["hgq_fpga"].append(time_training(build_model(args.penalty), data, args.epochs, args.batch_size))
         if args.lut_penalty > 0:
-            from hgq_fpga.resources.soft import set_lut_penalty
+            from hgq_fpga.quantizers.cost import set_lut_penalty
 
             keras.utils.set_random_seed(r)
             model = build_model(args.penalty)

@@ -112,6 +112,48 @@ def _qb_base(layer: str, role: str, q: Any) -> tuple[int, int, int]:
     return bits, k, integer
 
 
+def _relu_act_params(layer: str, q: Any) -> tuple[int, int, int, str, str]:
+    """``(bits, k, f, activation, overflow)`` of a checked ``quantized_relu`` activation quantizer."""
+    _common_checks(layer, "activation", q)
+    bits, integer = _int_param(layer, q, "bits"), _int_param(layer, q, "integer")
+    if q.use_sigmoid:
+        raise _fail(layer, f"activation quantizer {q} applies a sigmoid first, which is not "
+                    "exact in fixed point", f"use_sigmoid={q.use_sigmoid}",
+                    "Use use_sigmoid=0.")
+    if q.negative_slope != 0.0:
+        raise _fail(layer, f"activation quantizer {q} is a leaky ReLU; hgq_fpga has no exact "
+                    "leaky ReLU layer", f"negative_slope={q.negative_slope}",
+                    "Use negative_slope=0.0 and retrain.")
+    if not q.is_quantized_clip and q.relu_upper_bound is not None:
+        raise _fail(layer, f"activation quantizer {q} clips to a float relu_upper_bound after "
+                    "quantizing", f"relu_upper_bound={q.relu_upper_bound}, is_quantized_clip=False",
+                    "Use is_quantized_clip=True (the default) or relu_upper_bound=None.")
+    if bits < 1:
+        raise _fail(layer, f"activation quantizer {q} needs bits >= 1", f"bits={bits}", "")
+    return bits, 0, bits - integer, "relu", "SAT"
+
+
+def _bits_act_params(layer: str, q: Any) -> tuple[int, int, int, str, str]:
+    """``(bits, k, f, activation, overflow)`` of a checked ``quantized_bits`` activation quantizer."""
+    bits, k, integer = _qb_base(layer, "activation", q)
+    alpha = q.alpha
+    shift = 0
+    if alpha is not None:
+        scalar = None
+        if not isinstance(alpha, str) and np.size(alpha) == 1:
+            scalar = float(np.asarray(alpha, np.float64).reshape(()))
+        shift = _log2_int(scalar) if scalar is not None else None
+        if shift is None:
+            raise _fail(
+                layer, f"activation quantizer {q} scales by alpha={alpha!r}, which is not one "
+                "fixed power of two (a data-dependent or non-power-of-two scale is not fixed point)",
+                f"alpha={alpha!r}", "Use alpha=None or alpha=1 on activations.",
+            )
+    f = bits - k - integer - shift
+    overflow = "SAT_SYM" if (k and q.symmetric) else "SAT"
+    return bits, k, f, "linear", overflow
+
+
 def _activation_format(
     layer: str, q: Any, in_grid: _Grid | None, inputs_on_grid: bool
 ) -> tuple[str, _Format | None]:
@@ -129,41 +171,9 @@ def _activation_format(
         return name, None
     cls = type(q).__name__
     if isinstance(q, qk.quantized_relu):
-        _common_checks(layer, "activation", q)
-        bits, integer = _int_param(layer, q, "bits"), _int_param(layer, q, "integer")
-        if q.use_sigmoid:
-            raise _fail(layer, f"activation quantizer {q} applies a sigmoid first, which is not "
-                        "exact in fixed point", f"use_sigmoid={q.use_sigmoid}",
-                        "Use use_sigmoid=0.")
-        if q.negative_slope != 0.0:
-            raise _fail(layer, f"activation quantizer {q} is a leaky ReLU; hgq_fpga has no exact "
-                        "leaky ReLU layer", f"negative_slope={q.negative_slope}",
-                        "Use negative_slope=0.0 and retrain.")
-        if not q.is_quantized_clip and q.relu_upper_bound is not None:
-            raise _fail(layer, f"activation quantizer {q} clips to a float relu_upper_bound after "
-                        "quantizing", f"relu_upper_bound={q.relu_upper_bound}, is_quantized_clip=False",
-                        "Use is_quantized_clip=True (the default) or relu_upper_bound=None.")
-        if bits < 1:
-            raise _fail(layer, f"activation quantizer {q} needs bits >= 1", f"bits={bits}", "")
-        k, f, act, overflow = 0, bits - integer, "relu", "SAT"
+        bits, k, f, act, overflow = _relu_act_params(layer, q)
     elif isinstance(q, qk.quantized_bits):
-        bits, k, integer = _qb_base(layer, "activation", q)
-        alpha = q.alpha
-        shift = 0
-        if alpha is not None:
-            scalar = None
-            if not isinstance(alpha, str) and np.size(alpha) == 1:
-                scalar = float(np.asarray(alpha, np.float64).reshape(()))
-            shift = _log2_int(scalar) if scalar is not None else None
-            if shift is None:
-                raise _fail(
-                    layer, f"activation quantizer {q} scales by alpha={alpha!r}, which is not one "
-                    "fixed power of two (a data-dependent or non-power-of-two scale is not fixed point)",
-                    f"alpha={alpha!r}", "Use alpha=None or alpha=1 on activations.",
-                )
-        f = bits - k - integer - shift
-        act = "linear"
-        overflow = "SAT_SYM" if (k and q.symmetric) else "SAT"
+        bits, k, f, act, overflow = _bits_act_params(layer, q)
     else:
         raise _fail(
             layer, f"activation {q} ({cls}) is not a fixed-point rounding hgq_fpga can reproduce "

@@ -153,6 +153,26 @@ def calibrate(
         raise ValueError(
             f"calibrate: model {model.name!r} has no hgq_fpga activation quantizers to calibrate."
         )
+    _record_ranges(model, arrays, pairs, batch_size, progress)
+    n = arrays[0].shape[0]
+    for layer in {id(l): l for l, _ in pairs}.values():
+        if hasattr(layer, "update_table"):
+            layer.update_table()  # lookup tables follow the calibrated input formats
+    result = CalibrationResult(n_samples=n)
+    for layer, q in pairs:
+        q.state.assign(np.float32(CALIBRATED))
+        result.rows.append(_row(layer, q))
+    return result
+
+
+def _record_ranges(
+    model: keras.Model,
+    arrays: list[np.ndarray],
+    pairs: list[tuple[keras.layers.Layer, ActivationQuantizer]],
+    batch_size: int,
+    progress: bool,
+) -> None:
+    """Reset the quantizers' ranges and record them over ``arrays`` in forward passes of ``batch_size``."""
     for _, q in pairs:
         q.reset_ranges()
         q.calibrating = True
@@ -169,14 +189,6 @@ def calibrate(
     finally:
         for _, q in pairs:
             q.calibrating = False
-    for layer in {id(l): l for l, _ in pairs}.values():
-        if hasattr(layer, "update_table"):
-            layer.update_table()  # lookup tables follow the calibrated input formats
-    result = CalibrationResult(n_samples=n)
-    for layer, q in pairs:
-        q.state.assign(np.float32(CALIBRATED))
-        result.rows.append(_row(layer, q))
-    return result
 
 
 def _row(layer: keras.layers.Layer, q: ActivationQuantizer) -> dict[str, Any]:

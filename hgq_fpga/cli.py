@@ -131,7 +131,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    from .convert import to_hls4ml
+    from .backends.hls4ml import to_hls4ml
 
     model = _model(args)
     out = _fresh_output(args.output, args.overwrite)
@@ -170,7 +170,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .convert import verify
+    from .backends.hls4ml import verify
 
     model = _model(args)
     x = _data(model, args.data)
@@ -215,7 +215,7 @@ def cmd_synth(args: argparse.Namespace) -> int:
                 f"synth: no {args.backend} tools on PATH (looked for "
                 f"{'vitis-run, vitis_hls' if args.backend == 'Vitis' else 'vivado_hls, vivado'}). Source the "
                 f"vendor's settings64.sh first, or estimate without vendor tools: 'hgq-fpga estimate MODEL.keras' "
-                f"(and hgq_fpga.resources.synthesize for yosys).", EXIT_TOOL_MISSING)
+                f"(and hgq_fpga.backends.rtl.synthesize for yosys).", EXIT_TOOL_MISSING)
         script = project / "build_prj.tcl"
         if not script.is_file():
             raise CliError(f"{project}: no build_prj.tcl; is it an hls4ml project?")
@@ -251,17 +251,12 @@ def _common(p: argparse.ArgumentParser, *, calibration: bool = True) -> None:
         p.add_argument("--calibration", metavar="DATA.npy", help="calibrate on these inputs first")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+_FMT = argparse.RawDescriptionHelpFormatter
 
-    parser = argparse.ArgumentParser(
-        prog="hgq-fpga", description="From a trained hgq_fpga Keras model to FPGA firmware.",
-        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--version", action="version", version=f"hgq-fpga {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    fmt = argparse.RawDescriptionHelpFormatter
 
-    p = sub.add_parser("estimate", help="LUTs, DSPs and EBOPs per layer", epilog=_EPILOG, formatter_class=fmt)
+def _add_estimate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``estimate`` subcommand."""
+    p = sub.add_parser("estimate", help="LUTs, DSPs and EBOPs per layer", epilog=_EPILOG, formatter_class=_FMT)
     _common(p)
     p.add_argument("--strategy", default="Latency", choices=("Latency", "distributed_arithmetic"))
     p.add_argument("--part", default="xcvu13p-flga2577-2-e")
@@ -269,7 +264,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.set_defaults(func=cmd_estimate)
 
-    p = sub.add_parser("convert", help="write an hls4ml project", epilog=_EPILOG, formatter_class=fmt)
+
+def _add_convert(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``convert`` subcommand."""
+    p = sub.add_parser("convert", help="write an hls4ml project", epilog=_EPILOG, formatter_class=_FMT)
     _common(p)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="project folder (must not exist)")
     p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado"))
@@ -282,8 +280,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="write kernels larger than the HLS tools unroll (4096 multiplications) anyway")
     p.set_defaults(func=cmd_convert)
 
+
+def _add_emulate_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``emulate`` and ``verify`` subcommands."""
     p = sub.add_parser("emulate", help="bit-exact firmware outputs of a data file", epilog=_EPILOG,
-                       formatter_class=fmt)
+                       formatter_class=_FMT)
     _common(p)
     p.add_argument("data", help="inputs: .npy, or .npz with one array per model input")
     p.add_argument("-o", "--output", required=True, metavar="OUT.npy", help=".npy (.npz for several outputs)")
@@ -291,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_emulate)
 
     p = sub.add_parser("verify", help="Keras = emulator = C simulation, bit for bit", epilog=_EPILOG,
-                       formatter_class=fmt)
+                       formatter_class=_FMT)
     _common(p)
     p.add_argument("data", help="inputs: .npy or .npz (include values far outside the training range)")
     p.add_argument("--output-dir", metavar="DIR", help="keep the project here (default: a temporary folder)")
@@ -302,8 +303,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="convert kernels larger than the HLS tools unroll (4096 multiplications) anyway")
     p.set_defaults(func=cmd_verify)
 
+
+def _add_report_synth_demo(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add the ``report``, ``synth`` and ``demo`` subcommands."""
     p = sub.add_parser("report", help="HTML report: bits, resources, formats (and verification)",
-                       epilog=_EPILOG, formatter_class=fmt)
+                       epilog=_EPILOG, formatter_class=_FMT)
     _common(p)
     p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR")
     p.add_argument("--data", metavar="DATA.npy", help="also verify on these inputs (compiles the C simulation)")
@@ -313,18 +317,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("synth", help="run the vendor build of a project and read its reports",
-                       epilog=_EPILOG, formatter_class=fmt)
+                       epilog=_EPILOG, formatter_class=_FMT)
     p.add_argument("project", help="an hls4ml project folder")
     p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado"))
     p.add_argument("--read-only", action="store_true", help="only read the reports of an earlier build")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("demo", help="train, estimate, convert and verify the digits MLP", epilog=_EPILOG,
-                       formatter_class=fmt)
+                       formatter_class=_FMT)
     p.add_argument("--epochs", type=int, default=60)
     p.add_argument("--out", default="out", help="output folder")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_demo)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="hgq-fpga", description="From a trained hgq_fpga Keras model to FPGA firmware.",
+        epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"hgq-fpga {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    _add_estimate(sub)
+    _add_convert(sub)
+    _add_emulate_verify(sub)
+    _add_report_synth_demo(sub)
     return parser
 
 
@@ -346,7 +364,7 @@ def main(argv: list[str] | None = None) -> int:
               "moved into place when complete, so nothing half-written was left", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:
-        from .convert import CompileError
+        from .backends.hls4ml import CompileError
         from .resources import ToolMissingError
 
         if isinstance(e, CompileError):

@@ -12,6 +12,79 @@ hls4ml or trained further with per-element bits like any hgq_fpga model.
 What cannot be represented exactly is refused with
 :class:`UnsupportedQKerasModel`, naming the layer, the quantizer and what to do.
 
+How :func:`from_qkeras` maps a model:
+
+Every QKeras ``QDense``/``QConv`` becomes the hgq_fpga layer of the same
+name. Weights are the QKeras-*quantized* weights, and each weight element
+starts with the fractional bits the QKeras quantizer gives it. Each
+activation quantizer becomes an ``ap_fixed`` format with the same rounding
+and saturation and fixed ``k`` and ``i``; it is placed as the
+``input_quantizer`` of the next quantized hgq_fpga layer (also across
+``Flatten``/``Reshape``/``Dropout``), so the firmware quantizes once, as
+QKeras does (hls4ml also mishandles two quantizers in a row). Where no
+quantized layer follows (the model output, a plain relu), it becomes a
+``QActivation`` of the QKeras layer's name (``"<layer>_activation"`` for
+a layer's own ``activation=``). Inputs of hgq_fpga layers that QKeras
+does not quantize (a ``QDense`` right after a ``QDense``, a pooling after a
+plain relu) get a ``TRN``/``WRAP`` format that holds every value the
+previous layer can produce (exact interval arithmetic), so they change
+nothing.
+
+Mapping (``k``: sign bit, ``i``: integer bits without sign, ``f``:
+fractional bits, ``ap_fixed<k+i+f, k+i>``):
+
+==========================================  =========================================================
+QKeras                                      hgq_fpga
+==========================================  =========================================================
+``quantized_bits(bits, integer,``           ``k = keep_negative``, ``f = bits - integer - k``,
+``keep_negative, alpha=None|1)``            ``i = integer``; activations: ``RND_CONV`` + ``SAT``
+                                            (``SAT_SYM`` if ``symmetric``); weights: these ``f``
+                                            and ``i`` with ``RND_CONV``/``SAT``
+... ``alpha=2**s`` (a fixed power of two)   ``f = bits - integer - k - s``, ``i = integer + s``
+... kernel with ``alpha=None`` or           QKeras turns ``alpha=None`` on a kernel into
+``"auto_po2"``                              ``"auto_po2"`` (symmetric, per-channel power-of-two
+                                            scale ``c``): ``f = bits - 1 - integer - log2(c)``
+                                            per channel, ``i`` from the values (``i=None``)
+``quantized_relu(bits, integer)``           ``QActivation("relu")`` with ``k = 0``,
+                                            ``i = integer``, ``f = bits - integer``, ``RND_CONV``
+                                            + ``SAT`` (negative values saturate to 0)
+``quantized_po2(bits)`` (weights only)      each weight ``+-2**e`` gets its own ``f = -e``
+``"relu"``, ``"linear"``, ``ReLU()``        plain ``Activation`` (exact)
+``QDense``, ``QConv1D``, ``QConv2D``        ``QDense``, ``QConv1D``, ``QConv2D``
+``Flatten``, ``Reshape``, ``Dropout``       the same Keras layer
+``MaxPooling1D/2D``, ``AveragePooling1D``   ``QMaxPooling1D/2D``, ``QAveragePooling1D/2D``
+``/2D`` (power-of-two window, ``valid``)    (exact: a power-of-two division is a shift)
+==========================================  =========================================================
+
+QKeras rounds with ``round`` (ties to even): hgq_fpga's ``RND_CONV``. Where
+no rounding can happen -- the input's grid is no finer than the quantizer's,
+e.g. a ``quantized_relu`` with at least as many fractional bits as the
+preceding layer's products -- the quantizer uses ``TRN`` instead, which is
+free in hardware and gives the same values. hls4ml's ``FixedPointQuantizer``
+implements only ``TRN`` and ``RND``, so :func:`hgq_fpga.to_hls4ml` and
+:func:`hgq_fpga.verify` refuse a converted model that keeps a
+``RND_CONV`` quantizer (Keras inference, :func:`hgq_fpga.emulate` and
+:func:`hgq_fpga.estimate` work). The first quantizer on the model input
+always rounds float data, hence ``RND_CONV``, unless ``inputs_on_grid``.
+
+Refused with :class:`UnsupportedQKerasModel` (the message names the layer,
+the quantizer and the fix): ``alpha="auto"`` or any scale that is not a
+power of two; a data-dependent scale on an activation; stochastic
+rounding; ``qnoise_factor < 1``; ``quantized_relu`` with ``use_sigmoid`` or
+``negative_slope``; ``quantized_tanh``, ``quantized_sigmoid``,
+``quantized_po2`` activations, binary/ternary and every other quantizer;
+a ``QDense``/``QConv`` without kernel or bias quantizer, or whose input is
+not quantized (put a ``QActivation(quantized_bits(...))`` after the input);
+batch normalization, merges, branches, nested models and any other layer.
+
+Bit-exactness: outputs are equal to QKeras's (``np.array_equal``) on every
+input, with one QKeras artifact: ``quantized_bits`` returns
+``x + (q(x) - x)`` in float32, which for ``|x|`` beyond about
+``2**(23 - f)`` is no longer ``q(x)`` (QKeras then gives values off its own
+grid, e.g. ``4.0`` for ``quantized_bits(8, 2, alpha=1)`` at ``x = 1e6``);
+the converted model saturates exactly as ``ap_fixed`` does.
+``quantized_relu`` clips before that step and has no such artifact.
+
 QKeras is needed only when this module's function is called (``pip install
 --no-deps qkeras-v3==1.2.1 networkx``; see the project's Makefile). The
 TensorFlow backend is required by QKeras.
@@ -37,6 +110,7 @@ from ._qkeras_formats import (
     _log2_int,
     _weight_values,
 )
+from .compat.keras import qkeras_pruning_mask
 
 __all__ = ["UnsupportedQKerasModel", "from_qkeras"]
 
@@ -125,8 +199,9 @@ class _Converter:
             raise _fail(name, f"{cls} has no bias_quantizer: its float bias is not fixed point",
                         "bias_quantizer=None", "Give it a bias_quantizer or use_bias=False.")
         kernel = keras.ops.convert_to_numpy(layer.kernel_quantizer_internal(layer.kernel))
-        if getattr(layer, "_mask", None) is not None:
-            kernel = kernel * keras.ops.convert_to_numpy(layer._mask)
+        mask = qkeras_pruning_mask(layer)
+        if mask is not None:
+            kernel = kernel * keras.ops.convert_to_numpy(mask)
         f_k, opt_k = _weight_values(name, "kernel", layer.kernel_quantizer_internal, kernel)
         bias = f_b = None
         opt_b: dict[str, Any] = {}
@@ -215,125 +290,8 @@ class _Converter:
         )
 
 
-def from_qkeras(
-    model: keras.Model,
-    calibration_data: Any = None,
-    *,
-    inputs_on_grid: bool = False,
-) -> keras.Model:
-    """Rebuild a QKeras model from hgq_fpga layers, bit-identical to QKeras.
-
-    Every QKeras ``QDense``/``QConv`` becomes the hgq_fpga layer of the same
-    name. Weights are the QKeras-*quantized* weights, and each weight element
-    starts with the fractional bits the QKeras quantizer gives it. Each
-    activation quantizer becomes an ``ap_fixed`` format with the same rounding
-    and saturation and fixed ``k`` and ``i``; it is placed as the
-    ``input_quantizer`` of the next quantized hgq_fpga layer (also across
-    ``Flatten``/``Reshape``/``Dropout``), so the firmware quantizes once, as
-    QKeras does (hls4ml also mishandles two quantizers in a row). Where no
-    quantized layer follows (the model output, a plain relu), it becomes a
-    ``QActivation`` of the QKeras layer's name (``"<layer>_activation"`` for
-    a layer's own ``activation=``). Inputs of hgq_fpga layers that QKeras
-    does not quantize (a ``QDense`` right after a ``QDense``, a pooling after a
-    plain relu) get a ``TRN``/``WRAP`` format that holds every value the
-    previous layer can produce (exact interval arithmetic), so they change
-    nothing.
-
-    Mapping (``k``: sign bit, ``i``: integer bits without sign, ``f``:
-    fractional bits, ``ap_fixed<k+i+f, k+i>``):
-
-    ==========================================  =========================================================
-    QKeras                                      hgq_fpga
-    ==========================================  =========================================================
-    ``quantized_bits(bits, integer,``           ``k = keep_negative``, ``f = bits - integer - k``,
-    ``keep_negative, alpha=None|1)``            ``i = integer``; activations: ``RND_CONV`` + ``SAT``
-                                                (``SAT_SYM`` if ``symmetric``); weights: these ``f``
-                                                and ``i`` with ``RND_CONV``/``SAT``
-    ... ``alpha=2**s`` (a fixed power of two)   ``f = bits - integer - k - s``, ``i = integer + s``
-    ... kernel with ``alpha=None`` or           QKeras turns ``alpha=None`` on a kernel into
-    ``"auto_po2"``                              ``"auto_po2"`` (symmetric, per-channel power-of-two
-                                                scale ``c``): ``f = bits - 1 - integer - log2(c)``
-                                                per channel, ``i`` from the values (``i=None``)
-    ``quantized_relu(bits, integer)``           ``QActivation("relu")`` with ``k = 0``,
-                                                ``i = integer``, ``f = bits - integer``, ``RND_CONV``
-                                                + ``SAT`` (negative values saturate to 0)
-    ``quantized_po2(bits)`` (weights only)      each weight ``+-2**e`` gets its own ``f = -e``
-    ``"relu"``, ``"linear"``, ``ReLU()``        plain ``Activation`` (exact)
-    ``QDense``, ``QConv1D``, ``QConv2D``        ``QDense``, ``QConv1D``, ``QConv2D``
-    ``Flatten``, ``Reshape``, ``Dropout``       the same Keras layer
-    ``MaxPooling1D/2D``, ``AveragePooling1D``   ``QMaxPooling1D/2D``, ``QAveragePooling1D/2D``
-    ``/2D`` (power-of-two window, ``valid``)    (exact: a power-of-two division is a shift)
-    ==========================================  =========================================================
-
-    QKeras rounds with ``round`` (ties to even): hgq_fpga's ``RND_CONV``. Where
-    no rounding can happen -- the input's grid is no finer than the quantizer's,
-    e.g. a ``quantized_relu`` with at least as many fractional bits as the
-    preceding layer's products -- the quantizer uses ``TRN`` instead, which is
-    free in hardware and gives the same values. hls4ml's ``FixedPointQuantizer``
-    implements only ``TRN`` and ``RND``, so :func:`hgq_fpga.to_hls4ml` and
-    :func:`hgq_fpga.verify` refuse a converted model that keeps a
-    ``RND_CONV`` quantizer (Keras inference, :func:`hgq_fpga.emulate` and
-    :func:`hgq_fpga.estimate` work). The first quantizer on the model input
-    always rounds float data, hence ``RND_CONV``, unless ``inputs_on_grid``.
-
-    Refused with :class:`UnsupportedQKerasModel` (the message names the layer,
-    the quantizer and the fix): ``alpha="auto"`` or any scale that is not a
-    power of two; a data-dependent scale on an activation; stochastic
-    rounding; ``qnoise_factor < 1``; ``quantized_relu`` with ``use_sigmoid`` or
-    ``negative_slope``; ``quantized_tanh``, ``quantized_sigmoid``,
-    ``quantized_po2`` activations, binary/ternary and every other quantizer;
-    a ``QDense``/``QConv`` without kernel or bias quantizer, or whose input is
-    not quantized (put a ``QActivation(quantized_bits(...))`` after the input);
-    batch normalization, merges, branches, nested models and any other layer.
-
-    Bit-exactness: outputs are equal to QKeras's (``np.array_equal``) on every
-    input, with one QKeras artifact: ``quantized_bits`` returns
-    ``x + (q(x) - x)`` in float32, which for ``|x|`` beyond about
-    ``2**(23 - f)`` is no longer ``q(x)`` (QKeras then gives values off its own
-    grid, e.g. ``4.0`` for ``quantized_bits(8, 2, alpha=1)`` at ``x = 1e6``);
-    the converted model saturates exactly as ``ap_fixed`` does.
-    ``quantized_relu`` clips before that step and has no such artifact.
-
-    Args:
-        model: a built QKeras model (``qkeras-v3``, Keras 3, TensorFlow
-            backend) with one input, one output and one path through its layers.
-        calibration_data: optional samples. Not needed: every activation format
-            is fixed by its QKeras quantizer, so the model comes back
-            calibrated and ready for :func:`hgq_fpga.verify`,
-            :func:`hgq_fpga.estimate` and :func:`hgq_fpga.to_hls4ml`. When
-            given, :func:`hgq_fpga.calibrate` is run on it, which records the
-            ranges seen (shown by :func:`hgq_fpga.bit_summary` and calibration
-            reports) without changing any format.
-        inputs_on_grid: promise that the model inputs are already multiples of
-            ``2**-f`` of the first quantizer (the firmware receives fixed-point
-            words). That quantizer then uses ``TRN`` instead of ``RND_CONV``:
-            the same values on such inputs, and convertible to hls4ml. Off-grid
-            inputs are then truncated, not rounded.
-
-    Returns:
-        a calibrated Keras model of hgq_fpga layers, named ``"<name>_hgq"``.
-
-    Raises:
-        UnsupportedQKerasModel: (a ``ValueError``) for anything not exactly representable.
-        ImportError: if ``qkeras`` is not installed.
-
-    Example::
-
-        from qkeras import QActivation, QDense, quantized_bits, quantized_relu
-        import hgq_fpga
-
-        x = keras.Input((16,))
-        h = QActivation(quantized_bits(8, 2, alpha=1))(x)
-        h = QDense(32, kernel_quantizer=quantized_bits(6, 0, alpha=1),
-                   bias_quantizer=quantized_bits(8, 2, alpha=1))(h)
-        h = QActivation(quantized_relu(8, 3))(h)
-        qmodel = keras.Model(x, QDense(5, kernel_quantizer=quantized_bits(6, 0, alpha=1),
-                                       bias_quantizer=quantized_bits(8, 2, alpha=1))(h))
-
-        model = hgq_fpga.from_qkeras(qmodel)
-        assert np.array_equal(model.predict(data), qmodel.predict(data))
-        print(hgq_fpga.estimate(model))
-    """
+def _require_qkeras() -> None:
+    """Raise unless QKeras is installed and Keras runs on the TensorFlow backend."""
     try:
         import qkeras  # noqa: F401
     except ImportError as err:
@@ -345,7 +303,11 @@ def from_qkeras(
             f"from_qkeras: QKeras models run on the TensorFlow backend. Received: "
             f"KERAS_BACKEND={keras.backend.backend()!r}; set KERAS_BACKEND=tensorflow."
         )
-    from .calibration import calibrate, iter_quantizers
+
+
+def _rebuild(model: keras.Model, inputs_on_grid: bool) -> keras.Model:
+    """The hgq_fpga model of a checked QKeras chain, with its weights and fractional bits set, calibrated."""
+    from .calibration import iter_quantizers
     from .quantizers import CALIBRATED, ActivationQuantizer
 
     layers = _check_chain(model)
@@ -374,6 +336,58 @@ def from_qkeras(
     for _, q in iter_quantizers(new_model):
         if isinstance(q, ActivationQuantizer):  # k and i are fixed: nothing to learn from data
             q.state.assign(np.float32(CALIBRATED))
+    return new_model
+
+
+def from_qkeras(model: keras.Model, calibration_data: Any = None, *, inputs_on_grid: bool = False) -> keras.Model:
+    """Rebuild a QKeras model from hgq_fpga layers, bit-identical to QKeras.
+
+    Every QKeras ``QDense``/``QConv`` becomes the hgq_fpga layer of the same name, with the
+    QKeras-*quantized* weights; each activation quantizer becomes an ``ap_fixed`` format with the same
+    rounding and saturation. The mapping table, the rounding, what is refused and the bit-exactness
+    guarantee are documented in :mod:`hgq_fpga.qkeras_import`.
+
+    Args:
+        model: a built QKeras model (``qkeras-v3``, Keras 3, TensorFlow
+            backend) with one input, one output and one path through its layers.
+        calibration_data: optional samples. Not needed: every activation format is fixed by its
+            QKeras quantizer, so the model comes back calibrated and ready for :func:`hgq_fpga.verify`,
+            :func:`hgq_fpga.estimate` and :func:`hgq_fpga.to_hls4ml`. When given,
+            :func:`hgq_fpga.calibrate` is run on it, which records the ranges seen (shown by
+            :func:`hgq_fpga.bit_summary` and calibration reports) without changing any format.
+        inputs_on_grid: promise that the model inputs are already multiples of ``2**-f`` of the
+            first quantizer (the firmware receives fixed-point words). That quantizer then uses ``TRN``
+            instead of ``RND_CONV``: the same values on such inputs, and convertible to hls4ml.
+            Off-grid inputs are then truncated, not rounded.
+
+    Returns:
+        a calibrated Keras model of hgq_fpga layers, named ``"<name>_hgq"``.
+
+    Raises:
+        UnsupportedQKerasModel: (a ``ValueError``) for anything not exactly representable.
+        ImportError: if ``qkeras`` is not installed.
+
+    Example::
+
+        from qkeras import QActivation, QDense, quantized_bits, quantized_relu
+        import hgq_fpga
+
+        x = keras.Input((16,))
+        h = QActivation(quantized_bits(8, 2, alpha=1))(x)
+        h = QDense(32, kernel_quantizer=quantized_bits(6, 0, alpha=1),
+                   bias_quantizer=quantized_bits(8, 2, alpha=1))(h)
+        h = QActivation(quantized_relu(8, 3))(h)
+        qmodel = keras.Model(x, QDense(5, kernel_quantizer=quantized_bits(6, 0, alpha=1),
+                                       bias_quantizer=quantized_bits(8, 2, alpha=1))(h))
+
+        model = hgq_fpga.from_qkeras(qmodel)
+        assert np.array_equal(model.predict(data), qmodel.predict(data))
+        print(hgq_fpga.estimate(model))
+    """
+    _require_qkeras()
+    new_model = _rebuild(model, inputs_on_grid)
     if calibration_data is not None:
+        from .calibration import calibrate
+
         calibrate(new_model, calibration_data)
     return new_model

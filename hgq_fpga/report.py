@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from .compat.keras import all_layers
+
 __all__ = ["ReportFiles", "write_report"]
 
 
@@ -42,7 +44,7 @@ def _weight_bits(model: Any) -> list[tuple[str, np.ndarray]]:
     from .layers.weighted import WeightedLayerMixin
 
     out = []
-    for layer in model._flatten_layers(include_self=False):
+    for layer in all_layers(model):
         if isinstance(layer, WeightedLayerMixin):
             kq = layer.kernel_quantizer
             bits = np.asarray(ops.convert_to_numpy(kq.bits(layer.kernel)), np.float64)
@@ -123,6 +125,31 @@ def _img(path: Path) -> str:
     return f'<img alt="{html.escape(path.stem)}" src="data:image/png;base64,{data}">'
 
 
+def _write_html(files: ReportFiles, model: Any, report: Any, graph: Any, verification: str) -> None:
+    """Write ``files.html``: the summary, the estimate, the plots, the tensor formats and ``verification``."""
+    from .summary import bit_summary
+
+    summary = bit_summary(model)
+    body = [
+        f"<h1>{html.escape(model.name)}</h1>",
+        (f"<p>{summary.n_weights} weights, mean {summary.mean_weight_bits:.2f} bits, "
+         f"{summary.pruned_fraction:.1%} pruned; estimate: <b>{report.lut:.0f} LUTs, {report.dsp} DSPs</b>, "
+         f"{report.ebops:.0f} EBOPs ({html.escape(report.strategy)}, {html.escape(report.part)})</p>"),
+        "<h2>Resources</h2>", f"<pre>{html.escape(str(report))}</pre>", _img(files.plots["resources"]),
+        "<h2>Bit-widths</h2>", f"<pre>{html.escape(str(summary))}</pre>",
+        _img(files.plots["weight_bits_hist"]), _img(files.plots["weight_bits_map"]),
+        "<h2>Tensor formats</h2>", f"<pre>{html.escape(str(graph))}</pre>",
+        verification,
+    ]
+    files.html.write_text(
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
+        f"<title>{html.escape(model.name)}: hgq_fpga report</title>"
+        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%}"
+        "pre{background:#f6f6f6;padding:8px;overflow-x:auto}</style></head><body>"
+        + "\n".join(body) + "</body></html>\n"
+    )
+
+
 def write_report(
     model: Any,
     out_dir: str | Path,
@@ -145,9 +172,8 @@ def write_report(
     import matplotlib
 
     matplotlib.use("Agg")
-    from .ir import build_ir
+    from .frontend.keras import build_ir
     from .resources import estimate
-    from .summary import bit_summary
 
     out = Path(out_dir)
     if out.exists() and not overwrite:
@@ -164,27 +190,9 @@ def write_report(
         files.plots[name] = path
     verification = ""
     if data is not None:
-        from .convert import verify
+        from .backends.hls4ml import verify
 
         result = verify(model, data, progress=progress)
         verification = f"<h2>Verification</h2><pre>{html.escape(str(result))}</pre>"
-    summary = bit_summary(model)
-    body = [
-        f"<h1>{html.escape(model.name)}</h1>",
-        (f"<p>{summary.n_weights} weights, mean {summary.mean_weight_bits:.2f} bits, "
-         f"{summary.pruned_fraction:.1%} pruned; estimate: <b>{report.lut:.0f} LUTs, {report.dsp} DSPs</b>, "
-         f"{report.ebops:.0f} EBOPs ({html.escape(report.strategy)}, {html.escape(report.part)})</p>"),
-        "<h2>Resources</h2>", f"<pre>{html.escape(str(report))}</pre>", _img(files.plots["resources"]),
-        "<h2>Bit-widths</h2>", f"<pre>{html.escape(str(summary))}</pre>",
-        _img(files.plots["weight_bits_hist"]), _img(files.plots["weight_bits_map"]),
-        "<h2>Tensor formats</h2>", f"<pre>{html.escape(str(graph))}</pre>",
-        verification,
-    ]
-    files.html.write_text(
-        "<!DOCTYPE html><html><head><meta charset='utf-8'>"
-        f"<title>{html.escape(model.name)}: hgq_fpga report</title>"
-        "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%}"
-        "pre{background:#f6f6f6;padding:8px;overflow-x:auto}</style></head><body>"
-        + "\n".join(body) + "</body></html>\n"
-    )
+    _write_html(files, model, report, graph, verification)
     return files

@@ -4,7 +4,10 @@ A layer's test is a subclass that names the layer, its arguments and input
 shapes; it inherits checks of the output shape, a training step that moves
 every trainable variable (bit-widths included), the config and ``.keras``
 round trips, float equivalence with the plain Keras layer at generous bits,
-and calibration (no overflow on the calibration data).
+calibration (no overflow on the calibration data), and every later stage:
+Keras vs the emulator bit for bit with perturbed per-element bits on
+overflow and tie inputs, a finite exact cost that is zero once every weight
+is pruned, and (marked slow) the hls4ml C simulation.
 
 Example (in a test module)::
 
@@ -23,6 +26,7 @@ from typing import Any, ClassVar
 
 import keras
 import numpy as np
+import pytest
 from keras import ops
 
 from .calibration import calibrate, is_calibrated
@@ -52,7 +56,54 @@ def model_outputs(model: keras.Model, xs: list[np.ndarray], training: bool = Fal
     return np.asarray(ops.convert_to_numpy(out))
 
 
-class LayerTestCase:
+class StageChecks:
+    """The checks of :class:`LayerTestCase` that reach the IR's consumers."""
+
+    def _calibrated(self, seed: int = 3) -> tuple[keras.Model, list[np.ndarray]]:
+        model = self.make_model()  # type: ignore[attr-defined]
+        xs = self.make_data(seed)  # type: ignore[attr-defined]
+        model_outputs(model, xs)
+        perturb_bits(model, np.random.default_rng(seed))
+        calibrate(model, xs)
+        return model, xs
+
+    def test_emulator_is_bit_exact(self) -> None:
+        from .emulator import emulate
+        from .emulator.keras64 import as_float64
+
+        model, xs = self._calibrated()
+        probe = [edge_inputs(x).astype(np.float64) for x in xs]
+        twin = model_outputs(as_float64(model), probe)
+        emu = emulate(model, probe if len(probe) > 1 else probe[0])
+        assert np.array_equal(twin, emu), f"{int(np.count_nonzero(twin != emu))} mismatches"
+
+    def test_exact_cost_is_finite_and_zero_when_pruned(self) -> None:
+        from .quantizers import WeightQuantizer
+        from .resources import estimate
+
+        model, xs = self._calibrated()
+        report = estimate(model)
+        assert np.isfinite(report.lut) and report.lut >= 0 and report.dsp >= 0
+        layer = self._layer_of(model)  # type: ignore[attr-defined]
+        weights = [q for q in layer.quantizers if isinstance(q, WeightQuantizer) and q.built]
+        if not weights:
+            return
+        for q in weights:
+            q.set_f(np.full(q.bits_shape, q.f_min, "float32"))  # the lowest bits: every weight rounds to 0
+        calibrate(model, xs)
+        row = next(r for r in estimate(model).layers if r.layer == layer.name)
+        assert (row.lut, row.dsp, row.ebops) == (0.0, 0, 0.0), row
+
+    @pytest.mark.slow
+    def test_hls4ml_csim_is_bit_exact(self) -> None:
+        from .backends.hls4ml import verify
+
+        model, xs = self._calibrated()
+        result = verify(model, [edge_inputs(x).astype(np.float64) for x in xs])
+        assert result.ok, str(result)
+
+
+class LayerTestCase(StageChecks):
     """Base class; subclasses set the class attributes below."""
 
     layer_cls: ClassVar[type]

@@ -208,7 +208,7 @@ def _verifiable_mlp() -> keras.Model:
 
 
 def test_rnd_conv_quantizers_are_refused_by_hls4ml_with_a_clear_error(tmp_path) -> None:
-    from hgq_fpga.convert.hls4ml_layers import UnsupportedForHls4ml
+    from hgq_fpga.backends.hls4ml.layers import UnsupportedForHls4ml
 
     model = from_qkeras(_mlp())
     with pytest.raises(UnsupportedForHls4ml, match="RND_CONV"):

@@ -237,7 +237,7 @@ class ResourceBudget(keras.callbacks.Callback):
 
     # -- steering ---------------------------------------------------------------
     def _soft(self) -> float:
-        from ..resources.soft import model_luts
+        from ..quantizers.cost import model_luts
 
         return float(ops.convert_to_numpy(model_luts(self.model)))
 

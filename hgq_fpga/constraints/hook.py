@@ -4,7 +4,7 @@ A :class:`CostHook` is attached to every layer with weights (never saved with
 the model). In each training step the layer
 
 * adds ``weight * scale * luts`` to the loss, where ``luts`` is its
-  differentiable LUT estimate (:mod:`hgq_fpga.resources.soft`) and ``scale``
+  differentiable LUT estimate (:mod:`hgq_fpga.quantizers.cost`) and ``scale``
   is ``rho / budget`` (``rho`` calibrates the differentiable form to the exact
   estimate);
 * scales the task loss's gradient on its bits by ``task_share``;
@@ -20,6 +20,8 @@ from typing import Any
 
 import keras
 from keras import ops
+
+from ..compat.keras import all_layers
 
 __all__ = ["CostHook", "attach", "detach", "hooked_layers"]
 
@@ -52,7 +54,7 @@ def hooked_layers(model: keras.Model) -> list[keras.layers.Layer]:
     """Layers of ``model`` that have a differentiable LUT estimate (dense, convolution)."""
     from ..layers.weighted import WeightedLayerMixin
 
-    return [layer for layer in model._flatten_layers(include_self=False) if isinstance(layer, WeightedLayerMixin)]
+    return [layer for layer in all_layers(model) if isinstance(layer, WeightedLayerMixin)]
 
 
 def attach(model: keras.Model, hook: CostHook) -> None:

@@ -98,6 +98,50 @@ def _gains(layer: Any) -> np.ndarray:
     return np.zeros(kq.bits_shape) if g is None else np.asarray(g, np.float64)
 
 
+def _layer_candidates(n: int, layer: Any, p: np.ndarray, off_dsp: bool, cm: CostModel) -> list[tuple[Any, ...]]:
+    """``(gain / damage, layer index, bit index, gain)`` for every lowerable kernel bit of one layer."""
+    kq = layer.kernel_quantizer
+    w = ops.convert_to_numpy(layer.kernel).astype(np.float64)
+    f_bits = np.round(np.asarray(ops.convert_to_numpy(kq.f_value()), np.float64).reshape(kq.bits_shape))
+    f = np.broadcast_to(f_bits, w.shape)
+    q0 = np.asarray(ops.convert_to_numpy(kq._quantize_fn(ops.convert_to_tensor(w), ops.convert_to_tensor(f))))
+    q1 = np.asarray(ops.convert_to_numpy(kq._quantize_fn(ops.convert_to_tensor(w), ops.convert_to_tensor(f - 1))))
+    x2 = np.broadcast_to(p.reshape((1,) * (w.ndim - 2) + p.shape), w.shape)
+    damage = _reduce_to((q1 - q0) ** 2 * x2, kq.bits_shape)
+    live = _reduce_to((q0 != 0).astype(np.float64), kq.bits_shape) > 0
+    gain = _gains(layer).reshape(kq.bits_shape)
+    if off_dsp:  # wide weights first: off the DSPs
+        bits = np.where(q0 != 0, np.floor(np.log2(np.abs(q0) + 1e-300)) + f + 2, 0)
+        wide = _reduce_to((bits >= cm.dsp_min_bits).astype(np.float64), kq.bits_shape)
+        gain = np.where(wide > 0, 1e6 + gain, gain)
+    live &= (f_bits > kq.f_min) & (gain > 0)
+    return [(gain[idx] / (damage[idx] + 1e-30), n, idx, float(gain[idx])) for idx in zip(*np.nonzero(live))]
+
+
+def _n_take(ranked: list[tuple[Any, ...]], report: ResourceReport, lut: float | None, step_fraction: float) -> int:
+    """How many ranked bits to lower this round.
+
+    Enough bits to cover the excess by the differentiable gains (at least
+    ``step_fraction`` of the candidates, at most half of them).
+    """
+    excess = max(report.lut - (lut if lut is not None else report.lut), 0.0)
+    gains = np.cumsum([r[3] for r in ranked])
+    need = int(np.searchsorted(gains, excess)) + 1 if excess > 0 else 1
+    return min(max(need, math.ceil(step_fraction * len(ranked))), max(1, len(ranked) // 2))
+
+
+def _lower_bits(layers: list[Any], take: list[tuple[Any, ...]], result: RepairResult) -> None:
+    """Lower the chosen fractional bits by one and count them per layer in ``result``."""
+    for n in {t[1] for t in take}:
+        kq = layers[n].kernel_quantizer
+        f = np.round(np.asarray(ops.convert_to_numpy(kq.f_value()), np.float64).reshape(kq.bits_shape))
+        chosen = [t[2] for t in take if t[1] == n]
+        for idx in chosen:
+            f[idx] -= 1
+        kq.set_f(f)
+        result.lowered[layers[n].name] = result.lowered.get(layers[n].name, 0) + len(chosen)
+
+
 def repair_to_budget(
     model: keras.Model,
     x: Any,
@@ -128,43 +172,14 @@ def repair_to_budget(
     power = _input_power(model, layers, x)
     cm = report.model
     for _ in range(max_rounds):
+        off_dsp = dsp is not None and report.dsp > dsp
         ranked = []
         for n, (layer, p) in enumerate(zip(layers, power)):
-            kq = layer.kernel_quantizer
-            w = ops.convert_to_numpy(layer.kernel).astype(np.float64)
-            f_bits = np.round(np.asarray(ops.convert_to_numpy(kq.f_value()), np.float64).reshape(kq.bits_shape))
-            f = np.broadcast_to(f_bits, w.shape)
-            q0 = np.asarray(ops.convert_to_numpy(kq._quantize_fn(ops.convert_to_tensor(w), ops.convert_to_tensor(f))))
-            q1 = np.asarray(ops.convert_to_numpy(kq._quantize_fn(ops.convert_to_tensor(w), ops.convert_to_tensor(f - 1))))
-            x2 = np.broadcast_to(p.reshape((1,) * (w.ndim - 2) + p.shape), w.shape)
-            damage = _reduce_to((q1 - q0) ** 2 * x2, kq.bits_shape)
-            live = _reduce_to((q0 != 0).astype(np.float64), kq.bits_shape) > 0
-            gain = _gains(layer).reshape(kq.bits_shape)
-            if dsp is not None and report.dsp > dsp:  # wide weights first: off the DSPs
-                bits = np.where(q0 != 0, np.floor(np.log2(np.abs(q0) + 1e-300)) + f + 2, 0)
-                wide = _reduce_to((bits >= cm.dsp_min_bits).astype(np.float64), kq.bits_shape)
-                gain = np.where(wide > 0, 1e6 + gain, gain)
-            live &= (f_bits > kq.f_min) & (gain > 0)
-            for idx in zip(*np.nonzero(live)):
-                ranked.append((gain[idx] / (damage[idx] + 1e-30), n, idx, float(gain[idx])))
+            ranked.extend(_layer_candidates(n, layer, p, off_dsp, cm))
         if not ranked:
             break
         ranked.sort(key=lambda r: -r[0])
-        # enough bits to cover the excess by the differentiable gains (at least
-        # step_fraction of the candidates, at most half of them)
-        excess = max(report.lut - (lut if lut is not None else report.lut), 0.0)
-        gains = np.cumsum([r[3] for r in ranked])
-        need = int(np.searchsorted(gains, excess)) + 1 if excess > 0 else 1
-        n_take = min(max(need, math.ceil(step_fraction * len(ranked))), max(1, len(ranked) // 2))
-        take = ranked[:n_take]
-        for n in {t[1] for t in take}:
-            kq = layers[n].kernel_quantizer
-            f = np.round(np.asarray(ops.convert_to_numpy(kq.f_value()), np.float64).reshape(kq.bits_shape))
-            chosen = [t[2] for t in take if t[1] == n]
-            for idx in chosen:
-                f[idx] -= 1
-            kq.set_f(f)
-            result.lowered[layers[n].name] = result.lowered.get(layers[n].name, 0) + len(chosen)
+        _lower_bits(layers, ranked[:_n_take(ranked, report, lut, step_fraction)], result)
         result.rounds += 1
         calibrate(model, x)
         report = estimate(model, **kwargs)

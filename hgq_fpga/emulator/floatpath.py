@@ -4,7 +4,8 @@ When the IR proves every value and every partial sum of the network below
 ``2**52`` units of its least significant bit, float64 holds all of them
 exactly, so the graph can run on float64 arrays with BLAS matrix products and
 the float fixed-point core, with no integer conversions. The IR decides;
-otherwise the integer path (``run.py``) runs.
+otherwise the integer path (``run.py``) runs. An operation without an entry
+in :data:`FLOAT_RULES` also sends the model to the integer path.
 """
 
 from __future__ import annotations
@@ -14,92 +15,111 @@ from typing import Any
 import numpy as np
 
 from ..fixed import quantize_core
-from ..ir import Graph, Node
+from ..ir import Graph, Registry
+from ..ir import ops as ir
 from ..ir.intmath import im2col
-from ..ir.ops import pair_values
 
-__all__ = ["float_path_is_exact", "run_float"]
+__all__ = ["FLOAT_RULES", "float_path_is_exact", "run_float"]
 
 LIMIT = 2.0**52
 
+#: ``rule(op, inputs as float64 arrays) -> float64 array``, exact below ``LIMIT``
+FLOAT_RULES = Registry("emulator float path")
+
 
 def float_path_is_exact(graph: Graph) -> bool:
-    """True when every tensor, partial sum and requantization fits 52 bits."""
+    """True when every operation has a float rule and every tensor, partial sum
+    and requantization fits 52 bits."""
     for node in graph.nodes:
-        if node.op == "input":
+        if not node.inputs:
             continue
-        out = graph.tensors[node.outputs[0]]
-        if out.abs_bound >= LIMIT or node.attrs.get("bound", 0.0) >= LIMIT:
+        if not FLOAT_RULES.supports(type(node)):
             return False
-        if node.op == "quantize":
+        out = graph.tensors[node.outputs[0]]
+        if out.abs_bound >= LIMIT or getattr(node, "bound", 0.0) >= LIMIT:
+            return False
+        if isinstance(node, ir.Quantize):
             src = graph.tensors[node.inputs[0]]
             if src.is_fixed:
-                finer = max(0, int(np.max(node.attrs["f"])) - src.f)
+                finer = max(0, int(np.max(node.f)) - src.f)
                 if src.abs_bound * 2.0**finer >= LIMIT:
                     return False
     return True
 
 
-def _constants(node: Node) -> dict[str, Any]:
-    """A node's constants as float64 arrays, converted once per run (not per block)."""
-    a = node.attrs
-    if node.op == "quantize":
-        return dict(zip("kif", (a[key].astype(np.float64) for key in ("k", "i", "f"))))
-    if node.op in ("dense", "conv"):
-        return {"w": pair_values(a["kernel"]), "b": pair_values(a["bias"])}
-    if node.op == "scale":
-        return {"s": pair_values(a["scale"]), "o": pair_values(a["offset"])}
-    if node.op == "table":
-        return {"t": pair_values(a["table"])}
-    return {}
+@FLOAT_RULES.register(ir.Quantize)
+def _quantize(op: ir.Quantize, xs: list[np.ndarray]) -> np.ndarray:
+    k, i, f = op.float_kif
+    return quantize_core(xs[0], k, i, f, op.rounding, op.overflow, xp=np)
 
 
-def _linear(x: np.ndarray, node: Node, c: dict[str, Any]) -> np.ndarray:
-    a, w = node.attrs, c["w"]
-    if node.op == "conv":
-        cols = im2col(x, w.shape[:-2], a["strides"], a["dilation"], a["padding"])
-        y = cols.reshape(cols.shape[:-2] + (-1,)) @ w.reshape(-1, w.shape[-1])
-    else:
-        y = x @ w
-    return y if c["b"] is None else y + c["b"]
+@FLOAT_RULES.register(ir.Dense)
+def _dense(op: ir.Dense, xs: list[np.ndarray]) -> np.ndarray:
+    y = xs[0] @ op.kernel.values
+    return y if op.bias is None else y + op.bias.values
 
 
-def _step(node: Node, xs: list[np.ndarray], c: dict[str, Any]) -> np.ndarray:
-    a = node.attrs
-    if node.op == "quantize":
-        return quantize_core(xs[0], c["k"], c["i"], c["f"], a["rounding"], a["overflow"], xp=np)
-    if node.op in ("dense", "conv"):
-        return _linear(xs[0], node, c)
-    if node.op == "scale":
-        return xs[0] * c["s"] + c["o"]
-    if node.op == "relu":
-        return np.maximum(xs[0], 0.0)
-    if node.op == "add":
-        return sum(xs[1:], xs[0])
-    if node.op == "concat":
-        axis = a["axis"]
-        return np.concatenate(xs, axis=axis + 1 if axis >= 0 else axis)
-    if node.op == "max_pool":
-        cols = im2col(xs[0], a["pool"], a["strides"], (1,) * len(a["pool"]), a["padding"], pad_value=-np.inf)
-        return np.max(cols, axis=-2)
-    if node.op == "avg_pool":
-        cols = im2col(xs[0], a["pool"], a["strides"], (1,) * len(a["pool"]), "valid")
-        return np.sum(cols, axis=-2) * (1.0 / int(np.prod(a["pool"])))
-    if node.op == "reshape":
-        return xs[0].reshape((len(xs[0]),) + tuple(a["shape"]))
-    if node.op == "multiply":
-        return xs[0] * xs[1]
-    if node.op == "table":
-        bits = (xs[0] * 2.0 ** a["f"]).astype(np.int64) & ((1 << a["width"]) - 1)
-        return c["t"][bits]
-    raise ValueError(f"emulator: unknown IR operation {node.op!r} in node {node.name!r}")
+@FLOAT_RULES.register(ir.Conv)
+def _conv(op: ir.Conv, xs: list[np.ndarray]) -> np.ndarray:
+    w = op.kernel.values
+    cols = im2col(xs[0], w.shape[:-2], op.strides, op.dilation, op.padding)
+    y = cols.reshape(cols.shape[:-2] + (-1,)) @ w.reshape(-1, w.shape[-1])
+    return y if op.bias is None else y + op.bias.values
 
 
-def _run_block(graph: Graph, inputs: list[np.ndarray], consts: dict[str, dict[str, Any]]) -> list[np.ndarray]:
+@FLOAT_RULES.register(ir.Scale)
+def _scale(op: ir.Scale, xs: list[np.ndarray]) -> np.ndarray:
+    return xs[0] * op.scale.values + op.offset.values
+
+
+@FLOAT_RULES.register(ir.Relu)
+def _relu(op: ir.Relu, xs: list[np.ndarray]) -> np.ndarray:
+    return np.maximum(xs[0], 0.0)
+
+
+@FLOAT_RULES.register(ir.Add)
+def _add(op: ir.Add, xs: list[np.ndarray]) -> np.ndarray:
+    return sum(xs[1:], xs[0])
+
+
+@FLOAT_RULES.register(ir.Concat)
+def _concat(op: ir.Concat, xs: list[np.ndarray]) -> np.ndarray:
+    return np.concatenate(xs, axis=op.axis + 1 if op.axis >= 0 else op.axis)
+
+
+@FLOAT_RULES.register(ir.MaxPool)
+def _max_pool(op: ir.MaxPool, xs: list[np.ndarray]) -> np.ndarray:
+    cols = im2col(xs[0], op.pool, op.strides, (1,) * len(op.pool), op.padding, pad_value=-np.inf)
+    return np.max(cols, axis=-2)
+
+
+@FLOAT_RULES.register(ir.AvgPool)
+def _avg_pool(op: ir.AvgPool, xs: list[np.ndarray]) -> np.ndarray:
+    cols = im2col(xs[0], op.pool, op.strides, (1,) * len(op.pool), "valid")
+    return np.sum(cols, axis=-2) * (1.0 / int(np.prod(op.pool)))
+
+
+@FLOAT_RULES.register(ir.Reshape)
+def _reshape(op: ir.Reshape, xs: list[np.ndarray]) -> np.ndarray:
+    return xs[0].reshape((len(xs[0]),) + tuple(op.shape))
+
+
+@FLOAT_RULES.register(ir.Multiply)
+def _multiply(op: ir.Multiply, xs: list[np.ndarray]) -> np.ndarray:
+    return xs[0] * xs[1]
+
+
+@FLOAT_RULES.register(ir.Table)
+def _table(op: ir.Table, xs: list[np.ndarray]) -> np.ndarray:
+    bits = (xs[0] * 2.0**op.f).astype(np.int64) & ((1 << op.width) - 1)
+    return op.table.values[bits]
+
+
+def _run_block(graph: Graph, inputs: list[np.ndarray]) -> list[np.ndarray]:
     values: dict[str, Any] = dict(zip(graph.inputs, inputs))
     for node in graph.nodes:
-        if node.op != "input":
-            values[node.outputs[0]] = _step(node, [values[s] for s in node.inputs], consts[node.name])
+        if node.inputs:
+            values[node.outputs[0]] = FLOAT_RULES(node, [values[s] for s in node.inputs])
     return [values[name] for name in graph.outputs]
 
 
@@ -109,9 +129,8 @@ def run_float(graph: Graph, inputs: list[np.ndarray], *, block: int = 2048) -> l
     Samples are processed in blocks of ``block`` so that intermediates stay in
     the CPU cache (about 2x faster than one big batch for the digits MLP).
     """
-    consts = {node.name: _constants(node) for node in graph.nodes}
     n = len(inputs[0])
-    parts = [_run_block(graph, [a[s : s + block] for a in inputs], consts) for s in range(0, n, block)]
+    parts = [_run_block(graph, [a[s : s + block] for a in inputs]) for s in range(0, n, block)]
     if not parts:
-        return _run_block(graph, inputs, consts)
+        return _run_block(graph, inputs)
     return [np.concatenate([p[j] for p in parts]) for j in range(len(graph.outputs))]

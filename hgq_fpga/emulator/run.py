@@ -6,25 +6,10 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import Graph, build_ir
+from ..ir import Graph, Quantize
+from ..ir.exact import Mant
 from ..ir.intmath import INT64_SAFE, as_mantissa
-from ..ir.ops import (
-    Mant,
-    add_op,
-    avg_pool_op,
-    concat_op,
-    conv_op,
-    dense_op,
-    max_pool_op,
-    quantize_op,
-    relu_op,
-    reshape_op,
-    scale_op,
-    multiply_op,
-    table_op,
-)
-
-__all__ = ["emulate", "emulate_mantissas", "run_graph"]
+from .threads import blas_threads
 
 
 def _widen(m: Mant, wide: bool) -> Mant:
@@ -32,41 +17,17 @@ def _widen(m: Mant, wide: bool) -> Mant:
 
 
 def _step(node: Any, args: list[Any], wide: bool) -> Mant:
-    a = node.attrs
-    if node.op == "quantize":
-        x = args[0] if not isinstance(args[0], Mant) else _widen(args[0], wide)
-        return quantize_op(x, a["k"], a["i"], a["f"], a["rounding"], a["overflow"])
-    xs = [_widen(x, wide) for x in args]
-    if node.op == "dense":
-        return dense_op(xs[0], a["kernel"], a["bias"], a["bound"])
-    if node.op == "conv":
-        return conv_op(xs[0], a["kernel"], a["bias"], a["strides"], a["padding"], a["dilation"], a["bound"])
-    if node.op == "scale":
-        return scale_op(xs[0], a["scale"], a["offset"])
-    if node.op == "relu":
-        return relu_op(xs[0])
-    if node.op == "add":
-        return add_op(xs)
-    if node.op == "concat":
-        return concat_op(xs, a["axis"])
-    if node.op == "max_pool":
-        return max_pool_op(xs[0], a["pool"], a["strides"], a["padding"])
-    if node.op == "avg_pool":
-        return avg_pool_op(xs[0], a["pool"], a["strides"])
-    if node.op == "reshape":
-        return reshape_op(xs[0], a["shape"])
-    if node.op == "table":
-        return table_op(xs[0], a["table"], a["width"], a["f"])
-    if node.op == "multiply":
-        return multiply_op(xs)
-    raise ValueError(f"emulator: unknown IR operation {node.op!r} in node {node.name!r}")
+    """One operation on exact mantissas (a float input is quantized as floats)."""
+    if isinstance(node, Quantize) and not isinstance(args[0], Mant):
+        return node.evaluate(args)
+    return node.evaluate([_widen(x, wide) for x in args])
 
 
 def run_graph(graph: Graph, inputs: list[np.ndarray]) -> list[Mant]:
     """Evaluate ``graph`` on float input arrays (batch first); exact mantissas out."""
     values: dict[str, Any] = dict(zip(graph.inputs, inputs))
     for node in graph.nodes:
-        if node.op == "input":
+        if not node.inputs:
             continue
         out = graph.tensors[node.outputs[0]]
         wide = out.abs_bound >= INT64_SAFE or any(
@@ -92,7 +53,9 @@ def _prepare(model_or_graph: Any, x: Any) -> tuple[Graph, list[np.ndarray]]:
             if not np.all(np.isfinite(a)):
                 raise ValueError(f"emulate: input {name!r} holds NaN/Inf values; clean the data first.")
         return graph, arrays
+    # a Keras model: the one place the emulator reaches the Keras side, on demand
     from ..calibration import check_inputs
+    from ..frontend.keras import build_ir
 
     arrays = [a.astype(np.float64) for a in check_inputs(model_or_graph, x)]
     return build_ir(model_or_graph), arrays
@@ -112,7 +75,7 @@ def _use_float(graph: Graph, path: str) -> bool:
     return exact
 
 
-def emulate_mantissas(model_or_graph: Any, x: Any, *, path: str = "auto") -> list[Mant]:
+def emulate_mantissas(model_or_graph: Any, x: Any, *, path: str = "auto", threads: int | None = 1) -> list[Mant]:
     """Exact integer outputs (``Mant``: mantissas and scale) for each model output.
 
     Args:
@@ -120,24 +83,31 @@ def emulate_mantissas(model_or_graph: Any, x: Any, *, path: str = "auto") -> lis
         x: inputs.
         path: ``"auto"`` (float64 when the IR proves it exact, else integers),
             ``"int"`` or ``"float"`` (raises if not provably exact).
+        threads: BLAS threads for the matrix products (default 1, see
+            :mod:`hgq_fpga.emulator.threads`; ``None`` leaves BLAS as it is).
     """
     from .floatpath import run_float
 
     graph, arrays = _prepare(model_or_graph, x)
-    if not _use_float(graph, path):
-        return run_graph(graph, arrays)
+    with blas_threads(threads):
+        if not _use_float(graph, path):
+            return run_graph(graph, arrays)
+        outs = run_float(graph, arrays)
     scales = [graph.tensors[name].f for name in graph.outputs]
-    return [Mant((v * np.exp2(f)).astype(np.int64), f) for v, f in zip(run_float(graph, arrays), scales)]
+    return [Mant((v * np.exp2(f)).astype(np.int64), f) for v, f in zip(outs, scales)]
 
 
-def emulate(model_or_graph: Any, x: Any, *, path: str = "auto") -> np.ndarray | list[np.ndarray]:
+def emulate(
+    model_or_graph: Any, x: Any, *, path: str = "auto", threads: int | None = 1
+) -> np.ndarray | list[np.ndarray]:
     """Bit-accurate firmware outputs as exact float64 arrays.
 
     Args:
         model_or_graph: a calibrated hgq_fpga Keras model, or its IR
-            (:func:`hgq_fpga.ir.build_ir`; pass the graph to avoid rebuilding it).
+            (:func:`hgq_fpga.build_ir`).
         x: input array, or a list of arrays for several inputs.
         path: ``"auto"``, ``"int"`` or ``"float"``; see :func:`emulate_mantissas`.
+        threads: BLAS threads (default 1); see :func:`emulate_mantissas`.
 
     Returns:
         one float64 array per model output (a single array for one output).
@@ -151,8 +121,9 @@ def emulate(model_or_graph: Any, x: Any, *, path: str = "auto") -> np.ndarray | 
     from .floatpath import run_float
 
     graph, arrays = _prepare(model_or_graph, x)
-    if _use_float(graph, path):
-        outs = run_float(graph, arrays)  # already exact float64 values
-    else:
-        outs = [m.values() for m in run_graph(graph, arrays)]
+    with blas_threads(threads):
+        if _use_float(graph, path):
+            outs = run_float(graph, arrays)  # already exact float64 values
+        else:
+            outs = [m.values() for m in run_graph(graph, arrays)]
     return outs[0] if len(outs) == 1 else outs

@@ -3,7 +3,7 @@
 numpy only -- this subpackage never imports Keras (a test checks it).
 """
 
-from .format import FixedFormat, minimal_format
+from .format import FixedFormat, bit_length, minimal_format
 from .modes import OverflowMode, RoundingMode
 from .core import (
     from_mantissa,
@@ -19,6 +19,7 @@ from .core import (
 
 __all__ = [
     "FixedFormat",
+    "bit_length",
     "OverflowMode",
     "RoundingMode",
     "from_mantissa",

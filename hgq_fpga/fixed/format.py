@@ -20,7 +20,7 @@ import numpy as np
 from .modes import OverflowMode, RoundingMode
 from .core import quantize
 
-__all__ = ["FixedFormat", "minimal_format"]
+__all__ = ["FixedFormat", "bit_length", "minimal_format"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,26 @@ class FixedFormat:
         v = -self.k * np.exp2(self.i.astype(float))
         return np.where(self.width > 0, v, 0.0)
 
+    @classmethod
+    def of_mantissas(cls, lo: Any, hi: Any, f: int) -> "FixedFormat":
+        """The smallest format, per element, holding every value in ``[lo, hi] * 2**-f``.
+
+        ``lo``/``hi`` are integer mantissas (int64, or Python ints for any width).
+        The same rule as :func:`~hgq_fpga.fixed.ki_from_range`, exact on integers:
+        ``k = [lo < 0]``, ``i = bit_length(max(hi, -lo - 1)) - f``, and the
+        constant-zero element gets ``i = -f`` (width 0).
+
+        >>> fmt = FixedFormat.of_mantissas(np.array([-4, 0]), np.array([3, 0]), 2)
+        >>> fmt.k, fmt.i, fmt.width
+        (array([1, 0]), array([ 0, -2]), array([3, 0]))
+        """
+        lo_a, hi_a = np.asarray(lo), np.asarray(hi)
+        a = np.maximum(hi_a, -lo_a - 1)
+        live = a > 0
+        i = np.where(live, bit_length(np.where(live, a, 0)) - int(f), -int(f))
+        k = (lo_a < 0).astype(np.int64)
+        return cls(k, i.astype(np.int64), np.full(np.shape(a), int(f), dtype=np.int64))
+
     def quantize(
         self,
         x: Any,
@@ -107,6 +127,15 @@ class FixedFormat:
         if w <= 0:
             raise ValueError("cpp_type: a zero-width format has no C++ type (it is constant 0).")
         return f"ap_fixed<{w},{k + i}>" if k else f"ap_ufixed<{w},{i}>"
+
+
+def bit_length(a: np.ndarray) -> np.ndarray:
+    """``int.bit_length`` of non-negative integers of any width."""
+    arr = np.asarray(a)
+    if arr.dtype == object or (arr.size and int(np.max(arr)) >= 2**53):
+        return np.vectorize(lambda v: int(v).bit_length(), otypes=[np.int64])(arr)
+    _, e = np.frexp(arr.astype(np.float64))
+    return np.where(arr > 0, e, 0).astype(np.int64)
 
 
 def minimal_format(x: Any, axis: int | tuple[int, ...] | None = "elementwise") -> FixedFormat:  # type: ignore[assignment]

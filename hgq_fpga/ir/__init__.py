@@ -1,8 +1,20 @@
-"""The fixed-point intermediate representation: a small graph of exact
-operations with the exact format of every tensor, built from a calibrated
-Keras model. The emulator and the converter both work from it."""
+"""The fixed-point intermediate representation: typed operations with the
+exact format and bounds of every tensor. Keras-free (a test checks it); the
+Keras frontend (:mod:`hgq_fpga.frontend.keras`) builds it, and the emulator,
+the cost model and the backends read it.
+"""
 
-from .from_keras import SUPPORTED_LAYERS, UnsupportedLayerError, build_ir, quantizer_kif
-from .graph import Graph, Node, TensorInfo
+from . import ops
+from .builder import GraphBuilder
+from .exact import Constant, Mant
+from .graph import Graph, TensorInfo
+from .ops import (
+    Add, AvgPool, Concat, Conv, Dense, Input, Linear, MaxPool, Multiply, Op, Quantize, Relu, Reshape, Scale, Table,
+)
+from .registry import Registry, UnsupportedOp
 
-__all__ = ["Graph", "Node", "SUPPORTED_LAYERS", "TensorInfo", "UnsupportedLayerError", "build_ir", "quantizer_kif"]
+__all__ = [
+    "Add", "AvgPool", "Concat", "Constant", "Conv", "Dense", "Graph", "GraphBuilder", "Input", "Linear", "Mant",
+    "MaxPool", "Multiply", "Op", "Quantize", "Registry", "Relu", "Reshape", "Scale", "Table", "TensorInfo",
+    "UnsupportedOp", "ops",
+]

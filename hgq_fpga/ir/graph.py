@@ -1,43 +1,32 @@
-"""A small graph of fixed-point operations: what the firmware computes.
+"""The graph of fixed-point operations: what the firmware computes.
 
-Every tensor carries its exact per-element range and a scale ``f`` (the
-largest number of fractional bits of any element), so that integer mantissas
-``m = value * 2**f`` represent it exactly. Weights are stored as exact float64
-values (on their fixed-point grid). Both the emulator and the converter work
-from this graph, so the emulator also tests the converter.
+Every tensor (:class:`TensorInfo`) carries
 
-Operations (``Node.op``) and their attributes:
+* its **format**: per-element ``(k, i, f)`` arrays (:class:`~hgq_fpga.fixed.FixedFormat`),
+  declared by the quantizer that produced it, or else the smallest format of
+  its exact range (:meth:`~hgq_fpga.fixed.FixedFormat.of_mantissas`);
+* its **exact bounds**: per-element integer mantissas ``lo, hi`` at one scale
+  ``f`` (the largest number of fractional bits of any element), so that
+  integer mantissas ``m = value * 2**f`` represent it exactly.
 
-========== =================================================================
-input      --
-quantize   ``k``, ``i``, ``f`` (int arrays of the tensor shape), ``rounding``,
-           ``overflow`` -- per-element ``ap_fixed`` quantization
-dense      ``kernel`` (n_in, n_out), ``bias`` (n_out,) or None
-conv       ``kernel`` (*window, c_in, c_out), ``bias``, ``strides``,
-           ``padding`` ('valid'/'same'), ``dilation`` -- 1D or 2D, channels_last
-scale      ``scale`` (C,), ``offset`` (C,) -- folded batch normalization
-relu       --
-add        --
-concat     ``axis`` (of the tensor without batch)
-max_pool   ``pool``, ``strides``, ``padding``
-avg_pool   ``pool``, ``strides``, ``padding`` (window counts powers of two)
-reshape    ``shape``
-multiply   -- element-wise product of two tensors
-table      ``table`` (mantissas, scale), ``k``, ``width``, ``f`` of the index
-           format, ``function`` -- lookup by two's complement bit pattern
-========== =================================================================
+Operations are the typed classes of :mod:`hgq_fpga.ir.ops`; every later
+stage (emulator, cost model, backends) reads the formats and bounds from here
+and never re-derives them. Nothing in this package imports Keras.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..fixed import FixedFormat
 
-__all__ = ["TensorInfo", "Node", "Graph"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .ops import Op
+
+__all__ = ["TensorInfo", "Graph"]
 
 
 @dataclass
@@ -52,6 +41,8 @@ class TensorInfo:
         f: the tensor's scale: values are multiples of ``2**-f``.
         abs_bound: bound on ``|m|`` of every element and every partial sum that
             produces it, in mantissa units (decides the integer width).
+        declared: the per-element format a quantizer declared for this tensor
+            (None where the format follows from the bounds).
     """
 
     name: str
@@ -60,53 +51,45 @@ class TensorInfo:
     hi: np.ndarray | None = None
     f: int = 0
     abs_bound: float = 0.0
+    declared: FixedFormat | None = None
 
     @property
     def is_fixed(self) -> bool:
         return self.lo is not None
 
     def format(self) -> FixedFormat:
-        """Per-element ``(k, i)`` from the bounds, with the tensor's ``f``.
-
-        ``i = bit_length(max(hi, -lo - 1)) - f``; elements that are always 0
-        get width 0.
-        """
-        from .intmath import bit_length
-
+        """The tensor's per-element format: the declared one if a quantizer set
+        it, else the smallest format holding the exact bounds at scale ``f``."""
+        if self.declared is not None:
+            return self.declared
         if self.lo is None or self.hi is None:
             raise ValueError(f"tensor {self.name!r} is the float input; it has no format")
-        a = np.maximum(self.hi, -self.lo - 1)
-        live = a > 0
-        i = np.where(live, bit_length(np.where(live, a, 0)) - self.f, -self.f)
-        k = (self.lo < 0).astype(np.int64)
-        f = np.full(self.shape, self.f, dtype=np.int64)
-        return FixedFormat(k, i.astype(np.int64), f)
+        return FixedFormat.of_mantissas(self.lo, self.hi, self.f)
 
     def bits(self) -> int:
         """Largest width of any element (k + i + f)."""
-        return int(np.max(self.format().width, initial=0))
-
-
-@dataclass
-class Node:
-    """One operation: ``outputs = op(inputs)``, from Keras layer ``layer``."""
-
-    name: str
-    op: str
-    inputs: list[str]
-    outputs: list[str]
-    attrs: dict[str, Any] = field(default_factory=dict)
-    layer: str | None = None
+        return int(np.max(self.format().bits, initial=0))
 
 
 @dataclass
 class Graph:
-    """Nodes in topological order, with every tensor's information."""
+    """Operations in topological order, with every tensor's information."""
 
     inputs: list[str]
     outputs: list[str]
-    nodes: list[Node]
-    tensors: dict[str, TensorInfo]
+    nodes: list[Op]
+    tensors: dict[str, TensorInfo] = field(default_factory=dict)
+
+    def producer(self, tensor: str) -> Op:
+        """The operation that writes ``tensor``."""
+        for node in self.nodes:
+            if tensor in node.outputs:
+                return node
+        raise KeyError(f"no operation produces tensor {tensor!r}")
+
+    def consumers(self, tensor: str) -> list[Op]:
+        """The operations that read ``tensor``, in order."""
+        return [node for node in self.nodes if tensor in node.inputs]
 
     def __str__(self) -> str:
         lines = [f"{'node':<28} {'op':<9} {'output':<28} {'shape':<14} {'f':>4} {'bits':>5}"]

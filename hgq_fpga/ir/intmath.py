@@ -12,6 +12,8 @@ from typing import Any
 
 import numpy as np
 
+from ..fixed.format import bit_length
+
 __all__ = [
     "INT64_SAFE",
     "FLOAT_EXACT",
@@ -39,15 +41,6 @@ def as_mantissa(values: Any, *, wide: bool = False) -> np.ndarray:
             return np.vectorize(lambda v: int(v), otypes=[object])(arr)
         return arr.astype(object)
     return arr.astype(np.int64)
-
-
-def bit_length(a: np.ndarray) -> np.ndarray:
-    """``int.bit_length`` of every non-negative integer (exact for any width)."""
-    arr = np.asarray(a)
-    if arr.dtype == object or (arr.size and int(np.max(arr)) >= FLOAT_EXACT):
-        return np.vectorize(lambda v: int(v).bit_length(), otypes=[np.int64])(arr)
-    _, e = np.frexp(arr.astype(np.float64))
-    return np.where(arr > 0, e, 0).astype(np.int64)
 
 
 def shift(m: np.ndarray, s: int) -> np.ndarray:

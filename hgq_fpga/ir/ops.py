@@ -1,213 +1,288 @@
-"""Exact operations on integer mantissas, used twice: by the emulator on data
-and by the IR builder on value bounds.
+"""The IR's operations: one small typed class per operation.
 
-A :class:`Mant` is integer mantissas ``m`` (batch first) at one scale ``f``:
-the values are ``m * 2**-f``.
+An operation declares its attributes as dataclass fields (as hls4ml's layers
+declare ``Attribute``s) and defines its own meaning twice, exactly:
+
+* :meth:`Op.evaluate` on integer mantissas (:class:`~hgq_fpga.ir.exact.Mant`):
+  what the firmware computes; the emulator replays it;
+* :meth:`Op.infer` on bounds: the exact range of every output element, which
+  fixes the output's format (:class:`~hgq_fpga.ir.graph.TensorInfo`).
+
+Everything else a stage does with an operation (cost, Verilog, hls4ml layer,
+fast float path) lives with that stage, in one :class:`~hgq_fpga.ir.Registry`
+per stage keyed by these classes. A new operation is one class here (or in
+user code) plus one entry per stage that should handle it.
+
+========== =================================================================
+Input      the float input of the network
+Quantize   ``k``, ``i``, ``f`` (int arrays of the tensor shape), ``rounding``,
+           ``overflow`` -- per-element ``ap_fixed`` quantization
+Dense      ``kernel`` (n_in, n_out), ``bias`` (n_out,) or None
+Conv       ``kernel`` (*window, c_in, c_out), ``bias``, ``strides``,
+           ``padding`` ('valid'/'same'), ``dilation`` -- 1D or 2D, channels_last
+Scale      ``scale`` (C,), ``offset`` (C,) -- folded batch normalization
+Relu       --
+Add        -- element-wise sum of several tensors
+Concat     ``axis`` (of the tensor without batch)
+MaxPool    ``pool``, ``strides``, ``padding``
+AvgPool    ``pool``, ``strides`` (windows of ``2**n`` elements, 'valid')
+Reshape    ``shape``
+Multiply   -- element-wise product of two tensors
+Table      ``table``, ``k``, ``width``, ``f`` of the index format,
+           ``function`` -- lookup by two's complement bit pattern
+========== =================================================================
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, ClassVar
 
 import numpy as np
 
-from ..fixed import IntegerOps, overflow_mantissa, quantize, round_shift
-from .intmath import as_mantissa, im2col, imatmul, shift
+from ..fixed import FixedFormat
+from . import bounds as bd
+from .exact import (
+    Constant,
+    Mant,
+    add_op,
+    avg_pool_op,
+    concat_op,
+    conv_op,
+    dense_op,
+    max_pool_op,
+    multiply_op,
+    quantize_op,
+    relu_op,
+    reshape_op,
+    scale_op,
+    table_op,
+)
+from .graph import TensorInfo
 
 __all__ = [
-    "Mant",
-    "align",
-    "pair_values",
-    "quantize_op",
-    "dense_op",
-    "conv_op",
-    "scale_op",
-    "relu_op",
-    "add_op",
-    "concat_op",
-    "max_pool_op",
-    "avg_pool_op",
-    "weight_mantissas",
-    "table_op",
-    "multiply_op",
+    "Op", "Input", "Quantize", "Linear", "Dense", "Conv", "Scale", "Relu", "Add", "Concat", "MaxPool", "AvgPool",
+    "Reshape", "Multiply", "Table", "LINEAR_OPS",
 ]
 
 
-@dataclass
-class Mant:
-    """Integer mantissas ``m`` at scale ``f`` (values ``m * 2**-f``)."""
+@dataclass(eq=False, kw_only=True)
+class Op:
+    """Base of every operation: ``outputs = op(inputs)``, from Keras layer ``layer``.
 
-    m: np.ndarray
+    Subclasses declare their attributes as fields, set :attr:`kind` (the short
+    name in reports and generated names) and implement :meth:`evaluate` and
+    :meth:`infer`.
+    """
+
+    kind: ClassVar[str] = "op"
+    name: str = ""
+    inputs: list[str] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    layer: str | None = None
+
+    @property
+    def op(self) -> str:
+        """The operation's short name (``"dense"``, ``"quantize"``, ...)."""
+        return self.kind
+
+    def evaluate(self, xs: list[Mant]) -> Mant:
+        """The exact output mantissas for input mantissas ``xs``."""
+        raise NotImplementedError(f"IR op {type(self).__name__} does not define evaluate()")
+
+    def infer(self, ins: list[TensorInfo], shape: tuple[int, ...]) -> TensorInfo:
+        """The output tensor (exact bounds, scale, format) for inputs ``ins``.
+
+        The default maps the input bounds through :meth:`evaluate`, which is
+        exact for operations that are monotone (non-decreasing) in every input.
+        """
+        return bd.monotone(self.evaluate, ins, shape)
+
+
+@dataclass(eq=False, kw_only=True)
+class Input(Op):
+    kind: ClassVar[str] = "input"
+
+
+@dataclass(eq=False, kw_only=True)
+class Quantize(Op):
+    """Per-element ``ap_fixed<k+i+f, k+i, rounding, overflow>`` quantization."""
+
+    kind: ClassVar[str] = "quantize"
+    k: np.ndarray
+    i: np.ndarray
+    f: np.ndarray
+    rounding: str = "TRN"
+    overflow: str = "WRAP"
+
+    @property
+    def format(self) -> FixedFormat:
+        """The declared per-element format."""
+        return FixedFormat(self.k, self.i, self.f)
+
+    @cached_property
+    def float_kif(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``k, i, f`` as float64 arrays (for the float fixed-point core)."""
+        return tuple(np.asarray(a, np.float64) for a in (self.k, self.i, self.f))  # type: ignore[return-value]
+
+    def evaluate(self, xs: list[Any]) -> Mant:
+        return quantize_op(xs[0], self.k, self.i, self.f, self.rounding, self.overflow)
+
+    def infer(self, ins: list[TensorInfo], shape: tuple[int, ...]) -> TensorInfo:
+        self.k, self.i, self.f = (np.broadcast_to(np.asarray(a, np.int64), shape).copy() for a in (self.k, self.i, self.f))
+        return bd.quantized(self, ins[0], shape)
+
+
+@dataclass(eq=False, kw_only=True)
+class Linear(Op):
+    """Base of :class:`Dense` and :class:`Conv`: a constant ``kernel`` and ``bias``;
+    ``bound`` (set by :meth:`infer`) bounds every partial sum in mantissa units."""
+
+    kernel: Constant
+    bias: Constant | None = None
+    bound: float = 0.0
+
+    def apply(self, x: np.ndarray, w: np.ndarray, bound: float) -> np.ndarray:
+        """The linear map without bias, on mantissas ``x`` with weights ``w``."""
+        raise NotImplementedError
+
+    def infer(self, ins: list[TensorInfo], shape: tuple[int, ...]) -> TensorInfo:
+        return bd.linear(self, ins[0], shape)
+
+
+@dataclass(eq=False, kw_only=True)
+class Dense(Linear):
+    """``x @ kernel + bias``."""
+
+    kind: ClassVar[str] = "dense"
+
+    def evaluate(self, xs: list[Mant]) -> Mant:
+        return dense_op(xs[0], self.kernel, self.bias, self.bound)
+
+    def apply(self, x: np.ndarray, w: np.ndarray, bound: float) -> np.ndarray:
+        return bd.matmul(x, w, bound)
+
+
+@dataclass(eq=False, kw_only=True)
+class Conv(Linear):
+    """Convolution (channels_last, 1D or 2D) as patches @ kernel."""
+
+    kind: ClassVar[str] = "conv"
+    strides: tuple[int, ...] = (1,)
+    padding: str = "valid"
+    dilation: tuple[int, ...] = (1,)
+
+    def evaluate(self, xs: list[Mant]) -> Mant:
+        return conv_op(xs[0], self.kernel, self.bias, self.strides, self.padding, self.dilation, self.bound)
+
+    def apply(self, x: np.ndarray, w: np.ndarray, bound: float) -> np.ndarray:
+        return bd.conv(x, w, bound, self.strides, self.padding, self.dilation)
+
+
+@dataclass(eq=False, kw_only=True)
+class Scale(Op):
+    """Per-channel ``x * scale + offset`` (folded batch normalization)."""
+
+    kind: ClassVar[str] = "scale"
+    scale: Constant
+    offset: Constant
+
+    def evaluate(self, xs: list[Mant]) -> Mant:
+        return scale_op(xs[0], self.scale, self.offset)
+
+    def infer(self, ins: list[TensorInfo], shape: tuple[int, ...]) -> TensorInfo:
+        return bd.scaled(self, ins[0], shape)
+
+
+@dataclass(eq=False, kw_only=True)
+class Relu(Op):
+    kind: ClassVar[str] = "relu"
+
+    def evaluate(self, xs: list[Mant]) -> Mant:
+        return relu_op(xs[0])
+
+
+@dataclass(eq=False, kw_only=True)
+class Add(Op):
+    kind: ClassVar[str] = "add"
+
+    def evaluate(self, xs: list[Mant]) -> Mant:
+        return add_op(xs)
+
+
+@dataclass(eq=False, kw_only=True)
+class Concat(Op):
+    kind: ClassVar[str] = "concat"
+    axis: int = -1
+
+    def evaluate(self, xs: list[Mant]) -> Mant:
+        return concat_op(xs, self.axis)
+
+
+@dataclass(eq=False, kw_only=True)
+class MaxPool(Op):
+    kind: ClassVar[str] = "max_pool"
+    pool: tuple[int, ...]
+    strides: tuple[int, ...]
+    padding: str = "valid"
+
+    def evaluate(self, xs: list[Mant]) -> Mant:
+        return max_pool_op(xs[0], self.pool, self.strides, self.padding)
+
+
+@dataclass(eq=False, kw_only=True)
+class AvgPool(Op):
+    """Mean over windows of ``2**n`` elements ('valid' padding): a sum and a shift."""
+
+    kind: ClassVar[str] = "avg_pool"
+    pool: tuple[int, ...]
+    strides: tuple[int, ...]
+    padding: str = "valid"
+
+    def evaluate(self, xs: list[Mant]) -> Mant:
+        return avg_pool_op(xs[0], self.pool, self.strides)
+
+
+@dataclass(eq=False, kw_only=True)
+class Reshape(Op):
+    kind: ClassVar[str] = "reshape"
+    shape: tuple[int, ...]
+
+    def evaluate(self, xs: list[Mant]) -> Mant:
+        return reshape_op(xs[0], self.shape)
+
+
+@dataclass(eq=False, kw_only=True)
+class Multiply(Op):
+    """Element-wise product of two tensors."""
+
+    kind: ClassVar[str] = "multiply"
+
+    def evaluate(self, xs: list[Mant]) -> Mant:
+        return multiply_op(xs)
+
+    def infer(self, ins: list[TensorInfo], shape: tuple[int, ...]) -> TensorInfo:
+        return bd.product(ins, shape)
+
+
+@dataclass(eq=False, kw_only=True)
+class Table(Op):
+    """Lookup of each element by its bit pattern in the index format ``(k, width, f)``."""
+
+    kind: ClassVar[str] = "table"
+    table: Constant
+    k: int
+    width: int
     f: int
+    function: str = ""
 
-    def values(self) -> np.ndarray:
-        """Exact float64 values (raises if some mantissa needs more than 53 bits)."""
-        m = self.m
-        if m.dtype == object:
-            big = max((abs(int(v)) for v in m.ravel()), default=0)
-            if big >= 2**53:
-                raise OverflowError("values wider than 53 bits cannot be float64 exactly; use .m")
-            m = m.astype(np.int64)
-        return m.astype(np.float64) * np.exp2(-float(self.f))
+    def evaluate(self, xs: list[Mant]) -> Mant:
+        return table_op(xs[0], self.table, self.width, self.f)
+
+    def infer(self, ins: list[TensorInfo], shape: tuple[int, ...]) -> TensorInfo:
+        return bd.tabulated(self.table, shape)
 
 
-def pair_values(pair: tuple[np.ndarray, int] | None) -> np.ndarray | None:
-    """Float64 values of a ``(mantissas, scale)`` constant (weights, tables), or None."""
-    if pair is None:
-        return None
-    m, f = pair
-    return np.asarray(m, np.float64) * np.exp2(-float(f))
-
-
-def align(x: Mant, f: int) -> np.ndarray:
-    """Mantissas of ``x`` at a finer scale ``f >= x.f`` (exact)."""
-    return shift(x.m, f - x.f)
-
-
-def _shift_each(m: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """``m * 2**s`` element-wise for non-negative integer array ``s``."""
-    if not np.any(s):
-        return m
-    if m.dtype != object and int(np.max(np.abs(m), initial=0)) < 2 ** (62 - int(np.max(s))):
-        return m << s
-    return as_mantissa(m, wide=True) * np.vectorize(lambda n: 1 << int(n), otypes=[object])(s)
-
-
-def quantize_op(
-    x: Mant | np.ndarray, k: np.ndarray, i: np.ndarray, f: np.ndarray, rounding: str, overflow: str
-) -> Mant:
-    """Per-element ``ap_fixed`` quantization to ``(k, i, f)`` (shapes without batch).
-
-    A float input is quantized with the float core (exact for float data);
-    integer mantissas are re-rounded with :func:`round_shift` and overflowed
-    with :class:`IntegerOps`, the integer twins of the same rules.
-    """
-    width = k + i + f
-    live = width > 0
-    scale = int(np.max(np.where(live, f, -(2**30)))) if np.any(live) else 0
-    if not isinstance(x, Mant):
-        q = quantize(np.asarray(x, np.float64), k, i, f, rounding, overflow)
-        return Mant(as_mantissa(q * np.exp2(scale)), scale)
-    s = x.f - f
-    m = round_shift(x.m, np.maximum(s, 0), rounding)
-    m = _shift_each(m, np.maximum(-s, 0))
-    m = overflow_mantissa(m, k, width, overflow, xp=IntegerOps)
-    return Mant(_shift_each(m, np.where(live, scale - f, 0)), scale)
-
-
-def weight_mantissas(w: np.ndarray) -> tuple[np.ndarray, int]:
-    """Exact integer mantissas of fixed-point weights and their common scale."""
-    from ..fixed import minimal_format
-
-    fmt = minimal_format(w)
-    nz = w != 0
-    scale = int(np.max(fmt.f[nz])) if np.any(nz) else 0
-    return as_mantissa(w * np.exp2(scale)), scale
-
-
-def dense_op(x: Mant, kernel: tuple[np.ndarray, int], bias: tuple[np.ndarray, int] | None, bound: float) -> Mant:
-    """``x @ W + b`` exactly; ``bound`` bounds the partial sums (mantissa units)."""
-    km, kf = kernel
-    y = imatmul(x.m, km, bound)
-    return _add_bias(Mant(y, x.f + kf), bias)
-
-
-def _add_bias(y: Mant, bias: tuple[np.ndarray, int] | None) -> Mant:
-    if bias is None:
-        return y
-    bm, bf = bias
-    scale = max(y.f, bf)
-    return Mant(align(y, scale) + shift(bm, scale - bf), scale)
-
-
-def conv_op(
-    x: Mant,
-    kernel: tuple[np.ndarray, int],
-    bias: tuple[np.ndarray, int] | None,
-    strides: tuple[int, ...],
-    padding: str,
-    dilation: tuple[int, ...],
-    bound: float,
-) -> Mant:
-    """Convolution (channels_last, 1D or 2D) as patches @ kernel, exactly."""
-    km, kf = kernel
-    window = km.shape[:-2]
-    cols = im2col(x.m, window, strides, dilation, padding)
-    flat = cols.reshape(cols.shape[:-2] + (-1,))
-    y = imatmul(flat, km.reshape(-1, km.shape[-1]), bound)
-    return _add_bias(Mant(y, x.f + kf), bias)
-
-
-def scale_op(x: Mant, scale: tuple[np.ndarray, int], offset: tuple[np.ndarray, int]) -> Mant:
-    """Per-channel ``x * s + o`` (folded batch normalization)."""
-    sm, sf = scale
-    return _add_bias(Mant(x.m * sm, x.f + sf), offset)
-
-
-def relu_op(x: Mant) -> Mant:
-    return Mant(np.maximum(x.m, 0), x.f)
-
-
-def add_op(xs: list[Mant]) -> Mant:
-    scale = max(x.f for x in xs)
-    out = align(xs[0], scale)
-    for x in xs[1:]:
-        out = out + align(x, scale)
-    return Mant(out, scale)
-
-
-def concat_op(xs: list[Mant], axis: int) -> Mant:
-    """Concatenate along ``axis`` of the tensor without batch."""
-    scale = max(x.f for x in xs)
-    parts = [align(x, scale) for x in xs]
-    if any(p.dtype == object for p in parts):
-        parts = [as_mantissa(p, wide=True) for p in parts]
-    return Mant(np.concatenate(parts, axis=axis + 1 if axis >= 0 else axis), scale)
-
-
-def max_pool_op(x: Mant, pool: tuple[int, ...], strides: tuple[int, ...], padding: str) -> Mant:
-    """Max over each window; padded positions never win."""
-    low = int(np.min(x.m, initial=0)) - 1
-    cols = im2col(x.m, pool, strides, (1,) * len(pool), padding, pad_value=low)
-    return Mant(np.max(cols, axis=-2), x.f)
-
-
-def avg_pool_op(x: Mant, pool: tuple[int, ...], strides: tuple[int, ...]) -> Mant:
-    """Mean over each ('valid') window of ``2**n`` elements: a sum and a shift."""
-    count = int(np.prod(pool))
-    cols = im2col(x.m, pool, strides, (1,) * len(pool), "valid")
-    return Mant(np.sum(cols, axis=-2), x.f + count.bit_length() - 1)
-
-
-def reshape_op(x: Mant, shape: tuple[int, ...]) -> Mant:
-    return Mant(x.m.reshape((x.m.shape[0],) + tuple(shape)), x.f)
-
-
-def linear_bounds(
-    lo: Mant, hi: Mant, apply: Any
-) -> tuple[Mant, Mant]:
-    """Bounds of a linear map ``apply(x, sign)`` over ``x`` in ``[lo, hi]``.
-
-    ``apply(x, +1)`` uses only the positive weights, ``apply(x, -1)`` only the
-    negative ones: ``low = apply(lo, +) + apply(hi, -)``, ``high = apply(hi, +) + apply(lo, -)``.
-    """
-    low = add_op([apply(lo, +1), apply(hi, -1)])
-    high = add_op([apply(hi, +1), apply(lo, -1)])
-    return low, high
-
-
-def table_op(x: Mant, table: tuple[np.ndarray, int], width: int, f: int) -> Mant:
-    """Look each value up by its two's complement bit pattern in a ``width``-bit, scale-``f`` format."""
-    m = align(x, f)
-    if m.dtype == object:
-        m = m.astype(np.int64)
-    index = np.bitwise_and(m, (1 << width) - 1) if width > 0 else np.zeros_like(m)
-    tm, tf = table
-    return Mant(np.asarray(tm)[index], tf)
-
-
-def multiply_op(xs: list[Mant]) -> Mant:
-    """Element-wise product of two tensors (exact)."""
-    a, c = xs
-    return Mant(a.m * c.m, a.f + c.f)
+#: operations that are sums of constant multiples of their inputs (adder trees)
+LINEAR_OPS = (Linear, Scale, AvgPool, Add)

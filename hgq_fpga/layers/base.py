@@ -135,8 +135,8 @@ class QuantizedLayerMixin:
             luts = self._luts(raw, qkernel)
             hook.record(luts)
             self.add_loss(hook.loss(luts))  # type: ignore[attr-defined]
-        if self.ebops_penalty > 0.0:
-            cost = self._ebops(fs, qkernel, exact=False)
+        if self.ebops_penalty > 0.0:  # exact bits: the loss counts what estimate().ebops reports
+            cost = self._ebops(fs, qkernel, exact=True)
             self.add_loss(self.ebops_penalty * cost)  # type: ignore[attr-defined]
         if self.lut_penalty > 0.0:
             self.add_loss(self.lut_penalty * self._luts(fs, qkernel))  # type: ignore[attr-defined]

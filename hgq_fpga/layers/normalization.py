@@ -22,6 +22,7 @@ import keras
 from keras import ops
 
 from .. import quantizers as qz
+from ..compat.keras import batch_moments
 from .base import QuantizedLayerMixin, build_once, input_bits
 
 __all__ = ["QBatchNormalization"]
@@ -92,7 +93,7 @@ class QBatchNormalization(QuantizedLayerMixin, keras.layers.BatchNormalization):
         iq, kq, bq = self.input_quantizer, self.kernel_quantizer, self.bias_quantizer
         x = iq.call(inputs, training=training, f=fs.get(id(iq)))
         if training and self.trainable:
-            mean, variance = self._moments(x, mask)
+            mean, variance = batch_moments(self, x, mask)
             m = self.momentum
             self.moving_mean.assign(self.moving_mean * m + mean * (1.0 - m))
             self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))

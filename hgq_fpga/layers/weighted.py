@@ -8,6 +8,7 @@ from typing import Any
 from keras import ops
 
 from .. import quantizers as qz
+from ..quantizers.cost import csd_count_ops, linear_luts
 from .base import QuantizedLayerMixin, build_once, check_activation, input_bits
 
 __all__ = ["WeightedLayerMixin"]
@@ -74,9 +75,7 @@ class WeightedLayerMixin(QuantizedLayerMixin):
         return ops.sum(self.linear(bx, bw))
 
     def _luts(self, fs: dict[int, Any], qkernel: Any = None) -> Any:
-        """Differentiable LUTs of the adder trees (:func:`hgq_fpga.resources.soft.linear_luts`)."""
-        from ..resources.soft import csd_count_ops, linear_luts
-
+        """Differentiable LUTs of the adder trees (:func:`hgq_fpga.quantizers.cost.linear_luts`)."""
         iq, kq = self.input_quantizer, self.kernel_quantizer
         f_k = fs.get(id(kq))
         f_k = kq.f_value() if f_k is None else f_k

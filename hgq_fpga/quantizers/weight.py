@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
-from ..fixed import ki_from_range, quantize_core, round_mantissa
+from ..fixed import FixedFormat, ki_from_range, quantize_core, round_mantissa
 from .base import BitQuantizerBase, bits_with_gradient, quantize_with_gradient
 from .granularity import granular_shape
 
@@ -124,6 +125,23 @@ class WeightQuantizer(BitQuantizerBase):
         else:
             base = float(self.fixed_k + self.fixed_i)
         return bits_with_gradient(f, base, ops.not_equal(q, 0.0))
+
+    def format_of(self, q: Any) -> FixedFormat:
+        """The per-element format of quantized values ``q`` (numpy), as :meth:`bits` counts it.
+
+        ``f`` is the trained (rounded) fractional bits of each element; ``k``
+        and ``i`` are those of its value (:func:`~hgq_fpga.fixed.ki_from_range`)
+        or the fixed ones; a zero element has width 0.
+        """
+        qv = np.asarray(q, np.float64)
+        f = np.broadcast_to(np.asarray(ops.convert_to_numpy(self.f_exact()), np.float64), qv.shape)
+        if self.fixed_i is None:
+            k, i = ki_from_range(qv, qv, f)
+        else:
+            k, i = np.full(qv.shape, float(self.fixed_k)), np.full(qv.shape, float(self.fixed_i))
+        zero = qv == 0
+        return FixedFormat(np.where(zero, 0, k).astype(np.int64), np.where(zero, -f, i).astype(np.int64),
+                           f.astype(np.int64))
 
     def get_config(self) -> dict[str, Any]:
         config = super().get_config()

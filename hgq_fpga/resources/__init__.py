@@ -3,9 +3,10 @@ training), per-layer reports, and validation by open-source synthesis.
 
 * :func:`estimate` -- LUTs, DSPs, carry chains and EBOPs of a calibrated model;
 * :mod:`hgq_fpga.resources.rules` -- the cost rules, one pure function per operation;
-* :func:`to_verilog` and :func:`synthesize` -- the same circuits as Verilog,
-  synthesized by yosys for LUT counts without vendor tools (:func:`synthesize`)
-  and simulated by Icarus Verilog (:func:`simulate_model`);
+* :func:`analyze` -- the circuit analysis behind the estimate (signals,
+  adder trees, cost per operation), which the RTL backend
+  (:mod:`hgq_fpga.backends.rtl`) writes as Verilog;
+* :data:`COST` -- the cost rule of each IR operation (one registry entry each);
 * :func:`read_vendor_report` and :func:`fit_cost_model` -- tune the
   coefficients to Vivado/Vitis results of your own flow and part.
 """
@@ -19,29 +20,23 @@ from .estimate import (
     estimate,
     estimate_graph,
 )
-from .synth import SynthResult, ToolMissingError, simulate, simulate_model, synthesize
+from . import cost_rules  # noqa: F401  (registers the cost rules)
+from .analysis import COST, CircuitAnalysis, analyze
 from .vendor import FitResult, VendorReport, fit_cost_model, read_vendor_report
-from .verilog import PortLayout, UnsupportedForVerilog, VerilogModule, to_verilog
 
 __all__ = [
+    "COST",
+    "CircuitAnalysis",
+    "analyze",
     "FEATURES",
     "STRATEGIES",
     "CostModel",
     "FitResult",
     "LayerCost",
-    "PortLayout",
     "ResourceReport",
-    "SynthResult",
-    "ToolMissingError",
-    "UnsupportedForVerilog",
     "VendorReport",
-    "VerilogModule",
     "estimate",
     "estimate_graph",
     "fit_cost_model",
     "read_vendor_report",
-    "simulate",
-    "simulate_model",
-    "synthesize",
-    "to_verilog",
 ]

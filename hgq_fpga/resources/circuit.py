@@ -19,11 +19,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir import Graph, Node
+from ..ir import Constant, Graph, Op
+from ..ir import ops as ir
 from ..ir.intmath import im2col
 from .rules import AdderTree, Signal, adder_tree, csd_digits, uses_dsp, width_of
 
-__all__ = ["NO_BITS", "LinearCircuit", "Term", "add_circuits", "linear_circuits", "tensor_signals", "weight_width"]
+__all__ = [
+    "NO_BITS", "LinearCircuit", "Term", "add_circuits", "kernel_patches", "linear_circuits", "tensor_signals",
+    "weight_width",
+]
 
 #: ``lsb`` of an element that is always zero
 NO_BITS = 1 << 30
@@ -68,8 +72,10 @@ def tensor_signals(graph: Graph, name: str, lsb: np.ndarray | None = None) -> li
 
 
 def weight_width(m: int) -> int:
-    """Significant width of an integer weight: a sign bit plus the digits from the
-    highest to the lowest set bit of its magnitude (``0`` for ``0``).
+    """Width of the multiplier a constant needs in a circuit: a sign bit plus the
+    digits from the highest to the lowest set bit of its magnitude (``0`` for
+    ``0``). A property of the circuit (it decides DSP use), not the weight's
+    format: the format, and so EBOPs, is the constant's ``fmt``.
 
     >>> weight_width(0), weight_width(1), weight_width(-3), weight_width(12)
     (0, 2, 3, 3)
@@ -127,7 +133,7 @@ def _linear_one(
 
 
 def linear_circuits(
-    graph: Graph, node: Node, x: list[Signal], *, dsp: bool = False, dsp_min_bits: int = 10,
+    graph: Graph, node: Op, x: list[Signal], *, dsp: bool = False, dsp_min_bits: int = 10,
     caps: list[int | None] | None = None,
 ) -> list[LinearCircuit]:
     """One :class:`LinearCircuit` per output element (flat, C order) of a linear node.
@@ -135,62 +141,70 @@ def linear_circuits(
     ``caps[e]``: the highest bit of output element ``e`` that is used downstream
     (None: all).
 
-    Supported ops: ``dense``, ``conv``, ``scale``, ``avg_pool``, ``add``.
+    Supported ops: :class:`~hgq_fpga.ir.Dense`, ``Conv``, ``Scale``, ``AvgPool``.
     Output positions whose inputs have identical signals share one circuit
     object (a convolution's interior positions, for instance).
     """
     out_t = graph.tensors[node.outputs[0]]
     f_out = out_t.f
-    op = node.op
-    if op in ("dense", "conv"):
-        km, kf = node.attrs["kernel"]
-        bias = node.attrs["bias"]
-        f_y = graph.tensors[node.inputs[0]].f + kf
-        bm = _aligned_bias(bias, f_out, out_t.shape[-1])
-        w2 = np.asarray(km).reshape(-1, km.shape[-1])
-        n_in = graph.tensors[node.inputs[0]].shape
-        if op == "dense":
-            patches = np.arange(int(np.prod(n_in))).reshape(1, -1)
-        else:
-            idx = np.arange(int(np.prod(n_in))).reshape((1,) + tuple(n_in))
-            cols = im2col(idx, km.shape[:-2], node.attrs["strides"], node.attrs["dilation"],
-                          node.attrs["padding"], pad_value=-1)
-            patches = cols.reshape(-1, w2.shape[0])
-        cache: dict[tuple, LinearCircuit] = {}
-        out = []
-        for p, patch in enumerate(patches):
-            for j in range(w2.shape[1]):
-                srcs = patch.tolist()
-                cap = caps[p * w2.shape[1] + j] if caps is not None else None
-                key = (tuple(x[s] if s >= 0 else None for s in srcs), j, cap)
-                if key not in cache:
-                    cache[key] = _linear_one(x, srcs, w2[:, j].tolist(), f_out - f_y, int(bm[j]),
-                                             dsp, dsp_min_bits, cap)
-                c = cache[key]
-                out.append(c if c.inputs == srcs else LinearCircuit(c.terms, c.tree, c.dsp_products, srcs))
-        return out
-    if op == "scale":
-        sm, sf = node.attrs["scale"]
-        om, of = node.attrs["offset"]
-        f_y = graph.tensors[node.inputs[0]].f + sf
-        bm = _aligned_bias((om, of), f_out, out_t.shape[-1])
+
+    def cap(e: int) -> int | None:
+        return caps[e] if caps is not None else None
+
+    if isinstance(node, ir.Linear):
+        return _kernel_circuits(graph, node, x, dsp, dsp_min_bits, caps)
+    if isinstance(node, ir.Scale):
+        f_y = graph.tensors[node.inputs[0]].f + node.scale.f
+        bm = _aligned_bias(node.offset, f_out, out_t.shape[-1])
         c = out_t.shape[-1]
-        return [
-            _linear_one(x, [e], [int(np.asarray(sm).reshape(-1)[e % c])], f_out - f_y, int(bm[e % c]),
-                        dsp, dsp_min_bits, caps[e] if caps is not None else None)
-            for e in range(len(x))
-        ]
-    if op == "avg_pool":
+        sm = np.asarray(node.scale.m).reshape(-1)
+        return [_linear_one(x, [e], [int(sm[e % c])], f_out - f_y, int(bm[e % c]), dsp, dsp_min_bits, cap(e))
+                for e in range(len(x))]
+    if isinstance(node, ir.AvgPool):
         n_in = graph.tensors[node.inputs[0]].shape
         idx = np.arange(int(np.prod(n_in))).reshape((1,) + tuple(n_in))
-        cols = im2col(idx, node.attrs["pool"], node.attrs["strides"], (1,) * len(node.attrs["pool"]), "valid")
+        cols = im2col(idx, node.pool, node.strides, (1,) * len(node.pool), "valid")
         patches = np.moveaxis(cols, -2, -1).reshape(-1, cols.shape[-2])
-        return [_linear_one(x, p.tolist(), [1] * len(p), 0, 0, False, dsp_min_bits,
-                            caps[e] if caps is not None else None) for e, p in enumerate(patches)]
-    raise ValueError(f"linear_circuits: op {op!r} is not linear")
+        return [_linear_one(x, p.tolist(), [1] * len(p), 0, 0, False, dsp_min_bits, cap(e))
+                for e, p in enumerate(patches)]
+    raise ValueError(f"linear_circuits: op {type(node).__name__} is not linear")
 
 
-def add_circuits(graph: Graph, node: Node, xs: list[list[Signal]],
+def kernel_patches(graph: Graph, node: ir.Linear) -> np.ndarray:
+    """Flat input indices read by each output position of a dense/conv node
+    (``-1``: padding), shape ``(positions, kernel rows)``."""
+    km = node.kernel.m
+    n_in = graph.tensors[node.inputs[0]].shape
+    if isinstance(node, ir.Conv):
+        idx = np.arange(int(np.prod(n_in))).reshape((1,) + tuple(n_in))
+        cols = im2col(idx, km.shape[:-2], node.strides, node.dilation, node.padding, pad_value=-1)
+        return cols.reshape(-1, int(np.prod(km.shape[:-1])))
+    return np.arange(int(np.prod(n_in))).reshape(-1, km.shape[0])  # a dense layer acts on the last axis
+
+
+def _kernel_circuits(graph: Graph, node: ir.Linear, x: list[Signal], dsp: bool, dsp_min_bits: int,
+                     caps: list[int | None] | None) -> list[LinearCircuit]:
+    out_t = graph.tensors[node.outputs[0]]
+    f_y = graph.tensors[node.inputs[0]].f + node.kernel.f
+    bm = _aligned_bias(node.bias, out_t.f, out_t.shape[-1])
+    km = node.kernel.m
+    w2 = np.asarray(km).reshape(-1, km.shape[-1])
+    cache: dict[tuple, LinearCircuit] = {}
+    out = []
+    for p, patch in enumerate(kernel_patches(graph, node)):
+        srcs = patch.tolist()
+        for j in range(w2.shape[1]):
+            cap = caps[p * w2.shape[1] + j] if caps is not None else None
+            key = (tuple(x[s] if s >= 0 else None for s in srcs), j, cap)
+            if key not in cache:
+                cache[key] = _linear_one(x, srcs, w2[:, j].tolist(), out_t.f - f_y, int(bm[j]),
+                                         dsp, dsp_min_bits, cap)
+            c = cache[key]
+            out.append(c if c.inputs == srcs else LinearCircuit(c.terms, c.tree, c.dsp_products, srcs))
+    return out
+
+
+def add_circuits(graph: Graph, node: Op, xs: list[list[Signal]],
                  caps: list[int | None] | None = None) -> list[LinearCircuit]:
     """Element-wise sum of several tensors, each aligned to the output scale."""
     f_out = graph.tensors[node.outputs[0]].f
@@ -210,8 +224,8 @@ def add_circuits(graph: Graph, node: Node, xs: list[list[Signal]],
     return out
 
 
-def _aligned_bias(bias: tuple[np.ndarray, int] | None, f_out: int, n: int) -> np.ndarray:
+def _aligned_bias(bias: Constant | None, f_out: int, n: int) -> np.ndarray:
     if bias is None:
         return np.zeros(n, dtype=object)
-    bm, bf = bias
+    bm, bf = bias.m, bias.f
     return np.array([int(v) << (f_out - bf) for v in np.asarray(bm).reshape(-1).tolist()], dtype=object)

@@ -1,7 +1,7 @@
 """Cost rules, one pure function per operation (numpy and Python ints only).
 
 Every rule counts the cells of one concrete circuit, the circuit that
-:mod:`hgq_fpga.resources.verilog` writes and that logic synthesis maps, so a
+:mod:`hgq_fpga.backends.rtl.verilog` writes and that logic synthesis maps, so a
 rule can be checked against synthesis one operation at a time. Signals are
 integers at a common scale described by :class:`Signal`: an exact range
 ``[lo, hi]`` and ``lsb``, the number of low bits known to be zero.
@@ -254,6 +254,51 @@ class AdderTree:
         return 0 if s.constant else s.top + 2 - s.lsb
 
 
+class _TreeBuilder:
+    """The state of one :func:`adder_tree`: every signal so far (the terms first) and the adders."""
+
+    def __init__(self, terms: list[tuple[int, Signal]], cap: int | None) -> None:
+        self.terms = terms
+        self.cap = cap
+        self.signals = [s for _, s in terms]
+        self.adders: list[Adder] = []
+
+    def live(self, ks: list[int]) -> list[tuple[int, int]]:
+        """``(sign, index)`` of the terms ``ks`` that are not the constant zero."""
+        return [(self.terms[k][0], k) for k in ks if not (self.signals[k].constant and self.signals[k].lo == 0)]
+
+    def key(self, t: tuple[int, int]) -> tuple[int, int, int]:
+        """Order of the pool: lowest top bit first, then lower ``lsb``, then order of arrival."""
+        s = self.signals[t[1]]
+        return (s.top, s.lsb, t[1])
+
+    def combine(self, x: tuple[int, int], y: tuple[int, int], exact: tuple[int, int] | None = None) -> tuple[int, int]:
+        """Add (or subtract) two signed terms with one adder; ``(sign, index)`` of the sum."""
+        (sx, kx), (sy, ky) = x, y
+        if sx < 0 and sy > 0:
+            (sx, kx), (sy, ky) = (sy, ky), (sx, kx)
+        subtract = sx != sy
+        sign = sx if not subtract else 1
+        luts, carry, out = adder_cells(self.signals[kx], self.signals[ky], subtract, top=self.cap)
+        if exact is not None:
+            lo, hi = exact if sign > 0 else (-exact[1], -exact[0])
+            narrow = Signal(lo, hi, out.lsb)
+            top = narrow.top if self.cap is None else min(narrow.top, self.cap)
+            luts, carry, _ = adder_cells(self.signals[kx], self.signals[ky], subtract, top=top)
+            out = narrow
+        self.signals.append(out)
+        self.adders.append(Adder(kx, ky, subtract, len(self.signals) - 1, luts, carry))
+        return (sign, len(self.signals) - 1)
+
+    def reduce(self, pool: list[tuple[int, int]], exact: tuple[int, int] | None = None) -> list[tuple[int, int]]:
+        """Add the two narrowest terms of ``pool`` until one is left; the last sum has range ``exact``."""
+        while len(pool) > 1:
+            pool.sort(key=self.key)
+            x, y = pool.pop(0), pool.pop(0)
+            pool.append(self.combine(x, y, exact if len(pool) == 0 else None))
+        return pool
+
+
 def adder_tree(
     terms: list[tuple[int, Signal]],
     groups: list[tuple[list[int], tuple[int, int]]] | None = None,
@@ -280,54 +325,21 @@ def adder_tree(
     >>> [(a.a, a.b, a.subtract) for a in tree.adders], tree.sign
     ([(0, 2, False), (3, 1, True)], 1)
     """
-    signals = [s for _, s in terms]
-    adders: list[Adder] = []
-
-    def live(ks: list[int]) -> list[tuple[int, int]]:
-        return [(terms[k][0], k) for k in ks if not (signals[k].constant and signals[k].lo == 0)]
-
-    def key(t: tuple[int, int]) -> tuple[int, int, int]:
-        s = signals[t[1]]
-        return (s.top, s.lsb, t[1])
-
-    def combine(x: tuple[int, int], y: tuple[int, int], exact: tuple[int, int] | None = None) -> tuple[int, int]:
-        (sx, kx), (sy, ky) = x, y
-        if sx < 0 and sy > 0:
-            (sx, kx), (sy, ky) = (sy, ky), (sx, kx)
-        subtract = sx != sy
-        sign = sx if not subtract else 1
-        luts, carry, out = adder_cells(signals[kx], signals[ky], subtract, top=cap)
-        if exact is not None:
-            lo, hi = exact if sign > 0 else (-exact[1], -exact[0])
-            narrow = Signal(lo, hi, out.lsb)
-            top = narrow.top if cap is None else min(narrow.top, cap)
-            luts, carry, _ = adder_cells(signals[kx], signals[ky], subtract, top=top)
-            out = narrow
-        signals.append(out)
-        adders.append(Adder(kx, ky, subtract, len(signals) - 1, luts, carry))
-        return (sign, len(signals) - 1)
-
-    def reduce(pool: list[tuple[int, int]], exact: tuple[int, int] | None = None) -> list[tuple[int, int]]:
-        while len(pool) > 1:
-            pool.sort(key=key)
-            x, y = pool.pop(0), pool.pop(0)
-            pool.append(combine(x, y, exact if len(pool) == 0 else None))
-        return pool
-
+    b = _TreeBuilder(terms, cap)
     grouped: set[int] = set()
     pool: list[tuple[int, int]] = []
     for ks, exact in groups or []:
         grouped.update(ks)
-        pool += reduce(live(ks), exact)
-    rest = live([k for k in range(len(terms)) if k not in grouped])
-    consts = [t for t in rest if signals[t[1]].constant]
-    pool = reduce(pool + [t for t in rest if not signals[t[1]].constant])
+        pool += b.reduce(b.live(ks), exact)
+    rest = b.live([k for k in range(len(terms)) if k not in grouped])
+    consts = [t for t in rest if b.signals[t[1]].constant]
+    pool = b.reduce(pool + [t for t in rest if not b.signals[t[1]].constant])
     for c in consts:
-        pool = [combine(pool[0], c)] if pool else [c]
+        pool = [b.combine(pool[0], c)] if pool else [c]
     if not pool:
-        return AdderTree(signals, adders, None, 1)
+        return AdderTree(b.signals, b.adders, None, 1)
     sign, root = pool[0]
-    return AdderTree(signals, adders, root, sign)
+    return AdderTree(b.signals, b.adders, root, sign)
 
 
 #: DSP multiplier operand widths (signed): (A port, B port) per family.

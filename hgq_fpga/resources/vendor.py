@@ -75,38 +75,14 @@ def read_vendor_report(project_dir: str | Path) -> VendorReport:
     from hls4ml.report import vivado_report as hr
 
     d = Path(project_dir)
-    if not d.is_dir():
-        raise FileNotFoundError(f"{d} is not a directory; {_BUILD_HINT}.")
-    if not (d / "project.tcl").is_file():
-        raise FileNotFoundError(f"no hls4ml project in {d}: project.tcl is missing; write the project and {_BUILD_HINT}.")
-    try:
-        prj, top = hr._parse_project_script(str(d))
-    except (UnboundLocalError, IndexError):  # no 'set backend' line
-        prj = top = None
-    if prj is None:
-        raise ValueError(f"{d / 'project.tcl'} does not set project_name and backend as hls4ml writes them")
-    solutions = hr._find_solutions(str(d / prj))
-    if not solutions:
-        raise FileNotFoundError(
-            f"no HLS results in {d}: looked for {d / prj}/vivado_hls.app or hls.app and a solution "
-            f"directory with syn/report/{top}_csynth.xml; {_BUILD_HINT}."
-        )
-    csynth = d / prj / solutions[0] / "syn" / "report" / f"{top}_csynth.xml"
-    vsynth = d / "vivado_synth.rpt"
+    csynth, vsynth = _report_paths(d)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             raw = hr.parse_vivado_report(str(d)) or {}
     except (AttributeError, TypeError, ET.ParseError, ValueError) as e:
         raise ValueError(f"cannot parse the HLS report {csynth}: {e}") from e
-    hls, viv = raw.get("CSynthesisReport", {}), raw.get("VivadoSynthReport")
-    if viv is not None and "LUT" not in viv:
-        raise ValueError(f"{vsynth} has no 'CLB LUTs' / 'Slice LUTs' row in its '1.' utilization table")
-    if viv is not None:  # post-synthesis; its Block RAM Tile is 36 Kb = two 18 Kb
-        fig, dsp, bram_scale, source = viv, "DSP48E", 2.0, vsynth
-    elif hls:
-        fig, dsp, bram_scale, source = hls, "DSP", 1.0, csynth
-    else:
-        raise FileNotFoundError(f"no synthesis report in {d}: looked for {vsynth} and {csynth}; {_BUILD_HINT}.")
+    hls = raw.get("CSynthesisReport", {})
+    fig, dsp, bram_scale, source = _figures(raw, d, csynth, vsynth)
     return VendorReport(
         lut=_int(fig.get("LUT")),
         ff=_int(fig.get("FF")),
@@ -116,6 +92,46 @@ def read_vendor_report(project_dir: str | Path) -> VendorReport:
         source=str(source),
         raw=raw,
     )
+
+
+def _report_paths(d: Path) -> tuple[Path, Path]:
+    """``(HLS csynth.xml, vivado_synth.rpt)`` of the hls4ml project in ``d``, after checking it is one."""
+    from ..compat.hls4ml import find_solutions, parse_project_script
+
+    if not d.is_dir():
+        raise FileNotFoundError(f"{d} is not a directory; {_BUILD_HINT}.")
+    if not (d / "project.tcl").is_file():
+        raise FileNotFoundError(
+            f"no hls4ml project in {d}: project.tcl is missing; write the project and {_BUILD_HINT}."
+        )
+    try:
+        prj, top = parse_project_script(str(d))
+    except (UnboundLocalError, IndexError):  # no 'set backend' line
+        prj = top = None
+    if prj is None:
+        raise ValueError(f"{d / 'project.tcl'} does not set project_name and backend as hls4ml writes them")
+    solutions = find_solutions(str(d / prj))
+    if not solutions:
+        raise FileNotFoundError(
+            f"no HLS results in {d}: looked for {d / prj}/vivado_hls.app or hls.app and a solution "
+            f"directory with syn/report/{top}_csynth.xml; {_BUILD_HINT}."
+        )
+    csynth = d / prj / solutions[0] / "syn" / "report" / f"{top}_csynth.xml"
+    return csynth, d / "vivado_synth.rpt"
+
+
+def _figures(raw: dict[str, Any], d: Path, csynth: Path, vsynth: Path) -> tuple[dict[str, Any], str, float, Path]:
+    """``(figures, DSP key, BRAM scale to 18 Kb, source file)``: post-synthesis if there, else the HLS estimate."""
+    hls, viv = raw.get("CSynthesisReport", {}), raw.get("VivadoSynthReport")
+    if viv is not None and "LUT" not in viv:
+        raise ValueError(f"{vsynth} has no 'CLB LUTs' / 'Slice LUTs' row in its '1.' utilization table")
+    if viv is not None:  # post-synthesis; its Block RAM Tile is 36 Kb = two 18 Kb
+        fig, dsp, bram_scale, source = viv, "DSP48E", 2.0, vsynth
+    elif hls:
+        fig, dsp, bram_scale, source = hls, "DSP", 1.0, csynth
+    else:
+        raise FileNotFoundError(f"no synthesis report in {d}: looked for {vsynth} and {csynth}; {_BUILD_HINT}.")
+    return fig, dsp, bram_scale, source
 
 
 @dataclass(frozen=True)
@@ -185,14 +201,26 @@ def fit_cost_model(
             a measured LUT that is not a positive number, unknown or negative counts,
             or counts that cannot separate the fitted coefficients.
     """
-    from scipy.optimize import nnls
-
     base = CostModel() if base is None else base
     names = tuple(FEATURES if features is None else features)
     if unknown := sorted(set(names) - set(FEATURES)):
         raise ValueError(f"unknown feature(s) {unknown}; the features are {FEATURES}")
     if not samples:
         raise ValueError("fit_cost_model needs at least one (counts, measured_lut) sample")
+    rows, y = _measurements(samples)
+    fitted = tuple(k for k in FEATURES if k in names and any(r[k] for r in rows))
+    if not fitted:
+        raise ValueError(f"every sample has zero counts for {names}: nothing to fit")
+    if len(rows) < len(fitted):
+        raise ValueError(
+            f"{len(rows)} sample(s) cannot determine {len(fitted)} coefficients {fitted}: "
+            f"add {len(fitted) - len(rows)} more sample(s) or restrict `features`"
+        )
+    return _solve(rows, y, fitted, base)
+
+
+def _measurements(samples: Sequence[Sample]) -> tuple[list[dict[str, float]], list[float]]:
+    """The checked counts and the measured LUTs of every sample."""
     rows, y = [], []
     for i, (x, measured) in enumerate(samples):
         given = measured.lut if isinstance(measured, VendorReport) else measured
@@ -204,14 +232,13 @@ def fit_cost_model(
             raise ValueError(f"sample {i}: measured LUTs must be a positive number, got {given!r}")
         rows.append(_counts(x, i))
         y.append(m)
-    fitted = tuple(k for k in FEATURES if k in names and any(r[k] for r in rows))
-    if not fitted:
-        raise ValueError(f"every sample has zero counts for {names}: nothing to fit")
-    if len(rows) < len(fitted):
-        raise ValueError(
-            f"{len(rows)} sample(s) cannot determine {len(fitted)} coefficients {fitted}: "
-            f"add {len(fitted) - len(rows)} more sample(s) or restrict `features`"
-        )
+    return rows, y
+
+
+def _solve(rows: list[dict[str, float]], y: list[float], fitted: tuple[str, ...], base: CostModel) -> FitResult:
+    """The weighted non-negative least-squares fit of the ``fitted`` coefficients (the others from ``base``)."""
+    from scipy.optimize import nnls
+
     X, yv = np.array([[r[k] for k in FEATURES] for r in rows]), np.array(y)
     fixed = np.array([0.0 if k in fitted else getattr(base, k) for k in FEATURES])
     A = X[:, [FEATURES.index(k) for k in fitted]] / yv[:, None]

@@ -12,7 +12,7 @@ from keras import ops
 import hgq_fpga
 from hgq_fpga.emulator.keras64 import as_float64
 from hgq_fpga.fixed import quantize
-from hgq_fpga.ir import UnsupportedLayerError, build_ir
+from hgq_fpga.frontend import UnsupportedLayerError, build_ir
 from hgq_fpga.testing import edge_inputs, perturb_bits
 from hgq_fpga.layers import (  # noqa: F401
     QActivation,
@@ -154,9 +154,8 @@ def test_wide_accumulator_is_exact_beyond_int64():
     (out,) = hgq_fpga.emulate_mantissas(graph, x)
     qnode = next(n for n in graph.nodes if n.op == "quantize")
     dnode = next(n for n in graph.nodes if n.op == "dense")
-    a = qnode.attrs
-    qx = quantize(x.astype(np.float64), a["k"], a["i"], a["f"], a["rounding"], a["overflow"])[0]
-    (km, kf), (bm, bf) = dnode.attrs["kernel"], dnode.attrs["bias"]
+    qx = quantize(x.astype(np.float64), qnode.k, qnode.i, qnode.f, qnode.rounding, qnode.overflow)[0]
+    (km, kf), (bm, bf) = (dnode.kernel.m, dnode.kernel.f), (dnode.bias.m, dnode.bias.f)
     exact = sum(Fraction(float(v)) * Fraction(int(w), 2**kf) for v, w in zip(qx, km[:, 0]))
     exact += Fraction(int(bm[0]), 2**bf)
     assert Fraction(int(out.m[0, 0]), 2**out.f) == exact

@@ -21,7 +21,7 @@ from hgq_fpga.layers import (
 )
 from hgq_fpga.resources import CostModel, estimate
 from hgq_fpga.resources.circuit import linear_circuits, tensor_signals
-from hgq_fpga.resources.estimate import _Walker
+from hgq_fpga.resources import analyze
 from hgq_fpga.testing import dense_layer_model, perturb_bits
 
 
@@ -72,10 +72,9 @@ def test_adder_trees_agree_with_the_ir_bounds(rng):
     """Every linear circuit's root range is the IR's exact range of that element."""
     model = every_op_model(rng)
     graph = hgq_fpga.build_ir(model)
-    walker = _Walker(graph, "Latency", CostModel())
+    walker = analyze(graph, strategy="Latency", cost_model=CostModel())
     checked = 0
     for node in graph.nodes:
-        walker.node(node)
         if node.op not in ("dense", "conv", "scale", "avg_pool", "add"):
             continue
         out = graph.tensors[node.outputs[0]]
@@ -150,12 +149,10 @@ def test_part_picks_the_dsp_family():
 def test_signals_of_a_quantized_tensor_have_its_zero_low_bits():
     model, _ = dense_layer_model(6, 2, input_bits=4, seed=4)
     graph = hgq_fpga.build_ir(model)
-    walker = _Walker(graph, "Latency", CostModel())
-    for node in graph.nodes:
-        walker.node(node)
+    walker = analyze(graph, strategy="Latency", cost_model=CostModel())
     q = next(n for n in graph.nodes if n.op == "quantize")
     sig = tensor_signals(graph, q.outputs[0], walker.lsb[q.outputs[0]])
-    f = np.asarray(q.attrs["f"]).reshape(-1)
+    f = np.asarray(q.f).reshape(-1)
     t = graph.tensors[q.outputs[0]]
     for s, fe in zip(sig, f):
         assert s.constant or s.lsb == t.f - fe

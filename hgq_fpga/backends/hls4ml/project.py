@@ -16,9 +16,10 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import Graph, build_ir
-from .hls4ml_fixes import corrected_bit_exact
-from .hls4ml_layers import graph_to_layer_list
+from ...ir import Graph
+from ...ir import ops as ir
+from .fixes import install_corrections
+from .layers import graph_to_layer_list
 from .limits import check_limits as _check_limits
 
 __all__ = ["BACKENDS", "STRATEGIES", "CompileError", "to_hls4ml"]
@@ -100,8 +101,7 @@ def to_hls4ml(
     """Write an hls4ml project (firmware, build scripts, test bench) and return the hls4ml model.
 
     The project is written to a temporary sibling folder and moved into
-    ``output_dir`` only when complete, so a failure leaves nothing half-written
-    and an existing project untouched.
+    ``output_dir`` only when complete (nothing is left half-written).
 
     Args:
         model: a calibrated hgq_fpga Keras model.
@@ -113,30 +113,22 @@ def to_hls4ml(
         strategy: ``"Latency"`` or ``"distributed_arithmetic"``.
         overwrite: replace an existing ``output_dir``.
         project_name: the HLS top-level name (a C++ identifier).
-        test_inputs: samples for ``tb_data`` (default: 16 samples spanning
-            each input quantizer's range); expected outputs come from the emulator.
+        test_inputs: samples for ``tb_data`` (default: 16 spanning each input's range).
         graph: the model's IR if already built.
-        check_limits: refuse, before writing anything, kernels too large for
-            ``strategy`` (:class:`~hgq_fpga.convert.limits.ModelTooLarge`).
+        check_limits: refuse kernels too large for ``strategy`` before writing.
 
     Returns:
-        the hls4ml ``ModelGraph``; its ``.compile()`` builds the C simulation
-        with g++ (without rewriting the project; a failure raises
-        :class:`CompileError` with the compiler's message and the project
-        path), then ``.predict(x)`` runs it (pass float64 ``x``: float32
-        would round wide values).
+        the hls4ml model; ``.compile()`` builds its C simulation with g++
+        without rewriting the project (:class:`CompileError` on failure),
+        then ``.predict(x)`` runs it (pass float64 ``x``).
 
     Raises:
-        FileExistsError: ``output_dir`` exists and ``overwrite`` is False, or
-            it is a non-empty folder that is not an hls4ml project (never
-            replaced, even with ``overwrite=True``).
+        FileExistsError: ``output_dir`` exists without ``overwrite``, or is not
+            an hls4ml project (never replaced).
         ModelTooLarge: a kernel exceeds what ``strategy`` can unroll.
-        UnsupportedForHls4ml: a layer or quantizer mode hls4ml cannot express.
+        UnsupportedForHls4ml: something hls4ml cannot express.
     """
-    from hls4ml.model.graph import ModelGraph
-
-    from ..emulator import emulate_mantissas
-
+    from ...frontend.keras import build_ir  # a Keras model: built (or taken from the cache) here
     _check_options(backend, io_type, strategy, clock_period)
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,62}", project_name):
         raise ValueError(
@@ -144,25 +136,35 @@ def to_hls4ml(
             f"digits, '_'). Received: project_name={project_name!r}"
         )
     _check_target(Path(output_dir).absolute(), overwrite)
-    target = Path(output_dir).resolve()
     graph = graph if graph is not None else build_ir(model)
     if check_limits:
         _check_limits(graph, strategy)
+    options = dict(project=project_name, backend=backend, part=part, clock_period=clock_period, io_type=io_type,
+                   strategy=strategy)
+    return _write_project(graph, Path(output_dir).resolve(), options, test_inputs)
+
+
+def _write_project(graph: Graph, target: Path, options: dict[str, Any], test_inputs: Any) -> Any:
+    """Write the project into a staging sibling of ``target``, then move it into place."""
+    from ...compat.hls4ml import ProjectGraph
+    from ...emulator import emulate_mantissas
+
     layers, ins, outs, origin = graph_to_layer_list(graph)
     if test_inputs is None:
         test_inputs = _default_inputs(graph)
     arrays = list(test_inputs) if isinstance(test_inputs, (list, tuple)) else [test_inputs]
     arrays = [np.asarray(a, np.float64) for a in arrays]
     expected = [m.values() for m in emulate_mantissas(graph, arrays)]
-
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        config = hls_config(staging, project_name, backend, part, clock_period, io_type, strategy)
-        with corrected_bit_exact():
-            hls_model = ModelGraph.from_layer_list(config, layers, ins, outs)
-            hls_model.write()
-        _exact_testbench(staging, project_name)
+        o = options
+        config = hls_config(staging, o["project"], o["backend"], o["part"], o["clock_period"], o["io_type"],
+                            o["strategy"])
+        install_corrections()
+        hls_model = ProjectGraph.from_layer_list(config, layers, ins, outs)
+        hls_model.write()
+        _exact_testbench(staging, o["project"])
         _write_tb_data(staging / "tb_data", arrays, expected)
         (staging / "hgq_fpga_layers.json").write_text(json.dumps(origin, indent=1, sort_keys=True))
         _reproducible(staging, hls_model)
@@ -171,9 +173,6 @@ def to_hls4ml(
         shutil.rmtree(staging, ignore_errors=True)
         raise
     hls_model.config.config["OutputDir"] = str(target)
-    # hls4ml's compile() writes the project again (undoing the exact testbench);
-    # the project is complete, so compiling only builds the C simulation library.
-    hls_model.compile = lambda: compile_csim(hls_model)
     return hls_model
 
 
@@ -191,6 +190,8 @@ def compile_csim(hls_model: Any, progress: bool = False) -> None:
     elapsed time while g++ runs (10-30 s for small models). An interruption
     (Ctrl-C) stops g++ too.
     """
+    from ...compat.hls4ml import load_library
+
     project_dir = Path(hls_model.config.get_output_dir())
     proc = subprocess.Popen(["bash", "./build_lib.sh"], cwd=project_dir, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True)
@@ -221,11 +222,7 @@ def compile_csim(hls_model: Any, progress: bool = False) -> None:
             + "\n--- last lines of the compiler output ---\n" + "\n".join(log[-15:])
         )
     library = project_dir / "firmware" / f"{hls_model.config.get_project_name()}-{hls_model.config.get_config_value('Stamp')}.so"
-    if hls_model._top_function_lib is not None and sys.platform.startswith("linux"):
-        dlclose = ctypes.CDLL("libdl.so.2").dlclose
-        dlclose.argtypes, dlclose.restype = [ctypes.c_void_p], ctypes.c_int
-        dlclose(hls_model._top_function_lib._handle)
-    hls_model._top_function_lib = ctypes.cdll.LoadLibrary(str(library))
+    load_library(hls_model, library)
 
 
 def _check_target(target: Path, overwrite: bool) -> None:
@@ -315,11 +312,11 @@ def _default_inputs(graph: Graph, n: int = 16) -> list[np.ndarray]:
     for name in graph.inputs:
         consumer = next(nd for nd in graph.nodes if name in nd.inputs)
         shape = graph.tensors[name].shape
-        if consumer.op == "quantize":
-            k, i = consumer.attrs["k"], consumer.attrs["i"]
+        if isinstance(consumer, ir.Quantize):
+            k, i = consumer.k, consumer.i
             top = np.exp2(i.astype(float))
             x = rng.uniform(-1.5, 1.5, (n,) + shape) * top
-            x[0], x[1] = top - np.exp2(-consumer.attrs["f"].astype(float)), -k * top
+            x[0], x[1] = top - np.exp2(-consumer.f.astype(float)), -k * top
         else:
             x = rng.standard_normal((n,) + shape)
         out.append(x)

@@ -1,5 +1,5 @@
 """Open-source ground truth: yosys synthesis and Icarus Verilog simulation of
-the Verilog that :func:`~hgq_fpga.resources.to_verilog` writes.
+the Verilog that :func:`~hgq_fpga.backends.rtl.to_verilog` writes.
 
 Neither tool is a Python dependency. Install them from your distribution:
 
@@ -8,7 +8,7 @@ Neither tool is a Python dependency. Install them from your distribution:
 * or the OSS CAD Suite (https://github.com/YosysHQ/oss-cad-suite-build).
 
 Example:
-    >>> result = hgq_fpga.resources.synthesize(model)   # doctest: +SKIP
+    >>> result = hgq_fpga.backends.rtl.synthesize(model)   # doctest: +SKIP
     >>> result.lut, result.carry, result.dsp            # doctest: +SKIP
     (2876, 803, 0)
 """
@@ -79,7 +79,8 @@ class SynthResult:
 def _module(model_or_graph: Any, **kwargs: Any) -> VerilogModule:
     if isinstance(model_or_graph, VerilogModule):
         return model_or_graph
-    from ..ir import Graph, build_ir
+    from ...frontend.keras import build_ir
+    from ...ir import Graph
 
     graph = model_or_graph if isinstance(model_or_graph, Graph) else build_ir(model_or_graph)
     return to_verilog(graph, **kwargs)
@@ -209,7 +210,7 @@ def simulate_model(graph: Any, x: Any, *, module: VerilogModule | None = None) -
     ``hgq_fpga.emulate_mantissas(graph, x)[k].m`` (same scale,
     ``module.outputs[k].f``).
     """
-    from ..ir.ops import quantize_op
+    from ...ir.exact import quantize_op
 
     module = module if module is not None else to_verilog(graph)
     xs = list(x) if isinstance(x, (list, tuple)) else [x]
@@ -218,7 +219,6 @@ def simulate_model(graph: Any, x: Any, *, module: VerilogModule | None = None) -
     for port in module.inputs:
         node = by_tensor[port.tensor]
         data = np.asarray(xs[graph.inputs.index(node.inputs[0])], np.float64)
-        q = quantize_op(data, node.attrs["k"], node.attrs["i"], node.attrs["f"],
-                        node.attrs["rounding"], node.attrs["overflow"])
+        q = quantize_op(data, node.k, node.i, node.f, node.rounding, node.overflow)
         feeds.append(np.asarray(q.m) << (port.f - q.f) if port.f > q.f else np.asarray(q.m))
     return simulate(module, feeds)

@@ -32,6 +32,8 @@ from typing import Any
 
 from keras import ops
 
+from ..compat.keras import all_layers
+
 __all__ = ["SOFT_COEFFS", "csd_count_ops", "linear_luts", "model_luts", "set_lut_penalty"]
 
 #: ``a`` (per digit and input bit), ``s`` (per digit and weight bit), ``r`` (per output).
@@ -84,7 +86,7 @@ def linear_luts(linear: Any, bx: Any, bw: Any, digits: Any, out_bits: Any) -> An
 def model_luts(model: Any) -> Any:
     """Differentiable LUTs of a model: the sum of its layers' :meth:`lut_estimate`."""
     total = ops.convert_to_tensor(0.0)
-    for layer in model._flatten_layers(include_self=False):
+    for layer in all_layers(model):
         if hasattr(layer, "lut_estimate"):
             total = ops.add(total, ops.cast(layer.lut_estimate(), total.dtype))
     return total
@@ -98,6 +100,6 @@ def set_lut_penalty(model: Any, value: float) -> None:
     """
     if not value >= 0.0:
         raise ValueError(f"set_lut_penalty: value must be >= 0. Received: value={value}")
-    for layer in model._flatten_layers(include_self=False):
+    for layer in all_layers(model):
         if hasattr(layer, "lut_penalty"):
             layer.lut_penalty = float(value)

@@ -26,17 +26,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..ir import Graph, Node
-from ..ir.intmath import im2col
-from .circuit import LinearCircuit, tensor_signals
-from .estimate import CostModel, _Walker
-from .rules import Signal, width_of
+from ...ir import Graph, Op, UnsupportedOp
+from ...ir import ops as ir
+from ...resources.analysis import analyze
+from ...resources.circuit import LinearCircuit, tensor_signals
+from ...resources.costs import CostModel
+from ...resources.rules import Signal, width_of
+from .ops import RTL_RULES, UnsupportedForVerilog, lit
 
-__all__ = ["PortLayout", "UnsupportedForVerilog", "VerilogModule", "to_verilog"]
-
-
-class UnsupportedForVerilog(ValueError):
-    """An IR operation (or mode) that the Verilog writer does not express."""
+__all__ = ["ADDER_MODULE", "PortLayout", "RTL_RULES", "UnsupportedForVerilog", "VerilogModule", "Writer", "to_verilog"]
 
 
 @dataclass
@@ -101,20 +99,17 @@ class VerilogModule:
     outputs: list[PortLayout]
 
 
-def _lit(v: int, w: int) -> str:
-    v = int(v)
-    w = max(w, width_of(min(v, 0), max(v, 0)) + 1, 2)
-    return f"-{w}'sd{-v}" if v < 0 else f"{w}'sd{v}"
+class Writer:
+    """Verilog text being written: wires per tensor element, from the circuit analysis."""
 
-
-class _Writer:
     def __init__(self, graph: Graph, dsp_min_bits: int | None) -> None:
         self.g = graph
         self.lines: list[str] = []
         self.wires: dict[str, list[str]] = {}
         self.n = 0
-        self.dsp = dsp_min_bits is not None
-        self.walker = _Walker(graph, "Latency", CostModel(dsp_min_bits=dsp_min_bits if self.dsp else 1 << 30))
+        self.in_ports: dict[str, PortLayout] = {}
+        cm = CostModel(dsp_min_bits=dsp_min_bits if dsp_min_bits is not None else 1 << 30)
+        self.analysis = analyze(graph, strategy="Latency", cost_model=cm)
 
     def fresh(self, prefix: str = "w") -> str:
         self.n += 1
@@ -123,93 +118,30 @@ class _Writer:
     def wire(self, s: Signal, expr: str) -> str:
         """A signed wire holding a signal's value (one spare top bit when unsigned)."""
         if s.constant:
-            return _lit(s.lo, width_of(min(s.lo, 0), max(s.lo, 0)) + 1)
+            return lit(s.lo, width_of(min(s.lo, 0), max(s.lo, 0)) + 1)
         name = self.fresh()
         w = width_of(s.lo, s.hi) + (0 if s.signed else 1)
         self.lines.append(f"wire signed [{w - 1}:0] {name} = {expr};")
         return name
 
     def signals(self, name: str) -> list[Signal]:
-        return tensor_signals(self.g, name, self.walker.lsb.get(name))
+        return self.analysis.signals(name)
 
-    # -- ops -------------------------------------------------------------------
-    def node(self, node: Node) -> None:
-        handler = getattr(self, "_" + node.op, None)
-        if handler is None:
-            raise UnsupportedForVerilog(
-                f"to_verilog: IR operation {node.op!r} (node {node.name!r}, layer {node.layer!r}) has no "
-                "Verilog form; supported: quantize, dense, conv, scale, avg_pool, add, relu, max_pool, "
-                "reshape, concat"
-            )
-        self.walker.node(node)  # keeps the zero-low-bit bookkeeping of the estimator
-        handler(node)
-
-    def _input(self, node: Node) -> None:
-        pass
-
-    def _quantize(self, node: Node) -> None:
-        out = node.outputs[0]
-        k, i, f = (np.asarray(node.attrs[a]).reshape(-1) for a in ("k", "i", "f"))
-        rnd, ovf = node.attrs["rounding"], node.attrs["overflow"]
-        if rnd not in ("TRN", "RND") or ovf not in ("WRAP", "SAT", "SAT_SYM"):
-            raise UnsupportedForVerilog(
-                f"to_verilog: quantizer mode {rnd}/{ovf} of layer {node.layer!r} is not supported; "
-                "use rounding TRN or RND and overflow WRAP, SAT or SAT_SYM"
-            )
-        f_out = self.g.tensors[out].f
-        src = self.g.tensors[node.inputs[0]]
-        outs = self.signals(out)
-        if not src.is_fixed:
-            self.wires[out] = [self._port_element(node, e, s) for e, s in enumerate(outs)]
-            return
-        xs = self.wires[node.inputs[0]]
-        xsig = self.signals(node.inputs[0])
-        res = []
-        for e, s in enumerate(outs):
-            w = int(k[e] + i[e] + f[e])
-            if w <= 0 or s.constant:
-                res.append(_lit(s.lo, 2))
-                continue
-            x, xs_e = xs[e], xsig[e]
-            shift = src.f - int(f[e])
-            wx = width_of(min(xs_e.lo, 0) - 1, max(xs_e.hi, 0) + 1) + 2 + max(-shift, 0)
-            if not x.isidentifier():
-                x = self._named(wx, x)
-            if shift > 0:
-                if rnd == "RND":
-                    x = self._named(wx + 1, f"({x} + {_lit(1 << (shift - 1), wx + 1)}) >>> {shift}")
-                else:
-                    x = self._named(wx, f"{x} >>> {shift}")
-            elif shift < 0:
-                x = self._named(wx, f"{x} <<< {-shift}")
-            if ovf == "WRAP":
-                raw = self._named(w, f"{x}[{w - 1}:0]", signed=False)
-                q = f"$signed({raw})" if k[e] else f"$signed({{1'b0, {raw}}})"
-            else:
-                hi = (1 << (w - int(k[e]))) - 1
-                lo = -(1 << (w - 1)) if k[e] else 0
-                if ovf == "SAT_SYM" and k[e]:
-                    lo = -hi
-                q = f"({x} > {_lit(hi, w + 1)}) ? {_lit(hi, w + 1)} : (({x} < {_lit(lo, w + 1)}) ? {_lit(lo, w + 1)} : {x})"
-            up = f_out - int(f[e])
-            res.append(self.wire(s, f"({q}) <<< {up}" if up else q))
-        self.wires[out] = res
-
-    def _named(self, w: int, expr: str, signed: bool = True) -> str:
+    def named(self, w: int, expr: str, signed: bool = True) -> str:
         name = self.fresh("q")
         self.lines.append(f"wire {'signed ' if signed else ''}[{max(w, 1) - 1}:0] {name} = {expr};")
         return name
 
-    def _port_element(self, node: Node, e: int, s: Signal) -> str:
+    def port_element(self, node: Op, e: int, s: Signal) -> str:
         port = self.in_ports[node.outputs[0]]
         w = port.widths[e]
         if w == 0 or s.constant:
-            return _lit(s.lo, 2)
+            return lit(s.lo, 2)
         bits = f"{port.name}[{port.offsets[e] + w - 1}:{port.offsets[e]}]"
         v = f"$signed({bits})" if port.signed[e] else f"$signed({{1'b0, {bits}}})"
         return self.wire(s, f"{v} <<< {port.lsb[e]}" if port.lsb[e] else v)
 
-    def _linear_common(self, node: Node, circuits: list[LinearCircuit], sources: list[str]) -> None:
+    def linear_common(self, node: Op, circuits: list[LinearCircuit], sources: list[str]) -> None:
         out = node.outputs[0]
         outs = self.signals(out)
         done: dict[tuple[int, tuple[int, ...]], str] = {}
@@ -224,16 +156,16 @@ class _Writer:
     def _tree(self, c: LinearCircuit, sources: list[str], out: Signal) -> str:
         t = c.tree
         if t.root is None:
-            return _lit(0, 2)
+            return lit(0, 2)
         names: list[str] = []
         for term, sig in zip(c.terms, t.signals):
             if term.source is None:
-                names.append(_lit(term.value, 2))
+                names.append(lit(term.value, 2))
                 continue
             x = sources[c.inputs[term.source]]
             if term.multiplier:
                 w = width_of(min(term.multiplier, 0), max(term.multiplier, 0)) + 1
-                x = f"{x} * {_lit(term.multiplier, w)}"
+                x = f"{x} * {lit(term.multiplier, w)}"
             # a term is wiring: a wire of its own so adders can slice it. It holds
             # source * 2**shift; the tree applies the term's sign.
             names.append(self.wire(sig, f"{x} <<< {term.shift}" if term.shift else x))
@@ -290,58 +222,9 @@ class _Writer:
         fill = f"{{{ext}{{{x}[{msb}]}}}}"
         return fill if lo > msb else f"{{{fill}, {x}[{msb}:{lo}]}}"
 
-    def _dense(self, node: Node) -> None:
-        # the estimator's own circuits (built by walker.node just before)
-        sources = [w for n in node.inputs for w in self.wires[n]]
-        self._linear_common(node, self.walker.circuits[node.outputs[0]], sources)
 
-    _conv = _scale = _avg_pool = _add = _dense
-
-    def _relu(self, node: Node) -> None:
-        res = []
-        for x, s, o in zip(self.wires[node.inputs[0]], self.signals(node.inputs[0]), self.signals(node.outputs[0])):
-            if o.constant:
-                res.append(_lit(o.lo, 2))
-            elif not s.signed:
-                res.append(x)
-            else:
-                res.append(self.wire(o, f"({x} < 0) ? {_lit(0, 2)} : {x}"))
-        self.wires[node.outputs[0]] = res
-
-    def _max_pool(self, node: Node) -> None:
-        src = node.inputs[0]
-        shape = self.g.tensors[src].shape
-        idx = np.arange(int(np.prod(shape))).reshape((1,) + shape)
-        pool = node.attrs["pool"]
-        cols = im2col(idx, pool, node.attrs["strides"], (1,) * len(pool), node.attrs["padding"], pad_value=-1)
-        patches = np.moveaxis(cols, -2, -1).reshape(-1, cols.shape[-2])
-        xs, sig = self.wires[src], self.signals(src)
-        res = []
-        for p, o in zip(patches, self.signals(node.outputs[0])):
-            live = [q for q in p.tolist() if q >= 0]
-            cur, cs = xs[live[0]], sig[live[0]]
-            for q in live[1:]:
-                s = Signal(max(cs.lo, sig[q].lo), max(cs.hi, sig[q].hi), min(cs.lsb, sig[q].lsb))
-                cur, cs = self.wire(s, f"({cur} > {xs[q]}) ? {cur} : {xs[q]}"), s
-            res.append(cur)
-        self.wires[node.outputs[0]] = res
-
-    def _reshape(self, node: Node) -> None:
-        self.wires[node.outputs[0]] = list(self.wires[node.inputs[0]])
-
-    def _concat(self, node: Node) -> None:
-        g = self.g
-        f_out = g.tensors[node.outputs[0]].f
-        parts = []
-        for n in node.inputs:
-            sh = f_out - g.tensors[n].f
-            sig = self.signals(n)
-            ws = [w if sh == 0 else self.wire(s.shifted(sh), f"{w} <<< {sh}") for w, s in zip(self.wires[n], sig)]
-            parts.append(np.array(ws, dtype=object).reshape(g.tensors[n].shape))
-        self.wires[node.outputs[0]] = np.concatenate(parts, axis=node.attrs["axis"]).reshape(-1).tolist()
-
-
-def _layout(graph: Graph, name: str, port: str, lsb: np.ndarray | None, from_format: Node | None) -> PortLayout:
+def _layout(graph: Graph, name: str, port: str, lsb: np.ndarray | None,
+            from_format: ir.Quantize | None) -> PortLayout:
     t = graph.tensors[name]
     sig = tensor_signals(graph, name, lsb)
     offsets, widths, signed, lsbs, consts = [], [], [], [], []
@@ -354,7 +237,7 @@ def _layout(graph: Graph, name: str, port: str, lsb: np.ndarray | None, from_for
             low = s.lsb
             w = width_of(s.lo >> low, s.hi >> low)
             if from_format is not None:  # the input's declared format (k + i + f bits)
-                k, i, f = (int(np.asarray(from_format.attrs[a]).reshape(-1)[e]) for a in ("k", "i", "f"))
+                k, i, f = (int(np.asarray(a).reshape(-1)[e]) for a in (from_format.k, from_format.i, from_format.f))
                 w = max(k + i + f, 0)
                 low = t.f - f
         offsets.append(o)
@@ -398,21 +281,27 @@ def to_verilog(graph: Graph, *, top: str = "model", dsp_min_bits: int | None = N
 
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", top):
         raise ValueError(f"to_verilog: top must be a Verilog identifier. Received: top={top!r}")
-    w = _Writer(graph, dsp_min_bits)
+    try:
+        w = Writer(graph, dsp_min_bits)  # the circuit analysis: every operation needs a cost rule too
+    except UnsupportedOp as e:
+        raise UnsupportedForVerilog(f"to_verilog needs the circuit analysis. {e}") from None
     # input ports: the quantizers that read the float inputs
-    w.in_ports = {}
     inputs = []
     for node in graph.nodes:
-        if node.op == "quantize" and node.inputs[0] in graph.inputs and not graph.tensors[node.inputs[0]].is_fixed:
+        if isinstance(node, ir.Quantize) and node.inputs[0] in graph.inputs \
+                and not graph.tensors[node.inputs[0]].is_fixed:
             port = _layout(graph, node.outputs[0], f"in{len(inputs)}", None, node)
             w.in_ports[node.outputs[0]] = port
             inputs.append(port)
     for node in graph.nodes:
-        w.node(node)
+        try:
+            RTL_RULES(node, w)
+        except UnsupportedOp as e:
+            raise UnsupportedForVerilog(str(e)) from None
     outputs = []
     body = []
     for k, name in enumerate(graph.outputs):
-        port = _layout(graph, name, f"out{k}", w.walker.lsb.get(name), None)
+        port = _layout(graph, name, f"out{k}", w.analysis.lsb.get(name), None)
         outputs.append(port)
         for e, wire in enumerate(w.wires[name]):
             if port.widths[e]:

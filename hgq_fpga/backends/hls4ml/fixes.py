@@ -15,34 +15,32 @@ enough when the input's whole range is smaller than the quantizer's step:
 
 which needs ``i' = -f > i_in + 1``. hls4ml then gives the element zero bits
 and the C simulation outputs 0 where the quantizer (and ``ap_fixed``) give
-``-2**-f``. Found by ``tests/convert/test_hls4ml.py`` on a randomly
+``-2**-f``. Found by ``tests/backends/hls4ml/test_hls4ml.py`` on a randomly
 initialised CNN (1 of 4 initialisations), reproduced in
-``tests/convert/test_reliability.py``.
+``tests/backends/hls4ml/test_reliability.py``.
 
-:func:`corrected_bit_exact` wraps that rule for the duration of a conversion:
-it runs hls4ml's rule, then raises ``i`` (and restores ``k`` and ``f``) of
-exactly those elements to what the floor needs.
+:func:`install_corrections` wraps that rule, for hgq_fpga's own quantizers
+only: it runs hls4ml's rule, then raises ``i`` (and restores ``k`` and ``f``)
+of exactly those elements to what the floor needs.
 
 **2. Not corrected: a chain of two quantizers around such a range.** When
 the quantizer above reads the output of another quantizer directly (or
 through a reshape), hls4ml fuses both into one type and its backward
 narrowing gives that type a negative width; the C simulation is then wrong.
 The converter refuses that case with :class:`UnsupportedForHls4ml`
-(:func:`hgq_fpga.convert.hls4ml_layers.graph_to_layer_list`).
+(:func:`hgq_fpga.backends.hls4ml.layers.graph_to_layer_list`).
 
-The correction is undone when the ``with`` block ends, so other hls4ml
+Layers that hgq_fpga did not create keep hls4ml's own rule, so other hls4ml
 users in the same process are unaffected.
 """
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
-__all__ = ["corrected_bit_exact", "trn_floor_needs"]
+__all__ = ["install_corrections", "trn_floor_needs"]
 
 
 def trn_floor_needs(k: np.ndarray, i: np.ndarray, f: np.ndarray, lk: np.ndarray, li: np.ndarray,
@@ -52,41 +50,42 @@ def trn_floor_needs(k: np.ndarray, i: np.ndarray, f: np.ndarray, lk: np.ndarray,
     return (k == 1) & (lk == 1) & (lf > f) & (li + f <= -2) & (i >= -f)
 
 
-@contextlib.contextmanager
-def corrected_bit_exact() -> Iterator[None]:
-    """Use the corrected narrowing rule inside the ``with`` block."""
+def install_corrections() -> None:
+    """Use the corrected narrowing rule for hgq_fpga's quantizers (idempotent).
+
+    Registered once, for the layers hgq_fpga creates only (see
+    :func:`hgq_fpga.compat.hls4ml.amend_kif_rule`): nothing is swapped while a
+    conversion runs, so conversions in several threads cannot interfere.
+    """
     from hls4ml.model.optimizer.passes import bit_exact
     from hls4ml.model.optimizer.passes.hgq_proxy_model import FixedPointQuantizer
 
-    dispatcher = bit_exact._produce_kif
-    original = dispatcher.dispatch(FixedPointQuantizer)
+    from ...compat.hls4ml import amend_kif_rule
 
-    def corrected(layer: Any) -> Any:
-        if "_hgq_fpga_mask_kbi" not in layer.attributes:  # hls4ml overwrites mask_kbi with the narrowed one
-            layer.attributes["_hgq_fpga_mask_kbi"] = tuple(np.array(v) for v in layer.mask_kbi)
-        layer.mask_kbi = tuple(np.array(v) for v in layer.attributes["_hgq_fpga_mask_kbi"])
-        k, i, f = (np.array(v) for v in original(layer))
-        if layer.RND != "TRN":
+    def amend(original: Any) -> Any:
+        def corrected(layer: Any) -> Any:
+            if "_hgq_fpga_mask_kbi" not in layer.attributes:  # hls4ml overwrites mask_kbi with the narrowed one
+                layer.attributes["_hgq_fpga_mask_kbi"] = tuple(np.array(v) for v in layer.mask_kbi)
+            layer.mask_kbi = tuple(np.array(v) for v in layer.attributes["_hgq_fpga_mask_kbi"])
+            k, i, f = (np.array(v) for v in original(layer))
+            if layer.RND != "TRN":
+                return k, i, f
+            k0, b0, i0 = (np.broadcast_to(v[0], k.shape) for v in layer.attributes["_hgq_fpga_mask_kbi"])
+            qk, qi, qf = k0, i0 - k0, b0 - i0
+            lk, li, lf = (np.broadcast_to(v, k.shape)
+                          for v in bit_exact.produce_kif(bit_exact.get_input_layers(layer)[0]))
+            fix = trn_floor_needs(qk, qi, qf, lk, li, lf) & (b0 > 0) & ((k != 1) | (i < -qf))
+            if not fix.any():
+                return k, i, f
+            k = np.where(fix, 1, k).astype(np.int16)
+            i = np.where(fix, -qf, i).astype(np.int16)
+            f = np.where(fix, qf, f).astype(np.int16)
+            _set_mask(layer, k, i, f)
             return k, i, f
-        k0, b0, i0 = (v[0] for v in layer.attributes["_hgq_fpga_mask_kbi"])
-        shape = k.shape
-        k0, b0, i0 = (np.broadcast_to(v, shape) for v in (k0, b0, i0))
-        qk, qi, qf = k0, i0 - k0, b0 - i0
-        lk, li, lf = (np.broadcast_to(v, shape) for v in bit_exact.produce_kif(bit_exact.get_input_layers(layer)[0]))
-        fix = trn_floor_needs(qk, qi, qf, lk, li, lf) & (b0 > 0) & ((k != 1) | (i < -qf))
-        if not fix.any():
-            return k, i, f
-        k = np.where(fix, 1, k).astype(np.int16)
-        i = np.where(fix, -qf, i).astype(np.int16)
-        f = np.where(fix, qf, f).astype(np.int16)
-        _set_mask(layer, k, i, f)
-        return k, i, f
 
-    dispatcher.register(FixedPointQuantizer, corrected)
-    try:
-        yield
-    finally:
-        dispatcher.register(FixedPointQuantizer, original)
+        return corrected
+
+    amend_kif_rule(FixedPointQuantizer, amend)
 
 
 def _set_mask(layer: Any, k: np.ndarray, i: np.ndarray, f: np.ndarray) -> None:

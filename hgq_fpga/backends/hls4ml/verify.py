@@ -63,17 +63,17 @@ def verify(model: Any, x: Any, output_dir: str | Path | None = None, *, progress
             folder, removed afterwards). Refused if it exists, unless
             ``overwrite=True`` is among ``convert_options``.
         progress: show the elapsed time while g++ compiles the C simulation.
-        **convert_options: passed to :func:`~hgq_fpga.convert.to_hls4ml`.
+        **convert_options: passed to :func:`~hgq_fpga.backends.hls4ml.to_hls4ml`.
 
     Returns:
         a :class:`VerifyResult`; ``result.ok`` is True when there are zero mismatches.
     """
     from keras import ops
 
-    from ..calibration import check_inputs
-    from ..emulator import emulate_mantissas
-    from ..emulator.keras64 import as_float64
-    from ..ir import build_ir
+    from ...calibration import check_inputs
+    from ...emulator import emulate_mantissas
+    from ...emulator.keras64 import as_float64
+    from ...frontend.keras import build_ir
     from .project import compile_csim, to_hls4ml
 
     arrays = [a.astype(np.float64) for a in check_inputs(model, x)]

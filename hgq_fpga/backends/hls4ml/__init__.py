@@ -1,6 +1,6 @@
 """Conversion of the fixed-point IR to hls4ml projects."""
 
-from .hls4ml_layers import UnsupportedForHls4ml, graph_to_layer_list
+from .layers import UnsupportedForHls4ml, graph_to_layer_list
 from .limits import MAX_UNROLLED_MULTIPLICATIONS, ModelTooLarge, check_limits
 from .project import BACKENDS, STRATEGIES, CompileError, compile_csim, to_hls4ml
 from .verify import VerifyResult, verify

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import hgq_fpga
-from hgq_fpga.convert import UnsupportedForHls4ml, to_hls4ml
+from hgq_fpga.backends.hls4ml import UnsupportedForHls4ml, to_hls4ml
 from hgq_fpga.testing import edge_inputs, perturb_bits
 from hgq_fpga.layers import (
     QActivation,
@@ -207,7 +207,7 @@ def test_distributed_arithmetic_strategy(kind, rng):
 
 
 def test_verify_result_reports_mismatches():
-    from hgq_fpga.convert.verify import VerifyResult, _first_mismatch
+    from hgq_fpga.backends.hls4ml.verify import VerifyResult, _first_mismatch
 
     exp = np.array([[0.5, 1.0]])
     assert _first_mismatch(exp, exp.copy(), exp.copy()) is None

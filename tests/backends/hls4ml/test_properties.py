@@ -27,7 +27,7 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 import hgq_fpga
-from hgq_fpga.convert import to_hls4ml
+from hgq_fpga.backends.hls4ml import to_hls4ml
 from hgq_fpga.layers import (
     QActivation,
     QAdd,

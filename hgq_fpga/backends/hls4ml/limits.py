@@ -21,7 +21,7 @@ shift-and-add code with no such loop, so the limit does not apply to it.
 and what to change, before anything is written.
 
 Example:
-    >>> from hgq_fpga.convert.limits import unrolled_multiplications
+    >>> from hgq_fpga.backends.hls4ml.limits import unrolled_multiplications
     >>> unrolled_multiplications((64, 32))   # a 64 -> 32 dense kernel
     2048
 """
@@ -30,7 +30,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import Graph
+from ...ir import Graph
+from ...ir import ops as ir
 
 __all__ = ["MAX_UNROLLED_MULTIPLICATIONS", "ModelTooLarge", "check_limits", "unrolled_multiplications"]
 
@@ -58,9 +59,9 @@ def check_limits(graph: Graph, strategy: str) -> None:
         return
     offenders = []
     for node in graph.nodes:
-        if node.op not in ("dense", "conv"):
+        if not isinstance(node, ir.Linear):
             continue
-        shape = tuple(int(n) for n in np.shape(node.attrs["kernel"][0]))  # (mantissas, scale)
+        shape = node.kernel.shape
         count = unrolled_multiplications(shape)
         if count > MAX_UNROLLED_MULTIPLICATIONS:
             offenders.append(f"  layer {(node.layer or node.name)!r} ({node.op}, kernel {'x'.join(map(str, shape))}): "

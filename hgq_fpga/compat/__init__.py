@@ -1,0 +1,6 @@
+"""The only modules that touch private names of Keras and hls4ml.
+
+Each function says which upstream version it was checked on and why no
+public API serves; everything else in hgq_fpga uses public APIs only (a test
+greps for it).
+"""

@@ -1,0 +1,50 @@
+"""Private Keras names hgq_fpga needs (checked on Keras 3.10-3.15).
+
+Keras 3 has no public way to (1) list a functional model's call nodes in
+execution order with the tensors each consumed, (2) list every layer of a
+model recursively, or (3) compute BatchNormalization's masked batch moments;
+hls4ml's Keras 3 frontend uses the same attributes for (1). QKeras (qkeras-v3
+1.2.1) keeps a pruned layer's mask in a private attribute (4).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+
+__all__ = ["all_layers", "batch_moments", "call_nodes", "functional_of", "qkeras_pruning_mask"]
+
+
+def functional_of(model: keras.Model) -> keras.Model:
+    """The functional graph behind a model (a Sequential keeps it in ``_functional``)."""
+    if isinstance(model, keras.Sequential):
+        return model._functional
+    return model
+
+
+def call_nodes(model: keras.Model) -> list[tuple[Any, list[Any], list[Any]]]:
+    """``(operation, input KerasTensors, output KerasTensors)`` of ``model``'s own
+    graph, in execution order (``_nodes_by_depth``: only this model's nodes,
+    whatever other models share a layer)."""
+    functional = functional_of(model)
+    order = []
+    for depth in sorted(functional._nodes_by_depth, reverse=True):
+        for node in functional._nodes_by_depth[depth]:
+            order.append((node.operation, list(node.arguments.keras_tensors), list(node.outputs)))
+    return order
+
+
+def all_layers(model: keras.Model) -> list[keras.layers.Layer]:
+    """Every layer of ``model``, nested ones included (``_flatten_layers``)."""
+    return list(model._flatten_layers(include_self=False))
+
+
+def batch_moments(layer: keras.layers.BatchNormalization, x: Any, mask: Any) -> tuple[Any, Any]:
+    """Mean and variance of a batch as ``BatchNormalization`` computes them (``_moments``)."""
+    return layer._moments(x, mask)
+
+
+def qkeras_pruning_mask(layer: Any) -> Any:
+    """The pruning mask of a QKeras layer (``_mask``), or None."""
+    return getattr(layer, "_mask", None)
