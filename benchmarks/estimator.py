@@ -7,7 +7,7 @@ weight bits 2 to 8, 0 to 70% zero weights, input widths 3 to 10 bits, signed
 and unsigned inputs) and the digits MLP of ``examples/digits_mlp.py``:
 ``hgq_fpga.estimate`` (Latency strategy, all multiplications in LUTs) is
 compared with ``yosys synth_xilinx -family xc7 -nodsp`` on the Verilog that
-``hgq_fpga.resources.to_verilog`` writes for the same quantized weights and
+``hgq_fpga.backends.rtl.to_verilog`` writes for the same quantized weights and
 widths (each adder its own instance, as in the estimator's circuit; the
 same Verilog flattened, so that yosys may optimize across adders, is reported
 alongside). Reported: the median and worst absolute relative error, Spearman's

@@ -14,7 +14,7 @@ import re
 from importlib import resources
 from importlib.resources.abc import Traversable
 
-__all__ = ["template_dir", "list_templates", "read_template", "render_text", "render"]
+__all__ = ["template_dir", "list_templates", "read_template", "render_text", "render", "apply_patch"]
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 
@@ -61,3 +61,32 @@ def render_text(text: str, **values: str) -> str:
 def render(name: str, **values: str) -> str:
     """Read template ``name`` and fill its placeholders (see :func:`render_text`)."""
     return render_text(read_template(name), **values)
+
+
+def _rules(name: str) -> list[tuple[str, str, int]]:
+    """``(old, new, count)`` rules of a patch template (``count`` -1: every occurrence)."""
+    rules: list[tuple[str, str, int]] = []
+    pending: tuple[str, int] | None = None
+    for line in read_template(name).splitlines():
+        key, _, value = line.partition(": ")
+        value = value.replace("\\n", "\n")
+        if key in ("replace", "once") and pending is None:
+            pending = (value, -1 if key == "replace" else 1)
+        elif key == "with" and pending is not None:
+            rules.append((pending[0], value, pending[1]))
+            pending = None
+        elif line.strip() and not line.startswith("#"):
+            raise ValueError(f"patch template {name!r}: unexpected line {line!r}")
+    return rules
+
+
+def apply_patch(name: str, text: str) -> str:
+    """Apply the ``replace:``/``once:`` -> ``with:`` rules of patch template ``name`` to ``text``.
+
+    Example:
+        >>> "std::vector<double>" in apply_patch("exact_testbench.txt", "std::vector<float> in;")
+        True
+    """
+    for old, new, count in _rules(name):
+        text = text.replace(old, new, count)
+    return text

@@ -60,9 +60,9 @@ def hooked_layers(model: keras.Model) -> list[keras.layers.Layer]:
 def attach(model: keras.Model, hook: CostHook) -> None:
     """Attach ``hook`` to every hooked layer (plain attribute: not tracked, not saved)."""
     for layer in hooked_layers(model):
-        object.__setattr__(layer, "_cost_hook", hook)
+        layer.set_cost_hook(hook)
 
 
 def detach(model: keras.Model) -> None:
     for layer in hooked_layers(model):
-        layer.__dict__.pop("_cost_hook", None)
+        layer.set_cost_hook(None)

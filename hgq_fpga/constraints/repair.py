@@ -93,7 +93,7 @@ def _gains(layer: Any) -> np.ndarray:
     with tf.GradientTape() as tape:
         tape.watch(f)
         fs = {id(kq): f}
-        luts = layer._luts(fs)
+        luts = layer.luts_for(fs)
     g = tape.gradient(luts, f)
     return np.zeros(kq.bits_shape) if g is None else np.asarray(g, np.float64)
 
@@ -104,8 +104,8 @@ def _layer_candidates(n: int, layer: Any, p: np.ndarray, off_dsp: bool, cm: Cost
     w = ops.convert_to_numpy(layer.kernel).astype(np.float64)
     f_bits = np.round(np.asarray(ops.convert_to_numpy(kq.f_value()), np.float64).reshape(kq.bits_shape))
     f = np.broadcast_to(f_bits, w.shape)
-    q0 = np.asarray(ops.convert_to_numpy(kq._quantize_fn(ops.convert_to_tensor(w), ops.convert_to_tensor(f))))
-    q1 = np.asarray(ops.convert_to_numpy(kq._quantize_fn(ops.convert_to_tensor(w), ops.convert_to_tensor(f - 1))))
+    q0 = np.asarray(ops.convert_to_numpy(kq.quantize_with(ops.convert_to_tensor(w), ops.convert_to_tensor(f))))
+    q1 = np.asarray(ops.convert_to_numpy(kq.quantize_with(ops.convert_to_tensor(w), ops.convert_to_tensor(f - 1))))
     x2 = np.broadcast_to(p.reshape((1,) * (w.ndim - 2) + p.shape), w.shape)
     damage = _reduce_to((q1 - q0) ** 2 * x2, kq.bits_shape)
     live = _reduce_to((q0 != 0).astype(np.float64), kq.bits_shape) > 0

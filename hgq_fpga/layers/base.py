@@ -94,11 +94,27 @@ class QuantizedLayerMixin:
         """
         pack = getattr(self, "bits_pack", None)
         fs = pack.values() if pack is not None else {}
-        hook = self.__dict__.get("_cost_hook")
+        hook = self.cost_hook
         if hook is not None and fs:
             share = ops.cast(hook.task_share, next(iter(fs.values())).dtype)
             fs = {k: ops.stop_gradient(v) + share * (v - ops.stop_gradient(v)) for k, v in fs.items()}
         return fs
+
+    @property
+    def cost_hook(self) -> Any:
+        """The budget's :class:`~hgq_fpga.constraints.hook.CostHook` while a budget trains this layer, else None."""
+        return self.__dict__.get("_cost_hook")
+
+    def set_cost_hook(self, hook: Any) -> None:
+        """Attach (or, with None, detach) a budget's cost hook.
+
+        Kept outside Keras's attribute tracking on purpose: the hook's variables
+        belong to the training run, not to the layer, and are never saved.
+        """
+        if hook is None:
+            self.__dict__.pop("_cost_hook", None)
+        else:
+            self.__dict__["_cost_hook"] = hook
 
     @property
     def quantizer_variables(self) -> list[Any]:
@@ -118,9 +134,10 @@ class QuantizedLayerMixin:
     def lut_estimate(self) -> Any:
         """Differentiable LUTs of this layer's adder trees (0 for layers without
         weights); the exact figure is :func:`hgq_fpga.estimate`'s."""
-        return self._luts(self._bit_values())
+        return self.luts_for(self._bit_values())
 
-    def _luts(self, fs: dict[int, Any], qkernel: Any = None) -> Any:
+    def luts_for(self, fs: dict[int, Any], qkernel: Any = None) -> Any:
+        """Differentiable LUTs for given fractional bits ``fs`` (``{id(quantizer): f}``; others read their own)."""
         return ops.convert_to_tensor(0.0)
 
     def _add_cost(self, training: bool | None, fs: dict[int, Any], qkernel: Any = None) -> None:
@@ -128,18 +145,18 @@ class QuantizedLayerMixin:
         estimates) to the loss when training."""
         if not training:
             return
-        hook = self.__dict__.get("_cost_hook")
+        hook = self.cost_hook
         if hook is not None:
             pack = getattr(self, "bits_pack", None)
             raw = pack.values() if pack is not None else fs  # the cost's own, ungated gradient
-            luts = self._luts(raw, qkernel)
+            luts = self.luts_for(raw, qkernel)
             hook.record(luts)
             self.add_loss(hook.loss(luts))  # type: ignore[attr-defined]
         if self.ebops_penalty > 0.0:  # exact bits: the loss counts what estimate().ebops reports
             cost = self._ebops(fs, qkernel, exact=True)
             self.add_loss(self.ebops_penalty * cost)  # type: ignore[attr-defined]
         if self.lut_penalty > 0.0:
-            self.add_loss(self.lut_penalty * self._luts(fs, qkernel))  # type: ignore[attr-defined]
+            self.add_loss(self.lut_penalty * self.luts_for(fs, qkernel))  # type: ignore[attr-defined]
 
     def _quantized_config(self) -> dict[str, Any]:
         config: dict[str, Any] = {"ebops_penalty": self.ebops_penalty}

@@ -74,7 +74,7 @@ class WeightedLayerMixin(QuantizedLayerMixin):
         bw = kq.bits(self.kernel, qkernel, fs.get(id(kq)), exact=exact)
         return ops.sum(self.linear(bx, bw))
 
-    def _luts(self, fs: dict[int, Any], qkernel: Any = None) -> Any:
+    def luts_for(self, fs: dict[int, Any], qkernel: Any = None) -> Any:
         """Differentiable LUTs of the adder trees (:func:`hgq_fpga.quantizers.cost.linear_luts`)."""
         iq, kq = self.input_quantizer, self.kernel_quantizer
         f_k = fs.get(id(kq))

@@ -71,8 +71,8 @@ class WeightQuantizer(BitQuantizerBase):
         self._add_bits(granular_shape(shape, self.granularity))
         self.built = True
 
-    def _quantize_fn(self, w: Any, f: Any) -> Any:
-        """Exact quantization of ``w`` with integer ``f`` (no variables read)."""
+    def quantize_with(self, w: Any, f: Any) -> Any:
+        """Exact quantization of ``w`` with given integer ``f`` (no variables read, no gradient rule)."""
         if self.fixed_i is None:
             scale = ops.exp2(f)
             return round_mantissa(w * scale, self.rounding, xp=ops) / scale
@@ -83,7 +83,7 @@ class WeightQuantizer(BitQuantizerBase):
     def quantize_values(self, w: Any) -> Any:
         """The exact quantized values (no gradient): what the firmware holds."""
         w = ops.stop_gradient(ops.convert_to_tensor(w))
-        return self._quantize_fn(w, ops.cast(self.f_exact(), w.dtype))
+        return self.quantize_with(w, ops.cast(self.f_exact(), w.dtype))
 
     def call(self, w: Any, training: bool | None = None, f: Any | None = None) -> Any:
         """Quantize ``w`` with straight-through and surrogate-bit gradients."""
@@ -100,7 +100,7 @@ class WeightQuantizer(BitQuantizerBase):
             f: the float fractional bits if the caller already read them.
         """
         f = self.f_value() if f is None else f
-        q = quantize_with_gradient(w, f, self._quantize_fn)
+        q = quantize_with_gradient(w, f, self.quantize_with)
         return q, ops.stop_gradient(q)
 
     def bits(

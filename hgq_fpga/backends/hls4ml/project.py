@@ -72,12 +72,11 @@ def _exact_testbench(project_dir: Path, project: str) -> None:
     The stock testbench parses inputs into ``float`` and prints 6 digits, which
     hides differences; the vendor C simulation must compare exact values.
     """
+    from ...templates import apply_patch
+
     path = project_dir / f"{project}_test.cpp"
     text = path.read_text()
-    patched = text.replace("std::vector<float>", "std::vector<double>").replace("copy_data<float,", "copy_data<double,")
-    marker = "std::ofstream fout(RESULTS_LOG);"
-    if marker in patched:
-        patched = patched.replace(marker, marker + "\n    fout.precision(40);", 1)
+    patched = apply_patch("exact_testbench.txt", text)  # hls_templates/exact_testbench.txt
     if patched == text:
         raise RuntimeError(f"could not make {path} exact: hls4ml's testbench layout changed")
     path.write_text(patched)
