@@ -94,11 +94,18 @@ class StageChecks:
         row = next(r for r in estimate(model).layers if r.layer == layer.name)
         assert (row.lut, row.dsp, row.ebops) == (0.0, 0, 0.0), row
 
+    #: a regex the hls4ml conversion's refusal must match, for configurations hls4ml cannot build
+    hls4ml_refuses: ClassVar[str | None] = None
+
     @pytest.mark.slow
     def test_hls4ml_csim_is_bit_exact(self) -> None:
-        from .backends.hls4ml import verify
+        from .backends.hls4ml import UnsupportedForHls4ml, verify
 
         model, xs = self._calibrated()
+        if self.hls4ml_refuses is not None:
+            with pytest.raises(UnsupportedForHls4ml, match=self.hls4ml_refuses):
+                verify(model, xs)
+            return
         result = verify(model, [edge_inputs(x).astype(np.float64) for x in xs])
         assert result.ok, str(result)
 

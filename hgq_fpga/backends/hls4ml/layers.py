@@ -260,12 +260,34 @@ def _reshape(node: ir.Reshape, c: Hls4mlContext) -> str:
     return name
 
 
+def _check_outputs(graph: Graph) -> None:
+    """Refuse an output that is a network input quantized to one format for every element (through
+    reshapes at most): hls4ml fuses such a quantizer into the input's type, and the top function's
+    output would be its input."""
+    for name in graph.outputs:
+        node = graph.producer(name)
+        while isinstance(node, ir.Reshape):
+            node = graph.producer(node.inputs[0])
+        if not (isinstance(node, ir.Quantize) and node.inputs[0] in graph.inputs):
+            continue
+        width = node.k + node.i + node.f
+        kbi = (node.k, np.maximum(width, 0), np.where(width > 0, node.k + node.i, 0))
+        if all(np.unique(v).size == 1 for v in kbi):
+            raise UnsupportedForHls4ml(
+                f"the model's output (layer {node.layer!r}) is its input, only quantized to one format: "
+                "hls4ml turns that quantizer into the input's type, and the project would pass its input "
+                "through unchanged (the C++ does not compile). Give the model at least one computing layer "
+                "(dense, convolution, activation, ...) after the quantizer."
+            )
+
+
 def graph_to_layer_list(graph: Graph) -> tuple[list[dict[str, Any]], list[str], list[str], dict[str, str]]:
     """``(layer dicts, input names, output names, {hls name: IR node name})``.
 
     Raises:
         UnsupportedForHls4ml: for an operation without an entry in :data:`HLS4ML_RULES`.
     """
+    _check_outputs(graph)
     c = Hls4mlContext(graph)
     for node in graph.nodes:
         try:
