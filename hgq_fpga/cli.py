@@ -16,6 +16,7 @@ Model files are loaded with Keras's safe mode (no code from the file is run).
 from __future__ import annotations
 
 import argparse
+import io
 import os
 import shutil
 import subprocess
@@ -112,21 +113,34 @@ def _data(model: Any, path: str) -> Any:
 
 
 def _fresh_output(path: str, overwrite: bool) -> Path:
+    """Refuse an existing output (a dangling link too) before any work is done."""
     p = Path(path)
-    if p.exists() and not overwrite:
+    if os.path.lexists(p) and not overwrite:
         raise CliError(f"{path} exists; pass --overwrite to replace it (nothing was written)")
     return p
+
+
+def _write(path: Path, data: bytes, overwrite: bool) -> None:
+    """Atomic, never through a link (:func:`hgq_fpga.files.write_file`), in the CLI's terms."""
+    from .files import write_file
+
+    try:
+        write_file(path, data, overwrite=overwrite)
+    except (FileExistsError, IsADirectoryError) as e:
+        raise CliError(str(e).replace("overwrite=True (--overwrite)", "--overwrite")) from None
 
 
 # -- subcommands ------------------------------------------------------------------
 def cmd_estimate(args: argparse.Namespace) -> int:
     from .resources import estimate
 
+    if args.json:
+        _fresh_output(args.json, args.overwrite)
     model = _model(args)
     report = estimate(model, strategy=args.strategy, part=args.part)
     print(report)
     if args.json:
-        _fresh_output(args.json, args.overwrite).write_text(report.to_json(indent=1))
+        _write(Path(args.json), report.to_json(indent=1).encode(), args.overwrite)
     return EXIT_OK
 
 
@@ -154,16 +168,12 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     x = _data(model, args.data)
     out = _fresh_output(args.output, args.overwrite)
     y = emulate(model, x)
-    partial = out.with_name(f".{out.name}.partial")
-    try:  # written aside and renamed: an interruption never leaves a truncated file
-        with open(partial, "wb") as fh:
-            if isinstance(y, list):
-                np.savez(fh, *y)
-            else:
-                np.save(fh, y)
-        os.replace(partial, out)
-    finally:
-        partial.unlink(missing_ok=True)
+    buffer = io.BytesIO()
+    if isinstance(y, list):
+        np.savez(buffer, *y)
+    else:
+        np.save(buffer, y)
+    _write(out, buffer.getvalue(), args.overwrite)  # atomic: never a truncated file, never through a link
     shapes = [a.shape for a in (y if isinstance(y, list) else [y])]
     print(f"emulated {len(x[0] if isinstance(x, list) else x)} samples -> {out} {shapes}")
     return EXIT_OK

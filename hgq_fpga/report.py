@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import base64
 import html
+import io
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from .compat.keras import all_layers
+from .files import write_file
 
 __all__ = ["ReportFiles", "write_report"]
 
@@ -53,6 +56,20 @@ def _weight_bits(model: Any) -> list[tuple[str, np.ndarray]]:
     return out
 
 
+def _label(name: str, limit: int = 40) -> str:
+    """A layer name as plot text: at most ``limit`` characters, ``$`` escaped (no mathtext)."""
+    short = name if len(name) <= limit else name[: limit - 1] + "\u2026"
+    return short.replace("$", r"\$")
+
+
+def _save(fig: Any, path: Path) -> None:
+    """The figure as PNG, written atomically and never through a link (:func:`hgq_fpga.files.write_file`)."""
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    write_file(path, buffer.getvalue(), overwrite=True)
+
+
 def _grid(n: int) -> tuple[int, int]:
     cols = min(n, 4)
     return (n + cols - 1) // cols, cols
@@ -66,12 +83,12 @@ def _histograms(layers: list[tuple[str, np.ndarray]], path: Path) -> int:
     top = int(max((b.max() for _, b in layers), default=1)) + 1
     for ax, (name, b) in zip(axes.flat, layers):
         ax.hist(b.ravel(), bins=np.arange(-0.5, top + 0.5, 1.0), color="tab:blue")
-        ax.set_title(f"{name} ({np.mean(b == 0):.0%} pruned)", fontsize=9)
+        ax.set_title(f"{_label(name)} ({np.mean(b == 0):.0%} pruned)", fontsize=9)
         ax.set_xlabel("bits")
     for ax in list(axes.flat)[len(layers):]:
         fig.delaxes(ax)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     panels = len(fig.axes)
     plt.close(fig)
     return panels
@@ -86,7 +103,7 @@ def _heatmaps(layers: list[tuple[str, np.ndarray]], path: Path) -> int:
     image = None
     for ax, (name, b) in zip(axes.flat, layers):
         image = ax.imshow(b, aspect="auto", cmap="viridis", vmin=0, vmax=vmax, interpolation="nearest")
-        ax.set_title(name, fontsize=9)
+        ax.set_title(_label(name), fontsize=9)
         ax.set_xlabel("output")
         ax.set_ylabel("input")
     for ax in list(axes.flat)[len(layers):]:
@@ -94,7 +111,7 @@ def _heatmaps(layers: list[tuple[str, np.ndarray]], path: Path) -> int:
     panels = len(fig.axes)
     if image is not None:
         fig.colorbar(image, ax=fig.axes, label="bits", shrink=0.8)
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     return panels
 
@@ -102,19 +119,20 @@ def _heatmaps(layers: list[tuple[str, np.ndarray]], path: Path) -> int:
 def _resources(report: Any, path: Path) -> int:
     import matplotlib.pyplot as plt
 
-    names = [r.layer for r in report.layers]
+    names = [_label(r.layer, 24) for r in report.layers]
+    pos = np.arange(len(names))  # by position: two names alike once shortened stay two bars
     fig, ax = plt.subplots(figsize=(max(4.0, 0.9 * len(names) + 2), 3.2))
-    ax.bar(names, [r.lut for r in report.layers], color="tab:green", label="LUT")
+    ax.bar(pos, [r.lut for r in report.layers], color="tab:green", label="LUT")
+    ax.set_xticks(pos, names, rotation=30, ha="right")
     ax.set_ylabel("LUTs (estimate)")
-    ax.tick_params(axis="x", rotation=30)
     dsp = [r.dsp for r in report.layers]
     if any(dsp):
         ax2 = ax.twinx()
-        ax2.plot(names, dsp, "o", color="tab:red", label="DSP")
+        ax2.plot(pos, dsp, "o", color="tab:red", label="DSP")
         ax2.set_ylabel("DSPs")
     ax.set_title(f"{report.lut:.0f} LUTs, {report.dsp} DSPs ({report.strategy})")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     panels = 1
     plt.close(fig)
     return panels
@@ -141,13 +159,13 @@ def _write_html(files: ReportFiles, model: Any, report: Any, graph: Any, verific
         "<h2>Tensor formats</h2>", f"<pre>{html.escape(str(graph))}</pre>",
         verification,
     ]
-    files.html.write_text(
+    write_file(files.html, (
         "<!DOCTYPE html><html><head><meta charset='utf-8'>"
         f"<title>{html.escape(model.name)}: hgq_fpga report</title>"
         "<style>body{font-family:sans-serif;max-width:1100px;margin:auto}img{max-width:100%}"
         "pre{background:#f6f6f6;padding:8px;overflow-x:auto}</style></head><body>"
         + "\n".join(body) + "</body></html>\n"
-    )
+    ).encode(), overwrite=True)
 
 
 def write_report(
@@ -176,9 +194,11 @@ def write_report(
     from .resources import estimate
 
     out = Path(out_dir)
-    if out.exists() and not overwrite:
+    if os.path.lexists(out) and not overwrite:
         raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace the report")
-    out.mkdir(parents=True, exist_ok=True)
+    if out.is_symlink():
+        raise FileExistsError(f"{out} is a link; the report is written only into a real folder")
+    out.mkdir(parents=True, exist_ok=overwrite)  # without overwrite, a folder created meanwhile is refused
     graph = build_ir(model)
     report = estimate(model, graph=graph, strategy=strategy, part=part)
     bits = _weight_bits(model)
