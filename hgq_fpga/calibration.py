@@ -60,10 +60,16 @@ def is_calibrated(model: keras.Model) -> bool:
 
 
 def check_inputs(model: keras.Model, x: Any, *, what: str = "x") -> list[np.ndarray]:
-    """Validate data for ``model``: one finite float array per model input.
+    """Validate data for ``model``: one finite float64 array per model input.
+
+    The data are never narrowed: float64 stays float64 (a format wider than
+    float32's 24-bit significand is emulated and simulated exactly), integers
+    and booleans become float64 (exact below ``2**53``). Keras casts to its own
+    dtype when it runs the model.
 
     Raises:
-        ValueError: on a wrong number of arrays, a wrong shape, or NaN/Inf.
+        ValueError: on a wrong number of arrays, a wrong shape, NaN/Inf, complex
+            or non-numeric data, or integers beyond ``2**53``.
     """
     if not getattr(model, "inputs", None):
         raise ValueError(
@@ -76,7 +82,7 @@ def check_inputs(model: keras.Model, x: Any, *, what: str = "x") -> list[np.ndar
         )
     out = []
     for n, (arr, spec) in enumerate(zip(arrays, model.inputs)):
-        a = np.asarray(arr, dtype=np.float32)
+        a = _as_float64(np.asarray(arr), what, n)
         want = tuple(spec.shape[1:])
         got = a.shape[1:]
         if a.ndim != len(spec.shape) or any(w is not None and w != g for w, g in zip(want, got)):
@@ -96,6 +102,19 @@ def check_inputs(model: keras.Model, x: Any, *, what: str = "x") -> list[np.ndar
     if len(n_samples) != 1:
         raise ValueError(f"{what}: inputs have different numbers of samples: {sorted(n_samples)}")
     return out
+
+
+def _as_float64(a: np.ndarray, what: str, n: int) -> np.ndarray:
+    """Real numbers as float64, exactly; anything else refused by name."""
+    if a.dtype.kind not in "fiub":
+        kind = {"c": "complex", "O": "Python objects", "U": "text", "S": "bytes"}.get(a.dtype.kind, str(a.dtype))
+        raise ValueError(
+            f"{what}: input {n} holds {kind} (dtype {a.dtype}); give real numbers (a float or integer array)."
+        )
+    if a.dtype.kind in "iu" and a.size and float(np.max(np.abs(a.astype(np.float64)))) >= 2.0**53:
+        raise ValueError(f"{what}: input {n} has integers of 2**53 or more, which float64 cannot hold exactly; "
+                         "scale the data down.")
+    return a.astype(np.float64, copy=False)
 
 
 @dataclass

@@ -70,6 +70,8 @@ def _load_data(path: str) -> Any:
         raise CliError(f"{path}: cannot read ({type(e).__name__}: {e})") from e
     if isinstance(data, np.lib.npyio.NpzFile):
         arrays = [data[k] for k in data.files]
+        if not arrays:
+            raise CliError(f"{path}: the .npz file holds no array (expected one per model input)")
         return arrays if len(arrays) > 1 else arrays[0]
     return data
 

@@ -252,7 +252,14 @@ def _quantize_numpy(x: np.ndarray, k: Any, i: Any, f: Any, rounding: Any, overfl
     for mantissas below ``2**53`` (powers of two scale exactly)."""
     rmode, omode = RoundingMode.from_string(rounding), OverflowMode.from_string(overflow)
     scale = np.exp2(f)
-    v = x * scale
+    with np.errstate(over="ignore"):  # a finite extreme times 2**f: handled below (WRAP) or saturated
+        v = x * scale
+    if omode is OverflowMode.WRAP and v.size and not (-(2.0**52) < v.min() and v.max() < 2.0**52):
+        # beyond 2**52 LSB (up to float64's largest finite values): wrapping is periodic in x with
+        # period 2**(k+i), so reduce x first, exactly (x mod P has a subset of x's bits)
+        period = np.exp2(np.asarray(k + i, np.float64))
+        x = x - period * np.floor(x / period)
+        v = x * scale
     m = np.floor(v) if rmode is RoundingMode.TRN else round_mantissa(v, rmode, xp=np)
     width = np.asarray(k + i + f)
     w = np.maximum(width, 1)
