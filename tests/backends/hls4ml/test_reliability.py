@@ -280,3 +280,23 @@ def test_projects_are_identical_whatever_stamp_hls4ml_draws(rng, tmp_path, monke
     monkeypatch.setattr(uuid, "uuid4", lambda: uuid.UUID("00000000-0000-0000-0000-000012345678"))
     to_hls4ml(model, tmp_path / "b")
     assert tree(tmp_path / "a") == tree(tmp_path / "b")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("variant", ["relu", "linear", "k1_i-7"])
+def test_zero_width_signed_input_quantizer_is_bit_exact(variant):
+    """Issue 12, case 1: a quantizer that zeroes every element of a signed tensor. hls4ml fuses it
+    into the input's type (ap_ufixed<2,32>, wrapping negative inputs to 3 * 2**30); the kernel rows
+    reading those constant zeros are written as zeros, so the C simulation is exact again."""
+    rng = np.random.default_rng(0)
+    quantizer = {"f0": -2.0, "rounding": "RND"} if variant != "k1_i-7" else {"f0": 6.0, "k": 1, "i": -7}
+    inp = keras.Input((4,))
+    h = QDense(3, activation="relu" if variant == "relu" else None, input_quantizer=quantizer, name="zero_in")(inp)
+    model = keras.Model(inp, QDense(2, name="out")(h))
+    x = rng.uniform(-1.9, 1.9, (32, 4))
+    model(x[:2])
+    hgq_fpga.calibrate(model, x)
+    q = build_ir(model).nodes[1]
+    assert np.all(q.k + q.i + q.f <= 0)  # every element of the quantizer has zero bits
+    result = hgq_fpga.verify(model, x)
+    assert result.ok, str(result)
