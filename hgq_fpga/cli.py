@@ -44,16 +44,16 @@ class CliError(Exception):
         self.code = code
 
 
-def _load_model(path: str) -> Any:
-    p = Path(path)
-    if not p.is_file():
-        raise CliError(f"{path}: no such file (expected a .keras model saved with model.save)")
-    import keras
+def _load_model(path: str, max_mib: float | None = None) -> Any:
+    from .loading import MAX_TOTAL_BYTES, check_archive, load_model
 
-    import hgq_fpga.layers  # noqa: F401  (registers the layer classes for loading)
-
+    limit = MAX_TOTAL_BYTES if max_mib is None else int(max_mib * 2**20)
     try:
-        return keras.saving.load_model(p, safe_mode=True)
+        check_archive(path, max_total_bytes=limit)
+    except (FileNotFoundError, ValueError) as e:
+        raise CliError(str(e).replace("max_total_bytes=..., or ", "")) from None
+    try:
+        return load_model(path, max_total_bytes=limit)
     except Exception as e:  # a file keras cannot read: say which and why
         raise CliError(f"{path}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0][:300]})") from e
 
@@ -104,7 +104,7 @@ def _maybe_calibrate(model: Any, args: argparse.Namespace) -> None:
 
 def _model(args: argparse.Namespace) -> Any:
     """The subcommand's model: loaded safely, calibrated if asked, checked."""
-    model = _load_model(args.model)
+    model = _load_model(args.model, getattr(args, "max_model_mib", None))
     _maybe_calibrate(model, args)
     return model
 
@@ -257,8 +257,21 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------
+def _positive(text: str) -> float:
+    """A finite number > 0 (argparse type)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, received {text!r}") from None
+    if not (value > 0 and value < float("inf")):
+        raise argparse.ArgumentTypeError(f"expected a finite number > 0, received {text!r}")
+    return value
+
+
 def _common(p: argparse.ArgumentParser, *, calibration: bool = True) -> None:
     p.add_argument("model", help="a .keras model of hgq_fpga layers (calibrated, or see --calibration)")
+    p.add_argument("--max-model-mib", type=_positive, default=None, metavar="MIB",
+                   help="largest model file to read, uncompressed (default 256 MiB; see hgq_fpga.loading)")
     if calibration:
         p.add_argument("--calibration", metavar="DATA.npy", help="calibrate on these inputs first")
 
@@ -284,7 +297,7 @@ def _add_convert(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="project folder (must not exist)")
     p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado"))
     p.add_argument("--part", default="xcvu13p-flga2577-2-e")
-    p.add_argument("--clock-period", type=float, default=5.0, help="ns")
+    p.add_argument("--clock-period", type=_positive, default=5.0, help="target clock period in ns (default 5)")
     p.add_argument("--strategy", default="Latency", choices=("Latency", "distributed_arithmetic"))
     p.add_argument("--project-name", default="hgq_fpga_prj", help="HLS top-level name (a C++ identifier)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing project folder")

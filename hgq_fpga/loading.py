@@ -1,0 +1,86 @@
+"""Loading ``.keras`` files that may come from anywhere, with bounded memory.
+
+A ``.keras`` file is a zip archive; Keras reads every member whole, and only
+refuses members above 4 GiB, so a 2 MB archive can ask for gigabytes. Before
+Keras sees the file, :func:`check_archive` reads the archive's directory
+(no member is decompressed) and refuses, naming the member and the limit:
+
+========================  ===================  ===========================================
+limit                     default              what it bounds
+========================  ===================  ===========================================
+``max_total_bytes``       256 MiB              the sum of the members' uncompressed sizes
+``max_config_bytes``      16 MiB               ``config.json`` (parsed as JSON in memory)
+``max_members``           64                   the number of members
+========================  ===================  ===========================================
+
+Python's zip reader never returns more bytes than a member's declared size,
+so these declared sizes bound what loading can take. The models this flow
+deploys on FPGAs weigh kilobytes to megabytes; pass larger limits (the
+command's ``--max-model-mib``) for larger ones. Layers load in Keras's safe
+mode (no code in the file runs).
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+from typing import Any
+
+__all__ = ["MAX_CONFIG_BYTES", "MAX_MEMBERS", "MAX_TOTAL_BYTES", "check_archive", "load_model"]
+
+MAX_TOTAL_BYTES = 256 * 2**20
+MAX_CONFIG_BYTES = 16 * 2**20
+MAX_MEMBERS = 64
+
+
+def _mib(n: float) -> str:
+    return f"{n / 2**20:,.1f} MiB"
+
+
+def check_archive(path: str | os.PathLike, *, max_total_bytes: int = MAX_TOTAL_BYTES,
+                  max_config_bytes: int = MAX_CONFIG_BYTES, max_members: int = MAX_MEMBERS) -> None:
+    """Refuse a ``.keras`` file that is not a zip archive, or whose declared sizes exceed the limits.
+
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: not a ``.keras`` archive, or over a limit (the message names both).
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"{p}: no such file (expected a .keras model saved with model.save)")
+    if not zipfile.is_zipfile(p):
+        head = p.read_bytes()[:1].decode("latin-1") if p.stat().st_size else ""
+        kind = "JSON text" if head in ("{", "[") else "HDF5 (a Keras 2 .h5 file)" if head == "\x89" else "not a zip"
+        raise ValueError(f"{p}: not a .keras archive (a .keras file is a zip; this one is {kind}). "
+                         "Save the model with model.save('name.keras') under Keras 3.")
+    with zipfile.ZipFile(p) as archive:
+        members = archive.infolist()
+    if len(members) > max_members:
+        raise ValueError(f"{p}: {len(members)} members in the archive, more than the limit of {max_members}")
+    for m in members:
+        if m.filename.endswith("config.json") and m.file_size > max_config_bytes:
+            raise ValueError(f"{p}: member {m.filename!r} would take {_mib(m.file_size)} in memory, over the "
+                             f"limit of {_mib(max_config_bytes)} for a model's configuration")
+    total = sum(m.file_size for m in members)
+    if total > max_total_bytes:
+        big = max(members, key=lambda m: m.file_size)
+        raise ValueError(f"{p}: the archive would take {_mib(total)} once read ({big.filename!r}: "
+                         f"{_mib(big.file_size)}), over the limit of {_mib(max_total_bytes)}. If the model "
+                         "is that large and you trust the file, raise the limit (max_total_bytes=..., "
+                         "or --max-model-mib on the command line).")
+
+
+def load_model(path: str | os.PathLike, *, max_total_bytes: int = MAX_TOTAL_BYTES,
+               max_config_bytes: int = MAX_CONFIG_BYTES) -> Any:
+    """Load a ``.keras`` model of hgq_fpga layers: checked first (:func:`check_archive`), then in safe mode.
+
+    Example:
+        >>> model = hgq_fpga.loading.load_model("model.keras")   # doctest: +SKIP
+    """
+    check_archive(path, max_total_bytes=max_total_bytes, max_config_bytes=max_config_bytes)
+    import keras
+
+    from . import layers  # noqa: F401  (registers the layer classes for loading)
+
+    return keras.saving.load_model(Path(path), safe_mode=True)

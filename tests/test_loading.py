@@ -1,0 +1,88 @@
+"""Untrusted .keras files: the archive's declared sizes are checked before Keras
+reads anything, so a small file cannot make loading take gigabytes."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+
+import hgq_fpga
+from hgq_fpga.layers import QDense
+from hgq_fpga.loading import check_archive, load_model
+
+SCRIPT = shutil.which("hgq-fpga", path=str(Path(sys.executable).parent)) or shutil.which("hgq-fpga")
+
+
+@pytest.fixture(scope="module")
+def saved(tmp_path_factory):
+    d = tmp_path_factory.mktemp("loading")
+    model = keras.Sequential([keras.Input((4,)), QDense(3, name="d")])
+    x = np.random.default_rng(0).standard_normal((32, 4)).astype("float32")
+    model(x[:2])
+    hgq_fpga.calibrate(model, x)
+    model.save(d / "m.keras")
+    return d
+
+
+def _inflated(src: Path, dst: Path, member: str, size: int) -> None:
+    """A copy of a .keras archive with ``member`` replaced by ``size`` zero bytes (compressed to little)."""
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as b:
+        for info in a.infolist():
+            if info.filename != member:
+                b.writestr(info, a.read(info))
+        with b.open(member, "w", force_zip64=True) as fh:
+            chunk = bytes(2**24)
+            for _ in range(size // len(chunk)):
+                fh.write(chunk)
+
+
+def test_genuine_model_loads(saved):
+    model = load_model(saved / "m.keras")
+    assert model.get_layer("d").units == 3
+
+
+def test_inflated_weights_and_config_are_refused_before_reading(saved, tmp_path):
+    big = tmp_path / "weights_bomb.keras"
+    _inflated(saved / "m.keras", big, "model.weights.h5", 320 * 2**20)
+    assert big.stat().st_size < 2 * 2**20  # a small file asking for 320 MiB
+    with pytest.raises(ValueError, match=r"model.weights.h5.*over the limit of 256.0 MiB"):
+        check_archive(big)
+    cfg = tmp_path / "config_bomb.keras"
+    _inflated(saved / "m.keras", cfg, "config.json", 32 * 2**20)
+    with pytest.raises(ValueError, match=r"'config.json' would take 32.0 MiB"):
+        load_model(cfg)
+    check_archive(big, max_total_bytes=400 * 2**20)  # a raised limit lets it through to Keras
+
+
+def test_not_an_archive_is_named(tmp_path):
+    fake = tmp_path / "model.keras"
+    fake.write_text('{"class_name": "Sequential"}')
+    with pytest.raises(ValueError, match="not a .keras archive.*JSON text"):
+        load_model(fake)
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        load_model(tmp_path / "missing.keras")
+
+
+def test_cli_refuses_a_bomb_quickly_with_bounded_memory(saved, tmp_path):
+    big = tmp_path / "bomb.keras"
+    _inflated(saved / "m.keras", big, "model.weights.h5", 320 * 2**20)
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    # a fresh parent measures the command's own peak memory (RUSAGE_CHILDREN of that parent only)
+    probe = ("import resource, subprocess, sys; r = subprocess.run(sys.argv[1:], capture_output=True, text=True); "
+             "sys.stderr.write(r.stderr); print(r.returncode, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)")
+    r = subprocess.run([sys.executable, "-c", probe, SCRIPT, "estimate", str(big)], capture_output=True, text=True,
+                       env=env, timeout=300)
+    code, peak_kib = (int(v) for v in r.stdout.split())
+    assert code == 2 and "over the limit of 256.0 MiB" in r.stderr and "--max-model-mib" in r.stderr
+    assert peak_kib < 300 * 1024  # the 320 MiB member was never read (nor TensorFlow loaded)
+    r = subprocess.run([SCRIPT, "estimate", str(saved / "m.keras"), "--max-model-mib", "inf"],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 2 and "finite number > 0" in r.stderr
