@@ -376,6 +376,9 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
+    from .processes import sigterm_as_interrupt
+
+    sigterm_as_interrupt()  # SIGTERM cleans up like Ctrl-C: staging folders, temporary projects, g++
     try:
         return int(args.func(args))
     except CliError as e:
@@ -390,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_INTERRUPTED
     except Exception as e:
         from .backends.hls4ml import CompileError
-        from .resources import ToolMissingError
+        from .backends.rtl import ToolMissingError
 
         if isinstance(e, CompileError):
             print(f"hgq-fpga {args.command}: error: {e}", file=sys.stderr)

@@ -30,7 +30,7 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["check_new_output", "write_file"]
+__all__ = ["OWNER_FILE", "check_new_output", "make_staging", "remove_stale", "write_file"]
 
 
 def check_new_output(path: str | os.PathLike, overwrite: bool) -> Path:
@@ -73,3 +73,54 @@ def write_file(path: str | os.PathLike, data: bytes, *, overwrite: bool = False)
         if os.path.lexists(tmp):
             os.unlink(tmp)
     return target
+
+
+#: the file inside a staging folder that names the process writing it
+OWNER_FILE = ".hgq_fpga_owner"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
+
+
+def make_staging(parent: str | os.PathLike, prefix: str) -> Path:
+    """A fresh hidden folder in ``parent`` for work in progress, marked with this process's id.
+
+    A folder left behind by a process that was killed (SIGKILL: no handler runs)
+    is removed by the next :func:`remove_stale` with the same prefix.
+    """
+    remove_stale(parent, prefix)
+    d = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    (d / OWNER_FILE).write_text(f"{os.getpid()}\n")
+    return d
+
+
+def remove_stale(parent: str | os.PathLike, prefix: str) -> list[Path]:
+    """Remove the staging folders ``parent/prefix*`` whose owner process is gone; return them.
+
+    Only folders carrying :data:`OWNER_FILE` with a dead process id are touched,
+    never anything else whose name happens to match.
+    """
+    import shutil
+
+    removed = []
+    import glob
+
+    for d in Path(parent).glob(f"{glob.escape(prefix)}*"):
+        marker = d / OWNER_FILE
+        if d.is_symlink() or not marker.is_file():
+            continue
+        try:
+            pid = int(marker.read_text().strip())
+        except ValueError:
+            continue
+        if not _alive(pid):
+            shutil.rmtree(d, ignore_errors=True)
+            removed.append(d)
+    return removed

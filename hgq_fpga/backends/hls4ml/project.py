@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import json
 import os
@@ -16,6 +17,7 @@ from typing import Any
 
 import numpy as np
 
+from ...files import OWNER_FILE, make_staging
 from ...ir import Graph
 from ...ir import ops as ir
 from .fixes import install_corrections
@@ -139,7 +141,7 @@ def to_hls4ml(
     if check_limits:
         _check_limits(graph, strategy)
     options = dict(project=project_name, backend=backend, part=part, clock_period=clock_period, io_type=io_type,
-                   strategy=strategy)
+                   strategy=strategy, overwrite=overwrite)
     return _write_project(graph, Path(output_dir).resolve(), options, test_inputs)
 
 
@@ -155,7 +157,7 @@ def _write_project(graph: Graph, target: Path, options: dict[str, Any], test_inp
     arrays = [np.asarray(a, np.float64) for a in arrays]
     expected = [m.values() for m in emulate_mantissas(graph, arrays)]
     target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    staging = make_staging(target.parent, f".{target.name}.")  # a killed run's leftovers are removed first
     try:
         o = options
         config = hls_config(staging, o["project"], o["backend"], o["part"], o["clock_period"], o["io_type"],
@@ -167,7 +169,8 @@ def _write_project(graph: Graph, target: Path, options: dict[str, Any], test_inp
         _write_tb_data(staging / "tb_data", arrays, expected)
         (staging / "hgq_fpga_layers.json").write_text(json.dumps(origin, indent=1, sort_keys=True))
         _reproducible(staging, hls_model)
-        _replace(staging, target)
+        (staging / OWNER_FILE).unlink()  # the project itself carries no trace of the process
+        _replace(staging, target, o["overwrite"])
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -192,8 +195,10 @@ def compile_csim(hls_model: Any, progress: bool = False) -> None:
     from ...compat.hls4ml import load_library
 
     project_dir = Path(hls_model.config.get_output_dir())
-    proc = subprocess.Popen(["bash", "./build_lib.sh"], cwd=project_dir, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True)
+    from ...processes import kill_group, start_group
+
+    proc = start_group(["bash", "./build_lib.sh"], project_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                       text=True)
     try:
         if progress:
             from tqdm.auto import tqdm
@@ -209,8 +214,7 @@ def compile_csim(hls_model: Any, progress: bool = False) -> None:
         else:
             output, _ = proc.communicate()
     except BaseException:
-        proc.kill()
-        proc.wait()
+        kill_group(proc)  # g++ and cc1plus too, not only the shell
         raise
     if proc.returncode != 0:
         log = output.strip().splitlines()
@@ -271,37 +275,67 @@ def _reproducible(staging: Path, hls_model: Any) -> None:
     hls_model.config.config["Stamp"] = new
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two folders atomically (Linux ``renameat2(RENAME_EXCHANGE)``); False where unavailable."""
+def _renameat2(a: Path, b: Path, flags: int) -> bool | None:
+    """Linux ``renameat2``: True when done, False when ``b`` exists (``RENAME_NOREPLACE``) or the
+    exchange failed, None where the system has no renameat2."""
     if not sys.platform.startswith("linux"):
-        return False
+        return None
     try:
         renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
     except (OSError, AttributeError):  # glibc older than 2.28, or another libc
-        return False
+        return None
     renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    at_fdcwd, rename_exchange = -100, 2
-    return renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), rename_exchange) == 0
+    at_fdcwd = -100
+    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), flags) == 0:
+        return True
+    if ctypes.get_errno() in (errno.ENOSYS, errno.EINVAL):  # the file system cannot do it
+        return None
+    return False
 
 
-def _replace(staging: Path, target: Path) -> None:
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two folders atomically (``RENAME_EXCHANGE``); False where unavailable."""
+    return bool(_renameat2(a, b, 2))
+
+
+def _is_project(d: Path) -> bool:
+    return d.is_dir() and not d.is_symlink() and (not any(d.iterdir()) or (d / "hls4ml_config.yml").is_file())
+
+
+def _replace(staging: Path, target: Path, overwrite: bool) -> None:
     """Move the finished project into place.
 
-    An existing project is swapped with the new one in a single atomic
-    ``renameat2(RENAME_EXCHANGE)`` where the system has it, so ``target`` is at
-    every instant either the complete old project or the complete new one.
-    Elsewhere the old project is renamed aside first and deleted last.
+    Without ``overwrite`` the move never replaces anything: ``renameat2(RENAME_NOREPLACE)``
+    fails if a file or folder appeared at ``target`` since the check (elsewhere a last check
+    precedes a plain rename). With ``overwrite`` an existing project is swapped with the new
+    one in one ``renameat2(RENAME_EXCHANGE)`` -- ``target`` is at every instant the complete
+    old project or the complete new one -- and what was swapped out is deleted only if it is
+    an hls4ml project; anything else is swapped back and the conversion refused.
     """
-    if not target.exists():
-        staging.rename(target)
-    elif _exchange(staging, target):
+    if not os.path.lexists(target) or not overwrite:
+        done = _renameat2(staging, target, 1)  # RENAME_NOREPLACE
+        if done is None and not os.path.lexists(target):
+            staging.rename(target)
+            return
+        if done:
+            return
+        if not overwrite:
+            raise FileExistsError(
+                f"to_hls4ml: {target} appeared while the project was being written; it was left as it is. "
+                "Choose another output_dir, or pass overwrite=True to replace a project."
+            )
+    if _exchange(staging, target):
+        if not _is_project(staging):  # a user's folder took the project's place meanwhile: put it back
+            _exchange(staging, target)
+            raise FileExistsError(f"to_hls4ml: {target} became a folder that is not an hls4ml project while "
+                                  "the project was being written; it was left as it is.")
         shutil.rmtree(staging, ignore_errors=True)  # now holds the old project
-    else:
-        old = target.with_name(f".{target.name}.old")
-        shutil.rmtree(old, ignore_errors=True)
-        target.rename(old)
-        staging.rename(target)
-        shutil.rmtree(old, ignore_errors=True)
+        return
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
 
 def _default_inputs(graph: Graph, n: int = 16) -> list[np.ndarray]:

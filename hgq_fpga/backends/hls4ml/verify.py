@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import tempfile
+from collections.abc import Iterator
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,7 +87,7 @@ def verify(model: Any, x: Any, output_dir: str | Path | None = None, *, progress
     keras_out = [np.asarray(ops.convert_to_numpy(k)) for k in (keras_out if isinstance(keras_out, (list, tuple)) else [keras_out])]
 
     result = VerifyResult(n_samples=len(arrays[0]))
-    with tempfile.TemporaryDirectory(prefix="hgq_fpga_verify_") as tmp:
+    with _temporary_project() as tmp:
         target = Path(output_dir) if output_dir is not None else Path(tmp) / "project"
         t0 = time.perf_counter()
         hls_model = to_hls4ml(model, target, graph=graph, test_inputs=[a[:64] for a in arrays], **convert_options)
@@ -104,6 +107,18 @@ def verify(model: Any, x: Any, output_dir: str | Path | None = None, *, progress
                 "first_mismatch": _first_mismatch(exp, kout, cout),
             })
     return result
+
+
+@contextlib.contextmanager
+def _temporary_project() -> Iterator[str]:
+    """A temporary folder for the project, removed afterwards; a killed run's folder goes next time."""
+    from ...files import make_staging
+
+    d = make_staging(tempfile.gettempdir(), "hgq_fpga_verify_")
+    try:
+        yield str(d)
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
 
 
 def _first_mismatch(exp: np.ndarray, kout: np.ndarray, cout: np.ndarray) -> dict[str, Any] | None:

@@ -300,3 +300,47 @@ def test_zero_width_signed_input_quantizer_is_bit_exact(variant):
     assert np.all(q.k + q.i + q.f <= 0)  # every element of the quantizer has zero bits
     result = hgq_fpga.verify(model, x)
     assert result.ok, str(result)
+
+
+def _appear_meanwhile(monkeypatch, make):
+    """Run ``make()`` after the project is written and before it is moved into place: the race."""
+    original = project._reproducible
+
+    def racing(staging, hls_model):
+        original(staging, hls_model)
+        make()
+    monkeypatch.setattr(project, "_reproducible", racing)
+
+
+@pytest.mark.parametrize("overwrite", [False, True])
+def test_a_folder_created_at_the_target_meanwhile_is_kept(rng, tmp_path, monkeypatch, overwrite):
+    """Issue 12, case 3: a user's folder appearing during the conversion is never swapped out and deleted,
+    with or without overwrite (a non-project is never replaced)."""
+    model, _ = small(rng)
+    target = tmp_path / "prj"
+
+    def user_folder():
+        target.mkdir()
+        (target / "thesis.tex").write_text("years of work")
+    _appear_meanwhile(monkeypatch, user_folder)
+    with pytest.raises(FileExistsError, match="left as it is"):
+        to_hls4ml(model, target, overwrite=overwrite)
+    assert sorted(p.name for p in target.iterdir()) == ["thesis.tex"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["prj"]  # no staging folder left
+
+
+def test_two_conversions_into_one_folder_the_second_is_refused(rng, tmp_path, monkeypatch):
+    """Issue 12, case 6: of two converts into one new folder (no overwrite), one wins, one is refused."""
+    model, _ = small(rng)
+    other, _ = small(rng, units=3)
+    target = tmp_path / "prj"
+    first = {}
+
+    def other_finishes_first():
+        monkeypatch.undo()  # the racing conversion itself runs unpatched
+        to_hls4ml(other, target)
+        first.update(tree(target))
+    _appear_meanwhile(monkeypatch, other_finishes_first)
+    with pytest.raises(FileExistsError, match="appeared while the project was being written"):
+        to_hls4ml(model, target)
+    assert tree(target) == first and sorted(p.name for p in tmp_path.iterdir()) == ["prj"]

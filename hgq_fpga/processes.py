@@ -1,0 +1,54 @@
+"""Child processes (g++ builds) that die with hgq_fpga, whatever ends it.
+
+:func:`start_group` runs a command in a process group of its own, under a
+``bash`` that the kernel signals (``PR_SET_PDEATHSIG``, Linux) when the
+Python process that started it dies -- even by SIGKILL, when no Python code
+runs -- and that then kills the whole group (``build_lib.sh``, g++,
+cc1plus). :func:`kill_group` ends the group from Python (an exception, Ctrl-C,
+SIGTERM turned into an exception by :func:`sigterm_as_interrupt`).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["kill_group", "sigterm_as_interrupt", "start_group"]
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def start_group(command: list[str], cwd: str | Path, **popen: Any) -> subprocess.Popen:
+    """Start ``command`` in its own process group; the whole group dies with this process."""
+    quoted = " ".join("'" + c.replace("'", "'\\''") + "'" for c in command)
+    wrapper = f"trap 'kill -KILL 0' TERM; {quoted} & wait $!"
+    return subprocess.Popen(["bash", "-c", wrapper], cwd=cwd, start_new_session=True,
+                            preexec_fn=_die_with_parent, **popen)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """Kill every process of ``proc``'s group and reap ``proc``."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def sigterm_as_interrupt() -> None:
+    """Make SIGTERM raise :class:`KeyboardInterrupt` in the main thread, so that the
+    clean-up code (``finally``, ``except BaseException``) runs as on Ctrl-C."""
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, handler)
