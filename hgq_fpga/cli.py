@@ -257,6 +257,16 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 # -- parser ---------------------------------------------------------------------------
+def _part(text: str) -> str:
+    """An FPGA part number as vendors write them (it goes into Tcl scripts verbatim)."""
+    import re
+
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{2,63}", text):
+        raise argparse.ArgumentTypeError(
+            f"expected a part number like xcvu13p-flga2577-2-e (letters, digits, '-', '_', '.'), received {text!r}")
+    return text
+
+
 def _positive(text: str) -> float:
     """A finite number > 0 (argparse type)."""
     try:
@@ -284,7 +294,8 @@ def _add_estimate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p = sub.add_parser("estimate", help="LUTs, DSPs and EBOPs per layer", epilog=_EPILOG, formatter_class=_FMT)
     _common(p)
     p.add_argument("--strategy", default="Latency", choices=("Latency", "distributed_arithmetic"))
-    p.add_argument("--part", default="xcvu13p-flga2577-2-e")
+    p.add_argument("--part", type=_part, default="xcvu13p-flga2577-2-e",
+                   help="FPGA part number (default xcvu13p-flga2577-2-e)")
     p.add_argument("--json", metavar="OUT.json", help="also write the report as JSON")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.set_defaults(func=cmd_estimate)
@@ -296,7 +307,8 @@ def _add_convert(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     _common(p)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="project folder (must not exist)")
     p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado"))
-    p.add_argument("--part", default="xcvu13p-flga2577-2-e")
+    p.add_argument("--part", type=_part, default="xcvu13p-flga2577-2-e",
+                   help="FPGA part number (default xcvu13p-flga2577-2-e)")
     p.add_argument("--clock-period", type=_positive, default=5.0, help="target clock period in ns (default 5)")
     p.add_argument("--strategy", default="Latency", choices=("Latency", "distributed_arithmetic"))
     p.add_argument("--project-name", default="hgq_fpga_prj", help="HLS top-level name (a C++ identifier)")
@@ -337,7 +349,8 @@ def _add_report_synth_demo(sub: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR")
     p.add_argument("--data", metavar="DATA.npy", help="also verify on these inputs (compiles the C simulation)")
     p.add_argument("--strategy", default="Latency", choices=("Latency", "distributed_arithmetic"))
-    p.add_argument("--part", default="xcvu13p-flga2577-2-e")
+    p.add_argument("--part", type=_part, default="xcvu13p-flga2577-2-e",
+                   help="FPGA part number (default xcvu13p-flga2577-2-e)")
     p.add_argument("--overwrite", action="store_true")
     p.set_defaults(func=cmd_report)
 

@@ -45,6 +45,7 @@ Example:
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -176,9 +177,12 @@ class ResourceBudget(keras.callbacks.Callback):
         super().__init__()
         if lut is None and dsp is None:
             raise ValueError("ResourceBudget: give lut=, dsp= or both. Received: lut=None, dsp=None")
-        for name, v in (("lut", lut), ("dsp", dsp)):
-            if v is not None and not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+        for name, v in (("lut", lut), ("dsp", dsp)):  # numpy scalars are numbers too
+            if v is not None and not (isinstance(v, numbers.Real) and not isinstance(v, bool)
+                                      and math.isfinite(v) and v >= 0):
                 raise ValueError(f"ResourceBudget: {name} must be a number >= 0. Received: {name}={v!r}")
+        if dsp is not None and float(dsp) != int(dsp):
+            raise ValueError(f"ResourceBudget: dsp counts whole DSP slices. Received: dsp={dsp!r}")
         if method not in METHODS:
             raise ValueError(f"ResourceBudget: method must be one of {METHODS}. Received: method={method!r}")
         if mode not in ("max", "min"):

@@ -30,7 +30,11 @@ BACKENDS = ("Vitis", "Vivado")
 STRATEGIES = ("Latency", "distributed_arithmetic")
 
 
-def _check_options(backend: str, io_type: str, strategy: str, clock_period: float) -> None:
+#: what a vendor part number looks like (letters, digits, '-', '_', '.'): nothing Tcl would interpret
+PART_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{2,63}"
+
+
+def _check_options(backend: str, io_type: str, strategy: str, clock_period: float, part: str) -> None:
     if backend not in BACKENDS:
         raise ValueError(f"to_hls4ml: backend must be one of {BACKENDS}. Received: backend={backend!r}")
     if io_type != "io_parallel":
@@ -40,8 +44,12 @@ def _check_options(backend: str, io_type: str, strategy: str, clock_period: floa
         )
     if strategy not in STRATEGIES:
         raise ValueError(f"to_hls4ml: strategy must be one of {STRATEGIES}. Received: strategy={strategy!r}")
-    if not clock_period > 0:
-        raise ValueError(f"to_hls4ml: clock_period must be > 0 ns. Received: clock_period={clock_period}")
+    if not 0 < clock_period < float("inf"):
+        raise ValueError("to_hls4ml: clock_period must be a finite number of ns > 0. "
+                         f"Received: clock_period={clock_period}")
+    if not (isinstance(part, str) and re.fullmatch(PART_PATTERN, part)):
+        raise ValueError("to_hls4ml: part must be a part number like xcvu13p-flga2577-2-e (it is written into Tcl "
+                         f"scripts as it is). Received: part={part!r}")
 
 
 def hls_config(output_dir: Path, project: str, backend: str, part: str, clock_period: float,
@@ -130,7 +138,7 @@ def to_hls4ml(
         UnsupportedForHls4ml: something hls4ml cannot express.
     """
     from ...frontend.keras import build_ir  # a Keras model: built (or taken from the cache) here
-    _check_options(backend, io_type, strategy, clock_period)
+    _check_options(backend, io_type, strategy, clock_period, part)
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,62}", project_name):
         raise ValueError(
             "to_hls4ml: project_name must be a C++ identifier (letter first, then letters, "

@@ -344,3 +344,30 @@ def test_two_conversions_into_one_folder_the_second_is_refused(rng, tmp_path, mo
     with pytest.raises(FileExistsError, match="appeared while the project was being written"):
         to_hls4ml(model, target)
     assert tree(target) == first and sorted(p.name for p in tmp_path.iterdir()) == ["prj"]
+
+
+def test_options_that_reach_tcl_or_the_budget_are_checked(rng, tmp_path):
+    """Issue 12, case 7: part text reaches project.tcl verbatim, so it must look like a part number;
+    clock periods are finite; budgets take numpy scalars and whole DSP counts."""
+    from hgq_fpga.constraints import ResourceBudget
+
+    model, x = small(rng)
+    for part in ("xc7z020; exec rm -rf /", "a b", "[x]"):
+        with pytest.raises(ValueError, match="part must be a part number"):
+            to_hls4ml(model, tmp_path / "p", part=part)
+    with pytest.raises(ValueError, match="finite"):
+        to_hls4ml(model, tmp_path / "p", clock_period=float("inf"))
+    assert not any(tmp_path.iterdir())
+    assert ResourceBudget(lut=np.int64(500), dsp=np.float32(2.0), calibration_data=x).dsp == 2
+    with pytest.raises(ValueError, match="whole DSP slices.*0.5"):
+        ResourceBudget(dsp=0.5, calibration_data=x)
+    r = _run_cli("estimate", "x.keras", "--part", "xc7; puts hi")
+    assert r.returncode == 2 and "part number" in r.stderr
+
+
+def _run_cli(*args):
+    import subprocess
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "hgq_fpga.cli", *args], capture_output=True, text=True,
+                          check=False, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
