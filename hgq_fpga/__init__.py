@@ -15,7 +15,8 @@ Public entry points:
 * :class:`ResourceBudget` -- train under a LUT/DSP budget (:mod:`hgq_fpga.constraints`);
 * :func:`to_hls4ml`, :func:`verify` -- hls4ml projects, checked bit for bit
   against the C simulation;
-* :func:`from_qkeras` -- import a QKeras model, bit-identical.
+* :func:`from_qkeras` -- import a QKeras model, bit-identical;
+* :func:`load_model` -- load a ``.keras`` file safely (size limits, safe mode).
 
 The API reference is ``docs/api.md`` (generated from the docstrings).
 
@@ -58,6 +59,7 @@ _LAZY = {
     "bit_summary": ("hgq_fpga.summary", "bit_summary"),
     "BitSummary": ("hgq_fpga.summary", "BitSummary"),
     "from_qkeras": ("hgq_fpga.qkeras_import", "from_qkeras"),
+    "load_model": ("hgq_fpga.loading", "load_model"),
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

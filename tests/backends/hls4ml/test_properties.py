@@ -5,7 +5,9 @@ examples every time; RELIABILITY.md lists the budgets and what they found.
 
 * random small models -- layer types, shapes, branches merged by concatenation
   or addition, per-element bits (negative ``f`` included, i.e. zero-width
-  elements), WRAP / SAT / SAT_SYM, TRN / RND --
+  elements; a first quantizer with zero bits everywhere on the signed input;
+  float64 inputs in formats wider than float32's 24 bits), WRAP / SAT /
+  SAT_SYM, TRN / RND --
   on inputs at rounding ties, at the edges of every range and far beyond:
   Keras = emulator on many models, and Keras = emulator = g++ C simulation
   on a few (each C simulation is a g++ compile of about 10 s);
@@ -42,8 +44,8 @@ SEED = 20261122
 
 SCALE = int(os.environ.get("HGQ_FPGA_PROPERTY_SCALE", "1"))
 """Multiplies the example budgets below, for a longer search than CI's (RELIABILITY.md)."""
-MODEL_EXAMPLES_EMULATOR = 60 * SCALE
-MODEL_EXAMPLES_CSIM = 5 * SCALE
+MODEL_EXAMPLES_EMULATOR = 180 * SCALE
+MODEL_EXAMPLES_CSIM = 15 * SCALE
 NAME_EXAMPLES = 25 * SCALE
 
 OVERFLOWS = ("WRAP", "SAT", "SAT_SYM")
@@ -76,6 +78,7 @@ def model_specs(draw: st.DrawFn) -> dict:
         "branch_f": draw(st.integers(-4, 4)),
         "seed": draw(st.integers(0, 2**32 - 1)),
         "scale": draw(st.sampled_from([0.25, 1.0, 8.0])),
+        "first": draw(st.sampled_from(["random", "zero_width", "wide"])),
     }
     return spec
 
@@ -124,6 +127,12 @@ def build(spec: dict) -> tuple[keras.Model, np.ndarray]:
         if ws and isinstance(layer, (QDense, QConv1D)):
             layer.set_weights([rng.standard_normal(w.shape).astype("float32") * 2.0 ** rng.integers(-2, 3)
                                for w in ws])
+    first = next(q for _, q in iter_quantizers(model))  # the quantizer of the network input
+    if spec["first"] == "zero_width":  # zero bits in every element of a signed tensor
+        first.set_f(np.full(first.bits_shape, -12.0, "float32"))
+    elif spec["first"] == "wide":  # a format wider than float32's significand, on float64 data
+        first.set_f(np.full(first.bits_shape, 26.0, "float32"))
+        x = x.astype(np.float64) + rng.integers(-3, 4, x.shape) * 2.0**-26
     hgq_fpga.calibrate(model, x[:32])  # the rest of x lies partly outside the calibrated range
     return model, probe(x, rng)
 
@@ -132,8 +141,8 @@ def probe(x: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """``x``, its ties on fine grids, range edges, and values far beyond both ways."""
     ties = [(np.round(x * 2.0**g) + 0.5) / 2.0**g for g in (0, 3, 6)]
     edges = [np.full_like(x, v) for v in (0.0, 2.0**-12, -(2.0**-12), 1.0, -1.0, 2.0**20, -(2.0**20))]
-    far = x * np.exp2(rng.integers(4, 16, x.shape)).astype("float32")
-    return np.concatenate([x, *ties, *edges, far, -far]).astype("float32")
+    far = x * np.exp2(rng.integers(4, 16, x.shape)).astype(x.dtype)
+    return np.concatenate([x, *ties, *edges, far, -far]).astype(x.dtype)  # float64 stays float64
 
 
 @pytest.mark.slow
@@ -152,6 +161,7 @@ def test_random_models_keras_equals_emulator(spec, tally):
     bad = np.argwhere(got != expected)
     tally["random models, Keras vs emulator: models"] += 1
     tally[f"random models, Keras vs emulator: merged by {spec['merge']}"] += 1
+    tally[f"random models, Keras vs emulator: first quantizer {spec['first']}"] += 1
     tally["random models, Keras vs emulator: values compared"] += expected.size
     tally["random models, Keras vs emulator: mismatches"] += len(bad)
     assert not len(bad), f"{len(bad)} mismatches, first at {tuple(bad[0])}: keras {got[tuple(bad[0])]} " \
@@ -167,6 +177,7 @@ def test_random_models_three_way_with_csim(spec, tally):
     model, x = build(spec)
     result = hgq_fpga.verify(model, x)
     tally["random models, three-way with C simulation: models"] += 1
+    tally[f"random models, three-way with C simulation: first quantizer {spec['first']}"] += 1
     tally["random models, three-way with C simulation: values compared"] += sum(o["size"] for o in result.outputs)
     tally["random models, three-way with C simulation: mismatches"] += result.mismatches
     assert result.ok, f"{spec}\n{result}"
