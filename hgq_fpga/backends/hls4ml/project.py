@@ -45,8 +45,7 @@ def _check_options(backend: str, io_type: str, strategy: str, clock_period: floa
     if strategy not in STRATEGIES:
         raise ValueError(f"to_hls4ml: strategy must be one of {STRATEGIES}. Received: strategy={strategy!r}")
     if not 0 < clock_period < float("inf"):
-        raise ValueError("to_hls4ml: clock_period must be a finite number of ns > 0. "
-                         f"Received: clock_period={clock_period}")
+        raise ValueError(f"to_hls4ml: clock_period must be > 0 ns and finite. Received: clock_period={clock_period}")
     if not (isinstance(part, str) and re.fullmatch(PART_PATTERN, part)):
         raise ValueError("to_hls4ml: part must be a part number like xcvu13p-flga2577-2-e (it is written into Tcl "
                          f"scripts as it is). Received: part={part!r}")
