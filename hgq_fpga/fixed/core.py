@@ -237,8 +237,9 @@ def quantize_core(
     ``x``, ``k``, ``i`` and ``f`` must already be floating arrays of one dtype
     in the namespace ``xp`` (numpy float64 for exact results).
     """
-    if xp is np and isinstance(x, np.ndarray) and x.dtype == np.float64:
-        return _quantize_numpy(x, k, i, f, rounding, overflow)
+    if xp is np and isinstance(x, np.ndarray) and x.dtype == np.float64 and x.ndim \
+            and np.broadcast_shapes(x.shape, np.shape(k), np.shape(i), np.shape(f)) == x.shape:
+        return _quantize_numpy(x, k, i, f, rounding, overflow)  # the emulator's case: x is the full shape
     scale = xp.exp2(f)
     m = round_mantissa(x * scale, rounding, xp=xp)
     m = overflow_mantissa(m, k, k + i + f, overflow, xp=xp)
@@ -339,16 +340,11 @@ def quantize(
         -2.0
     """
     xv = _as_float64("x", x)
-    out = quantize_core(
-        xv,
-        _as_bits("k", k),
-        _as_bits("i", i),
-        _as_bits("f", f),
-        rounding,
-        overflow,
-        xp=np,
-    )
-    return out[()] if out.ndim == 0 else out
+    kv, iv, fv = _as_bits("k", k), _as_bits("i", i), _as_bits("f", f)
+    shape = np.broadcast_shapes(xv.shape, kv.shape, iv.shape, fv.shape)
+    full = np.array(np.broadcast_to(xv, shape if shape else (1,)))  # the in-place numpy path
+    out = quantize_core(full, kv, iv, fv, rounding, overflow, xp=np)
+    return out.reshape(shape)[()] if not shape else out
 
 
 def to_mantissa(x: Any, f: Any) -> np.ndarray:
