@@ -47,6 +47,10 @@ tools:
 	     echo "  sudo apt-get install yosys iverilog   (or conda install -c conda-forge yosys iverilog)"; exit 1; fi; \
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq yosys iverilog >/dev/null
 
+# da4ml's solver (distributed_arithmetic) is numba code that compiles for about 160 s in a
+# fresh environment; the tests' kernels are tiny and run interpreted in under a second, with
+# the same algorithm. Benchmarks leave numba on.
+test-tf: export NUMBA_DISABLE_JIT = 1
 test-tf: $(VENV)/.test
 	KERAS_BACKEND=tensorflow $(PY) -m pytest
 

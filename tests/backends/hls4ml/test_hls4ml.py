@@ -12,14 +12,12 @@ from hgq_fpga.testing import edge_inputs, perturb_bits
 from hgq_fpga.layers import (
     QActivation,
     QAdd,
-    QAveragePooling1D,
     QAveragePooling2D,
     QBatchNormalization,
     QConcatenate,
     QConv1D,
     QConv2D,
     QDense,
-    QMaxPooling1D,
     QMaxPooling2D,
 )
 
@@ -46,20 +44,6 @@ def assert_bit_exact(model: keras.Model, xs: list[np.ndarray]) -> hgq_fpga.Verif
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("overflow", ["WRAP", "SAT"])
-def test_mlp_three_way(overflow, rng):
-    iq = {"overflow": overflow, "rounding": "RND" if overflow == "SAT" else "TRN"}
-    model = keras.Sequential([
-        keras.Input((16,)),
-        QDense(12, activation="relu", input_quantizer=iq),
-        QDense(8, activation="relu", input_quantizer=iq),
-        QDense(4, input_quantizer=iq),
-    ])
-    x = rng.standard_normal((300, 16)).astype("float32")
-    assert_bit_exact(trained(model, [x], rng), [x])
-
-
-@pytest.mark.slow
 def test_lookup_tables_three_way(rng):
     model = keras.Sequential([
         keras.Input((8,)),
@@ -80,18 +64,6 @@ def test_softmax_three_way(rng):
                               QSoftmax(input_quantizer={"f0": 3})])
     x = rng.standard_normal((200, 8)).astype("float32")
     assert_bit_exact(trained(model, [x], rng), [x])
-
-
-@pytest.mark.slow
-def test_conv1d_pooling_three_way(rng):
-    inp = keras.Input((12, 2))
-    x = QConv1D(3, 3, activation="relu", padding="same")(inp)
-    x = QMaxPooling1D(2)(x)
-    x = QConv1D(4, 2, strides=2)(x)
-    x = QAveragePooling1D(2)(x)
-    out = QDense(3)(keras.layers.Flatten()(x))
-    data = rng.standard_normal((200, 12, 2)).astype("float32")
-    assert_bit_exact(trained(keras.Model(inp, out), [data], rng), [data])
 
 
 @pytest.mark.slow
