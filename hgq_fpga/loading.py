@@ -27,11 +27,22 @@ import zipfile
 from pathlib import Path
 from typing import Any
 
-__all__ = ["MAX_CONFIG_BYTES", "MAX_MEMBERS", "MAX_TOTAL_BYTES", "check_archive", "load_model"]
+__all__ = ["MAX_CONFIG_BYTES", "MAX_MEMBERS", "MAX_TOTAL_BYTES", "MAX_NAME", "MAX_UNITS", "MAX_ELEMENTS",
+           "check_archive", "check_config", "load_model"]
 
 MAX_TOTAL_BYTES = 256 * 2**20
 MAX_CONFIG_BYTES = 16 * 2**20
 MAX_MEMBERS = 64
+#: the longest layer (or any) name accepted: names reach tables and plots
+MAX_NAME = 256
+#: the largest ``units`` / ``filters`` / kernel or pool size: far beyond any FPGA design
+MAX_UNITS = 2**16
+#: the largest number of elements of an input shape
+MAX_ELEMENTS = 2**24
+#: configuration keys that are bit counts (bounded by :data:`hgq_fpga.fixed.format.FORMAT_LIMIT`)
+BIT_KEYS = ("f0", "f_min", "f_max", "i", "k", "table_f")
+SIZE_KEYS = ("units", "filters", "kernel_size", "pool_size", "strides", "dilation_rate")
+SHAPE_KEYS = ("batch_shape", "batch_input_shape", "shape", "target_shape")
 
 
 def _mib(n: float) -> str:
@@ -69,6 +80,77 @@ def check_archive(path: str | os.PathLike, *, max_total_bytes: int = MAX_TOTAL_B
                          f"{_mib(big.file_size)}), over the limit of {_mib(max_total_bytes)}. If the model "
                          "is that large and you trust the file, raise the limit (max_total_bytes=..., "
                          "or --max-model-mib on the command line).")
+    with zipfile.ZipFile(p) as archive:
+        _read_config(archive, p)
+
+
+def check_config(config: Any, where: str = "the model") -> None:
+    """Refuse absurd values in a model's configuration before Keras builds anything from it.
+
+    Names longer than :data:`MAX_NAME`; ``units``, ``filters``, kernel, pool
+    and stride sizes above :data:`MAX_UNITS`; shapes of more than
+    :data:`MAX_ELEMENTS` elements; bit counts (``f0``, ``i``, ...) beyond
+    :data:`~hgq_fpga.fixed.format.FORMAT_LIMIT`. The message names the layer.
+
+    >>> check_config({"class_name": "Dense", "config": {"name": "d", "units": 10**9}})
+    Traceback (most recent call last):
+    ...
+    ValueError: layer 'd': units=1000000000 is beyond the limit of 65536 (a corrupt or crafted model file)
+    """
+    stack = [(config, where, 0)]
+    while stack:
+        node, owner, depth = stack.pop()
+        if depth > 200:
+            raise ValueError(f"{owner}: the configuration is nested more than 200 levels deep (a crafted file)")
+        if isinstance(node, list):
+            stack.extend((v, owner, depth + 1) for v in node)
+            continue
+        if not isinstance(node, dict):
+            continue
+        name = node.get("name")
+        if isinstance(name, str):
+            if len(name) > MAX_NAME:
+                raise ValueError(f"a name of {len(name)} characters ({name[:40]!r}...) is longer than the limit of "
+                                 f"{MAX_NAME} (a corrupt or crafted model file)")
+            owner = f"layer {name!r}"
+        for key, value in node.items():
+            _check_value(owner, key, value)
+            stack.append((value, owner, depth + 1))
+
+
+def _check_value(owner: str, key: str, value: Any) -> None:
+    from .fixed.format import FORMAT_LIMIT
+
+    numbers = [v for v in (value if isinstance(value, list) else [value])
+               if isinstance(v, (int, float)) and not isinstance(v, bool)]
+    if key in BIT_KEYS and any(not abs(v) <= FORMAT_LIMIT for v in numbers):
+        raise ValueError(f"{owner}: {key}={value} is beyond the limit of {FORMAT_LIMIT} bits "
+                         "(a corrupt or crafted model file)")
+    if key in SIZE_KEYS and any(not abs(v) <= MAX_UNITS for v in numbers):
+        raise ValueError(f"{owner}: {key}={value} is beyond the limit of {MAX_UNITS} "
+                         "(a corrupt or crafted model file)")
+    if key in SHAPE_KEYS and numbers:
+        size = 1
+        for v in numbers:
+            size *= max(int(v), 1) if abs(v) <= MAX_ELEMENTS else MAX_ELEMENTS + 1
+        if size > MAX_ELEMENTS:
+            raise ValueError(f"{owner}: {key}={value} has more than {MAX_ELEMENTS} elements "
+                             "(a corrupt or crafted model file)")
+
+
+def _read_config(archive: zipfile.ZipFile, p: Path) -> None:
+    import json
+
+    try:
+        text = archive.read("config.json")
+    except KeyError:
+        return
+    try:
+        config = json.loads(text)
+    except (ValueError, RecursionError) as e:
+        raise ValueError(f"{p}: its config.json is not valid JSON ({type(e).__name__}); the file is damaged "
+                         "or not a Keras model") from None
+    check_config(config, str(p))
 
 
 def load_model(path: str | os.PathLike, *, max_total_bytes: int = MAX_TOTAL_BYTES,

@@ -86,3 +86,49 @@ def test_cli_refuses_a_bomb_quickly_with_bounded_memory(saved, tmp_path):
     r = subprocess.run([SCRIPT, "estimate", str(saved / "m.keras"), "--max-model-mib", "inf"],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 2 and "finite number > 0" in r.stderr
+
+
+def _edited(src: Path, dst: Path, edit) -> None:
+    """A copy of a .keras archive whose config.json is ``edit(config)``."""
+    import json
+
+    with zipfile.ZipFile(src) as a, zipfile.ZipFile(dst, "w", zipfile.ZIP_DEFLATED) as b:
+        for info in a.infolist():
+            data = a.read(info)
+            if info.filename == "config.json":
+                config = json.loads(data)
+                edit(config)
+                data = json.dumps(config).encode()
+            b.writestr(info, data)
+
+
+def _dense_config(config):
+    return next(layer["config"] for layer in config["config"]["layers"] if layer["class_name"] == "QDense")
+
+
+@pytest.mark.parametrize("edit, match", [
+    (lambda c: _dense_config(c).update(name="x" * 2**20), r"name of 1048576 characters .* limit of 256"),
+    (lambda c: _dense_config(c).update(units=10**9), r"layer 'd': units=1000000000 is beyond the limit of 65536"),
+    (lambda c: _dense_config(c)["input_quantizer"].update(f0=70000.0), r"layer 'd': f0=70000.0 is beyond the limit"),
+    (lambda c: _dense_config(c)["input_quantizer"].update(i=-10**9), r"i=-1000000000 is beyond the limit of 1024"),
+    (lambda c: c["config"]["layers"][0]["config"].update(batch_shape=[None, 10**6, 10**6]),
+     r"batch_shape=\[None, 1000000, 1000000\] has more than 16777216 elements"),
+])
+def test_absurd_configurations_are_refused_before_keras_builds(saved, tmp_path, edit, match):
+    """Issue 12, case 5: names, shapes and bit counts bounded, with the layer named, before any layer is built."""
+    bad = tmp_path / "bad.keras"
+    _edited(saved / "m.keras", bad, edit)
+    with pytest.raises(ValueError, match=match):
+        load_model(bad)
+
+
+def test_absurd_trained_bits_are_refused_by_the_ir(saved):
+    """Bits set in the weights file (not the config): the IR refuses them with the layer named."""
+    from hgq_fpga.frontend.keras import build_ir
+
+    model = load_model(saved / "m.keras")
+    q = model.get_layer("d").input_quantizer
+    q.f_max = 1e6  # as a crafted weights file could hold
+    q.set_f(np.full(q.bits_shape, 70000.0))
+    with pytest.raises(ValueError, match=r"layer 'd' \(its quantizer\): fractional bits f=70000 are beyond"):
+        build_ir(model)

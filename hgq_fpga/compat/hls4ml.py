@@ -24,10 +24,13 @@ from typing import Any
 
 from hls4ml.model.graph import ModelGraph
 
-__all__ = ["MARK", "ProjectGraph", "amend_kif_rule", "find_solutions", "load_library", "parse_project_script"]
+__all__ = ["KEEP", "MARK", "ProjectGraph", "amend_kif_rule", "find_solutions", "keep_marked_quantizers",
+           "load_library", "parse_project_script"]
 
 #: attribute marking the layers hgq_fpga creates
 MARK = "hgq_fpga"
+#: attribute of an hgq_fpga quantizer that hls4ml must keep as a layer (not fuse into a type)
+KEEP = "hgq_fpga_keep"
 
 _LOCK = threading.Lock()
 _AMENDED: set[type] = set()
@@ -52,6 +55,31 @@ def amend_kif_rule(layer_cls: type, amend: Callable[[Callable[[Any], Any]], Call
 
         dispatcher.register(layer_cls, rule)
         _AMENDED.add(layer_cls)
+
+
+def keep_marked_quantizers() -> None:
+    """Make hls4ml's ``fuse_fixed_point_quantizer`` pass skip quantizers marked :data:`KEEP` (once per process).
+
+    hls4ml 1.3.0 fuses a quantizer whose mask has one format into the type of
+    the layer before it. For a quantizer that zeroes every element there is no
+    such type (``ap_fixed`` has no zero width; hls4ml's stand-in
+    ``ap_ufixed<2,32>`` turns negative values into ``3 * 2**30``), while the
+    quantizer layer's own C++ writes ``out[i] = 0``. Other layers, and other
+    users of hls4ml in the process, are unaffected.
+    """
+    from hls4ml.model.optimizer import get_optimizer
+
+    with _LOCK:
+        opt = get_optimizer("fuse_fixed_point_quantizer")
+        if getattr(opt, "_hgq_fpga_keeps", False):
+            return
+        original = opt.match
+
+        def match(node: Any) -> Any:
+            return False if node.attributes.get(KEEP) else original(node)
+
+        opt.match = match
+        opt._hgq_fpga_keeps = True
 
 
 def load_library(hls_model: ModelGraph, library: Path) -> None:

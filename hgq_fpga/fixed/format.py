@@ -20,7 +20,36 @@ import numpy as np
 from .modes import OverflowMode, RoundingMode
 from .core import quantize
 
-__all__ = ["FixedFormat", "bit_length", "minimal_format"]
+__all__ = ["FORMAT_LIMIT", "FixedFormat", "bit_length", "check_format", "minimal_format"]
+
+#: the largest ``|i|``, ``|f|`` and width hgq_fpga accepts: ``ap_fixed``'s default maximum width
+#: (``AP_INT_MAX_W``); anything beyond is a corrupt or crafted model, not a design
+FORMAT_LIMIT = 1024
+
+
+def check_format(k: Any, i: Any, f: Any, what: str) -> None:
+    """Refuse absurd formats (``|i|``, ``|f|`` or ``k + i + f`` above :data:`FORMAT_LIMIT`), or NaN.
+
+    >>> check_format(1, 3, 70000, "layer 'dense'")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    ValueError: layer 'dense': fractional bits f=70000 are beyond the limit of 1024 (ap_fixed's widest type): ...
+    """
+    i_a, f_a = np.asarray(i, np.float64), np.asarray(f, np.float64)
+    parts = (("fractional bits f", f_a, True), ("integer bits i", i_a, True),
+             ("width k+i+f", np.asarray(k, np.float64) + i_a + f_a, False))
+    for label, a, both_signs in parts:
+        if not a.size:
+            continue
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"{what}: its {label} contain NaN or infinity (a corrupt model). Retrain or re-save it.")
+        worst = a.flat[int(np.argmax(np.abs(a) if both_signs else a))]
+        if abs(worst) > FORMAT_LIMIT and (both_signs or worst > 0):
+            raise ValueError(
+                f"{what}: {label}={int(worst)} are beyond the limit of "
+                f"{FORMAT_LIMIT} (ap_fixed's widest type): the model is corrupt or was crafted. Check where "
+                "it came from; a calibration on data of absurd magnitude also gives such integer bits."
+            )
 
 
 @dataclass(frozen=True)

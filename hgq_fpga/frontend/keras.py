@@ -21,6 +21,7 @@ from keras import ops
 
 from ..compat.keras import call_nodes, functional_of
 from ..fixed import FixedFormat
+from ..fixed.format import check_format
 from ..ir import Constant, Graph, GraphBuilder, Registry
 from ..ir.intmath import as_mantissa
 from ..ir import ops as ir
@@ -68,7 +69,9 @@ def weights(values: Any, quantizer: WeightQuantizer | None = None) -> Constant:
     w = np.asarray(ops.convert_to_numpy(values), np.float64)
     if quantizer is None:
         return Constant.from_values(w)
-    return Constant.from_values(w, quantizer.format_of(w), trained=True)
+    fmt = quantizer.format_of(w)
+    check_format(fmt.k, fmt.i, fmt.f, f"layer {quantizer.name!r} (weights)")
+    return Constant.from_values(w, fmt, trained=True)
 
 
 def table_constant(values: Any, f: int) -> Constant:

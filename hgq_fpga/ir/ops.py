@@ -42,6 +42,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from ..fixed import FixedFormat
+from ..fixed.format import check_format
 from . import bounds as bd
 from .exact import (
     Constant,
@@ -130,6 +131,7 @@ class Quantize(Op):
         return quantize_op(xs[0], self.k, self.i, self.f, self.rounding, self.overflow)
 
     def infer(self, ins: list[TensorInfo], shape: tuple[int, ...]) -> TensorInfo:
+        check_format(self.k, self.i, self.f, f"layer {self.layer!r} (its quantizer)")
         self.k, self.i, self.f = (np.broadcast_to(np.asarray(a, np.int64), shape).copy() for a in (self.k, self.i, self.f))
         return bd.quantized(self, ins[0], shape)
 

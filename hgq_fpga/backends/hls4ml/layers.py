@@ -47,15 +47,16 @@ def _quantizer(node: ir.Quantize, name: str, src: str, shape: tuple[int, ...]) -
     full = (1,) + tuple(shape)
     mask = tuple(np.broadcast_to(v, full).astype(np.int16) for v in (k, np.maximum(width, 0), integer))
     rounding, overflow = node.rounding, node.overflow
-    if np.all(width <= 0):
-        # every element is the constant 0 whatever the modes; hls4ml fuses such a quantizer into
-        # the previous layer's type, and only TRN/WRAP gives its zero type (1 bit otherwise:
-        # a SAT quantizer would keep values up to 0.5)
+    zero = bool(np.all(width <= 0))
+    if zero:
+        # every element is the constant 0 whatever the modes: TRN/WRAP asks nothing of the layer
+        # before, and the layer is kept (not fused into a type: no type is the constant 0), so its
+        # C++ writes 0 (hgq_fpga.compat.hls4ml.keep_marked_quantizers)
         rounding, overflow = "TRN", "WRAP"
     return {
         "name": name, "class_name": "FixedPointQuantizer", "inputs": [src],
         "mask_kbi": mask, "SAT": overflow, "RND": rounding,
-        "fusible": None, "overrides": {}, "hgq_fpga": True,
+        "fusible": None, "overrides": {}, "hgq_fpga": True, "hgq_fpga_keep": zero,
     }
 
 

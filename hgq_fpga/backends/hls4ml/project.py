@@ -153,7 +153,7 @@ def to_hls4ml(
 
 def _write_project(graph: Graph, target: Path, options: dict[str, Any], test_inputs: Any) -> Any:
     """Write the project into a staging sibling of ``target``, then move it into place."""
-    from ...compat.hls4ml import ProjectGraph
+    from ...compat.hls4ml import ProjectGraph, keep_marked_quantizers
     from ...emulator import emulate_mantissas
 
     layers, ins, outs, origin = graph_to_layer_list(graph)
@@ -169,7 +169,10 @@ def _write_project(graph: Graph, target: Path, options: dict[str, Any], test_inp
         config = hls_config(staging, o["project"], o["backend"], o["part"], o["clock_period"], o["io_type"],
                             o["strategy"])
         install_corrections()
+        keep_marked_quantizers()
         hls_model = ProjectGraph.from_layer_list(config, layers, ins, outs)
+        if o["strategy"] == "Latency":  # distributed arithmetic: da4ml's traced logic absorbs the quantizers
+            _refuse_wrong_types(hls_model, graph, origin)
         hls_model.write()
         _exact_testbench(staging, o["project"])
         _write_tb_data(staging / "tb_data", arrays, expected)
@@ -182,6 +185,21 @@ def _write_project(graph: Graph, target: Path, options: dict[str, Any], test_inp
         raise
     hls_model.config.config["OutputDir"] = str(target)
     return hls_model
+
+
+def _refuse_wrong_types(hls_model: Any, graph: Graph, origin: dict[str, str]) -> None:
+    """Our own check of every type hls4ml chose (:mod:`.typecheck`); refuse before writing."""
+    from .layers import UnsupportedForHls4ml
+    from .typewalk import check_types, format_problems
+
+    problems = check_types(hls_model, graph, origin)
+    if problems:
+        raise UnsupportedForHls4ml(
+            "hls4ml chose types with which the firmware would differ from the model (checked by hgq_fpga "
+            "against the model's exact values):\n" + format_problems(problems) + "\nNothing was written. "
+            "Change the named layers' quantizers (more integer or fractional bits, or another rounding or "
+            "overflow mode), or report the model to hgq_fpga if it should convert."
+        )
 
 
 class CompileError(RuntimeError):

@@ -1,0 +1,138 @@
+"""Our own check of hls4ml's types (hgq_fpga.backends.hls4ml.typecheck / typewalk).
+
+* The rules are sound: whenever ``holds``, ``agrees`` or ``refines`` says
+  yes, every value of the domain (all grid points of small domains, plus the
+  edges and wrap points) really gives the same result, with casts computed
+  by :func:`hgq_fpga.fixed.quantize` (itself checked against g++'s
+  ``ap_fixed``).
+* The check catches hls4ml 1.3.0's real typing bugs by itself: with each of
+  hgq_fpga's corrections switched off, ``to_hls4ml`` refuses the model and
+  names the layer, where hls4ml alone would write a wrong project.
+"""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from hypothesis import given, seed, settings
+from hypothesis import strategies as st
+
+from hgq_fpga.backends.hls4ml import UnsupportedForHls4ml, to_hls4ml
+from hgq_fpga.backends.hls4ml.typecheck import ApType, Domain, agrees, holds, refines
+from hgq_fpga.fixed import quantize
+
+SEED = 20261201
+EXAMPLES = 600
+
+
+@st.composite
+def ap_types(draw: st.DrawFn, zero: bool = True) -> ApType:
+    signed = draw(st.booleans())
+    width = draw(st.integers(0 if zero else 1, 7))
+    integer = draw(st.integers(-3, 6)) if width else 0
+    return ApType(signed, width, integer, draw(st.sampled_from(["TRN", "RND"])),
+                  draw(st.sampled_from(["WRAP", "SAT", "SAT_SYM"])))
+
+
+@st.composite
+def domains(draw: st.DrawFn) -> Domain:
+    grid = draw(st.integers(-2, 5))
+    a, b = sorted(draw(st.lists(st.integers(-300, 300), min_size=2, max_size=2)))
+    scale = Fraction(2) ** -grid
+    return Domain(a * scale, b * scale, grid)
+
+
+def cast(t: ApType, values: np.ndarray) -> np.ndarray:
+    """``ap_fixed`` conversion by the tested quantizer (not ApType.cast)."""
+    if not t.width:
+        return np.zeros_like(values)
+    k = int(t.signed)
+    mode = "SAT_SYM" if t.overflow == "SAT_SYM" and t.signed else ("SAT" if t.overflow != "WRAP" else "WRAP")
+    return quantize(values, k, t.integer - k, t.f, t.rounding, mode)
+
+
+def points(d: Domain) -> np.ndarray:
+    step = Fraction(2) ** -d.grid
+    n = int((d.hi - d.lo) / step)
+    return np.array([float(d.lo + j * step) for j in range(n + 1)])
+
+
+@seed(SEED)
+@settings(max_examples=EXAMPLES, deadline=None, database=None)
+@given(ap_types(), ap_types(), domains())
+def test_rules_are_sound(a, b, d, tally):
+    x = points(d)
+    tally["type-check rule cases"] += 3
+    tally["type-check values tried"] += 3 * len(x)
+    np.testing.assert_array_equal(cast(a, x), np.array([float(a.cast(Fraction(v))) for v in x]))
+    if holds(a, d):
+        np.testing.assert_array_equal(cast(a, x), x)
+    if agrees(a, b, d):
+        np.testing.assert_array_equal(cast(a, x), cast(b, x))
+    if refines(a, b, d):
+        np.testing.assert_array_equal(cast(b, cast(a, x)), cast(b, x))
+
+
+def test_rules_say_yes_where_they_should():
+    """Not vacuous: the cases the converter relies on are accepted."""
+    d = Domain(Fraction(-5), Fraction(5), 4)
+    wide = ApType(True, 16, 6)
+    assert holds(wide, d)
+    assert refines(ApType(True, 10, 4), ApType(True, 6, 3), d)  # truncation, then the quantizer's wrap
+    assert refines(ApType(True, 10, 5, "TRN"), ApType(True, 7, 4, "RND"), d)  # one bit more for RND
+    assert not refines(ApType(True, 9, 5, "TRN"), ApType(True, 8, 4, "RND"), d)
+    assert agrees(ApType(True, 8, 4, "RND", "SAT"), ApType(True, 8, 4, "RND", "SAT"), Domain(None, None, 10**6))
+    zero = ApType(False, 0, 0)
+    assert agrees(ApType(False, 2, 32), zero, Domain(Fraction(0), Fraction(3), 2))  # 0 <= x < 2**30: read as 0
+    assert not agrees(ApType(False, 2, 32), zero, Domain(Fraction(-1), Fraction(3), 2))  # negatives wrap
+
+
+# -- the check alone catches hls4ml's typing bugs -------------------------------------------------
+def test_narrowing_bug_is_caught_without_our_correction(monkeypatch, tmp_path):
+    """hls4ml's own narrowing rule gives a floored element zero bits; the check refuses it."""
+    import hgq_fpga.compat.hls4ml as compat
+
+    from .test_reliability import floor_after_tiny_range
+
+    model, _ = floor_after_tiny_range(chained=False)
+    to_hls4ml(model, tmp_path / "corrected")  # with the correction: accepted
+    monkeypatch.setattr(compat, "MARK", "not_an_hgq_fpga_layer")  # hls4ml's rule, uncorrected
+    with pytest.raises(UnsupportedForHls4ml, match=r"layer 'floor'.*does not give what the model's quantizer"):
+        to_hls4ml(model, tmp_path / "p")
+    assert not (tmp_path / "p").exists()
+
+
+def test_chained_quantizers_are_caught_without_our_refusal(monkeypatch, tmp_path):
+    import hgq_fpga.backends.hls4ml.layers as layers
+
+    from .test_reliability import floor_after_tiny_range
+
+    model, _ = floor_after_tiny_range(chained=True)
+    monkeypatch.setattr(layers, "_check_chain", lambda first, second: None)
+    with pytest.raises(UnsupportedForHls4ml, match="hls4ml chose types"):
+        to_hls4ml(model, tmp_path / "p")
+    assert not (tmp_path / "p").exists()
+
+
+def test_zero_width_input_is_caught_when_hls4ml_fuses_it(monkeypatch, tmp_path):
+    """Issue 12, case 1 without its fix: the input's type ap_ufixed<2,32> replaces a quantizer that zeroes
+    a signed input; the check sees that negative inputs would not become 0."""
+    import keras
+
+    import hgq_fpga
+    import hgq_fpga.backends.hls4ml.layers as layers
+    from hgq_fpga.layers import QDense
+
+    inp = keras.Input((4,))
+    h = QDense(3, input_quantizer={"f0": -2.0, "rounding": "RND"}, name="zero_in")(inp)
+    model = keras.Model(inp, QDense(2, name="out")(h))
+    x = np.random.default_rng(0).uniform(-1.9, 1.9, (32, 4))
+    model(x[:2])
+    hgq_fpga.calibrate(model, x)
+    to_hls4ml(model, tmp_path / "fixed")
+    original = layers._quantizer
+    monkeypatch.setattr(layers, "_quantizer", lambda *a: {**original(*a), "hgq_fpga_keep": False})
+    with pytest.raises(UnsupportedForHls4ml, match=r"quantizer of layer 'zero_in'.*any input value"):
+        to_hls4ml(model, tmp_path / "p")
