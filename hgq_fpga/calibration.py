@@ -24,6 +24,8 @@ converting.
 
 from __future__ import annotations
 
+import warnings
+
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
@@ -34,7 +36,8 @@ from keras import ops
 from .layers.base import QuantizedLayerMixin
 from .quantizers import CALIBRATED, ActivationQuantizer, BitQuantizerBase
 
-__all__ = ["calibrate", "is_calibrated", "iter_quantizers", "CalibrationResult", "check_inputs"]
+__all__ = ["calibrate", "is_calibrated", "iter_quantizers", "CalibrationResult", "CalibrationWarning", "check_inputs",
+           "FEW_SAMPLES"]
 
 
 def _walk_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
@@ -135,6 +138,14 @@ class CalibrationResult:
         return "\n".join(lines)
 
 
+#: fewer calibration samples than this get a :class:`CalibrationWarning`
+FEW_SAMPLES = 10
+
+
+class CalibrationWarning(UserWarning):
+    """Calibration on so few samples that its ranges are unlikely to hold for other data."""
+
+
 def calibrate(
     model: keras.Model,
     x: Any,
@@ -172,8 +183,14 @@ def calibrate(
         raise ValueError(
             f"calibrate: model {model.name!r} has no hgq_fpga activation quantizers to calibrate."
         )
-    _record_ranges(model, arrays, pairs, batch_size, progress)
     n = arrays[0].shape[0]
+    if n < FEW_SAMPLES:
+        warnings.warn(
+            f"calibrate: {n} sample{'s' if n > 1 else ''} only. The integer bits, and every estimate and "
+            "budget check made from them, hold for these samples alone; other data may overflow and cost "
+            "more. Calibrate on representative data (typically the training set).",
+            CalibrationWarning, stacklevel=2)
+    _record_ranges(model, arrays, pairs, batch_size, progress)
     for layer in {id(l): l for l, _ in pairs}.values():
         if hasattr(layer, "update_table"):
             layer.update_table()  # lookup tables follow the calibrated input formats

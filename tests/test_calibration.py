@@ -85,3 +85,18 @@ def test_calibrate_needs_quantizers_and_positive_batches():
     model = keras.Sequential([keras.Input((3,)), QDense(2)])
     with pytest.raises(ValueError, match="batch_size must be >= 1"):
         hgq_fpga.calibrate(model, np.ones((2, 3)), batch_size=0)
+
+
+def test_single_sample_calibration_warns():
+    """Issue 12, case 7: a budget or estimate calibrated on one sample holds for that sample only."""
+    from hgq_fpga.calibration import CalibrationWarning
+
+    model = keras.Sequential([keras.Input((3,)), QDense(2)])
+    x = np.random.default_rng(0).standard_normal((64, 3))
+    with pytest.warns(CalibrationWarning, match=r"1 sample only.*representative data"):
+        hgq_fpga.calibrate(model, x[:1])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CalibrationWarning)
+        hgq_fpga.calibrate(model, x)  # enough samples: silent
