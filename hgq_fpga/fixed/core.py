@@ -240,10 +240,21 @@ def quantize_core(
     if xp is np and isinstance(x, np.ndarray) and x.dtype == np.float64 and x.ndim \
             and np.broadcast_shapes(x.shape, np.shape(k), np.shape(i), np.shape(f)) == x.shape:
         return _quantize_numpy(x, k, i, f, rounding, overflow)  # the emulator's case: x is the full shape
+    if OverflowMode.from_string(overflow) is OverflowMode.WRAP and _is_float64(x):
+        # a finite extreme (1e308) times 2**f is inf, and inf - inf NaN: wrapping is periodic in x with
+        # period 2**(k+i), so reduce x first, exactly (x mod P keeps a subset of x's bits). Only for
+        # float64 (Keras's float64 twin, exact data); float32 training never sees such values.
+        period = xp.exp2(k + i)
+        x = x - period * xp.floor(x / period)
     scale = xp.exp2(f)
     m = round_mantissa(x * scale, rounding, xp=xp)
     m = overflow_mantissa(m, k, k + i + f, overflow, xp=xp)
     return m / scale
+
+
+def _is_float64(x: Any) -> bool:
+    dtype = getattr(x, "dtype", None)
+    return dtype is not None and ("float64" in str(dtype) or dtype == np.float64)
 
 
 def _quantize_numpy(x: np.ndarray, k: Any, i: Any, f: Any, rounding: Any, overflow: Any) -> np.ndarray:

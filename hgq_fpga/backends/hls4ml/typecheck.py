@@ -87,7 +87,8 @@ class ApType:
         if not self.width or not self.signed:
             return Fraction(0)
         low = -Fraction(2) ** (self.integer - 1)
-        return low + Fraction(2) ** -self.f if self.overflow == "SAT_SYM" else low
+        # SAT_SYM saturates at -max, except at width 1 where ap_fixed keeps the sign bit's value
+        return low + Fraction(2) ** -self.f if self.overflow == "SAT_SYM" and self.width > 1 else low
 
     @property
     def hi(self) -> Fraction:
@@ -258,16 +259,18 @@ def _g_linear(op: ir.Linear, gs: list[np.ndarray], shapes: dict[str, tuple[int, 
     w = op.kernel.values
     gw = value_grid(w).reshape(-1, w.shape[-2], w.shape[-1])  # (taps, in, out)
     gx = gs[0]
-    if isinstance(op, ir.Conv) or gx.ndim == 1:
-        gc = np.max(gx.reshape(-1, gx.shape[-1]), axis=0)  # per input channel
-        terms = np.where(gw > NONE, gc[None, :, None] + gw, NONE)
-        out = np.broadcast_to(np.max(terms, axis=(0, 1)), shapes[op.outputs[0]])
-    else:  # a dense layer on a rank > 1 tensor: per leading position
-        terms = np.where(gw[0] > NONE, gx[..., :, None] + gw[0], NONE)
+    if isinstance(op, ir.Conv):  # per output position: the taps its window reads
+        from ...ir.intmath import im2col
+
+        cols = im2col(gx[None], w.shape[:-2], op.strides, op.dilation, op.padding, pad_value=NONE)[0]
+        terms = np.where((gw > NONE) & (cols[..., None] > NONE), cols[..., None] + gw, NONE)
+        out = np.max(terms, axis=(-3, -2))
+    else:  # a dense layer, per leading position on a rank > 1 tensor
+        terms = np.where((gw[0] > NONE) & (gx[..., :, None] > NONE), gx[..., :, None] + gw[0], NONE)
         out = np.max(terms, axis=-2)
     if op.bias is not None:
         out = np.maximum(out, value_grid(op.bias.values))
-    return np.where(out > NONE // 2, out, NONE)
+    return np.broadcast_to(out, shapes[op.outputs[0]])
 
 
 @GRID.register(ir.Scale)

@@ -261,7 +261,8 @@ def test_floor_of_a_tiny_signed_range_is_bit_exact(monkeypatch):
     assert bit_exact._produce_kif.dispatch(FixedPointQuantizer) is rule  # registered once, never swapped
     # layers hgq_fpga did not create keep hls4ml's own rule: unmarked, ours get it wrong
     monkeypatch.setattr(compat, "MARK", "not_an_hgq_fpga_layer")
-    assert not hgq_fpga.verify(model, x).ok  # hls4ml 1.3.0 alone gets it wrong: the test can fail
+    with pytest.raises(UnsupportedForHls4ml, match="layer 'floor'"):  # hls4ml 1.3.0 alone gets it wrong,
+        hgq_fpga.verify(model, x)  # and our type check (test_typecheck.py) refuses what it would write
 
 
 def test_chained_quantizers_hls4ml_cannot_type_are_refused(tmp_path):
