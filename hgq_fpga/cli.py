@@ -152,12 +152,21 @@ def cmd_convert(args: argparse.Namespace) -> int:
     model = _model(args)
     out = _fresh_output(args.output, args.overwrite)
     try:
-        to_hls4ml(model, out, backend=args.backend, part=args.part, clock_period=args.clock_period,
-                  strategy=args.strategy, overwrite=args.overwrite, project_name=args.project_name,
-                  check_limits=not args.no_check_limits)
+        hls_model = to_hls4ml(model, out, backend=args.backend, part=args.part, clock_period=args.clock_period,
+                              strategy=args.strategy, overwrite=args.overwrite, project_name=args.project_name,
+                              check_limits=not args.no_check_limits)
     except (ValueError, FileExistsError) as e:
         raise CliError(str(e)) from e
     print(f"wrote the hls4ml project to {out}")
+    if args.self_check:
+        from .backends.hls4ml import SelfCheckError, check_project
+
+        try:
+            n = check_project(hls_model, progress=True)
+        except SelfCheckError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return EXIT_CHECK_FAILED
+        print(f"self-check: the C simulation reproduces tb_data ({n} values, 0 mismatches)")
     return EXIT_OK
 
 
@@ -315,6 +324,8 @@ def _add_convert(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--overwrite", action="store_true", help="replace an existing project folder")
     p.add_argument("--no-check-limits", action="store_true",
                    help="write kernels larger than the HLS tools unroll (4096 multiplications) anyway")
+    p.add_argument("--self-check", action="store_true",
+                   help="then build the C simulation (g++, 10-30 s) and check it reproduces the project's tb_data")
     p.set_defaults(func=cmd_convert)
 
 

@@ -2,7 +2,7 @@
 
 from .layers import UnsupportedForHls4ml, graph_to_layer_list
 from .limits import MAX_UNROLLED_MULTIPLICATIONS, ModelTooLarge, check_limits
-from .project import BACKENDS, STRATEGIES, CompileError, compile_csim, to_hls4ml
+from .project import BACKENDS, STRATEGIES, CompileError, SelfCheckError, check_project, compile_csim, to_hls4ml
 from .verify import VerifyResult, verify
 
 __all__ = [

@@ -23,7 +23,7 @@ from .fixes import install_corrections
 from .layers import graph_to_layer_list
 from .limits import check_limits as _check_limits
 
-__all__ = ["BACKENDS", "STRATEGIES", "CompileError", "to_hls4ml"]
+__all__ = ["BACKENDS", "STRATEGIES", "CompileError", "SelfCheckError", "check_project", "to_hls4ml"]
 
 BACKENDS = ("Vitis", "Vivado")
 STRATEGIES = ("Latency", "distributed_arithmetic")
@@ -104,6 +104,7 @@ def to_hls4ml(
     test_inputs: Any = None,
     graph: Graph | None = None,
     check_limits: bool = True,
+    self_check: bool = False,
 ) -> Any:
     """Write an hls4ml project (firmware, build scripts, test bench) and return the hls4ml model.
 
@@ -123,6 +124,9 @@ def to_hls4ml(
         test_inputs: samples for ``tb_data`` (default: 16 spanning each input's range).
         graph: the model's IR if already built.
         check_limits: refuse kernels too large for ``strategy`` before writing.
+        self_check: after writing, build the C simulation (g++, 10-30 s) and run
+            the project's own ``tb_data`` through it (:func:`check_project`);
+            the written project stays either way.
 
     Returns:
         the hls4ml model; ``.compile()`` builds its C simulation with g++
@@ -133,7 +137,10 @@ def to_hls4ml(
         FileExistsError: ``output_dir`` exists without ``overwrite``, or is not
             an hls4ml project (never replaced).
         ModelTooLarge: a kernel exceeds what ``strategy`` can unroll.
-        UnsupportedForHls4ml: something hls4ml cannot express.
+        UnsupportedForHls4ml: something hls4ml cannot express, or a type
+            hls4ml chose that would make the firmware differ from the model
+            (checked always, :mod:`~hgq_fpga.backends.hls4ml.typecheck`).
+        SelfCheckError: with ``self_check``, the C simulation differs from ``tb_data``.
     """
     from ...frontend.keras import build_ir  # a Keras model: built (or taken from the cache) here
     _check_options(backend, io_type, strategy, clock_period, part)
@@ -148,7 +155,49 @@ def to_hls4ml(
         _check_limits(graph, strategy)
     options = dict(project=project_name, backend=backend, part=part, clock_period=clock_period, io_type=io_type,
                    strategy=strategy, overwrite=overwrite)
-    return _write_project(graph, Path(output_dir).resolve(), options, test_inputs)
+    hls_model = _write_project(graph, Path(output_dir).resolve(), options, test_inputs)
+    if self_check:
+        check_project(hls_model)
+    return hls_model
+
+
+class SelfCheckError(RuntimeError):
+    """The C simulation of a written project differs from its ``tb_data`` (the emulator's outputs)."""
+
+
+def check_project(hls_model: Any, progress: bool = False) -> int:
+    """Build a written project's C simulation and run its ``tb_data`` inputs through it.
+
+    ``tb_data/tb_output_predictions.dat`` holds the emulator's outputs for
+    ``tb_input_features.dat`` (16 samples spanning each input's range and its
+    edges, or the ``test_inputs`` given to :func:`to_hls4ml`), written as exact
+    decimal doubles; every C-simulation output must equal them.
+
+    Returns:
+        the number of values compared.
+
+    Raises:
+        SelfCheckError: with the number of mismatches and the first one.
+        CompileError: g++ failed.
+    """
+    project_dir = Path(hls_model.config.get_output_dir())
+    inputs = np.loadtxt(project_dir / "tb_data" / "tb_input_features.dat", dtype=np.float64, ndmin=2)
+    expected = np.loadtxt(project_dir / "tb_data" / "tb_output_predictions.dat", dtype=np.float64, ndmin=2)
+    compile_csim(hls_model, progress=progress)
+    sizes = [int(np.prod(v.shape)) for v in hls_model.get_input_variables()]
+    arrays = np.split(inputs, np.cumsum(sizes)[:-1], axis=1)
+    got = hls_model.predict(arrays[0] if len(arrays) == 1 else arrays)
+    got = np.concatenate([np.asarray(g, np.float64).reshape(len(inputs), -1)
+                          for g in (got if isinstance(got, list) else [got])], axis=1)
+    bad = np.argwhere(got != expected)
+    if len(bad):
+        r, c = (int(v) for v in bad[0])
+        raise SelfCheckError(
+            f"the C simulation of {project_dir} differs from tb_data in {len(bad)} of {expected.size} values "
+            f"(first: sample {r}, output value {c}: C simulation {got[r, c]!r}, expected {expected[r, c]!r}). "
+            "Please report this model to hgq_fpga; use the emulator's outputs meanwhile."
+        )
+    return int(expected.size)
 
 
 def _write_project(graph: Graph, target: Path, options: dict[str, Any], test_inputs: Any) -> Any:

@@ -372,3 +372,25 @@ def _run_cli(*args):
 
     return subprocess.run([sys.executable, "-m", "hgq_fpga.cli", *args], capture_output=True, text=True,
                           check=False, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+
+
+@pytest.mark.slow
+def test_self_check_of_tb_data(rng, tmp_path):
+    """The cheap self-check: the project's C simulation must reproduce its own tb_data, from the CLI
+    (--self-check) and from Python; a tampered expectation is reported, not passed."""
+    from hgq_fpga.backends.hls4ml import SelfCheckError, check_project
+
+    model, _ = small(rng)
+    model.save(tmp_path / "m.keras")
+    proc = _run_cli("convert", str(tmp_path / "m.keras"), "-o", str(tmp_path / "p"), "--self-check")
+    assert proc.returncode == 0, proc.stderr
+    assert "self-check: the C simulation reproduces tb_data (32 values, 0 mismatches)" in proc.stdout
+    hls_model = to_hls4ml(model, tmp_path / "q")
+    expected = tmp_path / "q" / "tb_data" / "tb_output_predictions.dat"
+    rows = expected.read_text().splitlines()
+    values = rows[3].split()
+    values[1] = repr(float(values[1]) + 2.0**-30)
+    rows[3] = " ".join(values)
+    expected.write_text("\n".join(rows) + "\n")
+    with pytest.raises(SelfCheckError, match=r"1 of 32 values \(first: sample 3, output value 1"):
+        check_project(hls_model)
