@@ -33,7 +33,13 @@ STRATEGIES = ("Latency", "distributed_arithmetic")
 PART_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{2,63}"
 
 
-def _check_options(backend: str, io_type: str, strategy: str, clock_period: float, part: str) -> None:
+def _check_options(backend: str, io_type: str, strategy: str, clock_period: float, part: str,
+                   project_name: str = "hgq_fpga_prj") -> None:
+    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,62}", project_name):
+        raise ValueError(
+            "to_hls4ml: project_name must be a C++ identifier (letter first, then letters, "
+            f"digits, '_'). Received: project_name={project_name!r}"
+        )
     if backend not in BACKENDS:
         raise ValueError(f"to_hls4ml: backend must be one of {BACKENDS}. Received: backend={backend!r}")
     if io_type != "io_parallel":
@@ -108,8 +114,7 @@ def to_hls4ml(
 ) -> Any:
     """Write an hls4ml project (firmware, build scripts, test bench) and return the hls4ml model.
 
-    The project is written to a temporary sibling folder and moved into
-    ``output_dir`` only when complete (nothing is left half-written).
+    Written to a temporary sibling folder, moved into ``output_dir`` when complete.
 
     Args:
         model: a calibrated hgq_fpga Keras model.
@@ -124,31 +129,22 @@ def to_hls4ml(
         test_inputs: samples for ``tb_data`` (default: 16 spanning each input's range).
         graph: the model's IR if already built.
         check_limits: refuse kernels too large for ``strategy`` before writing.
-        self_check: after writing, build the C simulation (g++, 10-30 s) and run
-            the project's own ``tb_data`` through it (:func:`check_project`);
-            the written project stays either way.
+        self_check: then build the C simulation (g++, 10-30 s) and compare it
+            with ``tb_data`` (:func:`check_project`).
 
     Returns:
-        the hls4ml model; ``.compile()`` builds its C simulation with g++
-        without rewriting the project (:class:`CompileError` on failure),
-        then ``.predict(x)`` runs it (pass float64 ``x``).
+        the hls4ml model; ``.compile()`` builds its C simulation (g++, without rewriting
+        the project; :class:`CompileError`), then ``.predict(x)`` runs it (float64 ``x``).
 
     Raises:
-        FileExistsError: ``output_dir`` exists without ``overwrite``, or is not
-            an hls4ml project (never replaced).
+        FileExistsError: ``output_dir`` exists (without ``overwrite``, or not a project).
         ModelTooLarge: a kernel exceeds what ``strategy`` can unroll.
-        UnsupportedForHls4ml: something hls4ml cannot express, or a type
-            hls4ml chose that would make the firmware differ from the model
-            (checked always, :mod:`~hgq_fpga.backends.hls4ml.typecheck`).
+        UnsupportedForHls4ml: something hls4ml cannot express, or a type hls4ml
+            chose that would change the model's values (:mod:`.typecheck`, always run).
         SelfCheckError: with ``self_check``, the C simulation differs from ``tb_data``.
     """
     from ...frontend.keras import build_ir  # a Keras model: built (or taken from the cache) here
-    _check_options(backend, io_type, strategy, clock_period, part)
-    if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,62}", project_name):
-        raise ValueError(
-            "to_hls4ml: project_name must be a C++ identifier (letter first, then letters, "
-            f"digits, '_'). Received: project_name={project_name!r}"
-        )
+    _check_options(backend, io_type, strategy, clock_period, part, project_name)
     _check_target(Path(output_dir).absolute(), overwrite)
     graph = graph if graph is not None else build_ir(model)
     if check_limits:

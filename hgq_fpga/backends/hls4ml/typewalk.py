@@ -169,6 +169,14 @@ def _check_readers(w: Walk, node: ir.Op, t: ApType, tensor: str, d: Domain, what
                     w.problem(node, what, t, f"changes {_show(dm)} that the quantizer of layer "
                               f"{reader.layer!r} ({m}) reads")
                     return
+        elif isinstance(reader, ir.Quantize):  # fused away behind a reshape: this type is the quantizer
+            for q, where in _ir_formats(reader, shape):
+                where = where if own is None else where & own
+                dq = w.domain(tensor, where) if d.bounded else d
+                if np.any(where) and not agrees(t, q, dq):
+                    w.problem(node, what, t, f"replaces the quantizer of layer {reader.layer!r} ({q}) but does "
+                              f"not give what it gives on {_show(dq)}")
+                    return
         elif isinstance(reader, ir.Table):
             if not holds(t, d) or (t.width, t.f) != (reader.width, reader.f):
                 w.problem(node, what, t, f"is not the index format of the lookup table of layer {reader.layer!r} "
@@ -217,6 +225,9 @@ def _check_accumulator(w: Walk, node: ir.Op, layer: Any, out: ApType, d: Domain)
 
 
 def _visit(w: Walk, hname: str, layer: Any, node: ir.Op) -> None:
+    if isinstance(node, ir.Reshape):  # in place in io_parallel: the variable is its input's
+        w.held[hname] = w.held.get(layer.inputs[0], w.domain(node.outputs[0]))
+        return
     t = ApType.of(layer.get_output_variable().type.precision)
     what = f"the result (hls4ml variable of {hname})"
     _check_constants(w, node, layer)
