@@ -30,6 +30,14 @@ narrowing gives that type a negative width; the C simulation is then wrong.
 The converter refuses that case with :class:`UnsupportedForHls4ml`
 (:func:`hgq_fpga.backends.hls4ml.layers.graph_to_layer_list`).
 
+**3. Narrowing of symmetric saturation (found by our own type check).** A
+``SAT_SYM`` quantizer saturates at ``-max`` instead of ``-2**(I-1)``, so its
+lower bound depends on its width: ``ap_fixed<3,1,AP_SAT_SYM>`` maps ``-1`` to
+``-0.75``. hls4ml narrows the quantizer to the range its input reaches; for an
+input that is the constant ``-1`` it writes ``ap_fixed<1,1,AP_SAT_SYM>``,
+where width 1 keeps ``-1``. The corrected rule does not narrow ``SAT_SYM``
+quantizers (their elements keep the model's format).
+
 Layers that hgq_fpga did not create keep hls4ml's own rule, so other hls4ml
 users in the same process are unaffected.
 """
@@ -68,9 +76,13 @@ def install_corrections() -> None:
                 layer.attributes["_hgq_fpga_mask_kbi"] = tuple(np.array(v) for v in layer.mask_kbi)
             layer.mask_kbi = tuple(np.array(v) for v in layer.attributes["_hgq_fpga_mask_kbi"])
             k, i, f = (np.array(v) for v in original(layer))
+            k0, b0, i0 = (np.broadcast_to(v[0], k.shape) for v in layer.attributes["_hgq_fpga_mask_kbi"])
+            if layer.SAT == "SAT_SYM":  # point 3: no narrowing, the symmetric bound depends on the width
+                k, i, f = (np.where(b0 > 0, v, 0).astype(np.int16) for v in (k0, i0 - k0, b0 - i0))
+                _set_mask(layer, k, i, f)
+                return k, i, f
             if layer.RND != "TRN":
                 return k, i, f
-            k0, b0, i0 = (np.broadcast_to(v[0], k.shape) for v in layer.attributes["_hgq_fpga_mask_kbi"])
             qk, qi, qf = k0, i0 - k0, b0 - i0
             lk, li, lf = (np.broadcast_to(v, k.shape)
                           for v in bit_exact.produce_kif(bit_exact.get_input_layers(layer)[0]))

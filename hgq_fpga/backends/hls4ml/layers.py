@@ -33,7 +33,7 @@ class UnsupportedForHls4ml(ValueError):
     """Something valid in hgq_fpga that hls4ml cannot express exactly."""
 
 
-def _quantizer(node: ir.Quantize, name: str, src: str, shape: tuple[int, ...]) -> dict[str, Any]:
+def _quantizer(node: ir.Quantize, name: str, src: str, shape: tuple[int, ...], keep: bool = False) -> dict[str, Any]:
     if node.rounding not in FPQ_ROUNDING or node.overflow not in FPQ_OVERFLOW:
         raise UnsupportedForHls4ml(
             f"layer {node.layer!r}: hls4ml's FixedPointQuantizer implements rounding "
@@ -56,7 +56,7 @@ def _quantizer(node: ir.Quantize, name: str, src: str, shape: tuple[int, ...]) -
     return {
         "name": name, "class_name": "FixedPointQuantizer", "inputs": [src],
         "mask_kbi": mask, "SAT": overflow, "RND": rounding,
-        "fusible": None, "overrides": {}, "hgq_fpga": True, "hgq_fpga_keep": zero,
+        "fusible": None, "overrides": {}, "hgq_fpga": True, "hgq_fpga_keep": zero or keep,
     }
 
 
@@ -185,11 +185,14 @@ def _input(node: ir.Input, c: Hls4mlContext) -> str:
 
 @HLS4ML_RULES.register(ir.Quantize)
 def _quantize(node: ir.Quantize, c: Hls4mlContext) -> str:
-    if node.inputs[0] in c.quantized:
+    chained = node.inputs[0] in c.quantized
+    if chained:
         _check_chain(c.quantized[node.inputs[0]], node)
     c.quantized[node.outputs[0]] = node
     name = c.new("quant", node)
-    c.layers.append(_quantizer(node, name, c.sources(node)[0], c.shape(node.outputs[0])))
+    # the second of two quantizers in a row is kept as a layer: hls4ml would fuse both into the type of
+    # the layer before them, the second type replacing the first (a SAT_SYM clamp lost, found by the type check)
+    c.layers.append(_quantizer(node, name, c.sources(node)[0], c.shape(node.outputs[0]), keep=chained))
     return name
 
 

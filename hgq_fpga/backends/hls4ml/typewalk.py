@@ -151,6 +151,15 @@ def _passed_on(w: Walk, reader: ir.Op, tensor: str, own: np.ndarray | None) -> n
     return own.reshape(out_shape)
 
 
+def _ignored(w: Walk, tensor: str) -> bool:
+    """Every reader of ``tensor`` is a quantizer layer that writes 0 whatever it reads."""
+    readers = w.graph.consumers(tensor)
+    return bool(readers) and tensor not in w.graph.outputs and all(
+        isinstance(r, ir.Quantize) and w.present(r)
+        and all(not m.width for m, _ in _mask_formats(w.hls.graph[w.last[r.name]], w.graph.tensors[tensor].shape))
+        for r in readers)
+
+
 def _check_readers(w: Walk, node: ir.Op, t: ApType, tensor: str, d: Domain, what: str,
                    own: np.ndarray | None = None) -> None:
     """The variable of type ``t`` holds ``tensor``'s elements ``own`` (values in ``d``): does every
@@ -186,7 +195,7 @@ def _check_readers(w: Walk, node: ir.Op, t: ApType, tensor: str, d: Domain, what
             # max(T(a), T(b)) = T(max(a, b)) and relu(T(x)) = T(relu(x)) when T does not overflow: what
             # the readers after it need from T is what they need from its output
             moves = isinstance(reader, (ir.Concat, ir.Reshape))  # moves values: commutes with any cast
-            if not moves and _overflows(t, d):
+            if not moves and _overflows(t, d) and not _ignored(w, reader.outputs[0]):
                 w.problem(node, what, t, f"overflows on {_show(d)}, which layer {reader.layer!r} reads")
                 return
             out, passed = reader.outputs[0], _passed_on(w, reader, tensor, own)

@@ -394,3 +394,34 @@ def test_self_check_of_tb_data(rng, tmp_path):
     expected.write_text("\n".join(rows) + "\n")
     with pytest.raises(SelfCheckError, match=r"1 of 32 values \(first: sample 3, output value 1"):
         check_project(hls_model)
+
+
+def constant_into_sat_sym():
+    """A dense layer whose output is the constant -1 (zero kernel, bias -1), then SAT_SYM with f=2:
+    ap_fixed<3,1,AP_SAT_SYM> gives -0.75 for -1."""
+    inp = keras.Input((3,))
+    dense = QDense(2, name="const")
+    out = QActivation("linear", input_quantizer={"f0": 2.0, "overflow": "SAT_SYM"}, name="sym")(dense(inp))
+    model = keras.Model(inp, QDense(2, name="out")(out))
+    x = np.linspace(-2, 2, 60).reshape(20, 3)
+    model(x[:2])
+    dense.kernel.assign(np.zeros((3, 2), "float32"))
+    dense.bias.assign(np.full(2, -1.0, "float32"))
+    hgq_fpga.calibrate(model, x)
+    return model, x
+
+
+@pytest.mark.slow
+def test_symmetric_saturation_is_not_narrowed(monkeypatch, tmp_path):
+    """hls4ml 1.3.0 narrows that quantizer to ap_fixed<1,1,AP_SAT_SYM>, which keeps -1 (found by the type
+    check in the random-model suite). With our corrected rule: bit-exact; with hls4ml's: refused."""
+    import hgq_fpga.compat.hls4ml as compat
+
+    model, x = constant_into_sat_sym()
+    inner = keras.Model(model.inputs, model.get_layer("sym").output)
+    assert np.all(hgq_fpga.emulate(inner, x) == -0.75)  # the model's value
+    result = hgq_fpga.verify(model, x)
+    assert result.ok, str(result)
+    monkeypatch.setattr(compat, "MARK", "not_an_hgq_fpga_layer")
+    with pytest.raises(UnsupportedForHls4ml, match=r"layer 'sym'.*AP_SAT_SYM"):
+        to_hls4ml(model, tmp_path / "p")
