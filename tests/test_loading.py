@@ -132,3 +132,24 @@ def test_absurd_trained_bits_are_refused_by_the_ir(saved):
     q.set_f(np.full(q.bits_shape, 70000.0))
     with pytest.raises(ValueError, match=r"layer 'd' \(its quantizer\): fractional bits f=70000 are beyond"):
         build_ir(model)
+
+
+def test_cli_refuses_crafted_files_under_a_memory_limit(saved, tmp_path):
+    """The command refuses each crafted file with a 1 GiB address-space limit (resource.setrlimit):
+    the refusal comes before anything large is read or built."""
+    import resource
+
+    def limit() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+
+    files = {"weights member of 2 GiB": tmp_path / "bomb.keras", "1 MiB name": tmp_path / "name.keras",
+             "units=10**9": tmp_path / "units.keras"}
+    _inflated(saved / "m.keras", files["weights member of 2 GiB"], "model.weights.h5", 2 * 2**30)
+    _edited(saved / "m.keras", files["1 MiB name"], lambda c: _dense_config(c).update(name="n" * 2**20))
+    _edited(saved / "m.keras", files["units=10**9"], lambda c: _dense_config(c).update(units=10**9))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for what, path in files.items():
+        r = subprocess.run([SCRIPT, "estimate", str(path)], capture_output=True, text=True, env=env, timeout=300,
+                           preexec_fn=limit)
+        assert r.returncode == 2, (what, r.stderr[-500:])
+        assert "limit" in r.stderr and "Traceback" not in r.stderr, (what, r.stderr[-500:])
