@@ -134,6 +134,6 @@ def test_zero_width_input_is_caught_when_hls4ml_fuses_it(monkeypatch, tmp_path):
     hgq_fpga.calibrate(model, x)
     to_hls4ml(model, tmp_path / "fixed")
     original = layers._quantizer
-    monkeypatch.setattr(layers, "_quantizer", lambda *a: {**original(*a), "hgq_fpga_keep": False})
+    monkeypatch.setattr(layers, "_quantizer", lambda *a, **kw: {**original(*a, **kw), "hgq_fpga_keep": False})
     with pytest.raises(UnsupportedForHls4ml, match=r"quantizer of layer 'zero_in'.*any input value"):
         to_hls4ml(model, tmp_path / "p")
