@@ -60,12 +60,11 @@ QKeras rounds with ``round`` (ties to even): hgq_fpga's ``RND_CONV``. Where
 no rounding can happen -- the input's grid is no finer than the quantizer's,
 e.g. a ``quantized_relu`` with at least as many fractional bits as the
 preceding layer's products -- the quantizer uses ``TRN`` instead, which is
-free in hardware and gives the same values. hls4ml's ``FixedPointQuantizer``
-implements only ``TRN`` and ``RND``, so :func:`hgq_fpga.to_hls4ml` and
-:func:`hgq_fpga.verify` refuse a converted model that keeps a
-``RND_CONV`` quantizer (Keras inference, :func:`hgq_fpga.emulate` and
-:func:`hgq_fpga.estimate` work). The first quantizer on the model input
-always rounds float data, hence ``RND_CONV``, unless ``inputs_on_grid``.
+free in hardware and gives the same values. :func:`hgq_fpga.to_hls4ml` writes
+``RND_CONV`` quantizers as they are (hls4ml's quantizer layer casts with any
+``ap_fixed`` mode, and hgq_fpga checks every type hls4ml derives). The first
+quantizer on the model input always rounds float data, hence ``RND_CONV``,
+unless ``inputs_on_grid``.
 
 Refused with :class:`UnsupportedQKerasModel` (the message names the layer,
 the quantizer and the fix): ``alpha="auto"`` or any scale that is not a
@@ -357,7 +356,7 @@ def from_qkeras(model: keras.Model, calibration_data: Any = None, *, inputs_on_g
             :func:`hgq_fpga.bit_summary` and calibration reports) without changing any format.
         inputs_on_grid: promise that the model inputs are already multiples of ``2**-f`` of the
             first quantizer (the firmware receives fixed-point words). That quantizer then uses ``TRN``
-            instead of ``RND_CONV``: the same values on such inputs, and convertible to hls4ml.
+            instead of ``RND_CONV``: the same values on such inputs, with no rounding logic.
             Off-grid inputs are then truncated, not rounded.
 
     Returns:

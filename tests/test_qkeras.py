@@ -207,12 +207,20 @@ def _verifiable_mlp() -> keras.Model:
     return model
 
 
-def test_rnd_conv_quantizers_are_refused_by_hls4ml_with_a_clear_error(tmp_path) -> None:
-    from hgq_fpga.backends.hls4ml.layers import UnsupportedForHls4ml
-
-    model = from_qkeras(_mlp())
-    with pytest.raises(UnsupportedForHls4ml, match="RND_CONV"):
-        hgq_fpga.to_hls4ml(model, tmp_path / "prj")
+@pytest.mark.slow
+@pytest.mark.parametrize("build", [_mlp, _cnn], ids=["mlp", "cnn"])
+def test_rnd_conv_models_verify_through_the_c_simulation(build) -> None:
+    """QKeras rounds half to even (RND_CONV); hls4ml's quantizer layer writes any ap_fixed mode, and the
+    type check verifies what hls4ml derives: QKeras = Keras = emulator = C simulation, ties and 8x beyond
+    the range included (issue 18)."""
+    qmodel = build()
+    model = from_qkeras(qmodel)
+    assert "RND_CONV" in {str(q.rounding) for layer in model.layers for q in getattr(layer, "quantizers", [])}
+    x = _inputs(tuple(qmodel.input_shape[1:]), f=3, lo=-4.0, hi=4.0, n_random=200)
+    x = np.concatenate([x, 8 * x])
+    _assert_bit_identical(qmodel, model, x)
+    result = hgq_fpga.verify(model, x)
+    assert result.ok, str(result)
 
 
 def test_verify_keras_emulator_csim_on_grid_inputs() -> None:

@@ -24,9 +24,11 @@ from ...ir.intmath import pad_amounts
 __all__ = ["HLS4ML_RULES", "Hls4mlContext", "graph_to_layer_list", "FPQ_ROUNDING", "FPQ_OVERFLOW",
            "UnsupportedForHls4ml"]
 
-#: modes hls4ml's FixedPointQuantizer (and its BitExact pass) implement
-FPQ_ROUNDING = ("TRN", "RND")
-FPQ_OVERFLOW = ("WRAP", "SAT", "SAT_SYM")
+#: modes written into hls4ml's FixedPointQuantizer: its C++ casts with ``ap_fixed<..., AP_<mode>, ...>``, its
+#: BitExact pass asks for every fractional bit before a mode other than TRN/RND, and our type check
+#: (typecheck.py) verifies every type it derives for them
+FPQ_ROUNDING = ("TRN", "RND", "TRN_ZERO", "RND_ZERO", "RND_MIN_INF", "RND_INF", "RND_CONV")
+FPQ_OVERFLOW = ("WRAP", "SAT", "SAT_SYM", "SAT_ZERO")
 
 
 class UnsupportedForHls4ml(ValueError):

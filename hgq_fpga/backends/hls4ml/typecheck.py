@@ -53,6 +53,20 @@ __all__ = ["ApType", "Domain", "GRID", "TypeProblem", "grids", "holds", "agrees"
 UNBOUNDED, NONE = 10**6, -(10**6)
 
 
+HALF = Fraction(1, 2)
+
+#: ``ap_fixed``'s rounding modes on a value ``n`` in units of the last bit
+_ROUND = {
+    "TRN": math.floor,
+    "TRN_ZERO": lambda n: math.floor(n) if n >= 0 else math.ceil(n),
+    "RND": lambda n: math.floor(n + HALF),
+    "RND_ZERO": lambda n: math.ceil(n - HALF) if n >= 0 else math.floor(n + HALF),
+    "RND_MIN_INF": lambda n: math.ceil(n - HALF),
+    "RND_INF": lambda n: math.floor(n + HALF) if n >= 0 else math.ceil(n - HALF),
+    "RND_CONV": round,  # Python rounds a Fraction's ties to even
+}
+
+
 @dataclass(frozen=True)
 class ApType:
     """An ``ap_fixed<width, integer, rounding, overflow>`` (``signed=False``: ``ap_ufixed``).
@@ -97,12 +111,11 @@ class ApType:
         return Fraction(2) ** (self.integer - self.signed) - Fraction(2) ** -self.f
 
     def round(self, x: Fraction) -> Fraction:
-        """``x`` on this type's grid (before overflow)."""
+        """``x`` on this type's grid (before overflow), in this type's rounding mode."""
         if not self.width:
             return Fraction(0)
         step = Fraction(2) ** -self.f
-        n = x / step + (Fraction(1, 2) if self.rounding == "RND" else 0)
-        return math.floor(n) * step
+        return _ROUND[self.rounding](x / step) * step
 
     def cast(self, x: Fraction) -> Fraction:
         """``ap_fixed``'s conversion of ``x`` to this type."""
@@ -111,6 +124,8 @@ class ApType:
         r = self.round(x)
         if self.lo <= r <= self.hi:
             return r
+        if self.overflow == "SAT_ZERO":
+            return Fraction(0)
         if self.overflow in ("SAT", "SAT_SYM"):
             return self.lo if r < self.lo else self.hi
         period = Fraction(2) ** self.integer
@@ -184,6 +199,11 @@ def _saturates(t: ApType) -> bool:
     return t.overflow in ("SAT", "SAT_SYM")
 
 
+def _overflow_kind(t: ApType) -> str:
+    """``WRAP``, ``SAT`` (to the bounds ``lo``/``hi``) or ``SAT_ZERO``."""
+    return "SAT" if _saturates(t) else t.overflow
+
+
 def agrees(a: ApType, b: ApType, d: Domain) -> bool:
     """``a(x) == b(x)`` for every ``x`` of ``d`` (``ap_fixed`` conversions; width 0 gives 0)."""
     if d.constant:
@@ -198,7 +218,7 @@ def agrees(a: ApType, b: ApType, d: Domain) -> bool:
         return False
     if not overflows(a, d) and not overflows(b, d):
         return True
-    return (a.lo, a.hi) == (b.lo, b.hi) and _saturates(a) == _saturates(b)
+    return (a.lo, a.hi) == (b.lo, b.hi) and _overflow_kind(a) == _overflow_kind(b)
 
 
 def refines(t: ApType, q: ApType, d: Domain) -> bool:
@@ -208,14 +228,17 @@ def refines(t: ApType, q: ApType, d: Domain) -> bool:
     if not t.width:
         return agrees(t, q, d)
     if _rounds(t, d):
-        finer = t.rounding == "TRN" and (t.f >= q.f + (q.rounding == "RND"))
+        # floor(x) to finer bits keeps floor(x) and floor(x + 1/2) at q's bits; it moves values just
+        # above a tie onto it, so it does not keep the other modes (ties to even, towards zero, ...)
+        finer = t.rounding == "TRN" and ((q.rounding == "TRN" and t.f >= q.f) or
+                                         (q.rounding == "RND" and t.f >= q.f + 1))
         if not (finer or (t.f == q.f and t.rounding == q.rounding)):
             return False
     if not overflows(t, d):
         return True
-    if _saturates(q):
-        return _saturates(t) and t.lo <= q.lo and t.hi >= q.hi
-    return not _saturates(t) and t.integer >= q.integer
+    if _overflow_kind(q) != "WRAP":
+        return _overflow_kind(t) == _overflow_kind(q) and t.lo <= q.lo and t.hi >= q.hi
+    return t.overflow == "WRAP" and t.integer >= q.integer
 
 
 @dataclass

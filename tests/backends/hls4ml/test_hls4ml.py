@@ -153,12 +153,21 @@ def test_bad_options(options, match, rng, tmp_path):
     assert not (tmp_path / "p").exists()
 
 
-def test_unsupported_quantizer_mode_is_named(rng, tmp_path):
-    model = keras.Sequential([keras.Input((3,)), QDense(2, input_quantizer={"rounding": "RND_CONV"}, name="conv_round")])
-    hgq_fpga.calibrate(model, rng.standard_normal((8, 3)).astype("float32"))
-    with pytest.raises(UnsupportedForHls4ml, match="'conv_round'.*RND_CONV"):
-        to_hls4ml(model, tmp_path / "p")
-    assert not any(tmp_path.iterdir())
+@pytest.mark.slow
+def test_every_ap_fixed_mode_is_bit_exact_through_the_c_simulation(rng):
+    """All 7 rounding and 4 overflow modes in one model (issue 18): hls4ml's quantizer layer casts
+    with the mode, our type check verifies the types around it, the C simulation is bit-exact."""
+    import itertools
+
+    from hgq_fpga.backends.hls4ml.layers import FPQ_OVERFLOW, FPQ_ROUNDING
+
+    modes = list(zip(FPQ_ROUNDING, itertools.cycle(FPQ_OVERFLOW)))
+    assert {o for _, o in modes} == set(FPQ_OVERFLOW) and len(FPQ_ROUNDING) == 7
+    layers = [QDense(5, input_quantizer={"rounding": r, "overflow": o, "f0": 3.0}, name=f"{r}_{o}".lower())
+              for r, o in modes]
+    model = keras.Sequential([keras.Input((5,)), *layers, QDense(2, name="out")])
+    x = 2 * rng.standard_normal((200, 5))
+    assert_bit_exact(trained(model, [x], rng), [x])
 
 
 @pytest.mark.slow

@@ -6,8 +6,9 @@ examples every time; RELIABILITY.md lists the budgets and what they found.
 * random small models -- layer types, shapes, branches merged by concatenation
   or addition, per-element bits (negative ``f`` included, i.e. zero-width
   elements; a first quantizer with zero bits everywhere on the signed input;
-  float64 inputs in formats wider than float32's 24 bits), WRAP / SAT /
-  SAT_SYM, TRN / RND --
+  float64 inputs in formats wider than float32's 24 bits), every ``ap_fixed``
+  overflow mode (WRAP / SAT / SAT_SYM / SAT_ZERO) and rounding mode (TRN, RND,
+  TRN_ZERO, RND_ZERO, RND_MIN_INF, RND_INF, RND_CONV) --
   on inputs at rounding ties, at the edges of every range and far beyond:
   Keras = emulator on many models, and Keras = emulator = g++ C simulation
   on a few (each C simulation is a g++ compile of about 10 s);
@@ -48,8 +49,8 @@ MODEL_EXAMPLES_EMULATOR = 180 * SCALE
 MODEL_EXAMPLES_CSIM = 15 * SCALE
 NAME_EXAMPLES = 25 * SCALE
 
-OVERFLOWS = ("WRAP", "SAT", "SAT_SYM")
-ROUNDINGS = ("TRN", "RND")
+OVERFLOWS = ("WRAP", "SAT", "SAT_SYM", "SAT_ZERO")
+ROUNDINGS = ("TRN", "RND", "TRN_ZERO", "RND_ZERO", "RND_MIN_INF", "RND_INF", "RND_CONV")
 BOUNDED = settings(deadline=None, database=None, derandomize=False, print_blob=True,
                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 

@@ -25,6 +25,8 @@ from hgq_fpga.fixed import quantize
 
 SEED = 20261201
 EXAMPLES = 600
+ROUNDINGS = ("TRN", "RND", "TRN_ZERO", "RND_ZERO", "RND_MIN_INF", "RND_INF", "RND_CONV")
+OVERFLOWS = ("WRAP", "SAT", "SAT_SYM", "SAT_ZERO")
 
 
 @st.composite
@@ -32,8 +34,7 @@ def ap_types(draw: st.DrawFn, zero: bool = True) -> ApType:
     signed = draw(st.booleans())
     width = draw(st.integers(0 if zero else 1, 7))
     integer = draw(st.integers(-3, 6)) if width else 0
-    return ApType(signed, width, integer, draw(st.sampled_from(["TRN", "RND"])),
-                  draw(st.sampled_from(["WRAP", "SAT", "SAT_SYM"])))
+    return ApType(signed, width, integer, draw(st.sampled_from(ROUNDINGS)), draw(st.sampled_from(OVERFLOWS)))
 
 
 @st.composite
@@ -49,7 +50,7 @@ def cast(t: ApType, values: np.ndarray) -> np.ndarray:
     if not t.width:
         return np.zeros_like(values)
     k = int(t.signed)
-    mode = "SAT_SYM" if t.overflow == "SAT_SYM" and t.signed else ("SAT" if t.overflow != "WRAP" else "WRAP")
+    mode = "SAT" if t.overflow == "SAT_SYM" and not t.signed else t.overflow
     return quantize(values, k, t.integer - k, t.f, t.rounding, mode)
 
 
