@@ -21,7 +21,9 @@ Public entry points:
 The API reference is ``docs/api.md`` (generated from the docstrings).
 
 Submodules load on first use, so ``import hgq_fpga.fixed`` needs only numpy
-(the numeric core never imports Keras).
+(the numeric core never imports Keras). ``import hgq_fpga`` is enough for
+``keras.models.load_model`` to find hgq_fpga's layers
+(:mod:`hgq_fpga.registration`).
 """
 
 from __future__ import annotations
@@ -77,3 +79,9 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted(set(globals()) | set(_LAZY))
+
+
+# ``import hgq_fpga`` is enough for keras.models.load_model to find the layers (without importing Keras here)
+from . import registration as _registration  # noqa: E402
+
+_registration.install()
