@@ -153,8 +153,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
     out = _fresh_output(args.output, args.overwrite)
     try:
         hls_model = to_hls4ml(model, out, backend=args.backend, part=args.part, clock_period=args.clock_period,
-                              strategy=args.strategy, overwrite=args.overwrite, project_name=args.project_name,
-                              check_limits=not args.no_check_limits)
+                              overwrite=args.overwrite, project_name=args.project_name,
+                              check_limits=not args.no_check_limits, **_hls_settings(args))
     except (ValueError, FileExistsError) as e:
         raise CliError(str(e)) from e
     print(f"wrote the hls4ml project to {out}")
@@ -197,9 +197,12 @@ def cmd_verify(args: argparse.Namespace) -> int:
     x = _data(model, args.data)
     if args.output_dir:
         _fresh_output(args.output_dir, args.overwrite)
-    result = verify(model, x, output_dir=args.output_dir, overwrite=args.overwrite,
-                    strategy=args.strategy, backend=args.backend, check_limits=not args.no_check_limits,
-                    progress=True)
+    try:
+        settings = _hls_settings(args)
+        result = verify(model, x, output_dir=args.output_dir, overwrite=args.overwrite, backend=args.backend,
+                        check_limits=not args.no_check_limits, progress=True, **settings)
+    except ValueError as e:
+        raise CliError(str(e)) from e
     print(result)
     return EXIT_OK if result.ok else EXIT_CHECK_FAILED
 
@@ -276,6 +279,38 @@ def _part(text: str) -> str:
     return text
 
 
+def _hls_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """``strategy``, ``reuse_factor``, ``layer_config`` from the flags and ``--config`` (flags win)."""
+    from .backends.hls4ml.config import read_config_file
+
+    model_cfg, layer_cfg = read_config_file(args.config) if args.config else ({}, {})
+    return {"strategy": args.strategy or model_cfg.get("Strategy", "Latency"),
+            "reuse_factor": args.reuse_factor or model_cfg.get("ReuseFactor", 1),
+            "layer_config": layer_cfg or None}
+
+
+def _whole(text: str) -> int:
+    """A whole number >= 1 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, received {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, received {text!r}")
+    return value
+
+
+def _hls_options(p: argparse.ArgumentParser) -> None:
+    """``--strategy``, ``--reuse-factor`` and ``--config`` (hls4ml's settings, in hls4ml's terms)."""
+    p.add_argument("--strategy", default=None, choices=("Latency", "Resource", "distributed_arithmetic"),
+                   help="hls4ml strategy for every layer (default Latency, or the --config file's Model.Strategy)")
+    p.add_argument("--reuse-factor", type=_whole, default=None, metavar="N",
+                   help="hls4ml ReuseFactor for every layer (default 1, or the --config file's Model.ReuseFactor)")
+    p.add_argument("--config", metavar="FILE", default=None,
+                   help="YAML or JSON like hls4ml's HLSConfig: Model: {Strategy, ReuseFactor}, "
+                        "LayerName: {<your layer name>: {ReuseFactor, Strategy}}")
+
+
 def _positive(text: str) -> float:
     """A finite number > 0 (argparse type)."""
     try:
@@ -319,7 +354,7 @@ def _add_convert(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--part", type=_part, default="xcvu13p-flga2577-2-e",
                    help="FPGA part number (default xcvu13p-flga2577-2-e)")
     p.add_argument("--clock-period", type=_positive, default=5.0, help="target clock period in ns (default 5)")
-    p.add_argument("--strategy", default="Latency", choices=("Latency", "distributed_arithmetic"))
+    _hls_options(p)
     p.add_argument("--project-name", default="hgq_fpga_prj", help="HLS top-level name (a C++ identifier)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing project folder")
     p.add_argument("--no-check-limits", action="store_true",
@@ -345,7 +380,7 @@ def _add_emulate_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     p.add_argument("data", help="inputs: .npy or .npz (include values far outside the training range)")
     p.add_argument("--output-dir", metavar="DIR", help="keep the project here (default: a temporary folder)")
     p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado"))
-    p.add_argument("--strategy", default="Latency", choices=("Latency", "distributed_arithmetic"))
+    _hls_options(p)
     p.add_argument("--overwrite", action="store_true")
     p.add_argument("--no-check-limits", action="store_true",
                    help="convert kernels larger than the HLS tools unroll (4096 multiplications) anyway")

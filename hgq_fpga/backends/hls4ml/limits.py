@@ -28,6 +28,8 @@ Example:
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from ...ir import Graph
@@ -48,30 +50,39 @@ def unrolled_multiplications(kernel_shape: tuple[int, ...]) -> int:
     return int(np.prod(kernel_shape, dtype=np.int64))
 
 
-def check_limits(graph: Graph, strategy: str) -> None:
+def check_limits(graph: Graph, strategy: str, reuse_factor: int = 1,
+                 layer_config: dict[str, dict[str, Any]] | None = None) -> None:
     """Raise :class:`ModelTooLarge` if a kernel is too large to unroll under ``strategy``.
+
+    With reuse factor ``R`` (global, or a layer's ``ReuseFactor`` in
+    ``layer_config``) the loop is unrolled ``ceil(N / R)`` times.
 
     Args:
         graph: the model's IR.
-        strategy: ``"Latency"`` (checked) or ``"distributed_arithmetic"`` (no limit).
+        strategy: ``"Latency"`` or ``"Resource"`` (checked), ``"distributed_arithmetic"`` (no limit).
+        reuse_factor: the model's reuse factor.
+        layer_config: per-layer settings keyed by layer name.
     """
-    if strategy != "Latency":
+    if strategy == "distributed_arithmetic":
         return
     offenders = []
     for node in graph.nodes:
         if not isinstance(node, ir.Linear):
             continue
         shape = node.kernel.shape
-        count = unrolled_multiplications(shape)
+        rf = (layer_config or {}).get(node.layer or "", {}).get("ReuseFactor", reuse_factor)
+        count = -(-unrolled_multiplications(shape) // rf)
         if count > MAX_UNROLLED_MULTIPLICATIONS:
+            shown = f"{unrolled_multiplications(shape)} multiplications" + (f" / reuse factor {rf}" if rf > 1 else "")
             offenders.append(f"  layer {(node.layer or node.name)!r} ({node.op}, kernel {'x'.join(map(str, shape))}): "
-                             f"{count} multiplications, {count / MAX_UNROLLED_MULTIPLICATIONS:.1f}x the limit")
+                             f"{shown}, {count / MAX_UNROLLED_MULTIPLICATIONS:.1f}x the limit")
     if offenders:
         raise ModelTooLarge(
             f"the Latency strategy fully unrolls each kernel, and the HLS tools stop unrolling above "
             f"{MAX_UNROLLED_MULTIPLICATIONS} multiplications (Vivado HLS: 'XFORM 203-504 Stop unrolling loop'). "
             f"Too large:\n" + "\n".join(offenders) + "\n"
-            "What to do: use strategy='distributed_arithmetic' (shift-and-add code, no unrolled loop; "
+            "What to do: a larger reuse factor (reuse_factor=..., or per layer in layer_config), "
+            "strategy='distributed_arithmetic' (shift-and-add code, no unrolled loop; "
             "needs the 'da' extra), or make those layers smaller (fewer units or filters, a smaller kernel, "
             "or pooling before them). To write the project anyway (for example for a newer HLS version "
             "that unrolls more), pass check_limits=False."

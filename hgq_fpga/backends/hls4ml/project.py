@@ -26,7 +26,7 @@ from .limits import check_limits as _check_limits
 __all__ = ["BACKENDS", "STRATEGIES", "CompileError", "SelfCheckError", "check_project", "to_hls4ml"]
 
 BACKENDS = ("Vitis", "Vivado")
-STRATEGIES = ("Latency", "distributed_arithmetic")
+STRATEGIES = ("Latency", "Resource", "distributed_arithmetic")
 
 
 #: what a vendor part number looks like (letters, digits, '-', '_', '.'): nothing Tcl would interpret
@@ -34,7 +34,9 @@ PART_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{2,63}"
 
 
 def _check_options(backend: str, io_type: str, strategy: str, clock_period: float, part: str,
-                   project_name: str = "hgq_fpga_prj") -> None:
+                   project_name: str = "hgq_fpga_prj", reuse_factor: int = 1) -> None:
+    if isinstance(reuse_factor, bool) or not isinstance(reuse_factor, int) or reuse_factor < 1:
+        raise ValueError(f"to_hls4ml: reuse_factor must be a whole number >= 1. Received: reuse_factor={reuse_factor!r}")
     if not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]{0,62}", project_name):
         raise ValueError(
             "to_hls4ml: project_name must be a C++ identifier (letter first, then letters, "
@@ -57,13 +59,13 @@ def _check_options(backend: str, io_type: str, strategy: str, clock_period: floa
 
 
 def hls_config(output_dir: Path, project: str, backend: str, part: str, clock_period: float,
-               io_type: str, strategy: str) -> dict[str, Any]:
+               io_type: str, strategy: str, reuse_factor: int = 1) -> dict[str, Any]:
     """The hls4ml configuration dict; types come from hls4ml's BitExact pass."""
     return {
         "OutputDir": str(output_dir), "ProjectName": project, "Backend": backend, "Version": "1.0.0",
         "Part": part, "ClockPeriod": clock_period, "ClockUncertainty": "27%", "IOType": io_type,
         "InputData": None, "OutputPredictions": None,
-        "HLSConfig": {"Model": {"Precision": "fixed<16,6>", "ReuseFactor": 1, "Strategy": strategy,
+        "HLSConfig": {"Model": {"Precision": "fixed<16,6>", "ReuseFactor": reuse_factor, "Strategy": strategy,
                                 "BitExact": True}},
         "WriterConfig": {"Namespace": None, "WriteWeightsTxt": True, "WriteTar": False,
                          "TBOutputStream": "both", "WriteEmulationConstants": False},
@@ -111,6 +113,8 @@ def to_hls4ml(
     graph: Graph | None = None,
     check_limits: bool = True,
     self_check: bool = False,
+    reuse_factor: int = 1,
+    layer_config: dict[str, dict[str, Any]] | None = None,
 ) -> Any:
     """Write an hls4ml project (firmware, build scripts, test bench) and return the hls4ml model.
 
@@ -123,7 +127,7 @@ def to_hls4ml(
         part: FPGA part number.
         clock_period: target clock period in ns.
         io_type: ``"io_parallel"`` (per-element quantization requires it).
-        strategy: ``"Latency"`` or ``"distributed_arithmetic"``.
+        strategy: ``"Latency"``, ``"Resource"`` or ``"distributed_arithmetic"``.
         overwrite: replace an existing ``output_dir``.
         project_name: the HLS top-level name (a C++ identifier).
         test_inputs: samples for ``tb_data`` (default: 16 spanning each input's range).
@@ -131,6 +135,8 @@ def to_hls4ml(
         check_limits: refuse kernels too large for ``strategy`` before writing.
         self_check: then build the C simulation (g++, 10-30 s) and compare it
             with ``tb_data`` (:func:`check_project`).
+        reuse_factor, layer_config: hls4ml's ``ReuseFactor`` for every layer, and per-layer
+            ``{"layer name": {"ReuseFactor": 4, "Strategy": "Resource"}}`` (:mod:`.config`).
 
     Returns:
         the hls4ml model; ``.compile()`` builds its C simulation (g++, without rewriting
@@ -144,13 +150,19 @@ def to_hls4ml(
         SelfCheckError: with ``self_check``, the C simulation differs from ``tb_data``.
     """
     from ...frontend.keras import build_ir  # a Keras model: built (or taken from the cache) here
-    _check_options(backend, io_type, strategy, clock_period, part, project_name)
+    from .config import parse_layer_config
+
+    _check_options(backend, io_type, strategy, clock_period, part, project_name, reuse_factor)
     _check_target(Path(output_dir).absolute(), overwrite)
     graph = graph if graph is not None else build_ir(model)
+    layer_config = parse_layer_config(layer_config, [n.layer for n in graph.nodes if n.layer])
+    if layer_config and strategy == "distributed_arithmetic":
+        raise ValueError("to_hls4ml: layer_config applies to the Latency and Resource strategies, not to "
+                         "distributed_arithmetic (model-wide)")
     if check_limits:
-        _check_limits(graph, strategy)
+        _check_limits(graph, strategy, reuse_factor, layer_config)
     options = dict(project=project_name, backend=backend, part=part, clock_period=clock_period, io_type=io_type,
-                   strategy=strategy, overwrite=overwrite)
+                   strategy=strategy, overwrite=overwrite, reuse_factor=reuse_factor, layer_config=layer_config)
     hls_model = _write_project(graph, Path(output_dir).resolve(), options, test_inputs)
     if self_check:
         check_project(hls_model)
@@ -201,7 +213,10 @@ def _write_project(graph: Graph, target: Path, options: dict[str, Any], test_inp
     from ...compat.hls4ml import ProjectGraph, keep_marked_quantizers
     from ...emulator import emulate_mantissas
 
+    from .config import hls_layer_settings
+
     layers, ins, outs, origin = graph_to_layer_list(graph)
+    nodes = {n.name: n for n in graph.nodes}
     if test_inputs is None:
         test_inputs = _default_inputs(graph)
     arrays = list(test_inputs) if isinstance(test_inputs, (list, tuple)) else [test_inputs]
@@ -212,11 +227,13 @@ def _write_project(graph: Graph, target: Path, options: dict[str, Any], test_inp
     try:
         o = options
         config = hls_config(staging, o["project"], o["backend"], o["part"], o["clock_period"], o["io_type"],
-                            o["strategy"])
+                            o["strategy"], o["reuse_factor"])
+        config["HLSConfig"]["LayerName"] = hls_layer_settings(layers, origin, nodes, o["layer_config"])
         install_corrections()
         keep_marked_quantizers()
         hls_model = ProjectGraph.from_layer_list(config, layers, ins, outs)
-        if o["strategy"] == "Latency":  # distributed arithmetic: da4ml's traced logic absorbs the quantizers
+        _check_reuse(hls_model, layers, config, origin, nodes)
+        if o["strategy"] != "distributed_arithmetic":  # DA: da4ml's traced logic absorbs the quantizers
             _refuse_wrong_types(hls_model, graph, origin)
         hls_model.write()
         _exact_testbench(staging, o["project"])
@@ -230,6 +247,19 @@ def _write_project(graph: Graph, target: Path, options: dict[str, Any], test_inp
         raise
     hls_model.config.config["OutputDir"] = str(target)
     return hls_model
+
+
+def _check_reuse(hls_model: Any, layers: list[dict[str, Any]], config: dict[str, Any], origin: dict[str, str],
+                 nodes: dict[str, Any]) -> None:
+    """Every dense/conv layer got the reuse factor asked for (hls4ml silently takes the closest valid one)."""
+    from .config import check_reuse_factors
+
+    default = config["HLSConfig"]["Model"]["ReuseFactor"]
+    per_layer = config["HLSConfig"]["LayerName"]
+    requested = {d["name"]: per_layer.get(d["name"], {}).get("ReuseFactor", default) for d in layers
+                 if d["class_name"] in ("Dense", "Conv1D", "Conv2D")}
+    user = {name: getattr(nodes.get(origin.get(name, "")), "layer", name) for name in requested}
+    check_reuse_factors(hls_model, requested, user)
 
 
 def _refuse_wrong_types(hls_model: Any, graph: Graph, origin: dict[str, str]) -> None:

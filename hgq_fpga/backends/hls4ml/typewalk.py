@@ -161,9 +161,10 @@ def _ignored(w: Walk, tensor: str) -> bool:
 
 
 def _check_readers(w: Walk, node: ir.Op, t: ApType, tensor: str, d: Domain, what: str,
-                   own: np.ndarray | None = None) -> None:
+                   own: np.ndarray | None = None, moved: bool = True) -> None:
     """The variable of type ``t`` holds ``tensor``'s elements ``own`` (values in ``d``): does every
-    reader get its value?"""
+    reader get its value? ``moved``: ``tensor`` is this variable itself (reached through reshapes
+    and concatenations only), not the output of a ReLU or max pool computed from it."""
     if tensor in w.graph.outputs and not holds(t, d):
         w.problem(node, what, t, f"cannot hold the model output's {_show(d)}")
         return
@@ -178,11 +179,13 @@ def _check_readers(w: Walk, node: ir.Op, t: ApType, tensor: str, d: Domain, what
                     w.problem(node, what, t, f"changes {_show(dm)} that the quantizer of layer "
                               f"{reader.layer!r} ({m}) reads")
                     return
-        elif isinstance(reader, ir.Quantize):  # fused away behind a reshape: this type is the quantizer
+        elif isinstance(reader, ir.Quantize):
+            # fused away: into this very type behind reshapes (it must be the quantizer), or into the
+            # type of a ReLU / max pool after it (which must then see what the quantizer reads)
             for q, where in _ir_formats(reader, shape):
                 where = where if own is None else where & own
                 dq = w.domain(tensor, where) if d.bounded else d
-                if np.any(where) and not agrees(t, q, dq):
+                if np.any(where) and not (agrees(t, q, dq) if moved else refines(t, q, dq)):
                     w.problem(node, what, t, f"replaces the quantizer of layer {reader.layer!r} ({q}) but does "
                               f"not give what it gives on {_show(dq)}")
                     return
@@ -200,7 +203,7 @@ def _check_readers(w: Walk, node: ir.Op, t: ApType, tensor: str, d: Domain, what
                 return
             out, passed = reader.outputs[0], _passed_on(w, reader, tensor, own)
             d_out = d if moves else w.domain(out, passed)
-            _check_readers(w, node, t, out, d_out, what, passed)
+            _check_readers(w, node, t, out, d_out, what, passed, moved and moves)
         elif not holds(t, d):
             w.problem(node, what, t, f"cannot hold {_show(d)}, which layer {reader.layer!r} reads as they are")
             return
