@@ -27,6 +27,10 @@ __all__ = ["FEATURES", "STRATEGIES", "CostModel", "LayerCost", "ResourceReport",
 
 STRATEGIES = ("Latency", "distributed_arithmetic")
 
+#: what the estimate does not count (printed with every report)
+NOT_MODELLED = ("counts the fully parallel io_parallel design (hls4ml ReuseFactor 1); a reuse factor R "
+                "shares multipliers R ways and is not modelled")
+
 @dataclass
 class ResourceReport:
     """LUTs, DSPs, carry chains and EBOPs of a model's firmware.
@@ -90,6 +94,7 @@ class ResourceReport:
             lines.append(f"{r.layer[:24]:<24} {ops[:26]:<26} {r.lut:>9.0f} {r.dsp:>5d} {r.carry:>7d} {r.ebops:>10.0f}")
         lines.append("-" * len(head))
         lines.append(f"{'total':<24} {'':<26} {self.lut:>9.0f} {self.dsp:>5d} {self.carry:>7d} {self.ebops:>10.0f}")
+        lines.append(NOT_MODELLED)
         return "\n".join(lines)
 
 

@@ -158,3 +158,15 @@ def test_signals_of_a_quantized_tensor_have_its_zero_low_bits():
         assert s.constant or s.lsb == t.f - fe
     dense = next(n for n in graph.nodes if n.op == "dense")
     assert len(linear_circuits(graph, dense, sig)) == 2
+
+
+def test_report_states_what_it_does_not_model():
+    """Issue 18: reuse factors are not modelled, and the report says so."""
+    from hgq_fpga.resources.estimate import NOT_MODELLED
+
+    model = keras.Sequential([keras.Input((4,)), QDense(3)])
+    x = np.random.default_rng(0).standard_normal((32, 4))
+    model(x[:2])
+    hgq_fpga.calibrate(model, x)
+    assert str(hgq_fpga.estimate(model)).endswith(NOT_MODELLED)
+    assert "ReuseFactor 1" in NOT_MODELLED
