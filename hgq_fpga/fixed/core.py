@@ -240,14 +240,20 @@ def quantize_core(
     if xp is np and isinstance(x, np.ndarray) and x.dtype == np.float64 and x.ndim \
             and np.broadcast_shapes(x.shape, np.shape(k), np.shape(i), np.shape(f)) == x.shape:
         return _quantize_numpy(x, k, i, f, rounding, overflow)  # the emulator's case: x is the full shape
+    scale = xp.exp2(f)
     if OverflowMode.from_string(overflow) is OverflowMode.WRAP and _is_float64(x):
-        # a finite extreme (1e308) times 2**f is inf, and inf - inf NaN: wrapping is periodic in x with
-        # period 2**(k+i), so reduce x first, exactly (x mod P keeps a subset of x's bits). Only for
+        # a finite extreme (1e308) times 2**f is inf, and inf - inf NaN: beyond 2**52 LSB a value has no
+        # fraction to round (so no rounding mode depends on its sign) and wrapping is periodic in x with
+        # period 2**(k+i): reduce such x first, exactly (x mod P keeps a subset of x's bits). Only for
         # float64 (Keras's float64 twin, exact data); float32 training never sees such values.
         period = xp.exp2(k + i)
-        x = x - period * xp.floor(x / period)
-    scale = xp.exp2(f)
-    m = round_mantissa(x * scale, rounding, xp=xp)
+        big = xp.logical_and(xp.greater_equal(xp.abs(x * scale), 2.0**52),
+                             xp.greater_equal(xp.abs(x), 0.5 * period))  # only overflowing values (see numpy)
+        x = xp.where(big, x - period * xp.floor(x / period), x)
+    v = x * scale
+    if _is_float64(x):  # a subnormal x times 2**f (f < 0) underflows to 0: keep its sign (floor(-tiny) = -1)
+        v = xp.where(xp.logical_and(xp.equal(v, 0.0), xp.not_equal(x, 0.0)), xp.sign(x) * 2.0**-1074, v)
+    m = round_mantissa(v, rounding, xp=xp)
     m = overflow_mantissa(m, k, k + i + f, overflow, xp=xp)
     return m / scale
 
@@ -269,9 +275,16 @@ def _quantize_numpy(x: np.ndarray, k: Any, i: Any, f: Any, rounding: Any, overfl
     if omode is OverflowMode.WRAP and v.size and not (-(2.0**52) < v.min() and v.max() < 2.0**52):
         # beyond 2**52 LSB (up to float64's largest finite values): wrapping is periodic in x with
         # period 2**(k+i), so reduce x first, exactly (x mod P has a subset of x's bits)
+        # only where the value overflows (|x| >= P/2): there x mod P has no more bits than x; a small
+        # negative x (in range) would become P - |x|, which can need more bits than float64 has
         period = np.exp2(np.asarray(k + i, np.float64))
-        x = x - period * np.floor(x / period)
+        with np.errstate(invalid="ignore"):
+            big = (np.abs(v) >= 2.0**52) & (np.abs(x) >= 0.5 * period)
+        x = np.where(big, x - period * np.floor(x / period), x)
         v = x * scale
+    lost = (v == 0) & (x != 0)  # a subnormal x times 2**f (f < 0) underflows to 0: keep its sign
+    if lost.any():
+        v = np.where(lost, np.copysign(5e-324, x), v)
     m = np.floor(v) if rmode is RoundingMode.TRN else round_mantissa(v, rmode, xp=np)
     width = np.asarray(k + i + f)
     w = np.maximum(width, 1)

@@ -86,3 +86,31 @@ def test_keras_float64_twin_takes_finite_extremes_as_values(overflow):
     twin = np.asarray(ops.convert_to_numpy(as_float64(model)(x)))
     assert np.all(np.isfinite(twin))
     assert np.array_equal(twin, hgq_fpga.emulate(model, x))
+
+
+def test_small_negatives_beside_finite_extremes_stay_exact():
+    """A batch with 1e308 (reduced modulo the period) and small negative values (which must not be):
+    reducing -0.25 modulo 2**80 gave 2**80, not 2**80 - 0.25, in float64 (found by the type-check suite)."""
+    x = np.array([1e308, -0.25, -(2.0**-30), 3.5, -1e308])
+    k, i, f = np.ones(5), np.full(5, 79.0), np.full(5, 4.0)
+    got = quantize(x, k, i, f, "TRN", "WRAP")
+    assert np.array_equal(got[1:4], [-0.25, -0.0625, 3.5])
+    from fractions import Fraction
+
+    def ref(v: float) -> float:
+        m = int(np.floor(Fraction(v) * 16))
+        return float(Fraction((m + 2**83) % 2**84 - 2**83, 16))
+
+    assert np.array_equal(got, [ref(v) for v in x])
+
+
+def test_subnormal_inputs_with_negative_fractional_bits():
+    """-5e-324 times 2**-1 underflowed to -0.0, so TRN gave 0 where ap_fixed floors to -2 (found by the
+    type-check suite); every rounding mode now sees the sign."""
+    x = np.array([-5e-324, 5e-324, -1e-310, 0.0])
+    got = quantize(x, np.zeros(4), np.full(4, 2.0), np.full(4, -1.0), "TRN", "WRAP")  # ufixed<1,2>: {0, 2}
+    assert np.array_equal(got, [2.0, 0.0, 2.0, 0.0])  # floor(-tiny / 2) * 2 = -2, wrapped into [0, 4)
+    assert np.array_equal(quantize(x, np.ones(4), np.full(4, 2.0), np.full(4, -1.0), "TRN", "SAT"),
+                          [-2.0, 0.0, -2.0, 0.0])
+    assert np.array_equal(quantize(x, np.ones(4), np.full(4, 2.0), np.full(4, -1.0), "RND_CONV", "SAT"),
+                          [0.0, 0.0, 0.0, 0.0])

@@ -38,6 +38,14 @@ input that is the constant ``-1`` it writes ``ap_fixed<1,1,AP_SAT_SYM>``,
 where width 1 keeps ``-1``. The corrected rule does not narrow ``SAT_SYM``
 quantizers (their elements keep the model's format).
 
+**4. Inputs read with a sign-dependent rounding (found by our own type check).**
+hls4ml's ``FixInputPrecision`` gives a network input read by quantizers with
+a rounding mode other than ``TRN``/``RND`` at most 24 fractional bits (a
+float32 assumption). Truncating a double to 24 bits before ``TRN_ZERO`` or a
+``RND_*`` mode moves values just above a tie onto it. :func:`widen_double_inputs`
+gives such inputs :data:`DOUBLE_BITS` more fractional bits than the finest
+quantizer reading them, which keeps every double's outcome (see its docstring).
+
 Layers that hgq_fpga did not create keep hls4ml's own rule, so other hls4ml
 users in the same process are unaffected.
 """
@@ -48,7 +56,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["install_corrections", "trn_floor_needs"]
+__all__ = ["DOUBLE_BITS", "install_corrections", "trn_floor_needs", "widen_double_inputs"]
 
 
 def trn_floor_needs(k: np.ndarray, i: np.ndarray, f: np.ndarray, lk: np.ndarray, li: np.ndarray,
@@ -106,3 +114,29 @@ def _set_mask(layer: Any, k: np.ndarray, i: np.ndarray, f: np.ndarray) -> None:
     for ax in np.where(np.array(layer.attributes["_hgq_fpga_mask_kbi"][0].shape[1:]) == 1)[0]:
         kk, bb, ii = (np.max(v, axis=ax, keepdims=True) for v in (kk, bb, ii))
     layer.mask_kbi = (kk[None], bb[None], ii[None])
+
+
+#: extra fractional bits after which truncating a double never changes a later rounding: a double
+#: ``|x| >= 2**-(f+1)`` has no bit below ``2**-(f+53)``; a smaller one stays above ``-2**-(f+1)``
+DOUBLE_BITS = 54
+
+
+def widen_double_inputs(hls_model: Any) -> None:
+    """Give each network input read by a quantizer layer with a rounding other than TRN/RND enough
+    fractional bits (:data:`DOUBLE_BITS` beyond the finest reader) that no double's outcome changes."""
+    from hls4ml.model.types import FixedPrecisionType
+
+    for name in hls_model.inputs:
+        layer = hls_model.graph[name]
+        readers = [r for r in hls_model.graph.values() if name in r.inputs and hasattr(r, "mask_kbi")
+                   and str(r.RND) not in ("TRN", "RND")]
+        if not readers:
+            continue
+        f = max(int(np.max(np.asarray(r.mask_kbi[1]) - np.asarray(r.mask_kbi[2]))) for r in readers) + DOUBLE_BITS
+        var = layer.get_output_variable()
+        old = var.type.precision
+        if old.width - old.integer >= f:
+            continue
+        new = FixedPrecisionType(old.integer + f, old.integer, old.signed, old.rounding_mode, old.saturation_mode)
+        var.type.precision = new
+        hls_model.config.layer_name_precision[name] = str(new)

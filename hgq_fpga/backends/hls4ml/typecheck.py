@@ -51,6 +51,9 @@ __all__ = ["ApType", "Domain", "GRID", "TypeProblem", "grids", "holds", "agrees"
 
 #: grid of a float input (any double) and of a constant zero (no bits)
 UNBOUNDED, NONE = 10**6, -(10**6)
+#: truncating a double to ``f_q + DOUBLE_BITS`` fractional bits changes no rounding to ``f_q`` bits
+#: (hgq_fpga.backends.hls4ml.fixes.DOUBLE_BITS, where the argument is)
+DOUBLE_BITS = 54
 
 
 HALF = Fraction(1, 2)
@@ -144,6 +147,7 @@ class Domain:
     lo: Fraction | None
     hi: Fraction | None
     grid: int
+    doubles: bool = False  #: the values are doubles (a network input): see ``refines``
 
     @property
     def bounded(self) -> bool:
@@ -231,7 +235,8 @@ def refines(t: ApType, q: ApType, d: Domain) -> bool:
         # floor(x) to finer bits keeps floor(x) and floor(x + 1/2) at q's bits; it moves values just
         # above a tie onto it, so it does not keep the other modes (ties to even, towards zero, ...)
         finer = t.rounding == "TRN" and ((q.rounding == "TRN" and t.f >= q.f) or
-                                         (q.rounding == "RND" and t.f >= q.f + 1))
+                                         (q.rounding == "RND" and t.f >= q.f + 1) or
+                                         (d.doubles and t.f >= q.f + DOUBLE_BITS))
         if not (finer or (t.f == q.f and t.rounding == q.rounding)):
             return False
     if not overflows(t, d):

@@ -59,7 +59,7 @@ class Walk:
 
     def domain(self, tensor: str, where: np.ndarray | None = None) -> Domain:
         if tensor in self.graph.inputs:
-            return Domain(None, None, UNBOUNDED)
+            return Domain(None, None, UNBOUNDED, doubles=True)
         return Domain.of(self.graph.tensors[tensor], self.grid[tensor], where)
 
     def problem(self, node: ir.Op, variable: str, t: Any, why: str) -> None:
@@ -107,7 +107,7 @@ def _check_fused(w: Walk, node: ir.Op, t: ApType, pre: str, chain: list[ir.Op]) 
     pre_grid = w.grid[pre].reshape(shape) if pre not in w.graph.inputs else None
     for q_type, where in _ir_formats(first, shape):
         if pre_grid is None:
-            d = Domain(None, None, UNBOUNDED)
+            d = Domain(None, None, UNBOUNDED, doubles=True)
         else:
             d = Domain.of(_reshaped(w.graph.tensors[pre], shape), pre_grid, where)
         if not agrees(t, q_type, d):

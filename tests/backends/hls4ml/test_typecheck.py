@@ -138,3 +138,23 @@ def test_zero_width_input_is_caught_when_hls4ml_fuses_it(monkeypatch, tmp_path):
     monkeypatch.setattr(layers, "_quantizer", lambda *a, **kw: {**original(*a, **kw), "hgq_fpga_keep": False})
     with pytest.raises(UnsupportedForHls4ml, match=r"quantizer of layer 'zero_in'.*any input value"):
         to_hls4ml(model, tmp_path / "p")
+
+
+@seed(SEED)
+@settings(max_examples=300, deadline=None, database=None)
+@given(q=ap_types(zero=False), x=st.lists(st.floats(-64, 64, allow_nan=False, allow_subnormal=True), min_size=1,
+                                           max_size=32), near=st.integers(-40, 40))
+def test_doubles_truncated_54_bits_finer_round_the_same(q, x, near, tally):
+    """The rule behind widening network inputs (fixes.widen_double_inputs): truncating a double to
+    f_q + 54 fractional bits changes no rounding mode's result at f_q bits."""
+    from hgq_fpga.backends.hls4ml.typecheck import DOUBLE_BITS
+
+    step = 2.0 ** -q.f
+    ties = (near + 0.5) * step
+    values = np.array(x + [ties, np.nextafter(ties, np.inf), np.nextafter(ties, -np.inf), -ties,
+                           np.nextafter(-ties, np.inf), np.nextafter(-ties, -np.inf), 5e-324, -5e-324])
+    t = ApType(True, 80 + q.f + DOUBLE_BITS, 80, "TRN", "WRAP")  # wide: only the truncation matters
+    tally["double-input values"] += len(values)
+    assert refines(t, q, Domain(None, None, 10**6, doubles=True)) or q.overflow != "WRAP"
+    truncated = np.array([float(t.cast(Fraction(v))) for v in values])  # exact: t is far wider than float64
+    np.testing.assert_array_equal(cast(q, truncated), cast(q, values))
