@@ -124,8 +124,6 @@ DOUBLE_BITS = 54
 def widen_double_inputs(hls_model: Any) -> None:
     """Give each network input read by a quantizer layer with a rounding other than TRN/RND enough
     fractional bits (:data:`DOUBLE_BITS` beyond the finest reader) that no double's outcome changes."""
-    from hls4ml.model.types import FixedPrecisionType
-
     for name in hls_model.inputs:
         layer = hls_model.graph[name]
         readers = [r for r in hls_model.graph.values() if name in r.inputs and hasattr(r, "mask_kbi")
@@ -137,6 +135,5 @@ def widen_double_inputs(hls_model: Any) -> None:
         old = var.type.precision
         if old.width - old.integer >= f:
             continue
-        new = FixedPrecisionType(old.integer + f, old.integer, old.signed, old.rounding_mode, old.saturation_mode)
-        var.type.precision = new
-        hls_model.config.layer_name_precision[name] = str(new)
+        old.width = old.integer + f  # in place: the backend's precision object (it writes the C++ type)
+        hls_model.config.layer_name_precision[name] = str(old)
