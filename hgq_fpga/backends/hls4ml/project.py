@@ -123,18 +123,14 @@ def to_hls4ml(
     Args:
         model: a calibrated hgq_fpga Keras model.
         output_dir: project folder; refused if it exists unless ``overwrite``.
-        backend: ``"Vitis"`` or ``"Vivado"``.
-        part: FPGA part number.
-        clock_period: target clock period in ns.
-        io_type: ``"io_parallel"`` (per-element quantization requires it).
-        strategy: ``"Latency"``, ``"Resource"`` or ``"distributed_arithmetic"``.
+        backend, part, clock_period: ``"Vitis"`` or ``"Vivado"``; the FPGA part; the clock period (ns).
+        io_type, strategy: ``"io_parallel"`` (per-element quantization requires it);
+            ``"Latency"``, ``"Resource"`` or ``"distributed_arithmetic"``.
         overwrite: replace an existing ``output_dir``.
         project_name: the HLS top-level name (a C++ identifier).
-        test_inputs: samples for ``tb_data`` (default: 16 spanning each input's range).
-        graph: the model's IR if already built.
+        test_inputs, graph: samples for ``tb_data`` (default: 16 spanning each input's range); the IR.
         check_limits: refuse kernels too large for ``strategy`` before writing.
-        self_check: then build the C simulation (g++, 10-30 s) and compare it
-            with ``tb_data`` (:func:`check_project`).
+        self_check: then build the C simulation and compare it with ``tb_data`` (:func:`check_project`).
         reuse_factor, layer_config: hls4ml's ``ReuseFactor`` for every layer, and per-layer
             ``{"layer name": {"ReuseFactor": 4, "Strategy": "Resource"}}`` (:mod:`.config`).
 
@@ -150,23 +146,31 @@ def to_hls4ml(
         SelfCheckError: with ``self_check``, the C simulation differs from ``tb_data``.
     """
     from ...frontend.keras import build_ir  # a Keras model: built (or taken from the cache) here
-    from .config import parse_layer_config
 
     _check_options(backend, io_type, strategy, clock_period, part, project_name, reuse_factor)
     _check_target(Path(output_dir).absolute(), overwrite)
     graph = graph if graph is not None else build_ir(model)
-    layer_config = parse_layer_config(layer_config, [n.layer for n in graph.nodes if n.layer])
-    if layer_config and strategy == "distributed_arithmetic":
-        raise ValueError("to_hls4ml: layer_config applies to the Latency and Resource strategies, not to "
-                         "distributed_arithmetic (model-wide)")
-    if check_limits:
-        _check_limits(graph, strategy, reuse_factor, layer_config)
+    layer_config = _layer_settings(graph, strategy, reuse_factor, layer_config, check_limits)
     options = dict(project=project_name, backend=backend, part=part, clock_period=clock_period, io_type=io_type,
                    strategy=strategy, overwrite=overwrite, reuse_factor=reuse_factor, layer_config=layer_config)
     hls_model = _write_project(graph, Path(output_dir).resolve(), options, test_inputs)
     if self_check:
         check_project(hls_model)
     return hls_model
+
+
+def _layer_settings(graph: Graph, strategy: str, reuse_factor: int, layer_config: Any,
+                    check_limits: bool) -> dict[str, dict[str, Any]]:
+    """The checked per-layer settings; the unroll limit under them."""
+    from .config import parse_layer_config
+
+    layer_config = parse_layer_config(layer_config, [n.layer for n in graph.nodes if n.layer])
+    if layer_config and strategy == "distributed_arithmetic":
+        raise ValueError("to_hls4ml: layer_config applies to the Latency and Resource strategies, not to "
+                         "distributed_arithmetic (model-wide)")
+    if check_limits:
+        _check_limits(graph, strategy, reuse_factor, layer_config)
+    return layer_config
 
 
 class SelfCheckError(RuntimeError):
