@@ -241,8 +241,12 @@ def refines(t: ApType, q: ApType, d: Domain) -> bool:
             return False
     if not overflows(t, d):
         return True
-    if _overflow_kind(q) != "WRAP":
-        return _overflow_kind(t) == _overflow_kind(q) and t.lo <= q.lo and t.hi >= q.hi
+    kind, t_kind = _overflow_kind(q), _overflow_kind(t)
+    if kind == "SAT_ZERO":  # what t saturates must stay outside q's range (q makes it 0 as from x)
+        return (t_kind == "SAT_ZERO" and t.lo <= q.lo and t.hi >= q.hi) or \
+            (t_kind == "SAT" and t.lo < q.lo and t.hi > q.hi)
+    if kind == "SAT":
+        return t_kind == "SAT" and t.lo <= q.lo and t.hi >= q.hi
     return t.overflow == "WRAP" and t.integer >= q.integer
 
 
