@@ -45,6 +45,9 @@ float32 assumption). Truncating a double to 24 bits before ``TRN_ZERO`` or a
 ``RND_*`` mode moves values just above a tie onto it. :func:`widen_double_inputs`
 gives such inputs :data:`DOUBLE_BITS` more fractional bits than the finest
 quantizer reading them, which keeps every double's outcome (see its docstring).
+It also gives one integer bit more to an input that hls4ml saturates at the
+bounds of the ``SAT_ZERO`` quantizers reading it (a value saturated there is
+kept, where ``SAT_ZERO`` makes it 0).
 
 Layers that hgq_fpga did not create keep hls4ml's own rule, so other hls4ml
 users in the same process are unaffected.
@@ -123,17 +126,23 @@ DOUBLE_BITS = 54
 
 def widen_double_inputs(hls_model: Any) -> None:
     """Give each network input read by a quantizer layer with a rounding other than TRN/RND enough
-    fractional bits (:data:`DOUBLE_BITS` beyond the finest reader) that no double's outcome changes."""
+    fractional bits (:data:`DOUBLE_BITS` beyond the finest reader) that no double's outcome changes,
+    and one integer bit more where hls4ml saturates it at the bounds of a ``SAT_ZERO`` reader."""
     for name in hls_model.inputs:
         layer = hls_model.graph[name]
         readers = [r for r in hls_model.graph.values() if name in r.inputs and hasattr(r, "mask_kbi")
-                   and str(r.RND) not in ("TRN", "RND")]
+                   and (str(r.RND) not in ("TRN", "RND") or str(r.SAT) == "SAT_ZERO")]
         if not readers:
             continue
-        f = max(int(np.max(np.asarray(r.mask_kbi[1]) - np.asarray(r.mask_kbi[2]))) for r in readers) + DOUBLE_BITS
+        sign_dependent = [r for r in readers if str(r.RND) not in ("TRN", "RND")]
+        f = max((int(np.max(np.asarray(r.mask_kbi[1]) - np.asarray(r.mask_kbi[2]))) + DOUBLE_BITS
+                 for r in sign_dependent), default=0)
         var = layer.get_output_variable()
         old = var.type.precision
-        if old.width - old.integer >= f:
-            continue
-        old.width = old.integer + f  # in place: the backend's precision object (it writes the C++ type)
+        if any(str(r.SAT) == "SAT_ZERO" for r in readers) and str(old.saturation_mode) in ("SAT", "SAT_SYM"):
+            # hls4ml saturates such an input at the quantizer's own bounds, where SAT_ZERO would give 0:
+            # one integer bit more keeps what saturates outside the quantizer's range
+            old.width, old.integer = old.width + 1, old.integer + 1
+        if old.width - old.integer < f:
+            old.width = old.integer + f  # in place: the backend's precision object (it writes the C++ type)
         hls_model.config.layer_name_precision[name] = str(old)

@@ -425,3 +425,20 @@ def test_symmetric_saturation_is_not_narrowed(monkeypatch, tmp_path):
     monkeypatch.setattr(compat, "MARK", "not_an_hgq_fpga_layer")
     with pytest.raises(UnsupportedForHls4ml, match=r"layer 'sym'.*AP_SAT_SYM"):
         to_hls4ml(model, tmp_path / "p")
+
+
+@pytest.mark.slow
+def test_sat_zero_input_quantizer_beyond_its_range():
+    """hls4ml saturates an input read by a per-element SAT_ZERO quantizer at that quantizer's own bounds,
+    so 5.0 became the maximum instead of 0 (found by the type check in the random-model suite); the input
+    now has one integer bit more."""
+    rng = np.random.default_rng(0)
+    dense = QDense(2, input_quantizer={"overflow": "SAT_ZERO", "f0": 1.0}, name="d")
+    model = keras.Sequential([keras.Input((3,)), dense])
+    x = rng.standard_normal((50, 3))
+    model(x[:2])
+    q = dense.input_quantizer
+    q.set_f(np.array([1.0, 2.0, 1.0]).reshape(q.bits_shape))  # per element: hls4ml keeps the layer
+    hgq_fpga.calibrate(model, x)
+    result = hgq_fpga.verify(model, np.concatenate([x, 8 * x, [[5.0, -5.0, 0.75]]]))
+    assert result.ok, str(result)
