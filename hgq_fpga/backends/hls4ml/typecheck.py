@@ -57,6 +57,8 @@ DOUBLE_BITS = 54
 
 
 HALF = Fraction(1, 2)
+#: roundings that are not invariant under a shift by the wrap period (they depend on the sign)
+SIGN_DEPENDENT = ("TRN_ZERO", "RND_ZERO", "RND_INF")
 
 #: ``ap_fixed``'s rounding modes on a value ``n`` in units of the last bit
 _ROUND = {
@@ -241,6 +243,8 @@ def refines(t: ApType, q: ApType, d: Domain) -> bool:
             return False
     if not overflows(t, d):
         return True
+    if q.rounding in SIGN_DEPENDENT and (d.constant or d.grid > q.f):
+        return False  # t's wrap or saturation moves x across 0 before q rounds towards (or away from) it
     kind, t_kind = _overflow_kind(q), _overflow_kind(t)
     if kind == "SAT_ZERO":  # what t saturates must stay outside q's range (q makes it 0 as from x)
         return (t_kind == "SAT_ZERO" and t.lo <= q.lo and t.hi >= q.hi) or \
