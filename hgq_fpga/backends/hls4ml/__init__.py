@@ -6,7 +6,7 @@ from .project import BACKENDS, STRATEGIES, CompileError, SelfCheckError, check_p
 from .verify import VerifyResult, verify
 
 __all__ = [
-    "BACKENDS", "MAX_UNROLLED_MULTIPLICATIONS", "STRATEGIES", "CompileError", "ModelTooLarge",
-    "UnsupportedForHls4ml", "VerifyResult", "check_limits", "compile_csim", "graph_to_layer_list", "to_hls4ml",
-    "verify",
+    "BACKENDS", "MAX_UNROLLED_MULTIPLICATIONS", "STRATEGIES", "CompileError", "ModelTooLarge", "SelfCheckError",
+    "UnsupportedForHls4ml", "VerifyResult", "check_limits", "check_project", "compile_csim", "graph_to_layer_list",
+    "to_hls4ml", "verify",
 ]

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import hgq_fpga
-from hgq_fpga.backends.hls4ml import UnsupportedForHls4ml, to_hls4ml
+from hgq_fpga.backends.hls4ml import to_hls4ml
 from hgq_fpga.testing import edge_inputs, perturb_bits
 from hgq_fpga.layers import (
     QActivation,
