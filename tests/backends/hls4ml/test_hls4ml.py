@@ -142,7 +142,7 @@ def test_failed_conversion_leaves_old_project(rng, tmp_path):
     [
         ({"backend": "Quartus"}, "backend must be one of"),
         ({"io_type": "io_stream"}, "io_parallel"),
-        ({"strategy": "Resource"}, "strategy must be one of"),
+        ({"strategy": "Fast"}, "strategy must be one of"),
         ({"clock_period": 0}, "clock_period must be > 0"),
         ({"project_name": "my-prj"}, "C\\+\\+ identifier"),
     ],
