@@ -110,7 +110,7 @@ def _check_fused(w: Walk, node: ir.Op, t: ApType, pre: str, chain: list[ir.Op]) 
             d = Domain(None, None, UNBOUNDED, doubles=True)
         else:
             d = Domain.of(_reshaped(w.graph.tensors[pre], shape), pre_grid, where)
-        if not agrees(t, q_type, d):
+        if not agrees(t, q_type, d) and not _same_for_readers(w, node, t, q_type, chain[-1].outputs[0], d):
             w.problem(node, "the type that replaces (fuses) the quantizer of layer "
                       f"{first.layer!r}", t, f"does not give what that quantizer ({q_type}) gives on "
                       f"{_show(d)}")
@@ -122,6 +122,18 @@ def _check_fused(w: Walk, node: ir.Op, t: ApType, pre: str, chain: list[ir.Op]) 
                 w.problem(q, f"the quantizer of layer {q.layer!r}, fused by hls4ml with the one of layer "
                           f"{first.layer!r},", q_type, "changes values there; one type cannot do both")
                 return
+
+
+def _same_for_readers(w: Walk, node: ir.Op, t: ApType, q: ApType, tensor: str, d: Domain) -> bool:
+    """``t`` differs from the fused quantizer ``q``, but every reader of ``tensor`` is a quantizer that
+    both refine on ``d``: ``R(t(x)) = R(x) = R(q(x))`` (hls4ml narrows a quantizer to what the next
+    one reads: TRN to 2 bits, then TRN to 0, is TRN to 0)."""
+    before = len(w.problems)
+    for candidate in (t, q):
+        _check_readers(w, node, candidate, tensor, d, "", fixed=True)
+    ok = len(w.problems) == before
+    del w.problems[before:]  # a trial: its findings are not the model's problems
+    return ok
 
 
 def _reshaped(t: Any, shape: tuple[int, ...]) -> Any:
@@ -161,7 +173,7 @@ def _ignored(w: Walk, tensor: str) -> bool:
 
 
 def _check_readers(w: Walk, node: ir.Op, t: ApType, tensor: str, d: Domain, what: str,
-                   own: np.ndarray | None = None, moved: bool = True) -> None:
+                   own: np.ndarray | None = None, moved: bool = True, fixed: bool = False) -> None:
     """The variable of type ``t`` holds ``tensor``'s elements ``own`` (values in ``d``): does every
     reader get its value? ``moved``: ``tensor`` is this variable itself (reached through reshapes
     and concatenations only), not the output of a ReLU or max pool computed from it."""
@@ -174,7 +186,7 @@ def _check_readers(w: Walk, node: ir.Op, t: ApType, tensor: str, d: Domain, what
             layer = w.hls.graph[w.last[reader.name]]
             for m, where in _mask_formats(layer, shape):
                 where = where if own is None else where & own
-                dm = w.domain(tensor, where) if d.bounded else d
+                dm = w.domain(tensor, where) if d.bounded and not fixed else d
                 if np.any(where) and not refines(t, m, dm):
                     w.problem(node, what, t, f"changes {_show(dm)} that the quantizer of layer "
                               f"{reader.layer!r} ({m}) reads")
@@ -184,7 +196,7 @@ def _check_readers(w: Walk, node: ir.Op, t: ApType, tensor: str, d: Domain, what
             # type of a ReLU / max pool after it (which must then see what the quantizer reads)
             for q, where in _ir_formats(reader, shape):
                 where = where if own is None else where & own
-                dq = w.domain(tensor, where) if d.bounded else d
+                dq = w.domain(tensor, where) if d.bounded and not fixed else d
                 if np.any(where) and not (agrees(t, q, dq) if moved else refines(t, q, dq)):
                     w.problem(node, what, t, f"replaces the quantizer of layer {reader.layer!r} ({q}) but does "
                               f"not give what it gives on {_show(dq)}")
@@ -202,8 +214,8 @@ def _check_readers(w: Walk, node: ir.Op, t: ApType, tensor: str, d: Domain, what
                 w.problem(node, what, t, f"overflows on {_show(d)}, which layer {reader.layer!r} reads")
                 return
             out, passed = reader.outputs[0], _passed_on(w, reader, tensor, own)
-            d_out = d if moves else w.domain(out, passed)
-            _check_readers(w, node, t, out, d_out, what, passed, moved and moves)
+            d_out = d if moves or fixed else w.domain(out, passed)
+            _check_readers(w, node, t, out, d_out, what, passed, moved and moves, fixed)
         elif not holds(t, d):
             w.problem(node, what, t, f"cannot hold {_show(d)}, which layer {reader.layer!r} reads as they are")
             return
