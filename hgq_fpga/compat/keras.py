@@ -48,14 +48,3 @@ def batch_moments(layer: keras.layers.BatchNormalization, x: Any, mask: Any) -> 
 def qkeras_pruning_mask(layer: Any) -> Any:
     """The pruning mask of a QKeras layer (``_mask``), or None."""
     return getattr(layer, "_mask", None)
-
-
-def _register_layers() -> None:
-    """Keras may have been imported by this module: the layers register now that it is complete
-    (:mod:`hgq_fpga.registration`)."""
-    from ..registration import install
-
-    install()
-
-
-_register_layers()

@@ -42,7 +42,7 @@ quantizers (their elements keep the model's format).
 hls4ml's ``FixInputPrecision`` gives a network input read by quantizers with
 a rounding mode other than ``TRN``/``RND`` at most 24 fractional bits (a
 float32 assumption). Truncating a double to 24 bits before ``TRN_ZERO`` or a
-``RND_*`` mode moves values just above a tie onto it. :func:`widen_double_inputs`
+``RND_*`` mode moves values just above a tie onto it. :func:`fix_input_types`
 gives such inputs :data:`DOUBLE_BITS` more fractional bits than the finest
 quantizer reading them, which keeps every double's outcome (see its docstring).
 It also gives one integer bit more to an input that hls4ml saturates at the
@@ -59,7 +59,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["DOUBLE_BITS", "install_corrections", "trn_floor_needs", "widen_double_inputs"]
+__all__ = ["DOUBLE_BITS", "install_corrections", "trn_floor_needs", "fix_input_types"]
 
 
 def trn_floor_needs(k: np.ndarray, i: np.ndarray, f: np.ndarray, lk: np.ndarray, li: np.ndarray,
@@ -124,7 +124,7 @@ def _set_mask(layer: Any, k: np.ndarray, i: np.ndarray, f: np.ndarray) -> None:
 DOUBLE_BITS = 54
 
 
-def widen_double_inputs(hls_model: Any) -> None:
+def fix_input_types(hls_model: Any) -> None:
     """Give each network input read by a quantizer layer with a rounding other than TRN/RND enough
     fractional bits (:data:`DOUBLE_BITS` beyond the finest reader) that no double's outcome changes,
     and one integer bit more where hls4ml saturates it at the bounds of a ``SAT_ZERO`` reader."""

@@ -80,26 +80,6 @@ def _check_chain(first: ir.Quantize, second: ir.Quantize) -> None:
     )
 
 
-def live_kernel(graph: Graph, node: ir.Linear) -> np.ndarray:
-    """The kernel's values with zero rows for the input channels that are the constant 0.
-
-    Exact (``0 * w = 0``), and necessary: hls4ml fuses a quantizer whose every
-    element has zero bits into the type of the layer before it (for a network
-    input, a type like ``ap_ufixed<2,32>`` that wraps negative inputs to
-    ``3 * 2**30``), so the values reaching the kernel are not the zeros the
-    quantizer defines; with those rows zero, they cannot matter.
-    """
-    w = node.kernel.values
-    t = graph.tensors[node.inputs[0]]
-    zero = (np.asarray(t.lo) == 0) & (np.asarray(t.hi) == 0)
-    channels = np.all(zero.reshape(-1, zero.shape[-1]), axis=0)  # channel c is zero at every position
-    if not np.any(channels):
-        return w
-    w = w.copy()
-    w[..., channels, :] = 0.0
-    return w
-
-
 def _conv(node: ir.Conv, name: str, src: str, in_shape: tuple[int, ...], out_shape: tuple[int, ...],
           w: np.ndarray) -> dict[str, Any]:
     b = node.bias.values if node.bias is not None else None
@@ -201,7 +181,7 @@ def _quantize(node: ir.Quantize, c: Hls4mlContext) -> str:
 @HLS4ML_RULES.register(ir.Dense)
 def _dense(node: ir.Dense, c: Hls4mlContext) -> str:
     name = c.new("dense", node)
-    w = live_kernel(c.graph, node)
+    w = node.kernel.values
     b = node.bias.values if node.bias is not None else np.zeros(w.shape[1])
     c.layers.append({"name": name, "class_name": "Dense", "inputs": c.sources(node), "data_format": "channels_last",
                      "weight_data": w, "bias_data": b, "use_bias": True, "n_in": int(w.shape[0]),
@@ -213,7 +193,7 @@ def _dense(node: ir.Dense, c: Hls4mlContext) -> str:
 def _conv_rule(node: ir.Conv, c: Hls4mlContext) -> str:
     name = c.new("conv", node)
     c.layers.append(_conv(node, name, c.sources(node)[0], c.shape(node.inputs[0]), c.shape(node.outputs[0]),
-                          live_kernel(c.graph, node)))
+                          node.kernel.values))
     return name
 
 

@@ -19,7 +19,7 @@ import numpy as np
 from ...files import OWNER_FILE, make_staging
 from ...ir import Graph
 from ...ir import ops as ir
-from .fixes import install_corrections, widen_double_inputs
+from .fixes import install_corrections, fix_input_types
 from .layers import graph_to_layer_list
 from .limits import check_limits as _check_limits
 
@@ -237,7 +237,7 @@ def _write_project(graph: Graph, target: Path, options: dict[str, Any], test_inp
         keep_marked_quantizers()
         hls_model = ProjectGraph.from_layer_list(config, layers, ins, outs)
         _check_reuse(hls_model, layers, config, origin, nodes)
-        widen_double_inputs(hls_model)
+        fix_input_types(hls_model)
         if o["strategy"] != "distributed_arithmetic":  # DA: da4ml's traced logic absorbs the quantizers
             _refuse_wrong_types(hls_model, graph, origin)
         hls_model.write()

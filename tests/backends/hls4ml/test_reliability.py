@@ -288,8 +288,8 @@ def test_projects_are_identical_whatever_stamp_hls4ml_draws(rng, tmp_path, monke
 @pytest.mark.parametrize("variant", ["relu", "linear", "k1_i-7"])
 def test_zero_width_signed_input_quantizer_is_bit_exact(variant):
     """Issue 12, case 1: a quantizer that zeroes every element of a signed tensor. hls4ml fuses it
-    into the input's type (ap_ufixed<2,32>, wrapping negative inputs to 3 * 2**30); the kernel rows
-    reading those constant zeros are written as zeros, so the C simulation is exact again."""
+    into the input's type (ap_ufixed<2,32>, wrapping negative inputs to 3 * 2**30); it is now kept as
+    a layer whose C++ writes 0, so the C simulation is exact again."""
     rng = np.random.default_rng(0)
     quantizer = {"f0": -2.0, "rounding": "RND"} if variant != "k1_i-7" else {"f0": 6.0, "k": 1, "i": -7}
     inp = keras.Input((4,))

@@ -149,7 +149,7 @@ def test_zero_width_input_is_caught_when_hls4ml_fuses_it(monkeypatch, tmp_path):
 @given(q=ap_types(zero=False), x=st.lists(st.floats(-64, 64, allow_nan=False, allow_subnormal=True), min_size=1,
                                            max_size=32), near=st.integers(-40, 40))
 def test_doubles_truncated_54_bits_finer_round_the_same(q, x, near, tally):
-    """The rule behind widening network inputs (fixes.widen_double_inputs): truncating a double to
+    """The rule behind widening network inputs (fixes.fix_input_types): truncating a double to
     f_q + 54 fractional bits changes no rounding mode's result at f_q bits."""
     from hgq_fpga.backends.hls4ml.typecheck import DOUBLE_BITS, SIGN_DEPENDENT
 
