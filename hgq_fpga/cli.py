@@ -435,11 +435,14 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .processes import sigterm_as_interrupt
+    from .processes import sigterm_as_interrupt, signal_received
 
     sigterm_as_interrupt()  # SIGTERM cleans up like Ctrl-C: staging folders, temporary projects, g++
     try:
-        return int(args.func(args))
+        code = int(args.func(args))
+        if signal_received() is not None:  # the KeyboardInterrupt was swallowed on the way
+            raise KeyboardInterrupt
+        return code
     except CliError as e:
         print(f"hgq-fpga {args.command}: error: {e}", file=sys.stderr)
         return e.code

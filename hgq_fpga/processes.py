@@ -18,9 +18,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["kill_group", "sigterm_as_interrupt", "start_group"]
+__all__ = ["kill_group", "sigterm_as_interrupt", "signal_received", "start_group"]
 
 _PR_SET_PDEATHSIG = 1
+_RECEIVED: list[int] = []  # signals turned into KeyboardInterrupt, even where some code swallowed it
 
 
 def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -49,6 +50,17 @@ def sigterm_as_interrupt() -> None:
     """Make SIGTERM raise :class:`KeyboardInterrupt` in the main thread, so that the
     clean-up code (``finally``, ``except BaseException``) runs as on Ctrl-C."""
     def handler(signum: int, frame: Any) -> None:
+        _RECEIVED.append(signum)
         raise KeyboardInterrupt(f"signal {signum}")
 
     signal.signal(signal.SIGTERM, handler)
+
+
+def signal_received() -> int | None:
+    """The first signal :func:`sigterm_as_interrupt` turned into an exception, or None.
+
+    A command that finishes although it was signalled (the exception was raised
+    where a library ignores exceptions, such as a finaliser) still reports the
+    interruption: a process told to stop does not exit 0.
+    """
+    return _RECEIVED[0] if _RECEIVED else None
