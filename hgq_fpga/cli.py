@@ -286,6 +286,7 @@ def _hls_settings(args: argparse.Namespace) -> dict[str, Any]:
     model_cfg, layer_cfg = read_config_file(args.config) if args.config else ({}, {})
     return {"strategy": args.strategy or model_cfg.get("Strategy", "Latency"),
             "reuse_factor": args.reuse_factor or model_cfg.get("ReuseFactor", 1),
+            "io_type": args.io_type or model_cfg.get("IOType", "io_parallel"),
             "layer_config": layer_cfg or None}
 
 
@@ -306,8 +307,11 @@ def _hls_options(p: argparse.ArgumentParser) -> None:
                    help="hls4ml strategy for every layer (default Latency, or the --config file's Model.Strategy)")
     p.add_argument("--reuse-factor", type=_whole, default=None, metavar="N",
                    help="hls4ml ReuseFactor for every layer (default 1, or the --config file's Model.ReuseFactor)")
+    p.add_argument("--io-type", default=None, choices=("io_parallel", "io_stream"),
+                   help="hls4ml interface: io_parallel (arrays) or io_stream (a stream of pixels; "
+                        "for convolutional models) (default io_parallel, or the --config file's IOType)")
     p.add_argument("--config", metavar="FILE", default=None,
-                   help="YAML or JSON like hls4ml's HLSConfig: Model: {Strategy, ReuseFactor}, "
+                   help="YAML or JSON like hls4ml's HLSConfig: IOType, Model: {Strategy, ReuseFactor}, "
                         "LayerName: {<your layer name>: {ReuseFactor, Strategy}}")
 
 

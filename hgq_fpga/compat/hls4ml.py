@@ -5,6 +5,10 @@
   register our wrapper once, and it acts only on layers that hgq_fpga created
   (marked ``hgq_fpga`` in their attributes), so other users of hls4ml in the
   same process, and conversions in other threads, see hls4ml's rule unchanged.
+* the ``vivado:process_fixed_point_quantizer_layer`` and
+  ``fuse_fixed_point_quantizer`` passes: wrapped (once per process, for
+  hgq_fpga's layers only) to keep a quantizer as a layer and to write its
+  ``io_stream`` C++.
 * ``ModelGraph._top_function_lib``: the loaded C simulation library.
   ``ModelGraph.compile()`` rewrites the whole project before building it
   (undoing our exact testbench); :class:`ProjectGraph` builds it without
@@ -25,7 +29,7 @@ from typing import Any
 from hls4ml.model.graph import ModelGraph
 
 __all__ = ["KEEP", "MARK", "ProjectGraph", "amend_kif_rule", "find_solutions", "keep_marked_quantizers",
-           "load_library", "parse_project_script"]
+           "load_library", "parse_project_script", "stream_marked_quantizers"]
 
 #: attribute marking the layers hgq_fpga creates
 MARK = "hgq_fpga"
@@ -115,3 +119,31 @@ def find_solutions(project_path: str) -> list[str]:
     from hls4ml.report import vivado_report
 
     return vivado_report._find_solutions(project_path)
+
+
+def stream_marked_quantizers(codegen: Callable[[Any], str]) -> None:
+    """Give hgq_fpga's quantizer layers C++ for ``io_stream`` projects (once per process).
+
+    hls4ml 1.3.0's ``process_fixed_point_quantizer_layer`` pass raises
+    ``NotImplementedError`` outside ``io_parallel``. For a layer marked
+    :data:`MARK` in an ``io_stream`` model, ``codegen(layer)`` writes the
+    function instead (the call template is hls4ml's and fits stream arguments
+    as well); every other layer and model goes to hls4ml's pass unchanged.
+    """
+    from hls4ml.model.optimizer import get_optimizer
+    from hls4ml.model.types import Source
+
+    with _LOCK:
+        opt = get_optimizer("vivado:process_fixed_point_quantizer_layer")
+        if getattr(opt, "_hgq_fpga_streams", False):
+            return
+        original = opt.transform
+
+        def transform(model: Any, node: Any) -> Any:
+            if node.attributes.get(MARK) and model.config.get_config_value("IOType") == "io_stream":
+                node.set_attr("mask_fn_codegen", Source(codegen(node)))
+                return False
+            return original(model, node)
+
+        opt.transform = transform
+        opt._hgq_fpga_streams = True

@@ -28,8 +28,9 @@ __all__ = ["FEATURES", "STRATEGIES", "CostModel", "LayerCost", "ResourceReport",
 STRATEGIES = ("Latency", "distributed_arithmetic")
 
 #: what the estimate does not count (printed with every report)
-NOT_MODELLED = ("counts the fully parallel io_parallel design (hls4ml ReuseFactor 1); a reuse factor R "
-                "shares multipliers R ways and is not modelled")
+NOT_MODELLED = ("counts the fully parallel io_parallel design (hls4ml ReuseFactor 1); not modelled: a reuse "
+                "factor R (multipliers shared R ways) and io_stream (one pixel at a time, plus line buffers "
+                "and FIFOs)")
 
 @dataclass
 class ResourceReport:

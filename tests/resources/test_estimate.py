@@ -169,4 +169,4 @@ def test_report_states_what_it_does_not_model():
     model(x[:2])
     hgq_fpga.calibrate(model, x)
     assert str(hgq_fpga.estimate(model)).endswith(NOT_MODELLED)
-    assert "ReuseFactor 1" in NOT_MODELLED
+    assert "ReuseFactor 1" in NOT_MODELLED and "io_stream" in NOT_MODELLED

@@ -8,6 +8,7 @@ settings are moved to those):
 
 .. code-block:: yaml
 
+    IOType: io_stream        # or io_parallel (the default)
     Model:
       Strategy: Latency
       ReuseFactor: 1
@@ -34,6 +35,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 __all__ = ["LAYER_KEYS", "HLS_STRATEGIES", "parse_layer_config", "read_config_file", "hls_layer_settings",
            "check_reuse_factors"]
@@ -82,10 +85,12 @@ def parse_layer_config(config: Any, layer_names: list[str]) -> dict[str, dict[st
 
 
 def read_config_file(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
-    """``(model settings, per-layer settings)`` from a YAML or JSON file shaped like hls4ml's ``HLSConfig``.
+    """``(model settings, per-layer settings)`` from a YAML or JSON file shaped like hls4ml's configuration.
+
+    The model settings are ``Model``'s (``Strategy``, ``ReuseFactor``) and the top-level ``IOType``.
 
     Raises:
-        ValueError: unreadable, or keys other than ``Model`` and ``LayerName`` (named).
+        ValueError: unreadable, or keys other than ``IOType``, ``Model`` and ``LayerName`` (named).
     """
     p = Path(path)
     if not p.is_file():
@@ -104,12 +109,17 @@ def read_config_file(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
         raise ValueError(f"{p}: cannot parse ({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     if not isinstance(data, dict):
         raise ValueError(f"{p}: expected a mapping with 'Model' and/or 'LayerName'. Received: {type(data).__name__}")
-    bad = sorted(str(k) for k in data if k not in ("Model", "LayerName"))
+    bad = sorted(str(k) for k in data if k not in ("IOType", "Model", "LayerName"))
     if bad:
-        raise ValueError(f"{p}: unknown top-level keys {bad}; use 'Model' and 'LayerName' (hls4ml's HLSConfig)")
+        raise ValueError(f"{p}: unknown top-level keys {bad}; use 'IOType', 'Model' and 'LayerName' "
+                         "(hls4ml's names)")
     model = data.get("Model") or {}
     if not isinstance(model, dict) or any(k not in LAYER_KEYS for k in model):
         raise ValueError(f"{p}: 'Model' takes {list(LAYER_KEYS)}. Received: {model!r}")
+    if "IOType" in data:
+        if data["IOType"] not in ("io_parallel", "io_stream"):
+            raise ValueError(f"{p}: IOType must be io_parallel or io_stream. Received: {data['IOType']!r}")
+        model = {**model, "IOType": data["IOType"]}
     return model, data.get("LayerName") or {}
 
 
@@ -125,13 +135,21 @@ def hls_layer_settings(layers: list[dict[str, Any]], origin: dict[str, str], nod
     return out
 
 
+def _kernel_shape(layer: Any) -> tuple[int | None, int | None]:
+    """``(n_in, n_out)`` of the matrix a dense or convolution layer multiplies by (hls4ml's count)."""
+    if layer.get_attr("n_filt") is not None and layer.get_attr("n_chan") is not None:
+        taps = int(np.prod([layer.get_attr(a) or 1 for a in ("filt_height", "filt_width")]))
+        return layer.get_attr("n_chan") * taps, layer.get_attr("n_filt")
+    return layer.get_attr("n_in"), layer.get_attr("n_out")
+
+
 def check_reuse_factors(hls_model: Any, requested: dict[str, int], user: dict[str, str]) -> None:
     """Refuse a reuse factor hls4ml replaced by the closest valid one (it only prints a warning)."""
     for name, rf in requested.items():
         layer = hls_model.graph.get(name)
         if layer is None or layer.get_attr("reuse_factor") == rf:
             continue
-        n_in, n_out = layer.get_attr("n_in"), layer.get_attr("n_out")
+        n_in, n_out = _kernel_shape(layer)
         valid = hls_model.config.backend.get_valid_reuse_factors(n_in, n_out) if n_in and n_out else []
         raise ValueError(
             f"layer {user.get(name, name)!r}: ReuseFactor {rf} does not divide its {n_in}x{n_out} kernel the "

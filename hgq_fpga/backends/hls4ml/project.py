@@ -29,6 +29,9 @@ BACKENDS = ("Vitis", "Vivado")
 STRATEGIES = ("Latency", "Resource", "distributed_arithmetic")
 
 
+#: hls4ml's interfaces: arrays (every value at once) or streams (one pixel's channels per word)
+IO_TYPES = ("io_parallel", "io_stream")
+
 #: what a vendor part number looks like (letters, digits, '-', '_', '.'): nothing Tcl would interpret
 PART_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{2,63}"
 
@@ -44,11 +47,8 @@ def _check_options(backend: str, io_type: str, strategy: str, clock_period: floa
         )
     if backend not in BACKENDS:
         raise ValueError(f"to_hls4ml: backend must be one of {BACKENDS}. Received: backend={backend!r}")
-    if io_type != "io_parallel":
-        raise ValueError(
-            "to_hls4ml: per-element quantization needs io_type='io_parallel' "
-            f"(hls4ml's FixedPointQuantizer). Received: io_type={io_type!r}"
-        )
+    if io_type not in IO_TYPES:
+        raise ValueError(f"to_hls4ml: io_type must be one of {IO_TYPES}. Received: io_type={io_type!r}")
     if strategy not in STRATEGIES:
         raise ValueError(f"to_hls4ml: strategy must be one of {STRATEGIES}. Received: strategy={strategy!r}")
     if not 0 < clock_period < float("inf"):
@@ -116,16 +116,15 @@ def to_hls4ml(
     reuse_factor: int = 1,
     layer_config: dict[str, dict[str, Any]] | None = None,
 ) -> Any:
-    """Write an hls4ml project (firmware, build scripts, test bench) and return the hls4ml model.
-
-    Written to a temporary sibling folder, moved into ``output_dir`` when complete.
+    """Write an hls4ml project (firmware, build scripts, test bench; staged aside, moved in when complete).
 
     Args:
         model: a calibrated hgq_fpga Keras model.
         output_dir: project folder; refused if it exists unless ``overwrite``.
         backend, part, clock_period: ``"Vitis"`` or ``"Vivado"``; the FPGA part; the clock period (ns).
-        io_type, strategy: ``"io_parallel"`` (per-element quantization requires it);
-            ``"Latency"``, ``"Resource"`` or ``"distributed_arithmetic"``.
+        io_type: ``"io_parallel"`` (arrays) or ``"io_stream"`` (a tensor ``(..., C)`` as a stream of
+            ``C``-value words, pixel by pixel; quantizers' stream C++ from :mod:`.stream`).
+        strategy: ``"Latency"``, ``"Resource"`` or ``"distributed_arithmetic"``.
         overwrite: replace an existing ``output_dir``.
         project_name: the HLS top-level name (a C++ identifier).
         test_inputs, graph: samples for ``tb_data`` (default: 16 spanning each input's range); the IR.
@@ -218,6 +217,7 @@ def _write_project(graph: Graph, target: Path, options: dict[str, Any], test_inp
     from ...emulator import emulate_mantissas
 
     from .config import hls_layer_settings
+    from .stream import install_stream_quantizers
 
     layers, ins, outs, origin = graph_to_layer_list(graph)
     nodes = {n.name: n for n in graph.nodes}
@@ -235,6 +235,7 @@ def _write_project(graph: Graph, target: Path, options: dict[str, Any], test_inp
         config["HLSConfig"]["LayerName"] = hls_layer_settings(layers, origin, nodes, o["layer_config"])
         install_corrections()
         keep_marked_quantizers()
+        install_stream_quantizers()
         hls_model = ProjectGraph.from_layer_list(config, layers, ins, outs)
         _check_reuse(hls_model, layers, config, origin, nodes)
         fix_input_types(hls_model)

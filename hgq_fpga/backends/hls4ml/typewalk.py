@@ -249,8 +249,8 @@ def _check_accumulator(w: Walk, node: ir.Op, layer: Any, out: ApType, d: Domain)
 
 
 def _visit(w: Walk, hname: str, layer: Any, node: ir.Op) -> None:
-    if isinstance(node, ir.Reshape):  # in place in io_parallel: the variable is its input's
-        w.held[hname] = w.held.get(layer.inputs[0], w.domain(node.outputs[0]))
+    if isinstance(node, ir.Reshape):  # in place in io_parallel; in io_stream a repacking of the same type
+        _check_added(w, hname, layer)
         return
     t = ApType.of(layer.get_output_variable().type.precision)
     what = f"the result (hls4ml variable of {hname})"
@@ -296,6 +296,28 @@ def _combine(node: ir.Op, a: Domain, b: Domain) -> Domain:
     return Domain(a.lo + b.lo, a.hi + b.hi, max(a.grid, b.grid))  # type: ignore[operator]
 
 
+#: layers hls4ml adds in io_stream that only move values (or add zeros): zero padding before a "same"
+#: convolution, the copy of a tensor read twice, the repacking of a reshape
+MOVERS = ("ZeroPadding1D", "ZeroPadding2D", "Clone", "Repack", "Reshape")
+
+
+def _check_added(w: Walk, hname: str, layer: Any) -> None:
+    """A layer hls4ml added itself must move values unchanged: every output of its input's very type."""
+    kind = next((m for m in MOVERS if m in type(layer).__name__), None)
+    if kind is None:
+        w.problems.append(TypeProblem(None, f"hls4ml's own layer {hname} ({type(layer).__name__})", "?",
+                                      "was added by hls4ml; hgq_fpga cannot check what it computes"))
+        return
+    src = ApType.of(layer.get_input_variable().type.precision)
+    for out in layer.outputs:
+        t = ApType.of(layer.get_output_variable(out).type.precision)
+        if t != src:
+            w.problems.append(TypeProblem(None, f"hls4ml's own layer {hname} ({type(layer).__name__})", str(t),
+                                          f"changes the type of the values it passes on ({src})"))
+            return
+    w.held[hname] = w.held.get(layer.inputs[0], Domain(None, None, UNBOUNDED, doubles=True))
+
+
 def check_types(hls_model: Any, graph: Graph, origin: dict[str, str]) -> list[TypeProblem]:
     """Every problem with the types hls4ml chose for ``hls_model`` (empty: the project is exact).
 
@@ -309,8 +331,7 @@ def check_types(hls_model: Any, graph: Graph, origin: dict[str, str]) -> list[Ty
     for hname, layer in hls_model.graph.items():
         node = w.nodes.get(origin.get(hname, ""))
         if node is None:
-            w.problems.append(TypeProblem(None, f"hls4ml's own layer {hname} ({type(layer).__name__})", "?",
-                                          "was added by hls4ml; hgq_fpga cannot check what it computes"))
+            _check_added(w, hname, layer)
             continue
         _visit(w, hname, layer, node)
     return w.problems

@@ -45,6 +45,11 @@ def test_config_files_yaml_and_json(tmp_path):
     assert read_config_file(tmp_path / "c.yml") == ({"ReuseFactor": 2}, {"h1": {"ReuseFactor": 4, "Strategy": "Resource"}})
     (tmp_path / "c.json").write_text(json.dumps({"LayerName": {"out": {"ReuseFactor": 2}}}))
     assert read_config_file(tmp_path / "c.json") == ({}, {"out": {"ReuseFactor": 2}})
+    (tmp_path / "s.yml").write_text("IOType: io_stream\nModel: {Strategy: Resource}\n")
+    assert read_config_file(tmp_path / "s.yml") == ({"Strategy": "Resource", "IOType": "io_stream"}, {})
+    (tmp_path / "t.yml").write_text("IOType: io_serial\n")
+    with pytest.raises(ValueError, match=r"IOType must be io_parallel or io_stream. Received: 'io_serial'"):
+        read_config_file(tmp_path / "t.yml")
     (tmp_path / "bad.yml").write_text("Layers:\n  h1: {}\n")
     with pytest.raises(ValueError, match=r"unknown top-level keys \['Layers'\]"):
         read_config_file(tmp_path / "bad.yml")
@@ -87,14 +92,15 @@ def test_reuse_factors_and_resource_verify_bit_exactly(options):
 def test_cli_config_file_reaches_the_project(tmp_path):
     model, _ = mlp()
     model.save(tmp_path / "m.keras")
-    (tmp_path / "cfg.yml").write_text("Model: {Strategy: Resource}\nLayerName:\n  h1: {ReuseFactor: 4}\n")
+    (tmp_path / "cfg.yml").write_text("IOType: io_stream\nModel: {Strategy: Resource}\nLayerName:\n"
+                                      "  h1: {ReuseFactor: 4}\n")
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
     cli = [sys.executable, "-m", "hgq_fpga.cli", "convert", str(tmp_path / "m.keras")]
     r = subprocess.run([*cli, "-o", str(tmp_path / "p"), "--config", str(tmp_path / "cfg.yml")],
                        capture_output=True, text=True, env=env, timeout=300)
     assert r.returncode == 0, r.stderr
     written = (tmp_path / "p" / "hls4ml_config.yml").read_text()
-    assert "Strategy: Resource" in written and "ReuseFactor: 4" in written
+    assert "Strategy: Resource" in written and "ReuseFactor: 4" in written and "IOType: io_stream" in written
     (tmp_path / "bad.yml").write_text("LayerName:\n  h2: {ReuseFactor: 4}\n")
     r = subprocess.run([*cli, "-o", str(tmp_path / "q"), "--config", str(tmp_path / "bad.yml")],
                        capture_output=True, text=True, env=env, timeout=300)

@@ -35,9 +35,9 @@ def probe(xs: list[np.ndarray]) -> list[np.ndarray]:
     return [edge_inputs(x) for x in xs]
 
 
-def assert_bit_exact(model: keras.Model, xs: list[np.ndarray]) -> hgq_fpga.VerifyResult:
+def assert_bit_exact(model: keras.Model, xs: list[np.ndarray], **options: str) -> hgq_fpga.VerifyResult:
     p = probe(xs)
-    result = hgq_fpga.verify(model, p if len(p) > 1 else p[0])
+    result = hgq_fpga.verify(model, p if len(p) > 1 else p[0], **options)
     assert result.ok, str(result)
     assert result.outputs and all(o["size"] > 0 for o in result.outputs)
     return result
@@ -57,17 +57,19 @@ def test_lookup_tables_three_way(rng):
 
 
 @pytest.mark.slow
-def test_softmax_three_way(rng):
+@pytest.mark.parametrize("io_type", ["io_parallel", "io_stream"])
+def test_softmax_three_way(io_type, rng):
     from hgq_fpga.layers import QSoftmax
 
     model = keras.Sequential([keras.Input((8,)), QDense(6, activation="relu"), QDense(4),
                               QSoftmax(input_quantizer={"f0": 3})])
     x = rng.standard_normal((200, 8)).astype("float32")
-    assert_bit_exact(trained(model, [x], rng), [x])
+    assert_bit_exact(trained(model, [x], rng), [x], io_type=io_type)
 
 
 @pytest.mark.slow
-def test_cnn_every_layer_three_way(rng, tmp_path):
+@pytest.mark.parametrize("io_type", ["io_parallel", "io_stream"])
+def test_cnn_every_layer_three_way(io_type, rng):
     inp = keras.Input((8, 8, 1))
     x = QConv2D(3, 3, activation="relu", padding="same")(inp)
     x = QMaxPooling2D(2)(x)
@@ -80,7 +82,7 @@ def test_cnn_every_layer_three_way(rng, tmp_path):
     out = QActivation("linear")(c)
     data = rng.standard_normal((200, 8, 8, 1)).astype("float32")
     model = trained(keras.Model(inp, out), [data], rng)
-    assert_bit_exact(model, [data])
+    assert_bit_exact(model, [data], io_type=io_type)
 
 
 @pytest.mark.slow
@@ -141,7 +143,7 @@ def test_failed_conversion_leaves_old_project(rng, tmp_path):
     "options,match",
     [
         ({"backend": "Quartus"}, "backend must be one of"),
-        ({"io_type": "io_stream"}, "io_parallel"),
+        ({"io_type": "io_serial"}, r"io_type must be one of \('io_parallel', 'io_stream'\)\. Received: io_type='io_serial'"),
         ({"strategy": "Fast"}, "strategy must be one of"),
         ({"clock_period": 0}, "clock_period must be > 0"),
         ({"project_name": "my-prj"}, "C\\+\\+ identifier"),
@@ -171,7 +173,7 @@ def test_every_ap_fixed_mode_is_bit_exact_through_the_c_simulation(rng):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("kind", ["mlp", "conv1d"])
+@pytest.mark.parametrize("kind", ["mlp", "conv1d", "conv1d-stream"])
 def test_distributed_arithmetic_strategy(kind, rng):
     """hls4ml's distributed_arithmetic (da4ml shift-add) firmware is bit-exact too."""
     if kind == "mlp":
@@ -183,7 +185,8 @@ def test_distributed_arithmetic_strategy(kind, rng):
         model = keras.Model(inp, QDense(2)(keras.layers.Flatten()(y)))
         data = rng.standard_normal((100, 8, 2)).astype("float32")
     model = trained(model, [data], rng)
-    result = hgq_fpga.verify(model, probe([data])[0], strategy="distributed_arithmetic")
+    io_type = "io_stream" if kind.endswith("stream") else "io_parallel"
+    result = hgq_fpga.verify(model, probe([data])[0], strategy="distributed_arithmetic", io_type=io_type)
     assert result.ok, str(result)
 
 
