@@ -91,202 +91,15 @@ TensorFlow backend is required by QKeras.
 
 from __future__ import annotations
 
-import importlib
 from typing import Any
 
 import keras
 import numpy as np
 
-from ._qkeras_formats import (
-    UnsupportedQKerasModel,
-    _act_quantizer,
-    _activation_format,
-    _fail,
-    _Format,
-    _Grid,
-    _identity_format,
-    _linear_grid,
-    _log2_int,
-    _weight_values,
-)
-from .compat.keras import qkeras_pruning_mask
+from ._qkeras_formats import UnsupportedQKerasModel, _fail
+from ._qkeras_layers import _Converter, _Value
 
 __all__ = ["UnsupportedQKerasModel", "from_qkeras"]
-
-
-def _check_chain(model: keras.Model) -> list[keras.layers.Layer]:
-    """The model's layers in order, when they form one chain from one input to one output."""
-    if not isinstance(model, keras.Model) or not getattr(model, "inputs", None):
-        raise UnsupportedQKerasModel(
-            f"from_qkeras: expected a built Keras model with a keras.Input. Received: {model!r}"
-        )
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
-        raise UnsupportedQKerasModel(
-            f"from_qkeras: only models with one input and one output are supported. Received "
-            f"{len(model.inputs)} inputs and {len(model.outputs)} outputs in {model.name!r}."
-        )
-    layers = [l for l in model.layers if not isinstance(l, keras.layers.InputLayer)]
-    prev = model.inputs[0]
-    for layer in layers:
-        if isinstance(layer, keras.Model):
-            raise _fail(layer.name, "nested models are not supported", type(layer).__name__,
-                        "Flatten the model into one Sequential or functional chain.")
-        try:
-            src = layer.input
-        except (AttributeError, ValueError) as err:
-            raise _fail(layer.name, "layers used more than once are not supported", str(err),
-                        "Use each layer once.") from None
-        if isinstance(src, (list, tuple)) or src is not prev:
-            raise _fail(layer.name, "only single-path models (each layer feeding the next) are "
-                        "supported; merges and branches are not", type(layer).__name__,
-                        "Convert a sequential model, or build the branches in hgq_fpga directly.")
-        prev = layer.output
-    if prev is not model.outputs[0]:
-        raise UnsupportedQKerasModel(f"from_qkeras: the output of {model.name!r} is not its last layer.")
-    return layers
-
-
-class _Converter:
-    def __init__(self, inputs_on_grid: bool) -> None:
-        self.qk = importlib.import_module("qkeras")
-        self.inputs_on_grid = inputs_on_grid
-        self.weights: list[tuple[Any, Any, np.ndarray, np.ndarray]] = []  # (quantizer, var, values, f)
-        self.pending: tuple[str, str, _Format] | None = None
-
-    def activation(self, name: str, q: Any, x: Any, grid: _Grid | None) -> tuple[Any, _Grid | None]:
-        """A QKeras activation. A quantizer is held back (``pending``) to become the
-        input quantizer of the next quantized layer: hls4ml mishandles two
-        quantizers in a row, and one quantizer is what QKeras computes."""
-        act, fmt = _activation_format(name, q, grid, self.inputs_on_grid)
-        if fmt is None:
-            if act == "linear":
-                return x, grid
-            x = self.flush(x)
-            out = keras.layers.Activation("relu", name=name)(x)
-            return out, None if grid is None else _Grid(grid.f, max(grid.lo, 0), max(grid.hi, 0))
-        x = self.flush(x)
-        self.pending = (name, act, fmt)
-        return x, fmt.grid()
-
-    def flush(self, x: Any) -> Any:
-        """Emit the held-back quantizer as an hgq_fpga ``QActivation``."""
-        from .layers import QActivation
-
-        if self.pending is None:
-            return x
-        name, act, fmt = self.pending
-        self.pending = None
-        return QActivation(act, input_quantizer=_act_quantizer(fmt, tuple(x.shape)), name=name)(x)
-
-    def input_format(self, layer: str, grid: _Grid | None, why: str) -> _Format:
-        """The held-back quantizer, or a format that changes no value the input can take."""
-        if self.pending is not None:
-            fmt = self.pending[2]
-            self.pending = None
-            return fmt
-        return _identity_format(layer, grid, why)
-
-    def weighted(self, layer: Any, x: Any, grid: _Grid | None) -> tuple[Any, _Grid | None]:
-        from .layers import QConv1D, QConv2D, QDense
-
-        qk, name = self.qk, layer.name
-        cls = type(layer).__name__
-        if not layer.kernel_quantizer:
-            raise _fail(name, f"{cls} has no kernel_quantizer: its float kernel is not fixed point",
-                        "kernel_quantizer=None", "Give it a kernel_quantizer (e.g. quantized_bits(8, 0, alpha=1)).")
-        if layer.use_bias and not layer.bias_quantizer:
-            raise _fail(name, f"{cls} has no bias_quantizer: its float bias is not fixed point",
-                        "bias_quantizer=None", "Give it a bias_quantizer or use_bias=False.")
-        kernel = keras.ops.convert_to_numpy(layer.kernel_quantizer_internal(layer.kernel))
-        mask = qkeras_pruning_mask(layer)
-        if mask is not None:
-            kernel = kernel * keras.ops.convert_to_numpy(mask)
-        f_k, opt_k = _weight_values(name, "kernel", layer.kernel_quantizer_internal, kernel)
-        bias = f_b = None
-        opt_b: dict[str, Any] = {}
-        if layer.use_bias:
-            bias = keras.ops.convert_to_numpy(layer.bias_quantizer_internal(layer.bias))
-            f_b, opt_b = _weight_values(name, "bias", layer.bias_quantizer_internal, bias)
-        in_fmt = self.input_format(name, grid, cls)
-
-        def wq(f: np.ndarray, opts: dict[str, Any]) -> dict[str, Any]:
-            return {"f0": 0.0, "f_min": float(min(-12, int(f.min()))),
-                    "f_max": float(max(24, int(f.max()))), **opts}
-
-        common: dict[str, Any] = {
-            "use_bias": layer.use_bias, "name": name,
-            "input_quantizer": _act_quantizer(in_fmt, tuple(x.shape)),
-            "kernel_quantizer": wq(f_k, opt_k),
-            "bias_quantizer": wq(f_b, opt_b) if f_b is not None else None,
-        }
-        if isinstance(layer, qk.QDense):
-            new = QDense(layer.units, **common)
-        else:
-            if layer.data_format != "channels_last" or getattr(layer, "groups", 1) != 1 \
-                    or layer.padding not in ("valid", "same"):
-                raise _fail(name, f"{cls} needs channels_last data, groups=1 and padding "
-                            "'valid' or 'same'", f"data_format={layer.data_format!r}, "
-                            f"groups={getattr(layer, 'groups', 1)}, padding={layer.padding!r}",
-                            "Change the layer and retrain.")
-            conv = QConv2D if isinstance(layer, qk.QConv2D) else QConv1D
-            new = conv(layer.filters, layer.kernel_size, strides=layer.strides, padding=layer.padding,
-                       dilation_rate=layer.dilation_rate, **common)
-        out = new(x)
-        self.weights.append((new.kernel_quantizer, new.kernel, kernel, f_k))
-        if bias is not None:
-            self.weights.append((new.bias_quantizer, new.bias, bias, f_b))
-        out_grid = _linear_grid(in_fmt.grid(), kernel, bias)
-        return self.activation(f"{name}_activation", layer.activation, out, out_grid)
-
-    def plain(self, layer: Any, x: Any, grid: _Grid | None) -> tuple[Any, _Grid | None]:
-        from .layers import (
-            QAveragePooling1D,
-            QAveragePooling2D,
-            QMaxPooling1D,
-            QMaxPooling2D,
-        )
-
-        name, cls = layer.name, type(layer).__name__
-        if isinstance(layer, (keras.layers.Flatten, keras.layers.Reshape, keras.layers.Dropout)):
-            return type(layer).from_config(layer.get_config())(x), grid
-        if isinstance(layer, keras.layers.Activation):
-            return self.activation(name, layer.activation, x, grid)
-        if isinstance(layer, keras.layers.ReLU):
-            c = layer.get_config()
-            if c.get("max_value") is None and not c.get("negative_slope") and not c.get("threshold"):
-                return self.activation(name, keras.activations.relu, x, grid)
-        pools = {
-            keras.layers.MaxPooling1D: QMaxPooling1D, keras.layers.MaxPooling2D: QMaxPooling2D,
-            keras.layers.AveragePooling1D: QAveragePooling1D, keras.layers.AveragePooling2D: QAveragePooling2D,
-        }
-        for base, new_cls in pools.items():
-            if type(layer) is not base:
-                continue
-            fmt = self.input_format(name, grid, cls)
-            if grid is None:
-                raise _fail(name, f"{cls} needs the range of its input", "an input of unknown range",
-                            "Put a QActivation with a quantizer before it.")
-            out_grid = grid
-            if "Average" in cls:
-                size = int(np.prod(layer.pool_size))
-                shift = _log2_int(float(size))
-                if shift is None or layer.padding != "valid":
-                    raise _fail(name, f"{cls} divides by the window size, exact only for a "
-                                "power-of-two window without padding",
-                                f"pool_size={layer.pool_size}, padding={layer.padding!r}",
-                                "Use a power-of-two window with padding='valid', or max pooling.")
-                out_grid = _Grid(grid.f + shift, grid.lo << shift, grid.hi << shift)
-            cfg = {k: layer.get_config()[k] for k in ("pool_size", "strides", "padding", "data_format", "name")}
-            new = new_cls(input_quantizer=_act_quantizer(fmt, tuple(x.shape)), **cfg)
-            return new(x), out_grid
-        what = "this QKeras layer" if type(layer).__module__.startswith("qkeras") else "this layer"
-        raise _fail(
-            name, f"{what} ({cls}) cannot be converted exactly; supported are QDense, QConv1D, "
-            "QConv2D, QActivation, Activation/ReLU (relu, linear), Flatten, Reshape, Dropout, "
-            "Max/AveragePooling1D/2D", cls,
-            "Remove or replace it (batch normalization: fold it into the previous layer's "
-            "weights before quantizing) and retrain.",
-        )
 
 
 def _require_qkeras() -> None:
@@ -304,37 +117,67 @@ def _require_qkeras() -> None:
         )
 
 
+def _check_model(model: keras.Model) -> None:
+    if not isinstance(model, keras.Model) or not getattr(model, "inputs", None):
+        raise UnsupportedQKerasModel(
+            f"from_qkeras: expected a built Keras model with a keras.Input. Received: {model!r}"
+        )
+
+
+def _convert_node(conv: _Converter, layer: Any, srcs: list[_Value]) -> _Value:
+    """The hgq_fpga value of one call of a QKeras ``layer`` on ``srcs``."""
+    qk = conv.qk
+    if isinstance(layer, keras.Model):
+        raise _fail(layer.name, "nested models are not supported", type(layer).__name__,
+                    "Flatten the model into one Sequential or functional model.")
+    if isinstance(layer, (keras.layers.Add, keras.layers.Concatenate)):
+        return conv.merge(layer, srcs)
+    if len(srcs) != 1:
+        raise _fail(layer.name, "this layer takes several inputs; of those only Add and Concatenate "
+                    "convert", type(layer).__name__, "Use Add or Concatenate.")
+    if isinstance(layer, qk.QActivation):
+        return conv.activation(layer.name, layer.activation, srcs[0])
+    weighted = (qk.QDense, qk.QConv1D, qk.QConv2D, qk.QDenseBatchnorm, qk.QConv2DBatchnorm)
+    if type(layer) in weighted:
+        return conv.weighted(layer, srcs[0])
+    return conv.plain(layer, srcs[0])
+
+
 def _rebuild(model: keras.Model, inputs_on_grid: bool) -> keras.Model:
-    """The hgq_fpga model of a checked QKeras chain, with its weights and fractional bits set, calibrated."""
+    """The hgq_fpga model of a checked QKeras model, with its weights and fractional bits set, calibrated.
+
+    Follows the model's own call nodes (:func:`hgq_fpga.compat.keras.call_nodes`), so a model
+    loaded from a file, or sharing layers with another model, converts as it is.
+    """
     from .calibration import iter_quantizers
+    from .compat.keras import call_nodes, functional_of
     from .quantizers import CALIBRATED, ActivationQuantizer
 
-    layers = _check_chain(model)
+    _check_model(model)
     conv = _Converter(inputs_on_grid)
-    src = model.inputs[0]
-    inp = keras.Input(shape=tuple(src.shape[1:]))
-    x: Any = inp
-    grid: _Grid | None = None
-    qk = conv.qk
-    for layer in layers:
-        if isinstance(layer, qk.QActivation):
-            x, grid = conv.activation(layer.name, layer.activation, x, grid)
-        elif isinstance(layer, (qk.QDense, qk.QConv1D, qk.QConv2D)) and type(layer) in (
-            qk.QDense, qk.QConv1D, qk.QConv2D
-        ):
-            x, grid = conv.weighted(layer, x, grid)
-        else:
-            x, grid = conv.plain(layer, x, grid)
-    x = conv.flush(x)
-    if x is inp:
-        raise UnsupportedQKerasModel(f"from_qkeras: {model.name!r} has no layer to convert.")
-    new_model = keras.Model(inp, x, name=f"{model.name}_hgq")
-    for quantizer, var, values, f in conv.weights:
-        var.assign(np.asarray(values, var.dtype))
+    values: dict[int, _Value] = {}
+    for layer, ins, outs in call_nodes(model):
+        if isinstance(layer, keras.layers.InputLayer):
+            shape = tuple(outs[0].shape[1:])
+            values[id(outs[0])] = _Value(keras.Input(shape=shape, name=layer.name), None)
+            continue
+        values[id(outs[0])] = _convert_node(conv, layer, [values[id(t)] for t in ins])
+    functional = functional_of(model)
+    inputs = [values[id(t)].x for t in functional.inputs]
+    outputs = [conv.flush(values[id(t)]) for t in functional.outputs]
+    if any(any(o is i for i in inputs) for o in outputs):
+        raise UnsupportedQKerasModel(f"from_qkeras: {model.name!r} has an output that no layer computes.")
+    new_model = keras.Model(inputs if len(inputs) > 1 else inputs[0], outputs if len(outputs) > 1 else outputs[0],
+                            name=f"{model.name}_hgq")
+    for quantizer, var, values_, f in conv.weights:
+        var.assign(np.asarray(values_, var.dtype))
         quantizer.set_f(f.astype(np.float32))
     for _, q in iter_quantizers(new_model):
         if isinstance(q, ActivationQuantizer):  # k and i are fixed: nothing to learn from data
             q.state.assign(np.float32(CALIBRATED))
+    for layer in new_model.layers:
+        if getattr(layer, "uses_table", False):  # table layers (softmax): built from the fixed input format
+            layer.update_table()
     return new_model
 
 

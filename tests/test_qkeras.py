@@ -302,13 +302,13 @@ def test_unsupported_quantizers_and_layers_are_refused(layers, layer_name: str, 
         assert word in message, message
 
 
-def test_branching_models_are_refused() -> None:
+def test_layers_with_several_inputs_other_than_add_and_concatenate_are_refused() -> None:
     x = keras.Input((4,))
     h = QActivation(quantized_bits(8, 2, alpha=1), name="q_in")(x)
     a = QDense(3, kernel_quantizer=quantized_bits(8, 0, alpha=1), bias_quantizer=quantized_bits(8, 2, alpha=1))(h)
     b = QDense(3, kernel_quantizer=quantized_bits(8, 0, alpha=1), bias_quantizer=quantized_bits(8, 2, alpha=1))(h)
-    out = keras.layers.Add(name="merge")([a, b])
-    with pytest.raises(UnsupportedQKerasModel, match="single-path"):
+    out = keras.layers.Multiply(name="product")([a, b])
+    with pytest.raises(UnsupportedQKerasModel, match="layer 'product': this layer takes several inputs"):
         from_qkeras(keras.Model(x, out))
 
 

@@ -66,7 +66,6 @@ class TestQActivationLinearTensor(LayerTestCase):
     layer_kwargs = {"activation": "linear", "input_quantizer": {"granularity": "tensor"}}
     input_shapes = [(3, 4)]
     float_cls = keras.layers.Activation
-    hls4ml_refuses = "is its input, only quantized"  # a model of this one layer computes nothing
 
 
 class TestQActivationSigmoidTable(LayerTestCase):

@@ -125,12 +125,23 @@ def read_config_file(path: str | Path) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def hls_layer_settings(layers: list[dict[str, Any]], origin: dict[str, str], nodes: dict[str, Any],
                        config: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    """hls4ml's ``LayerName`` section: each user layer's settings on its dense/conv hls layers."""
+    """hls4ml's ``LayerName`` section: each user layer's settings on its dense/conv hls layers.
+
+    The sums inside a table layer (a softmax's sum and broadcast, dense layers of ones) have no
+    multiplier to share: they keep ReuseFactor 1 whatever the model's.
+    """
+    from ...ir import ops as ir
+
+    tables = {n.layer for n in nodes.values() if isinstance(n, ir.Table)}
     out: dict[str, dict[str, Any]] = {}
     for layer in layers:
         node = nodes.get(origin.get(layer["name"], ""))
         user = getattr(node, "layer", None)
-        if user in config and layer["class_name"] in ("Dense", "Conv1D", "Conv2D"):
+        if layer["class_name"] not in ("Dense", "Conv1D", "Conv2D"):
+            continue
+        if user in tables:
+            out[layer["name"]] = {"ReuseFactor": 1}
+        elif user in config:
             out[layer["name"]] = dict(config[user])
     return out
 

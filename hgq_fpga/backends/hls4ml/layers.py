@@ -137,6 +137,7 @@ class Hls4mlContext:
     names: dict[str, str] = field(default_factory=dict)  # IR tensor -> hls layer producing it
     origin: dict[str, str] = field(default_factory=dict)  # hls layer -> IR node
     quantized: dict[str, ir.Quantize] = field(default_factory=dict)  # tensor -> its quantizer (through reshapes)
+    kept: set[str] = field(default_factory=set)  # IR quantizers hls4ml must keep as layers
     count: int = 0
 
     def new(self, short: str, node: Op) -> str:
@@ -174,7 +175,8 @@ def _quantize(node: ir.Quantize, c: Hls4mlContext) -> str:
     name = c.new("quant", node)
     # the second of two quantizers in a row is kept as a layer: hls4ml would fuse both into the type of
     # the layer before them, the second type replacing the first (a SAT_SYM clamp lost, found by the type check)
-    c.layers.append(_quantizer(node, name, c.sources(node)[0], c.shape(node.outputs[0]), keep=chained))
+    c.layers.append(_quantizer(node, name, c.sources(node)[0], c.shape(node.outputs[0]),
+                               keep=chained or node.name in c.kept))
     return name
 
 
@@ -267,25 +269,21 @@ def _reshape(node: ir.Reshape, c: Hls4mlContext) -> str:
     return name
 
 
-def _check_outputs(graph: Graph) -> None:
-    """Refuse an output that is a network input quantized to one format for every element (through
-    reshapes at most): hls4ml fuses such a quantizer into the input's type, and the top function's
-    output would be its input."""
+def _passed_through(graph: Graph) -> set[str]:
+    """Quantizers of a network input whose output is a network output (through reshapes at most).
+
+    hls4ml would fuse such a quantizer into the input's type (when it has one format for every
+    element), and the top function's output would be its input (the C++ does not compile): they
+    are kept as layers, whose C++ casts each value (a QKeras model that is one ``QActivation``).
+    """
+    kept = set()
     for name in graph.outputs:
         node = graph.producer(name)
         while isinstance(node, ir.Reshape):
             node = graph.producer(node.inputs[0])
-        if not (isinstance(node, ir.Quantize) and node.inputs[0] in graph.inputs):
-            continue
-        width = node.k + node.i + node.f
-        kbi = (node.k, np.maximum(width, 0), np.where(width > 0, node.k + node.i, 0))
-        if all(np.unique(v).size == 1 for v in kbi):
-            raise UnsupportedForHls4ml(
-                f"the model's output (layer {node.layer!r}) is its input, only quantized to one format: "
-                "hls4ml turns that quantizer into the input's type, and the project would pass its input "
-                "through unchanged (the C++ does not compile). Give the model at least one computing layer "
-                "(dense, convolution, activation, ...) after the quantizer."
-            )
+        if isinstance(node, ir.Quantize) and node.inputs[0] in graph.inputs:
+            kept.add(node.name)
+    return kept
 
 
 def graph_to_layer_list(graph: Graph) -> tuple[list[dict[str, Any]], list[str], list[str], dict[str, str]]:
@@ -294,8 +292,7 @@ def graph_to_layer_list(graph: Graph) -> tuple[list[dict[str, Any]], list[str], 
     Raises:
         UnsupportedForHls4ml: for an operation without an entry in :data:`HLS4ML_RULES`.
     """
-    _check_outputs(graph)
-    c = Hls4mlContext(graph)
+    c = Hls4mlContext(graph, kept=_passed_through(graph))
     for node in graph.nodes:
         try:
             c.names[node.outputs[0]] = HLS4ML_RULES(node, c)
