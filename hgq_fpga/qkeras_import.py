@@ -28,7 +28,9 @@ a layer's own ``activation=``). Inputs of hgq_fpga layers that QKeras
 does not quantize (a ``QDense`` right after a ``QDense``, a pooling after a
 plain relu) get a ``TRN``/``WRAP`` format that holds every value the
 previous layer can produce (exact interval arithmetic), so they change
-nothing.
+nothing. The walk follows the model's own call nodes, so functional models
+(branches, ``Add``, ``Concatenate``), models loaded from files and models
+sharing layers with others convert as they are.
 
 Mapping (``k``: sign bit, ``i``: integer bits without sign, ``f``:
 fractional bits, ``ap_fixed<k+i+f, k+i>``):
@@ -51,6 +53,14 @@ QKeras                                      hgq_fpga
 ``quantized_po2(bits)`` (weights only)      each weight ``+-2**e`` gets its own ``f = -e``
 ``"relu"``, ``"linear"``, ``ReLU()``        plain ``Activation`` (exact)
 ``QDense``, ``QConv1D``, ``QConv2D``        ``QDense``, ``QConv1D``, ``QConv2D``
+``QDenseBatchnorm``, ``QConv2DBatchnorm``   ``QDense``, ``QConv2D`` with the folded weights QKeras
+                                            uses at inference: ``q(W * g / sqrt(v + eps))`` and
+                                            ``q(g * (b - m) / sqrt(v + eps) + beta)``, the same
+                                            float32 steps
+``Add``, ``Concatenate``                    ``QAdd``, ``QConcatenate`` (one input quantizer if every
+                                            input has the same held-back one, else exact formats)
+``Activation("softmax")``, ``Softmax``      ``QSoftmax`` (tables, 12-bit input): not bit-identical
+                                            to QKeras's float softmax
 ``Flatten``, ``Reshape``, ``Dropout``       the same Keras layer
 ``MaxPooling1D/2D``, ``AveragePooling1D``   ``QMaxPooling1D/2D``, ``QAveragePooling1D/2D``
 ``/2D`` (power-of-two window, ``valid``)    (exact: a power-of-two division is a shift)
@@ -74,10 +84,14 @@ rounding; ``qnoise_factor < 1``; ``quantized_relu`` with ``use_sigmoid`` or
 ``quantized_po2`` activations, binary/ternary and every other quantizer;
 a ``QDense``/``QConv`` without kernel or bias quantizer, or whose input is
 not quantized (put a ``QActivation(quantized_bits(...))`` after the input);
-batch normalization, merges, branches, nested models and any other layer.
+a float ``BatchNormalization`` (float32 scaling, not fixed point: use the
+``...Batchnorm`` layers), layers with several inputs other than ``Add`` and
+``Concatenate``, nested models and any other layer; a layer whose sums
+exceed 2**24 steps of its grid (QKeras's float32 would round them).
 
 Bit-exactness: outputs are equal to QKeras's (``np.array_equal``) on every
-input, with one QKeras artifact: ``quantized_bits`` returns
+input, except after a softmax (tables here, float32 in QKeras), with one
+QKeras artifact: ``quantized_bits`` returns
 ``x + (q(x) - x)`` in float32, which for ``|x|`` beyond about
 ``2**(23 - f)`` is no longer ``q(x)`` (QKeras then gives values off its own
 grid, e.g. ``4.0`` for ``quantized_bits(8, 2, alpha=1)`` at ``x = 1e6``);

@@ -252,3 +252,23 @@ def test_zoo_covers_hls4ml_qkeras_layers() -> None:
     assert {"QDense", "QConv2D", "QActivation", "QConv2DBatchnorm", "QDenseBatchnorm"} <= used
     assert {"Add", "Concatenate", "Activation", "MaxPooling2D", "Flatten"} <= used
     assert qkeras.__version__ == "1.2.1"
+
+
+@pytest.mark.slow
+def test_guide_example_runs(tmp_path: Path) -> None:
+    """The guide's QKeras example, as written, on a saved jet tagger (docs/guide.md, section 7)."""
+    guide = (Path(__file__).parents[1] / "docs" / "guide.md").read_text()
+    block = guide.split("<!-- qkeras-example")[1].split("```python\n")[1].split("```")[0]
+    qmodel = _seeded(jet_tagger(softmax=False), seed=5)
+    qmodel.save(tmp_path / "jet_tagger.keras")
+    np.save(tmp_path / "x_test.npy", _inputs((16,), 200, seed=5))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run([sys.executable, "-c", block], cwd=tmp_path, capture_output=True, text=True, env=env,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "BIT-EXACT" in done.stdout
+    assert (tmp_path / "jet_tagger_prj" / "hls4ml_config.yml").is_file()
+    reloaded = subprocess.run([sys.executable, "-c", "import keras, hgq_fpga; "
+                               "print(keras.models.load_model('jet_tagger_hgq.keras').name)"],
+                              cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300)
+    assert reloaded.returncode == 0 and "_hgq" in reloaded.stdout, reloaded.stderr[-2000:]
