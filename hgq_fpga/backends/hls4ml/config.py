@@ -39,7 +39,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["LAYER_KEYS", "HLS_STRATEGIES", "parse_layer_config", "read_config_file", "hls_layer_settings",
-           "check_reuse_factors"]
+           "check_requested_reuse", "check_reuse_factors"]
 
 #: the per-layer keys hgq_fpga passes to hls4ml
 LAYER_KEYS = ("ReuseFactor", "Strategy")
@@ -146,23 +146,42 @@ def hls_layer_settings(layers: list[dict[str, Any]], origin: dict[str, str], nod
     return out
 
 
-def _kernel_shape(layer: Any) -> tuple[int | None, int | None]:
-    """``(n_in, n_out)`` of the matrix a dense or convolution layer multiplies by (hls4ml's count)."""
-    if layer.get_attr("n_filt") is not None and layer.get_attr("n_chan") is not None:
-        taps = int(np.prod([layer.get_attr(a) or 1 for a in ("filt_height", "filt_width")]))
-        return layer.get_attr("n_chan") * taps, layer.get_attr("n_filt")
-    return layer.get_attr("n_in"), layer.get_attr("n_out")
+def _kernel_shape(get: Any) -> tuple[int | None, int | None]:
+    """``(n_in, n_out)`` of the matrix a dense or convolution layer multiplies by (hls4ml's count);
+    ``get(attribute)`` reads the layer (an hls4ml layer's ``get_attr``, or a layer dict's ``get``)."""
+    if get("n_filt") is not None and get("n_chan") is not None:
+        taps = int(np.prod([get(a) or 1 for a in ("filt_height", "filt_width")]))
+        return get("n_chan") * taps, get("n_filt")
+    return get("n_in"), get("n_out")
+
+
+def _refuse(user: str, rf: int, n_in: int | None, n_out: int | None, valid: list[int]) -> ValueError:
+    return ValueError(
+        f"layer {user!r}: ReuseFactor {rf} does not divide its {n_in}x{n_out} kernel the way hls4ml needs; "
+        f"valid: {', '.join(map(str, valid[:24]))}{' ...' if len(valid) > 24 else ''}"
+    )
+
+
+def check_requested_reuse(backend: Any, layers: list[dict[str, Any]], requested: dict[str, int],
+                          user: dict[str, str]) -> None:
+    """Before hls4ml sees them: each reuse factor is one hls4ml accepts for its layer's kernel
+    (hls4ml would print a warning under its own layer names and take the closest valid one)."""
+    for d in layers:
+        rf = requested.get(d["name"])
+        if rf is None:
+            continue
+        n_in, n_out = _kernel_shape(d.get)
+        valid = list(backend.get_valid_reuse_factors(n_in, n_out)) if n_in and n_out else []
+        if valid and rf not in valid:
+            raise _refuse(user.get(d["name"], d["name"]), rf, n_in, n_out, valid)
 
 
 def check_reuse_factors(hls_model: Any, requested: dict[str, int], user: dict[str, str]) -> None:
-    """Refuse a reuse factor hls4ml replaced by the closest valid one (it only prints a warning)."""
+    """After hls4ml's passes: refuse a reuse factor hls4ml replaced all the same."""
     for name, rf in requested.items():
         layer = hls_model.graph.get(name)
         if layer is None or layer.get_attr("reuse_factor") == rf:
             continue
-        n_in, n_out = _kernel_shape(layer)
+        n_in, n_out = _kernel_shape(layer.get_attr)
         valid = hls_model.config.backend.get_valid_reuse_factors(n_in, n_out) if n_in and n_out else []
-        raise ValueError(
-            f"layer {user.get(name, name)!r}: ReuseFactor {rf} does not divide its {n_in}x{n_out} kernel the "
-            f"way hls4ml needs; valid: {', '.join(map(str, valid[:24]))}{' ...' if len(valid) > 24 else ''}"
-        )
+        raise _refuse(user.get(name, name), rf, n_in, n_out, list(valid))

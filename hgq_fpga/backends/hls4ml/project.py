@@ -217,7 +217,9 @@ def _write_project(graph: Graph, target: Path, options: dict[str, Any], test_inp
     from ...compat.hls4ml import ProjectGraph, keep_marked_quantizers
     from ...emulator import emulate_mantissas
 
-    from .config import hls_layer_settings
+    from hls4ml.backends import get_backend
+
+    from .config import check_requested_reuse, check_reuse_factors, hls_layer_settings
     from .stream import install_stream_quantizers
 
     layers, ins, outs, origin = graph_to_layer_list(graph)
@@ -237,10 +239,12 @@ def _write_project(graph: Graph, target: Path, options: dict[str, Any], test_inp
         install_corrections()
         keep_marked_quantizers()
         install_stream_quantizers()
+        requested, user = _requested_reuse(layers, config, origin, nodes)
+        check_requested_reuse(get_backend(o["backend"]), layers, requested, user)
         with warnings.catch_warnings():  # hls4ml's 24-bit input rule, which fix_input_types replaces
             warnings.filterwarnings("ignore", message="Saturation mode .* may compromise bit-exactness")
             hls_model = ProjectGraph.from_layer_list(config, layers, ins, outs)
-        _check_reuse(hls_model, layers, config, origin, nodes)
+        check_reuse_factors(hls_model, requested, user)
         fix_input_types(hls_model)
         if o["strategy"] != "distributed_arithmetic":  # DA: da4ml's traced logic absorbs the quantizers
             _refuse_wrong_types(hls_model, graph, origin)
@@ -258,17 +262,15 @@ def _write_project(graph: Graph, target: Path, options: dict[str, Any], test_inp
     return hls_model
 
 
-def _check_reuse(hls_model: Any, layers: list[dict[str, Any]], config: dict[str, Any], origin: dict[str, str],
-                 nodes: dict[str, Any]) -> None:
-    """Every dense/conv layer got the reuse factor asked for (hls4ml silently takes the closest valid one)."""
-    from .config import check_reuse_factors
-
+def _requested_reuse(layers: list[dict[str, Any]], config: dict[str, Any], origin: dict[str, str],
+                     nodes: dict[str, Any]) -> tuple[dict[str, int], dict[str, str]]:
+    """``({hls dense/conv layer: reuse factor asked for}, {hls layer: the user's layer name})``."""
     default = config["HLSConfig"]["Model"]["ReuseFactor"]
     per_layer = config["HLSConfig"]["LayerName"]
     requested = {d["name"]: per_layer.get(d["name"], {}).get("ReuseFactor", default) for d in layers
                  if d["class_name"] in ("Dense", "Conv1D", "Conv2D")}
     user = {name: getattr(nodes.get(origin.get(name, "")), "layer", name) for name in requested}
-    check_reuse_factors(hls_model, requested, user)
+    return requested, user
 
 
 def _refuse_wrong_types(hls_model: Any, graph: Graph, origin: dict[str, str]) -> None:
