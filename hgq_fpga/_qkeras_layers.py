@@ -28,10 +28,15 @@ from ._qkeras_formats import (
     _log2_int,
     _weight_values,
 )
+from ._qkeras_float32 import _exact, _Float32Affine
 from .compat.keras import qkeras_pruning_mask
 
 #: QSoftmax's table formats for an imported float softmax (finer than QSoftmax's defaults)
 SOFTMAX_BITS = {"exp_f": 12, "inv_bits": 14, "inv_f": 14, "out_f": 12}
+
+#: the epsilon of an imported batch normalization: 1 - 2**-10 + 2**-10 is exactly 1 in float32, so
+#: moving_variance = 1 - 2**-10 makes its scale exactly gamma (= QKeras's float32 ``inv``)
+BN_EPSILON = 2.0**-10
 
 #: float32 holds every integer below 2**24 exactly: QKeras's float sums are exact below it
 FLOAT32_EXACT = 2**24
@@ -45,6 +50,26 @@ class _Value:
     grid: _Grid | None
     pending: tuple[str, str, _Format] | None = None  # (QKeras layer, activation, format) held back
     flushed: Any = None  # the QActivation emitted for ``pending`` (once, however many readers)
+    float32: _Float32Affine | None = None  # QKeras computes this tensor in float32 (a batch normalization)
+
+    def settle(self, fmt: _Format | None = None) -> None:
+        """The reader quantizes with ``fmt`` (None: reads the value as it is): QKeras's float32 rounding
+        must not show (:meth:`_Float32Affine.check`)."""
+        if self.float32 is not None:
+            self.float32.check(fmt)
+
+
+def _affine_grid(grid: _Grid, inv: np.ndarray, res: np.ndarray) -> _Grid:
+    """Exact grid of ``x * inv_c + res_c`` over every channel ``c``, ``x`` on ``grid``."""
+    terms = [(_exact(float(a)), _exact(float(b))) for a, b in zip(inv, res)]
+    f = max(max(grid.f + pa, pb) for (_, pa), (_, pb) in terms)
+    lo = hi = None
+    for (a, pa), (b, pb) in terms:
+        ends = [m * a << (f - grid.f - pa) for m in (grid.lo, grid.hi)]
+        shift = b << (f - pb)
+        lo = min(min(ends) + shift, lo if lo is not None else min(ends) + shift)
+        hi = max(max(ends) + shift, hi if hi is not None else max(ends) + shift)
+    return _Grid(f, int(lo), int(hi))  # type: ignore[arg-type]
 
 
 def _union(grids: list[_Grid]) -> _Grid:
@@ -66,12 +91,16 @@ class _Converter:
         self.qk = importlib.import_module("qkeras")
         self.inputs_on_grid = inputs_on_grid
         self.weights: list[tuple[Any, Any, np.ndarray, np.ndarray]] = []  # (quantizer, var, values, f)
+        self.batchnorms: list[tuple[Any, np.ndarray, np.ndarray]] = []  # (QBatchNormalization, inv, res)
 
     def activation(self, name: str, q: Any, v: _Value) -> _Value:
         """A QKeras activation; a quantizer is held back (``pending``) for the next quantized layer."""
         if getattr(q, "__name__", None) == "softmax":
             return self.softmax(name, v)
         act, fmt = _activation_format(name, q, v.grid, self.inputs_on_grid)
+        if fmt is not None and v.pending is None:
+            v.settle(fmt)  # the quantizer reads QKeras's float32 value directly
+            return _Value(v.x, fmt.grid(), (name, act, fmt))
         if fmt is None:
             if act == "linear":
                 return v
@@ -85,6 +114,7 @@ class _Converter:
         from .layers import QActivation
 
         if v.pending is None:
+            v.settle()
             return v.x
         if v.flushed is None:
             name, act, fmt = v.pending
@@ -93,6 +123,7 @@ class _Converter:
 
     def input_format(self, layer: str, v: _Value, why: str) -> _Format:
         """The held-back quantizer, or a format that changes no value the input can take."""
+        v.settle(v.pending[2] if v.pending is not None else None)
         if v.pending is not None:
             return v.pending[2]
         return _identity_format(layer, v.grid, why)
@@ -101,6 +132,7 @@ class _Converter:
         """hgq_fpga's table softmax (as hls4ml's): its input rounded to at most ``table_bits`` bits."""
         from .layers import QSoftmax
 
+        v.settle(v.pending[2] if v.pending is not None else None)
         if v.pending is not None:
             fmt = v.pending[2]
         elif v.grid is None:
@@ -189,6 +221,8 @@ class _Converter:
 
         name, cls = layer.name, type(layer).__name__
         pending = {val.pending[2] for val in values if val.pending is not None}
+        for val in values:
+            val.settle(val.pending[2] if val.pending is not None else None)
         grids = [val.grid for val in values]
         if len(pending) == 1 and all(val.pending is not None for val in values):
             fmt = pending.pop()  # one quantizer on every input: the merge's own input quantizer
@@ -209,7 +243,9 @@ class _Converter:
     def plain(self, layer: Any, v: _Value) -> _Value:
         name, cls = layer.name, type(layer).__name__
         if isinstance(layer, (keras.layers.Flatten, keras.layers.Reshape, keras.layers.Dropout)):
-            return _Value(type(layer).from_config(layer.get_config())(v.x), v.grid, v.pending)
+            return _Value(type(layer).from_config(layer.get_config())(v.x), v.grid, v.pending, float32=v.float32)
+        if type(layer) is keras.layers.BatchNormalization:
+            return self.batchnorm(layer, v)
         if isinstance(layer, keras.layers.Activation):
             return self.activation(name, layer.activation, v)
         if isinstance(layer, keras.layers.Softmax) and layer.axis in (-1, len(v.x.shape) - 1):
@@ -225,10 +261,38 @@ class _Converter:
         raise _fail(
             name, f"{what} ({cls}) cannot be converted exactly; supported are QDense, QConv1D, "
             "QConv2D, QDenseBatchnorm, QConv2DBatchnorm, QActivation, Activation/ReLU (relu, linear, "
-            "softmax), Softmax, Add, Concatenate, Flatten, Reshape, Dropout, Max/AveragePooling1D/2D", cls,
-            "Remove or replace it (a float BatchNormalization: use QKeras's QDenseBatchnorm or "
-            "QConv2DBatchnorm, which fold it into quantized weights) and retrain.",
+            "softmax), Softmax, Add, Concatenate, BatchNormalization, Flatten, Reshape, Dropout, "
+            "Max/AveragePooling1D/2D", cls,
+            "Remove or replace it and retrain.",
         )
+
+    def batchnorm(self, layer: Any, v: _Value) -> _Value:
+        """A float ``BatchNormalization``: ``x * inv + res`` with Keras's float32 constants, exact in
+        fixed point; whoever reads it must not see QKeras's float32 rounding (:mod:`._qkeras_float32`)."""
+        from .layers import QBatchNormalization
+
+        name, ops = layer.name, keras.ops
+        axes = layer.axis if isinstance(layer.axis, (list, tuple)) else [layer.axis]
+        if len(axes) != 1 or axes[0] not in (-1, len(v.x.shape) - 1):
+            raise _fail(name, "only a batch normalization over the last (channel) axis converts",
+                        f"axis={layer.axis}", "Use axis=-1 (channels_last).")
+        fmt = self.input_format(name, v, "BatchNormalization")
+        inv = ops.rsqrt(layer.moving_variance + layer.epsilon)  # TensorFlow's batch_normalization, step by step
+        if layer.scale:
+            inv = inv * layer.gamma
+        res = -layer.moving_mean * inv if not layer.center else layer.beta - layer.moving_mean * inv
+        inv32, res32 = (np.asarray(ops.convert_to_numpy(t), np.float32).reshape(-1) for t in (inv, res))
+        f_s, f_o = (np.array([max(_exact(float(t))[1], 0) for t in a], np.float32) for a in (inv32, res32))
+
+        def exact_q(f: np.ndarray) -> dict[str, Any]:
+            return {"f0": 0.0, "f_min": -12.0, "f_max": float(max(24, int(f.max()))), "rounding": "RND_CONV"}
+
+        new = QBatchNormalization(input_quantizer=_act_quantizer(fmt, tuple(v.x.shape)), kernel_quantizer=exact_q(f_s),
+                                  bias_quantizer=exact_q(f_o), epsilon=BN_EPSILON, name=name)
+        out = new(v.x)
+        self.batchnorms.append((new, inv32, res32))
+        grid = v.grid if v.grid is not None else fmt.grid()
+        return _Value(out, _affine_grid(grid, inv32, res32), float32=_Float32Affine(name, grid, inv32, res32))
 
     def pool(self, layer: Any, v: _Value) -> _Value | None:
         from .layers import QAveragePooling1D, QAveragePooling2D, QMaxPooling1D, QMaxPooling2D

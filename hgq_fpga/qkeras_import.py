@@ -59,6 +59,9 @@ QKeras                                      hgq_fpga
                                             float32 steps
 ``Add``, ``Concatenate``                    ``QAdd``, ``QConcatenate`` (one input quantizer if every
                                             input has the same held-back one, else exact formats)
+float ``BatchNormalization``               ``QBatchNormalization`` with Keras's float32 scale and
+                                            offset held exactly, where the float32 rounding cannot
+                                            show (:mod:`hgq_fpga._qkeras_float32`)
 ``Activation("softmax")``, ``Softmax``      ``QSoftmax`` (tables, 12-bit input): not bit-identical
                                             to QKeras's float softmax
 ``Flatten``, ``Reshape``, ``Dropout``       the same Keras layer
@@ -84,8 +87,8 @@ rounding; ``qnoise_factor < 1``; ``quantized_relu`` with ``use_sigmoid`` or
 ``quantized_po2`` activations, binary/ternary and every other quantizer;
 a ``QDense``/``QConv`` without kernel or bias quantizer, or whose input is
 not quantized (put a ``QActivation(quantized_bits(...))`` after the input);
-a float ``BatchNormalization`` (float32 scaling, not fixed point: use the
-``...Batchnorm`` layers), layers with several inputs other than ``Add`` and
+a float ``BatchNormalization`` whose float32 rounding would change what the
+next layer reads (use the ``...Batchnorm`` layers), layers with several inputs other than ``Add`` and
 ``Concatenate``, nested models and any other layer; a layer whose sums
 exceed 2**24 steps of its grid (QKeras's float32 would round them).
 
@@ -157,6 +160,21 @@ def _convert_node(conv: _Converter, layer: Any, srcs: list[_Value]) -> _Value:
     return conv.plain(layer, srcs[0])
 
 
+def _set_batchnorms(conv: _Converter) -> None:
+    """Imported batch normalizations: scale ``gamma = inv`` and offset ``beta = res`` exactly (mean 0, and
+    a variance whose sum with epsilon is 1), each held at its own fractional bits."""
+    from ._qkeras_float32 import _exact
+    from ._qkeras_layers import BN_EPSILON
+
+    for layer, inv, res in conv.batchnorms:
+        layer.gamma.assign(inv)
+        layer.beta.assign(res)
+        layer.moving_mean.assign(np.zeros_like(inv))
+        layer.moving_variance.assign(np.full_like(inv, 1.0 - BN_EPSILON))
+        for quantizer, values in ((layer.kernel_quantizer, inv), (layer.bias_quantizer, res)):
+            quantizer.set_f(np.array([max(_exact(float(t))[1], 0) for t in values], np.float32))
+
+
 def _rebuild(model: keras.Model, inputs_on_grid: bool) -> keras.Model:
     """The hgq_fpga model of a checked QKeras model, with its weights and fractional bits set, calibrated.
 
@@ -186,6 +204,7 @@ def _rebuild(model: keras.Model, inputs_on_grid: bool) -> keras.Model:
     for quantizer, var, values_, f in conv.weights:
         var.assign(np.asarray(values_, var.dtype))
         quantizer.set_f(f.astype(np.float32))
+    _set_batchnorms(conv)
     for _, q in iter_quantizers(new_model):
         if isinstance(q, ActivationQuantizer):  # k and i are fixed: nothing to learn from data
             q.state.assign(np.float32(CALIBRATED))

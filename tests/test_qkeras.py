@@ -236,6 +236,59 @@ def test_verify_keras_emulator_csim_on_grid_inputs() -> None:
     assert result.ok, str(result)
 
 
+def _bn_model(seed: int, wide: bool) -> keras.Model:
+    """A float BatchNormalization after a quantizer (narrow input grid) or after a QDense (wide grid)."""
+    x = keras.Input((6, 6, 3) if not wide else (10,))
+    h = QActivation(quantized_bits(8, 2, alpha=1) if not wide else quantized_bits(16, 5, alpha=1), name="q_in")(x)
+    if wide:
+        h = QDense(8, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 2, alpha=1),
+                   name="dense")(h)
+    h = keras.layers.BatchNormalization(name="bn")(h)
+    h = QActivation(quantized_relu(6, 2), name="relu")(h)
+    if not wide:
+        h = QConv2D(4, 3, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(6, 2, alpha=1),
+                    name="conv")(h)
+        h = keras.layers.BatchNormalization(name="bn2")(h)
+        h = QActivation(quantized_bits(6, 2, alpha=1), name="q2")(h)
+        h = keras.layers.Flatten()(h)
+    model = keras.Model(x, QDense(3, kernel_quantizer=quantized_bits(6, 0, alpha=1),
+                                  bias_quantizer=quantized_bits(6, 2, alpha=1), name="out")(h))
+    rng = np.random.default_rng(seed)
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            n = layer.gamma.shape[0]
+            layer.set_weights([rng.normal(1, 0.3, n), rng.normal(0, 0.5, n), rng.normal(0, 1, n),
+                               rng.uniform(0.3, 3, n)])
+        elif layer.weights:
+            layer.set_weights([rng.normal(0.0, 0.7, w.shape).astype("float32") for w in layer.get_weights()])
+    return model
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("seed", [1, 3])
+def test_float_batchnorm_converts_where_its_float32_rounding_cannot_show(seed: int) -> None:
+    """Keras's float32 x * inv + res, taken with the very float32 constants and computed exactly: the
+    quantizers after it see the same on every input (checked near each of their rounding boundaries)."""
+    qmodel = _bn_model(seed, wide=False)
+    model = from_qkeras(qmodel)
+    bn = model.get_layer("bn")
+    np.testing.assert_array_equal(np.asarray(bn.qkernel), np.asarray(
+        keras.ops.rsqrt(qmodel.get_layer("bn").moving_variance + qmodel.get_layer("bn").epsilon)
+        * qmodel.get_layer("bn").gamma))
+    x = _inputs((6, 6, 3), f=5, lo=-4.0, hi=4.0 - 2**-5, n_random=300)
+    _assert_bit_identical(qmodel, model, x)
+    result = hgq_fpga.verify(model, x)
+    assert result.ok, str(result)
+
+
+def test_float_batchnorm_is_refused_where_its_float32_rounding_shows() -> None:
+    """After a QDense the input grid has about 10 million values per channel; QKeras's
+    float32 rounding changes what the next quantizer gives on a few of them: refused, with the count."""
+    with pytest.raises(UnsupportedQKerasModel, match=r"layer 'bn': QKeras computes this BatchNormalization in "
+                       r"float32, and the rounding shows: .* on \d+ input values"):
+        from_qkeras(_bn_model(1, wide=True))
+
+
 # ---------------------------------------------------------------- refusals
 
 

@@ -224,7 +224,18 @@ def agrees(a: ApType, b: ApType, d: Domain) -> bool:
         return False
     if not overflows(a, d) and not overflows(b, d):
         return True
-    return (a.lo, a.hi) == (b.lo, b.hi) and _overflow_kind(a) == _overflow_kind(b)
+    kind = _overflow_kind(a)
+    if kind != _overflow_kind(b):
+        return False
+    if (a.lo, a.hi) == (b.lo, b.hi):
+        return True
+    if kind == "WRAP" or not d.bounded:
+        return False
+    # saturation side by side: a side where the bounds differ must not be reached by either type
+    # (both round alike here: same bits and mode, or no rounding at all)
+    low = a.lo == b.lo or min(a.round(d.lo), b.round(d.lo)) >= max(a.lo, b.lo)  # type: ignore[arg-type]
+    high = a.hi == b.hi or max(a.round(d.hi), b.round(d.hi)) <= min(a.hi, b.hi)  # type: ignore[arg-type]
+    return low and high
 
 
 def refines(t: ApType, q: ApType, d: Domain) -> bool:

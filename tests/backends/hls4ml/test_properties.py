@@ -169,6 +169,19 @@ def test_random_models_keras_equals_emulator(spec, tally):
                          f"vs emulator {expected[tuple(bad[0])]}"
 
 
+def _cause(message: str) -> str:
+    """A short name for why a model was refused (the tally counts refusals by cause)."""
+    for words, cause in (("fuses the two quantizers", "a TRN quantizer chain hls4ml fuses wrongly"),
+                         ("does not give what", "a fused type differs from its quantizer"),
+                         ("cannot hold", "a type cannot hold its values"),
+                         ("that the quantizer of layer", "a type changes what a quantizer reads"),
+                         ("overflows on", "a type overflows before a ReLU or max pooling"),
+                         ("accumulator", "an accumulator is too narrow")):
+        if words in message:
+            return cause
+    return "another type problem"
+
+
 @pytest.mark.slow
 @seed(SEED)
 @settings(BOUNDED, max_examples=MODEL_EXAMPLES_CSIM)
@@ -184,6 +197,7 @@ def test_random_models_three_way_with_csim(spec, tally):
     except UnsupportedForHls4ml as e:
         assert "layer '" in str(e) and "Nothing was written" in str(e) or "hls4ml 1.3.0" in str(e), str(e)
         tally["random models, three-way with C simulation: refused with a clear error"] += 1
+        tally[f"random models, three-way with C simulation: refused because {_cause(str(e))}"] += 1
         return
     tally["random models, three-way with C simulation: models"] += 1
     tally[f"random models, three-way with C simulation: first quantizer {spec['first']}"] += 1
