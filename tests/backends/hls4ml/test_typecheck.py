@@ -162,3 +162,27 @@ def test_doubles_truncated_54_bits_finer_round_the_same(q, x, near, tally):
     assert refines(t, q, Domain(None, None, 10**6, doubles=True)) or q.overflow != "WRAP" or q.rounding in SIGN_DEPENDENT
     truncated = np.array([float(t.cast(Fraction(v))) for v in values])  # exact: t is far wider than float64
     np.testing.assert_array_equal(cast(q, truncated), cast(q, values))
+
+
+def test_saturating_types_with_different_bounds_agree_only_where_it_holds(tally):
+    """``agrees`` accepts two saturating types whose bounds differ on a side the values never reach
+    (hls4ml drops an unused integer bit of a quantizer): brute force against ``quantize`` on every value."""
+    import random
+
+    rng = random.Random(18)
+    modes = ("TRN", "RND", "RND_CONV", "TRN_ZERO", "RND_ZERO", "RND_MIN_INF", "RND_INF")
+    overflows = ("WRAP", "SAT", "SAT_SYM", "SAT_ZERO")
+    accepted = 0
+    for _ in range(20000):
+        w = rng.randint(1, 7)
+        a = ApType(rng.random() < 0.5, w, rng.randint(-2, w + 2), rng.choice(modes), rng.choice(overflows))
+        b = ApType(rng.random() < 0.5, rng.randint(1, 7), rng.randint(-2, 8), a.rounding, a.overflow)
+        g, lo = rng.randint(-1, 6), rng.randint(-40, 40)
+        hi = lo + rng.randint(0, 40)
+        d = Domain(Fraction(lo) / 2**g, Fraction(hi) / 2**g, g)
+        if agrees(a, b, d) and (a.lo, a.hi) != (b.lo, b.hi):
+            accepted += 1
+            x = points(d)
+            assert np.array_equal(cast(a, x), cast(b, x)), (a, b, d)
+    tally["type-check: saturating pairs with different bounds accepted and brute-forced"] += accepted
+    assert accepted > 100
