@@ -254,15 +254,23 @@ def refines(t: ApType, q: ApType, d: Domain) -> bool:
             return False
     if not overflows(t, d):
         return True
-    if q.rounding in SIGN_DEPENDENT and (d.constant or d.grid > q.f):
-        return False  # t's wrap or saturation moves x across 0 before q rounds towards (or away from) it
     kind, t_kind = _overflow_kind(q), _overflow_kind(t)
-    if kind == "SAT_ZERO":  # what t saturates must stay outside q's range (q makes it 0 as from x)
-        return (t_kind == "SAT_ZERO" and t.lo <= q.lo and t.hi >= q.hi) or \
-            (t_kind == "SAT" and t.lo < q.lo and t.hi > q.hi)
-    if kind == "SAT":
-        return t_kind == "SAT" and t.lo <= q.lo and t.hi >= q.hi
-    return t.overflow == "WRAP" and t.integer >= q.integer
+    if kind == "WRAP":
+        if q.rounding in SIGN_DEPENDENT and (d.constant or d.grid > q.f):
+            return False  # t's wrap moves x across 0 before q rounds towards (or away from) it
+        return t.overflow == "WRAP" and t.integer >= q.integer
+    # saturating q, side by side: a side where t overflows must give what q gives beyond it
+    low = not d.bounded or t.round(d.lo) < t.lo  # type: ignore[arg-type]
+    high = not d.bounded or t.round(d.hi) > t.hi  # type: ignore[arg-type]
+    if kind == "SAT":  # t must saturate too, beyond q's bounds (q(t.lo) = q.lo = q(x) for x < t.lo)
+        return t_kind == "SAT" and (not low or t.lo <= q.lo) and (not high or t.hi >= q.hi)
+    if t_kind == "WRAP":
+        return False
+    # q gives 0 beyond its range: t's extreme (or its 0) must still leave q's range once q rounds it;
+    # an unsigned q also gives 0 below a t extreme that it rounds to 0
+    low_ok = not low or q.round(t.lo) < q.lo or (q.lo == 0 and q.round(t.lo) == 0)
+    high_ok = not high or q.round(t.hi) > q.hi
+    return low_ok and high_ok
 
 
 @dataclass

@@ -186,3 +186,27 @@ def test_saturating_types_with_different_bounds_agree_only_where_it_holds(tally)
             assert np.array_equal(cast(a, x), cast(b, x)), (a, b, d)
     tally["type-check: saturating pairs with different bounds accepted and brute-forced"] += accepted
     assert accepted > 100
+
+
+def test_refines_brute_forced_on_random_types_and_ranges(tally):
+    """``refines`` against ``quantize`` on every value of 20,000 random (type, quantizer, range) triples,
+    ranges reaching beyond both types. (Its saturation-to-zero rule once accepted a type whose saturated
+    extreme the quantizer rounds back into its range: 17 of 9,090 accepted cases were wrong.)"""
+    import random
+
+    rng = random.Random(1812)
+    modes = ("TRN", "RND", "RND_CONV", "TRN_ZERO", "RND_ZERO", "RND_MIN_INF", "RND_INF")
+    overflows = ("WRAP", "SAT", "SAT_SYM", "SAT_ZERO")
+    accepted = 0
+    for _ in range(20000):
+        wt, wq = rng.randint(1, 10), rng.randint(1, 7)
+        t = ApType(rng.random() < 0.5, wt, rng.randint(-2, wt + 1), rng.choice(modes), rng.choice(overflows))
+        q = ApType(rng.random() < 0.5, wq, rng.randint(-2, wq + 1), rng.choice(modes), rng.choice(overflows))
+        g, lo = rng.randint(-1, 8), rng.randint(-400, 400)
+        d = Domain(Fraction(lo) / 2**g, Fraction(lo + rng.randint(0, 400)) / 2**g, g)
+        if refines(t, q, d):
+            accepted += 1
+            x = points(d)
+            assert np.array_equal(cast(q, cast(t, x)), cast(q, x)), (t, q, d)
+    tally["type-check: refines brute-forced, accepted cases"] += accepted
+    assert accepted > 1000
