@@ -50,7 +50,7 @@ class _Value:
     grid: _Grid | None
     pending: tuple[str, str, _Format] | None = None  # (QKeras layer, activation, format) held back
     flushed: Any = None  # the QActivation emitted for ``pending`` (once, however many readers)
-    float32: _Float32Affine | None = None  # QKeras computes this tensor in float32 (a batch normalization)
+    float32: _Float32Affine | None = None  # QKeras computes it in float32 (a batch normalization; no pending)
 
     def settle(self, fmt: _Format | None = None) -> None:
         """The reader quantizes with ``fmt`` (None: reads the value as it is): QKeras's float32 rounding
@@ -123,7 +123,7 @@ class _Converter:
 
     def input_format(self, layer: str, v: _Value, why: str) -> _Format:
         """The held-back quantizer, or a format that changes no value the input can take."""
-        v.settle(v.pending[2] if v.pending is not None else None)
+        v.settle()  # a batch normalization's output (never a held-back quantizer) read as it is
         if v.pending is not None:
             return v.pending[2]
         return _identity_format(layer, v.grid, why)
@@ -132,7 +132,6 @@ class _Converter:
         """hgq_fpga's table softmax (as hls4ml's): its input rounded to at most ``table_bits`` bits."""
         from .layers import QSoftmax
 
-        v.settle(v.pending[2] if v.pending is not None else None)
         if v.pending is not None:
             fmt = v.pending[2]
         elif v.grid is None:
@@ -141,6 +140,7 @@ class _Converter:
             k, i, f = v.grid.kif()
             top = 12  # QSoftmax's default table_bits
             fmt = _Format(k, i, min(f, top - k - i), "RND" if f > top - k - i else "TRN", "SAT")
+        v.settle(fmt)  # its input quantizer reads a batch normalization's float32 output directly
         if len(v.x.shape) != 2:
             raise _fail(name, "softmax is converted over the last axis of a (batch, n) tensor",
                         f"shape {tuple(v.x.shape)}", "Flatten before the softmax.")
@@ -222,7 +222,7 @@ class _Converter:
         name, cls = layer.name, type(layer).__name__
         pending = {val.pending[2] for val in values if val.pending is not None}
         for val in values:
-            val.settle(val.pending[2] if val.pending is not None else None)
+            val.settle()
         grids = [val.grid for val in values]
         if len(pending) == 1 and all(val.pending is not None for val in values):
             fmt = pending.pop()  # one quantizer on every input: the merge's own input quantizer

@@ -223,8 +223,9 @@ def from_qkeras(model: keras.Model, calibration_data: Any = None, *, inputs_on_g
     guarantee are documented in :mod:`hgq_fpga.qkeras_import`.
 
     Args:
-        model: a built QKeras model (``qkeras-v3``, Keras 3, TensorFlow
-            backend) with one input, one output and one path through its layers.
+        model: a built QKeras model (``qkeras-v3``, Keras 3, TensorFlow backend): Sequential or
+            functional (branches, ``Add``, ``Concatenate``, several inputs or outputs), as built or
+            as loaded from a file.
         calibration_data: optional samples. Not needed: every activation format is fixed by its
             QKeras quantizer, so the model comes back calibrated and ready for :func:`hgq_fpga.verify`,
             :func:`hgq_fpga.estimate` and :func:`hgq_fpga.to_hls4ml`. When given,
