@@ -250,7 +250,7 @@ def _check_accumulator(w: Walk, node: ir.Op, layer: Any, out: ApType, d: Domain)
 
 def _visit(w: Walk, hname: str, layer: Any, node: ir.Op) -> None:
     if isinstance(node, ir.Reshape):  # in place in io_parallel; in io_stream a repacking of the same type
-        _check_added(w, hname, layer)
+        _check_added(w, hname, layer, w.domain(node.outputs[0]))
         return
     t = ApType.of(layer.get_output_variable().type.precision)
     what = f"the result (hls4ml variable of {hname})"
@@ -301,8 +301,9 @@ def _combine(node: ir.Op, a: Domain, b: Domain) -> Domain:
 MOVERS = ("ZeroPadding1D", "ZeroPadding2D", "Clone", "Repack", "Reshape")
 
 
-def _check_added(w: Walk, hname: str, layer: Any) -> None:
-    """A layer hls4ml added itself must move values unchanged: every output of its input's very type."""
+def _check_added(w: Walk, hname: str, layer: Any, moved: Domain | None = None) -> None:
+    """A layer that only moves values (hls4ml's own, or a reshape) must pass them on unchanged: every
+    output of its input's very type. ``moved``: the values, where the IR knows them."""
     kind = next((m for m in MOVERS if m in type(layer).__name__), None)
     if kind is None:
         w.problems.append(TypeProblem(None, f"hls4ml's own layer {hname} ({type(layer).__name__})", "?",
@@ -315,7 +316,7 @@ def _check_added(w: Walk, hname: str, layer: Any) -> None:
             w.problems.append(TypeProblem(None, f"hls4ml's own layer {hname} ({type(layer).__name__})", str(t),
                                           f"changes the type of the values it passes on ({src})"))
             return
-    w.held[hname] = w.held.get(layer.inputs[0], Domain(None, None, UNBOUNDED, doubles=True))
+    w.held[hname] = w.held.get(layer.inputs[0], moved or Domain(None, None, UNBOUNDED, doubles=True))
 
 
 def check_types(hls_model: Any, graph: Graph, origin: dict[str, str]) -> list[TypeProblem]:
