@@ -25,8 +25,10 @@ from typing import Any
 
 import numpy as np
 
-from ._qkeras_formats import UnsupportedQKerasModel, _fail, _Format, _Grid
+from ._qkeras_formats import _fail, _Format, _Grid
 from .fixed.core import IntegerOps, overflow_mantissa, round_shift
+
+__all__ = ["MAX_CHECKED"]
 
 #: most input values x channels enumerated to check one batch normalization
 MAX_CHECKED = 2**21
@@ -145,6 +147,3 @@ class _Float32Affine:
         want = _quantized(exact, scale, fmt)
         seen = [_quantized(_at(separate, scale), scale, fmt), _quantized(_round_to_float32(exact, scale), scale, fmt)]
         return int(max(np.sum(s != want) for s in seen))
-
-
-__all__ = ["MAX_CHECKED", "UnsupportedQKerasModel"]

@@ -32,7 +32,7 @@ from ._qkeras_float32 import _exact, _Float32Affine
 from .compat.keras import qkeras_pruning_mask
 
 #: QSoftmax's table formats for an imported float softmax (finer than QSoftmax's defaults)
-SOFTMAX_BITS = {"exp_f": 12, "inv_bits": 14, "inv_f": 14, "out_f": 12}
+SOFTMAX_BITS = {"exp_f": 12, "inv_bits": 14, "inv_f": 14, "out_f": 12, "table_bits": 12}
 
 #: the epsilon of an imported batch normalization: 1 - 2**-10 + 2**-10 is exactly 1 in float32, so
 #: moving_variance = 1 - 2**-10 makes its scale exactly gamma (= QKeras's float32 ``inv``)
@@ -91,7 +91,8 @@ class _Converter:
         self.qk = importlib.import_module("qkeras")
         self.inputs_on_grid = inputs_on_grid
         self.weights: list[tuple[Any, Any, np.ndarray, np.ndarray]] = []  # (quantizer, var, values, f)
-        self.batchnorms: list[tuple[Any, np.ndarray, np.ndarray]] = []  # (QBatchNormalization, inv, res)
+        # (QBatchNormalization, inv, res, fractional bits of inv, of res)
+        self.batchnorms: list[tuple[Any, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
 
     def activation(self, name: str, q: Any, v: _Value) -> _Value:
         """A QKeras activation; a quantizer is held back (``pending``) for the next quantized layer."""
@@ -138,7 +139,7 @@ class _Converter:
             fmt = _identity_format(name, None, "softmax")
         else:
             k, i, f = v.grid.kif()
-            top = 12  # QSoftmax's default table_bits
+            top = SOFTMAX_BITS["table_bits"]  # the exp table's index width
             fmt = _Format(k, i, min(f, top - k - i), "RND" if f > top - k - i else "TRN", "SAT")
         v.settle(fmt)  # its input quantizer reads a batch normalization's float32 output directly
         if len(v.x.shape) != 2:
@@ -290,7 +291,7 @@ class _Converter:
         new = QBatchNormalization(input_quantizer=_act_quantizer(fmt, tuple(v.x.shape)), kernel_quantizer=exact_q(f_s),
                                   bias_quantizer=exact_q(f_o), epsilon=BN_EPSILON, name=name)
         out = new(v.x)
-        self.batchnorms.append((new, inv32, res32))
+        self.batchnorms.append((new, inv32, res32, f_s, f_o))
         grid = v.grid if v.grid is not None else fmt.grid()
         return _Value(out, _affine_grid(grid, inv32, res32), float32=_Float32Affine(name, grid, inv32, res32))
 

@@ -163,16 +163,15 @@ def _convert_node(conv: _Converter, layer: Any, srcs: list[_Value]) -> _Value:
 def _set_batchnorms(conv: _Converter) -> None:
     """Imported batch normalizations: scale ``gamma = inv`` and offset ``beta = res`` exactly (mean 0, and
     a variance whose sum with epsilon is 1), each held at its own fractional bits."""
-    from ._qkeras_float32 import _exact
     from ._qkeras_layers import BN_EPSILON
 
-    for layer, inv, res in conv.batchnorms:
+    for layer, inv, res, f_inv, f_res in conv.batchnorms:
         layer.gamma.assign(inv)
         layer.beta.assign(res)
         layer.moving_mean.assign(np.zeros_like(inv))
         layer.moving_variance.assign(np.full_like(inv, 1.0 - BN_EPSILON))
-        for quantizer, values in ((layer.kernel_quantizer, inv), (layer.bias_quantizer, res)):
-            quantizer.set_f(np.array([max(_exact(float(t))[1], 0) for t in values], np.float32))
+        layer.kernel_quantizer.set_f(f_inv)
+        layer.bias_quantizer.set_f(f_res)
 
 
 def _rebuild(model: keras.Model, inputs_on_grid: bool) -> keras.Model:
