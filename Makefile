@@ -38,14 +38,17 @@ demo: $(VENV)/.base
 test: tools test-tf test-jax
 
 # yosys and Icarus Verilog (Debian packages): the open-source ground truth of
-# the resource estimator, used by tests/resources. Installed with apt when
-# missing and allowed (root, or password-less sudo); otherwise a clear message.
+# the resource estimator, used by tests/resources; Chromium renders the HTML
+# report headless in tests/test_report.py. Installed with apt when missing and
+# allowed (root, or password-less sudo); otherwise a clear message.
+TOOLS := yosys iverilog chromium
 tools:
-	@if command -v yosys >/dev/null && command -v iverilog >/dev/null; then exit 0; fi; \
+	@missing=""; for t in $(TOOLS); do command -v $$t >/dev/null || missing="$$missing $$t"; done; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
 	if [ "$$(id -u)" -eq 0 ]; then SUDO=""; elif sudo -n true 2>/dev/null; then SUDO="sudo -n"; \
-	else echo "make tools: yosys and iverilog are missing and apt needs root:"; \
-	     echo "  sudo apt-get install yosys iverilog   (or conda install -c conda-forge yosys iverilog)"; exit 1; fi; \
-	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq yosys iverilog >/dev/null
+	else echo "make tools: missing:$$missing, and apt needs root:"; \
+	     echo "  sudo apt-get install$$missing   (or conda install -c conda-forge yosys iverilog)"; exit 1; fi; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq$$missing >/dev/null
 
 # da4ml's solver (distributed_arithmetic) is numba code that compiles for about 160 s in a
 # fresh environment; the tests' kernels are tiny and run interpreted in under a second, with
