@@ -7,6 +7,7 @@ training), per-layer reports, and validation by open-source synthesis.
   adder trees, cost per operation), which the RTL backend
   (:mod:`hgq_fpga.backends.rtl`) writes as Verilog;
 * :data:`COST` -- the cost rule of each IR operation (one registry entry each);
+* :func:`device` -- an FPGA part's LUTs, FFs, DSPs and block RAMs (utilization in %);
 * :func:`read_vendor_report` and :func:`fit_cost_model` -- tune the
   coefficients to Vivado/Vitis results of your own flow and part.
 """
@@ -22,6 +23,7 @@ from .estimate import (
 )
 from . import cost_rules  # noqa: F401  (registers the cost rules)
 from .analysis import COST, CircuitAnalysis, analyze
+from .parts import Device, device
 from .vendor import FitResult, VendorReport, fit_cost_model, read_vendor_report
 
 __all__ = [
@@ -31,10 +33,12 @@ __all__ = [
     "FEATURES",
     "STRATEGIES",
     "CostModel",
+    "Device",
     "FitResult",
     "LayerCost",
     "ResourceReport",
     "VendorReport",
+    "device",
     "estimate",
     "estimate_graph",
     "fit_cost_model",
