@@ -55,7 +55,27 @@ class BitSummary:
         )
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        return (f"BitSummary(n_weights={self.n_weights}, mean_weight_bits={self.mean_weight_bits:.2f}, "
+                f"pruned_fraction={self.pruned_fraction:.3f}, mean_activation_bits={self.mean_activation_bits:.2f}, "
+                f"layers={len(self.layers)})")
 
+    def _repr_html_(self) -> str:
+        """The per-layer table, for notebooks."""
+        from .tables import summary_table
+
+        return summary_table(self)
+
+    def to_pandas(self) -> Any:
+        """A ``pandas.DataFrame``, one row per layer (layer, n_weights, mean_weight_bits,
+        pruned_fraction, mean_activation_bits).
+
+        Raises:
+            ImportError: pandas is not installed.
+        """
+        from .tables import SUMMARY_COLUMNS, summary_rows, to_dataframe
+
+        return to_dataframe(SUMMARY_COLUMNS, summary_rows(self))
 
 
 def _weight_value(layer: keras.layers.Layer, q: WeightQuantizer) -> Any:

@@ -40,3 +40,18 @@ def test_ebops_penalty_is_a_loss_and_lowers_bits(rng):
         hgq_fpga.bit_summary(penalized).mean_weight_bits
         < hgq_fpga.bit_summary(plain).mean_weight_bits - 1.0
     )
+
+
+def test_bit_summary_in_a_notebook(rng):
+    model = keras.Sequential([keras.Input((6,)), QDense(5, name="d<&>"), QDense(2, name="e")])
+    summary = hgq_fpga.bit_summary(model)
+    r = repr(summary)
+    assert "\n" not in r and r.startswith(f"BitSummary(n_weights={summary.n_weights}, ")
+    assert r.endswith("layers=2)")
+    text = summary._repr_html_()
+    assert "<table" in text and "d&lt;&amp;&gt;" in text and "d<&>" not in text
+    assert text.count("<tr>") == 1 + 2 + 1  # header, two layers, total
+    df = summary.to_pandas()
+    assert list(df.columns) == ["layer", "n_weights", "mean_weight_bits", "pruned_fraction", "mean_activation_bits"]
+    assert list(df.layer) == ["d<&>", "e"] and df.n_weights.sum() == summary.n_weights
+    assert "total" in str(summary)  # __str__ unchanged

@@ -87,6 +87,26 @@ class ResourceReport:
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), **kwargs)
 
+    def __repr__(self) -> str:
+        return (f"ResourceReport(lut={self.lut:.0f}, dsp={self.dsp}, ebops={self.ebops:.0f}, "
+                f"layers={len(self.layers)}, strategy={self.strategy!r}, part={self.part!r})")
+
+    def _repr_html_(self) -> str:
+        """The per-layer table, for notebooks."""
+        from ..tables import resource_table
+
+        return resource_table(self)
+
+    def to_pandas(self) -> Any:
+        """A ``pandas.DataFrame``, one row per layer (layer, ops, lut, dsp, carry, ebops).
+
+        Raises:
+            ImportError: pandas is not installed.
+        """
+        from ..tables import RESOURCE_COLUMNS, resource_rows, to_dataframe
+
+        return to_dataframe(RESOURCE_COLUMNS, resource_rows(self))
+
     def __str__(self) -> str:
         head = f"{'layer':<24} {'ops':<26} {'LUT':>9} {'DSP':>5} {'CARRY':>7} {'EBOPs':>10}"
         lines = [f"Resource estimate ({self.strategy}, {self.part})", head, "-" * len(head)]

@@ -43,6 +43,27 @@ class VerifyResult:
     def ok(self) -> bool:
         return self.mismatches == 0
 
+    def __repr__(self) -> str:
+        return (f"VerifyResult(n_samples={self.n_samples}, ok={self.ok}, mismatches={self.mismatches}, "
+                f"outputs={len(self.outputs)})")
+
+    def _repr_html_(self) -> str:
+        """The verdict badge and the per-output table, for notebooks."""
+        from ...tables import verify_table
+
+        return verify_table(self)
+
+    def to_pandas(self) -> Any:
+        """A ``pandas.DataFrame``, one row per output (name, size, keras_vs_emulator,
+        csim_vs_emulator, first_mismatch).
+
+        Raises:
+            ImportError: pandas is not installed.
+        """
+        from ...tables import VERIFY_COLUMNS, to_dataframe, verify_rows
+
+        return to_dataframe(VERIFY_COLUMNS, verify_rows(self))
+
     def __str__(self) -> str:
         head = f"{'output':<24} {'values':>9} {'keras!=emu':>11} {'csim!=emu':>10}"
         lines = [f"verified {self.n_samples} samples: {'BIT-EXACT' if self.ok else 'MISMATCH'}", head]
