@@ -13,17 +13,19 @@ export PYTHONHASHSEED ?= 0
 
 .PHONY: demo test test-tf test-jax install install-test tools bench clean
 
+# PYTHONWARNINGS=ignore: setuptools warns on every editable install that a folder
+# named like the package could shadow it (hgq_fpga/ is that package).
 $(VENV)/.base: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip setuptools wheel
-	$(PY) -m pip install --quiet -e .
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e .
 	touch $@
 
 # qkeras-v3 (for hgq_fpga.from_qkeras) declares full tensorflow and
 # tensorflow-model-optimization, which would install a second TensorFlow beside
 # tensorflow-cpu; its imports need only networkx and six (in the test extra).
 $(VENV)/.test: $(VENV)/.base
-	$(PY) -m pip install --quiet -e ".[test]"
+	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e ".[test]"
 	$(PY) -m pip install --quiet --no-deps qkeras-v3==1.2.1
 	touch $@
 

@@ -180,9 +180,9 @@ def calibrate(
         raise ValueError(f"calibrate: batch_size must be >= 1. Received: batch_size={batch_size}")
     pairs = [(l, q) for l, q in iter_quantizers(model) if isinstance(q, ActivationQuantizer)]
     if not pairs:
-        raise ValueError(
-            f"calibrate: model {model.name!r} has no hgq_fpga activation quantizers to calibrate."
-        )
+        from .diagnosis import firmware_problem
+
+        raise ValueError(f"calibrate: {firmware_problem(model) or f'model {model.name!r} has no activation quantizers'}")
     n = arrays[0].shape[0]
     if n < FEW_SAMPLES:
         warnings.warn(

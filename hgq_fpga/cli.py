@@ -52,10 +52,17 @@ def _load_model(path: str, max_mib: float | None = None) -> Any:
         check_archive(path, max_total_bytes=limit)
     except (FileNotFoundError, ValueError) as e:
         raise CliError(str(e).replace("max_total_bytes=..., or ", "")) from None
+    from .startup import import_keras_quietly
+
+    import_keras_quietly()  # only now: a refused file never waits for (or prints) TensorFlow's start-up
     try:
         return load_model(path, max_total_bytes=limit)
-    except Exception as e:  # a file keras cannot read: say which and why
-        raise CliError(f"{path}: cannot load the model ({type(e).__name__}: {str(e).splitlines()[0][:300]})") from e
+    except ValueError as e:  # a file keras cannot read: says which and why
+        raise CliError(str(e)) from e
+
+
+#: the first bytes of the data files the CLI reads
+_NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
 
 
 def _load_data(path: str) -> Any:
@@ -64,6 +71,12 @@ def _load_data(path: str) -> Any:
     p = Path(path)
     if not p.is_file():
         raise CliError(f"{path}: no such file (expected .npy, or .npz with one array per model input)")
+    with open(p, "rb") as f:
+        head = f.read(6)
+    if not head.startswith((_NPY_MAGIC, _ZIP_MAGIC)):
+        kind = "a text file (CSV?)" if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head) else "not numpy data"
+        raise CliError(f"{path}: {kind}; expected a numpy .npy file (or .npz). Convert it, e.g. in Python: "
+                       f"np.save('data.npy', np.loadtxt({path!r}, delimiter=','))")
     try:
         data = np.load(p, allow_pickle=False)
     except Exception as e:
@@ -104,7 +117,12 @@ def _maybe_calibrate(model: Any, args: argparse.Namespace) -> None:
 
 def _model(args: argparse.Namespace) -> Any:
     """The subcommand's model: loaded safely, calibrated if asked, checked."""
+    from .diagnosis import firmware_problem
+
     model = _load_model(args.model, getattr(args, "max_model_mib", None))
+    problem = firmware_problem(model)
+    if problem is not None:
+        raise CliError(f"{args.model}: {problem}")
     _maybe_calibrate(model, args)
     return model
 
@@ -114,10 +132,32 @@ def _data(model: Any, path: str) -> Any:
     return _checked_inputs(model, _load_data(path), path)
 
 
-def _fresh_output(path: str, overwrite: bool) -> Path:
-    """Refuse an existing output (a dangling link too) before any work is done."""
+#: what marks a folder as one hgq-fpga wrote (and may replace with --overwrite)
+_MARKERS = {"project": "hls4ml_config.yml", "report": "report.html"}
+
+
+def _fresh_output(path: str, overwrite: bool, kind: str = "file", flag: str = "-o/--output") -> Path:
+    """Refuse an output that exists (a dangling link too) before any work is done, in the CLI's terms.
+
+    ``kind`` is ``"file"`` (with ``--overwrite``, a file or a link at ``path`` is
+    replaced, never written through), or ``"project"``/``"report"`` for a folder:
+    an existing folder is replaced with ``--overwrite`` only if it holds what
+    hgq-fpga writes there (``hls4ml_config.yml``, ``report.html``) or is empty.
+    """
     p = Path(path)
-    if os.path.lexists(p) and not overwrite:
+    if not os.path.lexists(p):
+        return p
+    what = "file" if kind == "file" else f"{kind} folder"
+    if kind != "file" and p.is_symlink():
+        raise CliError(f"{path} is a link; give {flag} a new {what} name (hgq-fpga never writes through links)")
+    if kind == "file" and p.is_dir() and not p.is_symlink():
+        raise CliError(f"{path} is a folder; give {flag} a file name (nothing was written)")
+    if kind != "file" and not p.is_dir():
+        raise CliError(f"{path} is a file, not a {what}; give {flag} a new folder name (nothing was written)")
+    if kind != "file" and any(p.iterdir()) and not (p / _MARKERS[kind]).is_file():
+        raise CliError(f"{path} is a folder with other files in it (no {_MARKERS[kind]}), not a {what} that "
+                       f"hgq-fpga wrote; --overwrite replaces only those. Give {flag} a new folder name")
+    if not overwrite:
         raise CliError(f"{path} exists; pass --overwrite to replace it (nothing was written)")
     return p
 
@@ -137,7 +177,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from .resources import estimate
 
     if args.json:
-        _fresh_output(args.json, args.overwrite)
+        _fresh_output(args.json, args.overwrite, flag="--json")
     model = _model(args)
     report = estimate(model, strategy=args.strategy, part=args.part)
     print(report)
@@ -149,8 +189,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from .backends.hls4ml import to_hls4ml
 
+    out = _fresh_output(args.output, args.overwrite, "project")
     model = _model(args)
-    out = _fresh_output(args.output, args.overwrite)
     try:
         hls_model = to_hls4ml(model, out, backend=args.backend, part=args.part, clock_period=args.clock_period,
                               overwrite=args.overwrite, project_name=args.project_name,
@@ -175,9 +215,9 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
     from .emulator import emulate
 
+    out = _fresh_output(args.output, args.overwrite)
     model = _model(args)
     x = _data(model, args.data)
-    out = _fresh_output(args.output, args.overwrite)
     y = emulate(model, x)
     buffer = io.BytesIO()
     if isinstance(y, list):
@@ -193,10 +233,10 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 def cmd_verify(args: argparse.Namespace) -> int:
     from .backends.hls4ml import verify
 
+    if args.output_dir:
+        _fresh_output(args.output_dir, args.overwrite, "project", "--output-dir")
     model = _model(args)
     x = _data(model, args.data)
-    if args.output_dir:
-        _fresh_output(args.output_dir, args.overwrite)
     try:
         settings = _hls_settings(args)
         result = verify(model, x, output_dir=args.output_dir, overwrite=args.overwrite, backend=args.backend,
@@ -210,8 +250,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
+    _fresh_output(args.output, args.overwrite, "report")
     model = _model(args)
-    _fresh_output(args.output, args.overwrite)
     data = _data(model, args.data) if args.data else None
     files = write_report(model, args.output, data=data, overwrite=args.overwrite, strategy=args.strategy,
                          part=args.part, progress=True)
@@ -334,16 +374,29 @@ def _common(p: argparse.ArgumentParser, *, calibration: bool = True) -> None:
         p.add_argument("--calibration", metavar="DATA.npy", help="calibrate on these inputs first")
 
 
-_FMT = argparse.RawDescriptionHelpFormatter
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """The epilog as written, and an option's default after its help (unless the help names it)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, False, argparse.SUPPRESS) or "default" in text:
+            return text
+        return f"{text} (default: %(default)s)"
+
+
+_FMT = _Formatter
+_PART_HELP = "FPGA part number, as Vivado names it (known devices give utilization in %%)"
+_STRATEGY_HELP = ("what the estimate counts: Latency (every multiplication by a constant as shifts and adds, or "
+                  "a DSP when wide) or distributed_arithmetic (da4ml adder graphs; needs pip install 'hgq_fpga[da]')")
 
 
 def _add_estimate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``estimate`` subcommand."""
     p = sub.add_parser("estimate", help="LUTs, DSPs and EBOPs per layer", epilog=_EPILOG, formatter_class=_FMT)
     _common(p)
-    p.add_argument("--strategy", default="Latency", choices=("Latency", "distributed_arithmetic"))
-    p.add_argument("--part", type=_part, default="xcvu13p-flga2577-2-e",
-                   help="FPGA part number (default xcvu13p-flga2577-2-e)")
+    p.add_argument("--strategy", default="Latency", choices=("Latency", "distributed_arithmetic"),
+                   help=_STRATEGY_HELP)
+    p.add_argument("--part", type=_part, default="xcvu13p-flga2577-2-e", help=_PART_HELP)
     p.add_argument("--json", metavar="OUT.json", help="also write the report as JSON")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.set_defaults(func=cmd_estimate)
@@ -354,13 +407,13 @@ def _add_convert(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = sub.add_parser("convert", help="write an hls4ml project", epilog=_EPILOG, formatter_class=_FMT)
     _common(p)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="project folder (must not exist)")
-    p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado"))
-    p.add_argument("--part", type=_part, default="xcvu13p-flga2577-2-e",
-                   help="FPGA part number (default xcvu13p-flga2577-2-e)")
-    p.add_argument("--clock-period", type=_positive, default=5.0, help="target clock period in ns (default 5)")
+    p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado"), help="hls4ml backend: the HLS tool")
+    p.add_argument("--part", type=_part, default="xcvu13p-flga2577-2-e", help=_PART_HELP)
+    p.add_argument("--clock-period", type=_positive, default=5.0, metavar="NS", help="target clock period in ns")
     _hls_options(p)
-    p.add_argument("--project-name", default="hgq_fpga_prj", help="HLS top-level name (a C++ identifier)")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing project folder")
+    p.add_argument("--project-name", default="hgq_fpga_prj", metavar="NAME",
+                   help="HLS top-level name (a C++ identifier)")
+    p.add_argument("--overwrite", action="store_true", help="replace a project folder hgq-fpga wrote before")
     p.add_argument("--no-check-limits", action="store_true",
                    help="write kernels larger than the HLS tools unroll (4096 multiplications) anyway")
     p.add_argument("--self-check", action="store_true",
@@ -375,7 +428,7 @@ def _add_emulate_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     _common(p)
     p.add_argument("data", help="inputs: .npy, or .npz with one array per model input")
     p.add_argument("-o", "--output", required=True, metavar="OUT.npy", help=".npy (.npz for several outputs)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_emulate)
 
     p = sub.add_parser("verify", help="Keras = emulator = C simulation, bit for bit", epilog=_EPILOG,
@@ -383,9 +436,9 @@ def _add_emulate_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     _common(p)
     p.add_argument("data", help="inputs: .npy or .npz (include values far outside the training range)")
     p.add_argument("--output-dir", metavar="DIR", help="keep the project here (default: a temporary folder)")
-    p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado"))
+    p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado"), help="hls4ml backend: the HLS tool")
     _hls_options(p)
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace a project folder hgq-fpga wrote before")
     p.add_argument("--no-check-limits", action="store_true",
                    help="convert kernels larger than the HLS tools unroll (4096 multiplications) anyway")
     p.set_defaults(func=cmd_verify)
@@ -396,26 +449,26 @@ def _add_report_synth_demo(sub: argparse._SubParsersAction[argparse.ArgumentPars
     p = sub.add_parser("report", help="HTML report: bits, resources, formats (and verification)",
                        epilog=_EPILOG, formatter_class=_FMT)
     _common(p)
-    p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR")
+    p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR", help="report folder (must not exist)")
     p.add_argument("--data", metavar="DATA.npy", help="also verify on these inputs (compiles the C simulation)")
-    p.add_argument("--strategy", default="Latency", choices=("Latency", "distributed_arithmetic"))
-    p.add_argument("--part", type=_part, default="xcvu13p-flga2577-2-e",
-                   help="FPGA part number (default xcvu13p-flga2577-2-e)")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--strategy", default="Latency", choices=("Latency", "distributed_arithmetic"),
+                   help=_STRATEGY_HELP)
+    p.add_argument("--part", type=_part, default="xcvu13p-flga2577-2-e", help=_PART_HELP)
+    p.add_argument("--overwrite", action="store_true", help="replace a report folder hgq-fpga wrote before")
     p.set_defaults(func=cmd_report)
 
     p = sub.add_parser("synth", help="run the vendor build of a project and read its reports",
                        epilog=_EPILOG, formatter_class=_FMT)
     p.add_argument("project", help="an hls4ml project folder")
-    p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado"))
+    p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado"), help="the vendor tool to run")
     p.add_argument("--read-only", action="store_true", help="only read the reports of an earlier build")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("demo", help="train, estimate, convert and verify the digits MLP", epilog=_EPILOG,
                        formatter_class=_FMT)
-    p.add_argument("--epochs", type=int, default=60)
+    p.add_argument("--epochs", type=_whole, default=60, help="training epochs")
     p.add_argument("--out", default="out", help="output folder")
-    p.add_argument("--overwrite", action="store_true")
+    p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier demo")
     p.set_defaults(func=cmd_demo)
 
 
@@ -434,6 +487,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: library wording -> the CLI's flags, for messages that come from the Python API
+_CLI_TERMS = (("overwrite=True (--overwrite)", "--overwrite"), ("overwrite=True", "--overwrite"),
+              ("Choose another output_dir", "Choose another output folder"), ("output_dir", "output folder"),
+              ("strategy=", "--strategy "), ("reuse_factor=", "--reuse-factor "), ("io_type=", "--io-type "),
+              ("clock_period=", "--clock-period "), ("part=", "--part "), ("project_name=", "--project-name "))
+
+
+def _in_cli_terms(message: str) -> str:
+    """A library message with Python argument names replaced by the CLI's flags."""
+    for python, flag in _CLI_TERMS:
+        message = message.replace(python, flag)
+    return message
+
+
+def _error(args: argparse.Namespace, e: BaseException | str, code: int) -> int:
+    print(f"hgq-fpga {args.command}: error: {_in_cli_terms(str(e))}", file=sys.stderr)
+    return code
+
+
+def _exit_code(e: Exception) -> int | None:
+    """The exit code of an error the CLI reports in one line (None: a bug, shown with its traceback)."""
+    from .optional import MissingDependencyError
+
+    if isinstance(e, (CliError,)):
+        return e.code
+    if isinstance(e, MissingDependencyError):
+        return EXIT_TOOL_MISSING
+    if isinstance(e, (FileNotFoundError, FileExistsError, ValueError)):
+        return EXIT_BAD_INPUT
+    from .backends.hls4ml import CompileError
+    from .backends.rtl import ToolMissingError
+
+    if isinstance(e, CompileError):
+        return EXIT_COMPILE_FAILED
+    if isinstance(e, ToolMissingError):
+        return EXIT_TOOL_MISSING
+    return None
+
+
+def _prepare(args: argparse.Namespace) -> None:
+    """Checks that need no model: optional packages, the part."""
+    if getattr(args, "strategy", None) == "distributed_arithmetic":
+        from .optional import require_da4ml
+
+        require_da4ml()
+    part = getattr(args, "part", None)
+    if part is not None:
+        from .resources.parts import device, known_devices
+
+        if device(part) is None:
+            print(f"hgq-fpga {args.command}: warning: part {part!r} is not in hgq_fpga's device table "
+                  f"({known_devices()}); check the part number. The estimate does not depend on it beyond the "
+                  "DSP family; utilization in % is not shown.", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``hgq-fpga`` console script."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -443,34 +551,20 @@ def main(argv: list[str] | None = None) -> int:
 
     sigterm_as_interrupt()  # SIGTERM cleans up like Ctrl-C: staging folders, temporary projects, g++
     try:
+        _prepare(args)
         code = int(args.func(args))
         if signal_received() is not None:  # the KeyboardInterrupt was swallowed on the way
             raise KeyboardInterrupt
         return code
-    except CliError as e:
-        print(f"hgq-fpga {args.command}: error: {e}", file=sys.stderr)
-        return e.code
-    except (FileNotFoundError, FileExistsError) as e:
-        print(f"hgq-fpga {args.command}: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
     except KeyboardInterrupt:
         print(f"hgq-fpga {args.command}: interrupted; projects and output files are written aside and "
               "moved into place when complete, so nothing half-written was left", file=sys.stderr)
         return EXIT_INTERRUPTED
     except Exception as e:
-        from .backends.hls4ml import CompileError
-        from .backends.rtl import ToolMissingError
-
-        if isinstance(e, CompileError):
-            print(f"hgq-fpga {args.command}: error: {e}", file=sys.stderr)
-            return EXIT_COMPILE_FAILED
-        if isinstance(e, ToolMissingError):
-            print(f"hgq-fpga {args.command}: error: {e}", file=sys.stderr)
-            return EXIT_TOOL_MISSING
-        if isinstance(e, ValueError):
-            print(f"hgq-fpga {args.command}: error: {e}", file=sys.stderr)
-            return EXIT_BAD_INPUT
-        raise
+        code = _exit_code(e)
+        if code is None:
+            raise
+        return _error(args, e, code)
 
 
 if __name__ == "__main__":

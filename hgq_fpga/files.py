@@ -30,7 +30,19 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["OWNER_FILE", "check_new_output", "make_staging", "remove_stale", "write_file"]
+__all__ = ["OWNER_FILE", "check_new_output", "make_staging", "plain_mode", "remove_stale", "write_file"]
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def plain_mode(path: str | os.PathLike) -> None:
+    """Give a file or folder the permissions a plain ``open``/``mkdir`` would (``0o666``/``0o777`` less the
+    umask): ``tempfile`` makes them private (``0o600``/``0o700``), which would follow them into place."""
+    os.chmod(path, (0o777 if os.path.isdir(path) else 0o666) & ~_umask())
 
 
 def check_new_output(path: str | os.PathLike, overwrite: bool) -> Path:
@@ -60,6 +72,7 @@ def write_file(path: str | os.PathLike, data: bytes, *, overwrite: bool = False)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
+        plain_mode(tmp)
         if overwrite:
             os.replace(tmp, target)
         else:
@@ -97,6 +110,7 @@ def make_staging(parent: str | os.PathLike, prefix: str) -> Path:
     """
     remove_stale(parent, prefix)
     d = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    plain_mode(d)  # the folder is moved into place as the user's project
     (d / OWNER_FILE).write_text(f"{os.getpid()}\n")
     return d
 

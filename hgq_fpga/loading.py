@@ -161,8 +161,32 @@ def load_model(path: str | os.PathLike, *, max_total_bytes: int = MAX_TOTAL_BYTE
         >>> model = hgq_fpga.loading.load_model("model.keras")   # doctest: +SKIP
     """
     check_archive(path, max_total_bytes=max_total_bytes, max_config_bytes=max_config_bytes)
+    p = Path(path)
+    if p.suffix != ".keras":
+        raise ValueError(f"{p}: Keras 3 opens a model archive only under a name ending in .keras; "
+                         f"rename or copy it to {p.with_suffix('.keras').name}")
     import keras
 
     from . import layers  # noqa: F401  (registers the layer classes for loading)
 
-    return keras.saving.load_model(Path(path), safe_mode=True)
+    try:
+        return keras.saving.load_model(p, safe_mode=True)
+    except Exception as e:
+        saved = _saved_with(p)
+        version = (f" It was saved by Keras {saved}; this is Keras {keras.__version__}: save it again with "
+                   f"this version, or load it where it was saved." if saved and saved != keras.__version__ else "")
+        first = (str(e).strip().splitlines() or [""])[0][:300]
+        raise ValueError(f"{p}: Keras could not rebuild the model ({type(e).__name__}: {first}).{version}") from e
+
+
+def _saved_with(p: Path) -> str | None:
+    """The Keras version in an archive's metadata.json (None if it does not say)."""
+    import json
+
+    try:
+        with zipfile.ZipFile(p) as archive:
+            meta = json.loads(archive.read("metadata.json"))
+    except (KeyError, ValueError, OSError, zipfile.BadZipFile):
+        return None
+    version = meta.get("keras_version") if isinstance(meta, dict) else None
+    return str(version)[:40] if version else None

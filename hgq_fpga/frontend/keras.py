@@ -230,9 +230,11 @@ def build_ir(model: keras.Model) -> Graph:
 
 def _build(model: keras.Model) -> Graph:
     from ..calibration import is_calibrated
+    from ..diagnosis import require_firmware_model
 
     if not getattr(model, "inputs", None):
         raise ValueError(f"model {model.name!r} has no inputs; build it with keras.Input first.")
+    require_firmware_model(model, "build_ir")
     if not is_calibrated(model):
         raise ValueError(
             f"model {model.name!r} is not calibrated: its activation integer bits are not set. "

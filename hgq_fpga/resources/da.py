@@ -13,13 +13,12 @@ __all__ = ["da_cost"]
 
 def da_cost(a: CircuitAnalysis, op: ir.Linear) -> float:
     """da4ml's cost of the kernel of ``op`` (per output position for a convolution)."""
-    try:
-        from da4ml.cmvm.api import solve
-        from da4ml.cmvm.types import QInterval
-    except ImportError as e:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "estimate(strategy='distributed_arithmetic') needs da4ml 0.5.x: pip install 'hgq_fpga[da]'"
-        ) from e
+    from ..optional import require_da4ml
+
+    require_da4ml()
+    from da4ml.cmvm.api import solve
+    from da4ml.cmvm.types import QInterval
+
     g = a.graph
     km = op.kernel.m
     w2 = np.asarray(km, np.float64).reshape(-1, km.shape[-1]) * 2.0**-op.kernel.f

@@ -52,6 +52,10 @@ def _check_options(backend: str, io_type: str, strategy: str, clock_period: floa
         raise ValueError(f"to_hls4ml: io_type must be one of {IO_TYPES}. Received: io_type={io_type!r}")
     if strategy not in STRATEGIES:
         raise ValueError(f"to_hls4ml: strategy must be one of {STRATEGIES}. Received: strategy={strategy!r}")
+    if strategy == "distributed_arithmetic":
+        from ...optional import require_da4ml
+
+        require_da4ml()
     if not 0 < clock_period < float("inf"):
         raise ValueError(f"to_hls4ml: clock_period must be > 0 ns and finite. Received: clock_period={clock_period}")
     if not (isinstance(part, str) and re.fullmatch(PART_PATTERN, part)):
