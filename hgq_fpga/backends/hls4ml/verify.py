@@ -22,7 +22,7 @@ class VerifyResult:
 
     Attributes:
         n_samples: samples compared.
-        outputs: per output: ``name``, ``size`` (values compared),
+        outputs: per output: ``name`` (the Keras layer's), ``size`` (values compared),
             ``keras_vs_emulator`` and ``csim_vs_emulator`` mismatch counts, and
             ``first_mismatch`` (index and the three values, or None).
         project_dir: the hls4ml project used (None if it was temporary).
@@ -119,7 +119,7 @@ def verify(model: Any, x: Any, output_dir: str | Path | None = None, *, progress
         csim = csim if isinstance(csim, list) else [csim]
         result.seconds = {"convert": t1 - t0, "compile": t2 - t1}
         result.project_dir = str(target) if output_dir is not None else None
-        for name, exp, kout, cout in zip(graph.outputs, expected, keras_out, csim):
+        for name, exp, kout, cout in zip(_output_labels(graph), expected, keras_out, csim):
             cout = np.asarray(cout, np.float64).reshape(exp.shape)
             result.outputs.append({
                 "name": name, "size": int(exp.size),
@@ -128,6 +128,12 @@ def verify(model: Any, x: Any, output_dir: str | Path | None = None, *, progress
                 "first_mismatch": _first_mismatch(exp, kout, cout),
             })
     return result
+
+
+def _output_labels(graph: Any) -> list[str]:
+    """The model's outputs by the user's layer names (``logits``, not the IR's ``logits_dense_out``)."""
+    labels = [getattr(graph.producer(t), "layer", None) or t for t in graph.outputs]
+    return [f"{label}[{i}]" if labels.count(label) > 1 else label for i, label in enumerate(labels)]
 
 
 @contextlib.contextmanager
