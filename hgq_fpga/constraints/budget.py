@@ -16,6 +16,12 @@ Measured on the digits MLP at 5/10/20/50% budgets (BENCHMARKS.md): both
 meet every budget and neither is consistently more accurate; the default is
 the constraint-guided rule because it has no parameter at all.
 
+The training ``loss`` Keras shows includes the cost term: with the
+constraint rule it adds ``LUT / budget`` (at least 1) in every step that is
+over the budget, so a model that starts far over shows a large loss (e.g. 21
+for a model at 20x its budget) that falls as the bits fit. ``val_loss`` is
+the task loss alone. The callback says so in one line when training starts.
+
 The guarantee does not rest on either: at the end of training the model is
 calibrated and its **exact** estimate checked; if it is over the budget, the
 repair step (:func:`~hgq_fpga.constraints.repair_to_budget`) lowers bits
@@ -27,13 +33,22 @@ which can be too slow for a tight budget; so an epoch that ends over the
 budget is followed by a projection (``project=True``): the repair step is
 applied and training goes on from the feasible point.
 
-Per epoch (every ``check_every``) the exact estimate of the calibrated model is
-logged as ``lut``, ``dsp`` and ``budget_feasible`` (History, progress bar,
-TensorBoard), and ``feasible_<monitor>`` repeats the monitored metric for
-feasible epochs only (worst value otherwise): give that to
+Per epoch (every ``check_every``) the exact estimate of the calibrated model
+is recorded in ``budget.history`` (one dict per check: ``epoch``, ``lut``,
+``dsp``, ``feasible``, the monitored metric, ``projected_lut``) and logged
+for Keras (History, progress bar, TensorBoard) as ``lut`` (and ``dsp`` with a
+DSP budget; ``budget_lambda`` with ``primal_dual``). With
+``log_feasible=True`` the logs also get ``budget_feasible`` (0 or 1) and
+``feasible_<monitor>``, the monitored metric on feasible epochs and the worst
+value (-inf for ``mode="max"``) otherwise: give that to
 ``ModelCheckpoint(save_best_only=True)`` to choose checkpoints among feasible
-models. With ``restore_best_feasible=True`` the callback itself restores the
-best feasible epoch's weights at the end (before the final check).
+models. With ``restore_best_feasible=True`` (default) the callback itself
+restores the best feasible epoch's weights at the end (before the final check).
+
+Messages follow ``fit(verbose=...)`` unless ``verbose=`` is given: one line
+at the start (budget, starting cost, what the loss includes), one per check
+and one per projection (printed after Keras's line for that epoch, so they
+never break its progress bar), and the result at the end.
 
 Example:
     >>> budget = hgq_fpga.ResourceBudget(lut=20_000, calibration_data=x_train)  # doctest: +SKIP
@@ -44,6 +59,8 @@ Example:
 
 from __future__ import annotations
 
+import html
+import logging
 import math
 import numbers
 from dataclasses import dataclass, field
@@ -63,29 +80,83 @@ __all__ = ["METHODS", "BudgetResult", "ResourceBudget", "minimum_cost"]
 METHODS = ("constraint", "primal_dual")
 #: projections aim at this fraction of the LUT budget
 PROJECTION_MARGIN = 0.95
+#: the columns of :meth:`BudgetResult.to_pandas` (and the keys of each ``history`` record)
+HISTORY_COLUMNS = ("epoch", "lut", "dsp", "feasible", "projected_lut")
+
+_log = logging.getLogger("hgq_fpga.constraints")
 
 
-@dataclass
+def _budget_text(lut: float | None, dsp: int | None) -> str:
+    """``"LUT <= 1000, DSP <= 4"`` (the parts that are set)."""
+    return ", ".join(f"{k} <= {v:g}" for k, v in (("LUT", lut), ("DSP", dsp)) if v is not None)
+
+
+def _say(message: str) -> None:
+    """Print like Keras: to stdout, or to logging when Keras's interactive logging is off."""
+    if keras.config.is_interactive_logging_enabled():
+        print(message, flush=True)
+    else:
+        _log.info(message)
+
+
+@dataclass(repr=False)
 class BudgetResult:
-    """The end of a budgeted training: the exact report and what the repair did."""
+    """The end of a budgeted training: the exact report and what the repair did.
+
+    ``history``: one dict per check (see :data:`HISTORY_COLUMNS`, plus the
+    monitored metric); ``best_epoch``: the restored epoch (from 0), if any.
+    In a notebook it shows as a small table; :meth:`to_pandas` gives the checks.
+    """
 
     report: ResourceReport
     repair: RepairResult
     lut: float | None
     dsp: int | None
     best_epoch: int | None = None
-    history: list[dict[str, float]] = field(default_factory=list)
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def feasible(self) -> bool:
+        """Whether the final exact estimate meets the budget."""
         return within_budget(self.report, self.lut, self.dsp)
 
     def __str__(self) -> str:
-        budget = ", ".join(f"{k} <= {v:g}" for k, v in (("LUT", self.lut), ("DSP", self.dsp)) if v is not None)
         state = "within" if self.feasible else "OVER"
         best = f"; restored epoch {self.best_epoch + 1}" if self.best_epoch is not None else ""
-        return (f"budget {budget}: {state} -- LUT {self.report.lut:.0f}, DSP {self.report.dsp}{best}\n"
-                f"{self.repair}")
+        return (f"budget {_budget_text(self.lut, self.dsp)}: {state} -- LUT {self.report.lut:.0f}, "
+                f"DSP {self.report.dsp}{best}\n{self.repair}")
+
+    def __repr__(self) -> str:
+        state = "within" if self.feasible else "OVER"
+        repaired = f", repaired in {self.repair.rounds} round(s)" if self.repair.rounds else ""
+        return (f"BudgetResult({state} {_budget_text(self.lut, self.dsp)}: LUT {self.report.lut:.0f}, "
+                f"DSP {self.report.dsp}, {len(self.history)} check(s){repaired})")
+
+    def _repr_html_(self) -> str:
+        """A small table for notebooks."""
+        best = "-" if self.best_epoch is None else f"{self.best_epoch + 1} (restored)"
+        rows = [
+            ("budget", _budget_text(self.lut, self.dsp)),
+            ("result", "within the budget" if self.feasible else "OVER the budget"),
+            ("LUT", f"{self.report.lut:.0f}"),
+            ("DSP", str(self.report.dsp)),
+            ("checks", f"{len(self.history)} ({sum(bool(h['feasible']) for h in self.history)} within, "
+                       f"{sum(h.get('projected_lut') is not None for h in self.history)} projected)"),
+            ("best epoch", best),
+            ("repair", str(self.repair)),
+        ]
+        body = "".join(f"<tr><th style=\"text-align:left\">{html.escape(k)}</th>"
+                       f"<td style=\"text-align:left\">{html.escape(v)}</td></tr>" for k, v in rows)
+        return f"<table class=\"hgq-budget-result\">{body}</table>"
+
+    def to_pandas(self) -> Any:
+        """The checks as a ``pandas.DataFrame``, one row per checked epoch (``epoch`` from 0)."""
+        try:
+            import pandas as pd
+        except ImportError as err:
+            raise ImportError("to_pandas needs pandas: pip install pandas") from err
+        columns = list(HISTORY_COLUMNS) + [k for h in self.history for k in h if k not in HISTORY_COLUMNS]
+        return pd.DataFrame(self.history, columns=list(dict.fromkeys(columns)))
 
 
 def _snapshot(model: keras.Model) -> list[np.ndarray]:
@@ -150,9 +221,13 @@ class ResourceBudget(keras.callbacks.Callback):
         project: at the end of an epoch (but the last) that ends over the
             budget, apply the repair step and train on from the result, so
             that the last epochs fine-tune a feasible model.
-        verbose: 0 silent, 1 a line per check and the final result.
+        log_feasible: also log ``budget_feasible`` and ``feasible_<monitor>``
+            (for ``ModelCheckpoint``; they show in the progress bar too).
+        verbose: 0 silent; 1 (or 2) a line at the start, one per check and
+            the result. Default: as ``fit``'s ``verbose``.
 
-    After ``fit``: ``budget.result`` (:class:`BudgetResult`).
+    After ``fit``: ``budget.result`` (:class:`BudgetResult`) and
+    ``budget.history`` (one dict per check).
     """
 
     def __init__(
@@ -172,25 +247,11 @@ class ResourceBudget(keras.callbacks.Callback):
         restore_best_feasible: bool = True,
         repair: bool = True,
         project: bool = True,
-        verbose: int = 1,
+        log_feasible: bool = False,
+        verbose: int | None = None,
     ) -> None:
         super().__init__()
-        if lut is None and dsp is None:
-            raise ValueError("ResourceBudget: give lut=, dsp= or both. Received: lut=None, dsp=None")
-        for name, v in (("lut", lut), ("dsp", dsp)):  # numpy scalars are numbers too
-            if v is not None and not (isinstance(v, numbers.Real) and not isinstance(v, bool)
-                                      and math.isfinite(v) and v >= 0):
-                raise ValueError(f"ResourceBudget: {name} must be a number >= 0. Received: {name}={v!r}")
-        if dsp is not None and float(dsp) != int(dsp):
-            raise ValueError(f"ResourceBudget: dsp counts whole DSP slices. Received: dsp={dsp!r}")
-        if method not in METHODS:
-            raise ValueError(f"ResourceBudget: method must be one of {METHODS}. Received: method={method!r}")
-        if mode not in ("max", "min"):
-            raise ValueError(f"ResourceBudget: mode must be 'max' or 'min'. Received: mode={mode!r}")
-        if int(check_every) < 1:
-            raise ValueError(f"ResourceBudget: check_every must be >= 1. Received: check_every={check_every}")
-        if calibration_data is None:
-            raise ValueError("ResourceBudget: calibration_data is required (the exact estimate calibrates on it)")
+        _check_arguments(lut, dsp, method, mode, check_every, calibration_data)
         self.lut = None if lut is None else float(lut)
         self.dsp = None if dsp is None else int(dsp)
         self.x = calibration_data
@@ -202,13 +263,17 @@ class ResourceBudget(keras.callbacks.Callback):
         self.restore_best_feasible = restore_best_feasible
         self.do_repair = repair
         self.project = project
+        self.log_feasible = log_feasible
         self._projections = 0
         self.verbose = verbose
         self.hook: CostHook | None = None
         self.result: BudgetResult | None = None
+        self.history: list[dict[str, Any]] = []
         self._lambda = 0.0
         self._last = 0.0
         self._dsp_over = False
+        self._pending: list[str] = []
+        self._rescale, self._start_lut = False, 0.0
 
     # -- setup ------------------------------------------------------------------
     def set_model(self, model: keras.Model) -> None:
@@ -226,6 +291,12 @@ class ResourceBudget(keras.callbacks.Callback):
             self.hook = CostHook(1.0 / max(self.lut or 1.0, 1.0))
         attach(model, self.hook)
 
+    @property
+    def talks(self) -> bool:
+        """Whether messages are printed: ``verbose``, or else ``fit``'s ``verbose``."""
+        verbose = self.verbose if self.verbose is not None else (self.params or {}).get("verbose", 1)
+        return verbose == "auto" or bool(verbose)
+
     def on_train_begin(self, logs: dict | None = None) -> None:
         floor = minimum_cost(self.model, self.x, **self.kwargs)
         if (self.lut is not None and self.lut < floor.lut) or (self.dsp is not None and self.dsp < floor.dsp):
@@ -236,8 +307,38 @@ class ResourceBudget(keras.callbacks.Callback):
                 f"keeping a single power-of-two weight). Raise the budget or use a smaller model."
             )
         self._best: tuple[float, int, list[np.ndarray]] | None = None
-        self._history: list[dict[str, float]] = []
-        self._check(epoch=-1)
+        self.history = []
+        self._pending = []
+        start = self._check(epoch=-1)
+        # the differentiable estimate reads the training-time ranges, which the first
+        # step sets: recalibrate it to the exact estimate after that step
+        self._start_lut, self._rescale = start.lut, True
+        if self.talks:
+            _say(self._start_line(start))
+
+    def _start_line(self, start: ResourceReport) -> str:
+        """The budget, the starting cost, and what the shown loss includes."""
+        over = not within_budget(start, self.lut, self.dsp)
+        ratio = start.lut / self.lut if self.lut else 1.0
+        if self.method == "primal_dual":
+            term = "lambda * LUT/budget (lambda starts at 0 and grows while the model is over)"
+        elif over:
+            term = f"LUT/budget (now {ratio:.1f}) in every step over the budget"
+        else:
+            term = "LUT/budget (at least 1) in any step that goes over the budget"
+        return (f"budget: {_budget_text(self.lut, self.dsp)}; the model starts at LUT {start.lut:.0f}, "
+                f"DSP {start.dsp} ({'over' if over else 'within'}). The training loss includes {term}; "
+                f"val_loss is the task loss alone.")
+
+    def _flush(self) -> None:
+        """Print the lines held back until Keras has finished its line for the epoch."""
+        if self.talks:
+            for line in self._pending:
+                _say(line)
+        self._pending = []
+
+    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+        self._flush()
 
     # -- steering ---------------------------------------------------------------
     def _soft(self) -> float:
@@ -251,6 +352,9 @@ class ResourceBudget(keras.callbacks.Callback):
         self.hook.scale.assign(rho / max(self.lut or soft * rho or 1.0, 1.0))
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        if self._rescale:  # else the first epoch's cost term (and the shown loss) is off by up to 10x
+            self._rescale = False
+            self._set_scale(self._start_lut)
         c = self.hook.take() * float(ops.convert_to_numpy(self.hook.scale))  # ~ LUT / budget
         self._last = c
         if self.lut is None:
@@ -265,40 +369,74 @@ class ResourceBudget(keras.callbacks.Callback):
 
     # -- checks -----------------------------------------------------------------
     def _check(self, epoch: int, logs: dict | None = None) -> ResourceReport:
+        """The exact estimate now; with ``logs``, record and log it for ``epoch``."""
         report = exact_estimate(self.model, self.x, **self.kwargs)
         self._set_scale(report.lut)
         self._dsp_over = self.dsp is not None and report.dsp > self.dsp
-        feasible = within_budget(report, self.lut, self.dsp)
         if logs is not None:
-            logs["lut"] = report.lut
-            logs["dsp"] = float(report.dsp)
-            logs["budget_feasible"] = float(feasible)
-            logs["budget_lambda"] = float(ops.convert_to_numpy(self.hook.weight))
-            value = logs.get(self.monitor)
-            if value is not None:
-                worst = -np.inf if self.mode == "max" else np.inf
-                logs[f"feasible_{self.monitor}"] = float(value) if feasible else worst
-                better = self._best is None or (value > self._best[0] if self.mode == "max" else value < self._best[0])
-                if feasible and better:
-                    self._best = (float(value), epoch, self.model.get_weights())
-            elif feasible:  # no metric: the latest feasible epoch
-                self._best = (0.0, epoch, self.model.get_weights())
-            self._history.append({"epoch": epoch, "lut": report.lut, "dsp": report.dsp, "feasible": feasible})
-        if self.verbose and epoch >= 0:
-            print(f"  budget: LUT {report.lut:.0f}/{self.lut if self.lut is not None else '-'}, "
-                  f"DSP {report.dsp}/{self.dsp if self.dsp is not None else '-'} "
-                  f"({'feasible' if feasible else 'over'})")
+            self._record(epoch, report, logs)
         return report
+
+    def _record(self, epoch: int, report: ResourceReport, logs: dict) -> None:
+        """Keep the check in ``history``, log it for Keras, and track the best feasible epoch."""
+        feasible = within_budget(report, self.lut, self.dsp)
+        value = logs.get(self.monitor)
+        record: dict[str, Any] = {"epoch": epoch, "lut": report.lut, "dsp": report.dsp, "feasible": feasible,
+                                  "projected_lut": None}
+        if value is not None:
+            record[self.monitor] = float(value)
+        self.history.append(record)
+        if self.lut is not None:
+            logs["lut"] = int(round(report.lut))
+        if self.dsp is not None:
+            logs["dsp"] = int(report.dsp)
+        if self.method == "primal_dual":
+            logs["budget_lambda"] = float(ops.convert_to_numpy(self.hook.weight))
+        if self.log_feasible:
+            logs["budget_feasible"] = int(feasible)
+            if value is not None:
+                logs[f"feasible_{self.monitor}"] = float(value) if feasible else (
+                    -np.inf if self.mode == "max" else np.inf)
+        if value is not None:
+            better = self._best is None or (value > self._best[0] if self.mode == "max" else value < self._best[0])
+            if feasible and better:
+                self._best = (float(value), epoch, self.model.get_weights())
+        elif feasible:  # no metric: the latest feasible epoch
+            self._best = (0.0, epoch, self.model.get_weights())
+
+    def _excess(self, report: ResourceReport) -> str:
+        """``"120 LUTs"``, ``"2 DSPs"`` or both: how far over the budget."""
+        parts = []
+        if self.lut is not None and report.lut > self.lut:
+            parts.append(f"{math.ceil(report.lut - self.lut)} LUTs")
+        if self.dsp is not None and report.dsp > self.dsp:
+            parts.append(f"{report.dsp - self.dsp} DSPs")
+        return " and ".join(parts)
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
         last = epoch + 1 >= (self.params or {}).get("epochs", epoch + 1)
-        if (epoch + 1) % self.check_every == 0 or last:
-            report = self._check(epoch, logs)
-            if self.project and not last and not within_budget(report, self.lut, self.dsp):
-                self._project()
+        if not ((epoch + 1) % self.check_every == 0 or last):
+            return
+        report = self._check(epoch, logs)
+        if within_budget(report, self.lut, self.dsp):
+            dsp = f"DSP {report.dsp}" + (f" <= {self.dsp}" if self.dsp is not None else "")
+            lut = f"LUT {report.lut:.0f}" + (f" <= {self.lut:g}" if self.lut is not None else "")
+            self._pending.append(f"budget: within after epoch {epoch + 1}: {lut}, {dsp}")
+            return
+        line = f"budget: over by {self._excess(report)} after epoch {epoch + 1}"
+        if self.project and not last:
+            done = self._project()
+            self.history[-1]["projected_lut"] = done.after.lut
+            line += (f"; bits projected into the budget ({done.rounds} round(s)): "
+                     f"LUT {done.before.lut:.0f} -> {done.after.lut:.0f}")
+            if self.dsp is not None:
+                line += f", DSP {done.before.dsp} -> {done.after.dsp}"
+        else:
+            line += f" (LUT {report.lut:.0f}, DSP {report.dsp})" + ("; the final check repairs it" if last else "")
+        self._pending.append(line)
 
-    def _project(self) -> None:
+    def _project(self) -> RepairResult:
         """Lower bits until the exact estimate is within the budget (the repair
         step), then go on training from there; the training-time calibration
         state is kept."""
@@ -311,8 +449,7 @@ class ResourceBudget(keras.callbacks.Callback):
             _restore(self.model, saved)
         self._projections += 1
         self._set_scale(done.after.lut)
-        if self.verbose:
-            print(f"  budget: projected ({done.rounds} round(s)): LUT {done.before.lut:.0f} -> {done.after.lut:.0f}")
+        return done
 
     def on_train_end(self, logs: dict | None = None) -> None:
         detach(self.model)
@@ -325,12 +462,34 @@ class ResourceBudget(keras.callbacks.Callback):
         repair = RepairResult(0, {}, report, report)
         if not within_budget(report, self.lut, self.dsp):
             if not self.do_repair:
+                self._flush()
                 raise RuntimeError(
                     f"ResourceBudget: the trained model is over the budget (LUT {report.lut:.0f} for "
                     f"{self.lut}, DSP {report.dsp} for {self.dsp}) and repair=False"
                 )
             repair = repair_to_budget(self.model, self.x, lut=self.lut, dsp=self.dsp, **self.kwargs)
             report = repair.after
-        self.result = BudgetResult(report, repair, self.lut, self.dsp, best_epoch, self._history)
-        if self.verbose:
-            print(self.result)
+        self.result = BudgetResult(report, repair, self.lut, self.dsp, best_epoch, self.history)
+        self._flush()
+        if self.talks:
+            _say(str(self.result))
+
+
+def _check_arguments(lut: Any, dsp: Any, method: str, mode: str, check_every: int, calibration_data: Any) -> None:
+    """Refuse bad :class:`ResourceBudget` arguments, naming the argument and the value received."""
+    if lut is None and dsp is None:
+        raise ValueError("ResourceBudget: give lut=, dsp= or both. Received: lut=None, dsp=None")
+    for name, v in (("lut", lut), ("dsp", dsp)):  # numpy scalars are numbers too
+        if v is not None and not (isinstance(v, numbers.Real) and not isinstance(v, bool)
+                                  and math.isfinite(v) and v >= 0):
+            raise ValueError(f"ResourceBudget: {name} must be a number >= 0. Received: {name}={v!r}")
+    if dsp is not None and float(dsp) != int(dsp):
+        raise ValueError(f"ResourceBudget: dsp counts whole DSP slices. Received: dsp={dsp!r}")
+    if method not in METHODS:
+        raise ValueError(f"ResourceBudget: method must be one of {METHODS}. Received: method={method!r}")
+    if mode not in ("max", "min"):
+        raise ValueError(f"ResourceBudget: mode must be 'max' or 'min'. Received: mode={mode!r}")
+    if int(check_every) < 1:
+        raise ValueError(f"ResourceBudget: check_every must be >= 1. Received: check_every={check_every}")
+    if calibration_data is None:
+        raise ValueError("ResourceBudget: calibration_data is required (the exact estimate calibrates on it)")

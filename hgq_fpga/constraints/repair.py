@@ -60,7 +60,11 @@ def within_budget(report: ResourceReport, lut: float | None, dsp: int | None) ->
 
 def _input_power(model: keras.Model, layers: list[Any], x: Any) -> list[np.ndarray]:
     """Mean square of each layer's input, per element (dense) or per channel (conv)."""
-    probe = keras.Model(model.inputs, [layer.input for layer in layers])
+    # one input: the tensor itself, not a one-element list, so that calling the probe
+    # on an array matches its structure (else Keras warns "The structure of `inputs`
+    # doesn't match the expected structure")
+    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+    probe = keras.Model(inputs, [layer.input for layer in layers])
     # an eager call: a fresh probe's predict() would trace a new tf.function each round
     outs = probe(x, training=False)
     outs = [ops.convert_to_numpy(o) for o in (outs if isinstance(outs, (list, tuple)) else [outs])]

@@ -29,7 +29,9 @@ def mlp(seed: int = 0) -> keras.Model:
     return model
 
 
-def unconstrained_cost(data) -> float:
+@pytest.fixture(scope="module")
+def full(data) -> float:
+    """The unconstrained model's LUTs (3 epochs, calibrated)."""
     x, y, _, _ = data
     model = mlp()
     model.fit(x, y, epochs=3, verbose=0)
@@ -39,9 +41,9 @@ def unconstrained_cost(data) -> float:
 
 @pytest.mark.parametrize("method", ["constraint", "primal_dual"])
 @pytest.mark.parametrize("fraction", [0.1, 0.5])
-def test_budget_is_met_by_the_exact_estimate(method, fraction, data):
+def test_budget_is_met_by_the_exact_estimate(method, fraction, data, full):
     x, y, xv, yv = data
-    budget = fraction * unconstrained_cost(data)
+    budget = fraction * full
     model = mlp()
     cb = ResourceBudget(lut=budget, calibration_data=x, method=method, verbose=0)
     history = model.fit(x, y, validation_data=(xv, yv), epochs=3, verbose=0, callbacks=[cb])
@@ -49,7 +51,12 @@ def test_budget_is_met_by_the_exact_estimate(method, fraction, data):
     # independently: calibrate and estimate again
     hgq_fpga.calibrate(model, x)
     assert estimate(model).lut <= budget
-    assert {"lut", "dsp", "budget_feasible", "feasible_val_accuracy"} <= set(history.history)
+    # the logs hold what reads well in the progress bar: the LUTs (no DSP budget: no dsp)
+    assert "lut" in history.history and not {"dsp", "budget_feasible", "feasible_val_accuracy"} & set(history.history)
+    assert [h["lut"] for h in cb.history] == pytest.approx(history.history["lut"], abs=0.5)
+    assert all(isinstance(v, int) for v in history.history["lut"])
+    assert ("budget_lambda" in history.history) == (method == "primal_dual")
+    assert [h["epoch"] for h in cb.history] == [0, 1, 2] and cb.result.history is cb.history
     assert all(not hasattr(layer, "_cost_hook") or "_cost_hook" not in layer.__dict__ for layer in model.layers)
 
 
@@ -62,11 +69,11 @@ def test_infeasible_budget_is_refused_before_training_with_the_minimum(data):
         model.fit(x, y, epochs=1, verbose=0, callbacks=[cb])
 
 
-def test_checkpoints_are_chosen_among_feasible_epochs(data, tmp_path):
+def test_checkpoints_are_chosen_among_feasible_epochs(data, tmp_path, full):
     x, y, xv, yv = data
-    budget = 0.3 * unconstrained_cost(data)
+    budget = 0.3 * full
     model = mlp(1)
-    cb = ResourceBudget(lut=budget, calibration_data=x, verbose=0, restore_best_feasible=False)
+    cb = ResourceBudget(lut=budget, calibration_data=x, verbose=0, restore_best_feasible=False, log_feasible=True)
     path = tmp_path / "best.keras"
     ckpt = keras.callbacks.ModelCheckpoint(path, monitor="feasible_val_accuracy", mode="max", save_best_only=True)
     history = model.fit(x, y, validation_data=(xv, yv), epochs=4, verbose=0, callbacks=[cb, ckpt])
@@ -80,6 +87,7 @@ def test_checkpoints_are_chosen_among_feasible_epochs(data, tmp_path):
         assert estimate(best).lut <= budget
     scores = history.history["feasible_val_accuracy"]
     assert all((s == -np.inf) == (not f) for s, f in zip(scores, feasible))
+    assert feasible == [int(h["feasible"]) for h in cb.history]
 
 
 def test_repair_brings_a_model_within_budget(data):
@@ -125,3 +133,113 @@ def test_wrong_calibration_shape_is_named(data):
     cb = ResourceBudget(lut=1000, calibration_data=x[:, :10], verbose=0)
     with pytest.raises(ValueError, match="calibration_data"):
         mlp().fit(x, y, epochs=1, verbose=0, callbacks=[cb])
+
+
+# -- messages: they follow fit's verbose, never break the progress bar, read cleanly --
+
+
+def budget_lines(out: str) -> list[str]:
+    return [line for line in out.splitlines() if "budget:" in line]
+
+
+def test_fit_verbose_0_prints_nothing(data, capsys, full):
+    x, y, xv, yv = data
+    cb = ResourceBudget(lut=0.2 * full, calibration_data=x)  # verbose: as fit's
+    capsys.readouterr()
+    mlp().fit(x, y, validation_data=(xv, yv), epochs=2, verbose=0, callbacks=[cb])
+    assert capsys.readouterr().out == ""
+    assert cb.result.feasible and len(cb.history) == 2
+
+
+@pytest.mark.parametrize("fit_verbose", [1, 2])
+def test_fit_verbose_prints_a_line_per_check_and_the_result_once(fit_verbose, data, capsys, full):
+    x, y, xv, yv = data
+    budget = 0.1 * full
+    cb = ResourceBudget(lut=budget, calibration_data=x)
+    capsys.readouterr()
+    mlp().fit(x, y, validation_data=(xv, yv), epochs=3, verbose=fit_verbose, callbacks=[cb])
+    out = capsys.readouterr().out
+    lines = budget_lines(out)
+    # every message starts its own line: none is glued to a progress-bar line
+    assert all(line.startswith("budget:") for line in lines), lines
+    start, checks = lines[0], lines[1:]
+    assert "the model starts at LUT" in start and "The training loss includes LUT/budget" in start
+    assert [line.split(" after epoch ")[1][:1] for line in checks] == ["1", "2", "3"]
+    projected = [h for h in cb.history if h["projected_lut"] is not None]
+    assert sum("bits projected into the budget" in line for line in checks) == len(projected)
+    for h, line in zip(cb.history, checks):
+        assert ("budget: within after epoch" in line) == h["feasible"]
+    assert out.count(f"budget LUT <= {budget:g}:") == 1  # the result, once
+    assert out.count("repair:") == 1
+    assert "-inf" not in out and "e+00" not in out and "feasible_" not in out
+    # the messages come after Keras's line for their epoch, before the next "Epoch n/3"
+    plain = out.replace("\r", "\n").splitlines()
+    for epoch in (2, 3):
+        i = plain.index(f"Epoch {epoch}/3")
+        assert plain[i - 1].startswith("budget:") and f"after epoch {epoch - 1}" in plain[i - 1]
+
+
+def test_explicit_verbose_overrides_fit(data, capsys, full):
+    x, y, _, _ = data
+    cb = ResourceBudget(lut=0.5 * full, calibration_data=x, verbose=1)
+    capsys.readouterr()
+    mlp().fit(x, y, epochs=1, verbose=0, callbacks=[cb])
+    lines = budget_lines(capsys.readouterr().out)
+    assert len(lines) == 2 and "after epoch 1" in lines[1]
+    cb = ResourceBudget(lut=0.5 * full, calibration_data=x, verbose=0)
+    capsys.readouterr()
+    mlp().fit(x, y, epochs=1, verbose=2, callbacks=[cb])
+    assert budget_lines(capsys.readouterr().out) == []
+
+
+def test_no_input_structure_warning(data):
+    """The repair's probe model takes the input tensor itself (Keras warned about a list)."""
+    import warnings
+
+    x, y, _, _ = data
+    model = mlp(2)
+    model.fit(x, y, epochs=1, verbose=0)
+    hgq_fpga.calibrate(model, x)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        repair_to_budget(model, x, lut=0.5 * estimate(model).lut)
+    assert not [w for w in caught if "structure of `inputs`" in str(w.message)]
+
+
+# -- BudgetResult: one-line repr, HTML table, DataFrame --
+
+
+@pytest.fixture(scope="module")
+def result(data, full):
+    x, y, xv, yv = data
+    cb = ResourceBudget(lut=0.1 * full, calibration_data=x, verbose=0)
+    mlp().fit(x, y, validation_data=(xv, yv), epochs=2, verbose=0, callbacks=[cb])
+    return cb.result
+
+
+def test_result_repr_is_one_line(result):
+    text = repr(result)
+    assert "\n" not in text and len(text) < 200
+    assert text.startswith("BudgetResult(within LUT <= ") and f"LUT {result.report.lut:.0f}" in text
+
+
+def test_result_html_is_a_small_escaped_table(result):
+    page = result._repr_html_()
+    assert page.startswith("<table") and page.endswith("</table>")
+    assert "LUT &lt;= " in page and "<=" not in page  # text is escaped
+    assert "within the budget" in page and page.count("<tr>") == 7
+
+
+def test_result_to_pandas(result):
+    frame = result.to_pandas()
+    assert list(frame.columns[:5]) == ["epoch", "lut", "dsp", "feasible", "projected_lut"]
+    assert "val_accuracy" in frame.columns and list(frame["epoch"]) == [0, 1]
+    assert list(frame["lut"]) == [h["lut"] for h in result.history]
+
+
+def test_result_to_pandas_without_pandas(result, monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pandas", None)
+    with pytest.raises(ImportError, match=r"to_pandas needs pandas: pip install pandas"):
+        result.to_pandas()
