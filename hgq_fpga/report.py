@@ -69,8 +69,9 @@ class ReportFiles:
 
 # -- what is plotted -------------------------------------------------------------------------------
 
-def _weight_bits(model: Any) -> list[tuple[str, np.ndarray]]:
-    """``(layer name, per-weight bits as a 2-D array)`` for every layer with a kernel."""
+def _weight_bits(model: Any) -> list[tuple[str, np.ndarray, str]]:
+    """``(layer name, per-weight bits as a 2-D array, what its rows are)`` for every layer with a
+    kernel (a convolution's rows are its window positions x input channels)."""
     from keras import ops
 
     from .layers.weighted import WeightedLayerMixin
@@ -81,7 +82,8 @@ def _weight_bits(model: Any) -> list[tuple[str, np.ndarray]]:
             kq = layer.kernel_quantizer
             bits = np.asarray(ops.convert_to_numpy(kq.bits(layer.kernel)), np.float64)
             bits = np.broadcast_to(bits, tuple(layer.kernel.shape))
-            out.append((layer.name, bits.reshape(-1, bits.shape[-1])))
+            rows = "input" if bits.ndim <= 2 else "window \u00d7 channel"
+            out.append((layer.name, bits.reshape(-1, bits.shape[-1]), rows))
     return out
 
 
@@ -145,10 +147,10 @@ def _integer_ticks(ax: Any, nbins: int = 5) -> None:
     ax.yaxis.set_major_locator(MaxNLocator(nbins=nbins, integer=True))
 
 
-def _histograms(layers: list[tuple[str, np.ndarray]], path: Path) -> int:
+def _histograms(layers: list[tuple[str, np.ndarray, str]], path: Path) -> int:
     fig, axes = _panels(len(layers), 3.3, 2.7)
-    top = int(max((b.max() for _, b in layers), default=1)) + 1
-    for ax, (name, b) in zip(axes, layers):
+    top = int(max((b.max() for _, b, _ in layers), default=1)) + 1
+    for ax, (name, b, _) in zip(axes, layers):
         ax.hist(b.ravel(), bins=np.arange(-0.5, top + 0.5, 1.0), color=BLUE)
         ax.set_title(f"{_label(name)}\n{b.size} kernel weights, {np.mean(b == 0):.0%} pruned", fontsize=9)
         ax.set_xlabel("bits")
@@ -157,18 +159,19 @@ def _histograms(layers: list[tuple[str, np.ndarray]], path: Path) -> int:
     return _save(fig, path)
 
 
-def _heatmaps(layers: list[tuple[str, np.ndarray]], path: Path) -> int:
+def _heatmaps(layers: list[tuple[str, np.ndarray, str]], path: Path) -> int:
     import matplotlib
 
     fig, axes = _panels(len(layers), 3.3, 3.1)
-    vmax = int(max((b.max() for _, b in layers), default=1))
+    vmax = int(max((b.max() for _, b, _ in layers), default=1))
     cmap = matplotlib.colormaps["cividis"].resampled(vmax + 1)  # one colour per bit count
     image = None
-    for ax, (name, b) in zip(axes, layers):
+    for ax, (name, b, rows) in zip(axes, layers):
         image = ax.imshow(b, aspect="auto", cmap=cmap, vmin=-0.5, vmax=vmax + 0.5, interpolation="nearest")
-        ax.set_title(f"{_label(name)}\n{b.shape[0]} inputs \u00d7 {b.shape[1]} outputs", fontsize=9)
+        what = "inputs" if rows == "input" else "window\u00d7channel"
+        ax.set_title(f"{_label(name)}\n{b.shape[0]} {what} \u00d7 {b.shape[1]} outputs", fontsize=9)
         ax.set_xlabel("output")
-        ax.set_ylabel("input")
+        ax.set_ylabel(rows)
         _integer_ticks(ax, 4)
     if image is not None:
         bar = fig.colorbar(image, ax=axes, location="right", label="bits", shrink=0.9, aspect=30)
