@@ -7,7 +7,10 @@ Exit codes (for scripts):
 1     the check failed: a verification mismatch, an unmet budget
 2     bad input: usage, a missing or unreadable file, wrong shapes,
       NaN data, an existing output folder, an uncalibrated model
-3     a required external tool is missing (Vitis/Vivado, yosys)
+3     a required external tool or optional package is missing
+      (Vitis/Vivado, yosys, da4ml)
+4     the C simulation did not compile (g++'s message is printed)
+130   interrupted (Ctrl-C, SIGTERM); nothing half-written is left
 ====  ==============================================================
 
 Model files are loaded with Keras's safe mode (no code from the file is run).
@@ -24,152 +27,18 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .cli_files import EXIT_BAD_INPUT, CliError, checked_data, fresh_output, model_from_args, write_output
+
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CHECK_FAILED", "EXIT_COMPILE_FAILED", "EXIT_INTERRUPTED", "EXIT_OK",
            "EXIT_TOOL_MISSING", "main"]
 
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT, EXIT_TOOL_MISSING = 0, 1, 2, 3
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_TOOL_MISSING = 0, 1, 3
 EXIT_COMPILE_FAILED, EXIT_INTERRUPTED = 4, 130
 
 _EPILOG = """exit codes: 0 success; 1 check failed (verification mismatch, budget unmet);
 2 bad input (usage, missing file, wrong shapes, NaN, existing output folder, uncalibrated model);
-3 external tool missing (Vitis/Vivado, yosys); 4 the C simulation did not compile (g++'s
+3 external tool or optional package missing (Vitis/Vivado, yosys, da4ml); 4 the C simulation did not compile (g++'s
 message and the project path are printed); 130 interrupted (Ctrl-C; no half-written project is left)."""
-
-
-class CliError(Exception):
-    """An error to report in one line, with an exit code."""
-
-    def __init__(self, message: str, code: int = EXIT_BAD_INPUT) -> None:
-        super().__init__(message)
-        self.code = code
-
-
-def _load_model(path: str, max_mib: float | None = None) -> Any:
-    from .loading import MAX_TOTAL_BYTES, check_archive, load_model
-
-    limit = MAX_TOTAL_BYTES if max_mib is None else int(max_mib * 2**20)
-    try:
-        check_archive(path, max_total_bytes=limit)
-    except (FileNotFoundError, ValueError) as e:
-        raise CliError(str(e).replace("max_total_bytes=..., or ", "")) from None
-    from .startup import import_keras_quietly
-
-    import_keras_quietly()  # only now: a refused file never waits for (or prints) TensorFlow's start-up
-    try:
-        return load_model(path, max_total_bytes=limit)
-    except ValueError as e:  # a file keras cannot read: says which and why
-        raise CliError(str(e)) from e
-
-
-#: the first bytes of the data files the CLI reads
-_NPY_MAGIC, _ZIP_MAGIC = b"\x93NUMPY", b"PK\x03\x04"
-
-
-def _load_data(path: str) -> Any:
-    import numpy as np
-
-    p = Path(path)
-    if not p.is_file():
-        raise CliError(f"{path}: no such file (expected .npy, or .npz with one array per model input)")
-    with open(p, "rb") as f:
-        head = f.read(6)
-    if not head.startswith((_NPY_MAGIC, _ZIP_MAGIC)):
-        kind = "a text file (CSV?)" if head and all(32 <= b < 127 or b in b"\t\r\n" for b in head) else "not numpy data"
-        raise CliError(f"{path}: {kind}; expected a numpy .npy file (or .npz). Convert it, e.g. in Python: "
-                       f"np.save('data.npy', np.loadtxt({path!r}, delimiter=','))")
-    try:
-        data = np.load(p, allow_pickle=False)
-    except Exception as e:
-        raise CliError(f"{path}: cannot read ({type(e).__name__}: {e})") from e
-    if isinstance(data, np.lib.npyio.NpzFile):
-        arrays = [data[k] for k in data.files]
-        if not arrays:
-            raise CliError(f"{path}: the .npz file holds no array (expected one per model input)")
-        return arrays if len(arrays) > 1 else arrays[0]
-    return data
-
-
-def _checked_inputs(model: Any, x: Any, name: str) -> Any:
-    from .calibration import check_inputs
-
-    try:
-        arrays = check_inputs(model, x, what=name)
-    except ValueError as e:
-        raise CliError(str(e)) from e
-    return arrays if len(arrays) > 1 else arrays[0]
-
-
-def _require_calibrated(model: Any, path: str) -> None:
-    from .calibration import is_calibrated
-
-    if not is_calibrated(model):
-        raise CliError(f"{path}: the model is not calibrated; run hgq_fpga.calibrate(model, x_train) "
-                       f"before saving it, or pass --calibration DATA.npy")
-
-
-def _maybe_calibrate(model: Any, args: argparse.Namespace) -> None:
-    if getattr(args, "calibration", None):
-        from .calibration import calibrate
-
-        calibrate(model, _checked_inputs(model, _load_data(args.calibration), "--calibration"), progress=True)
-    _require_calibrated(model, args.model)
-
-
-def _model(args: argparse.Namespace) -> Any:
-    """The subcommand's model: loaded safely, calibrated if asked, checked."""
-    from .diagnosis import firmware_problem
-
-    model = _load_model(args.model, getattr(args, "max_model_mib", None))
-    problem = firmware_problem(model)
-    if problem is not None:
-        raise CliError(f"{args.model}: {problem}")
-    _maybe_calibrate(model, args)
-    return model
-
-
-def _data(model: Any, path: str) -> Any:
-    """A data file's inputs, checked against the model."""
-    return _checked_inputs(model, _load_data(path), path)
-
-
-#: what marks a folder as one hgq-fpga wrote (and may replace with --overwrite)
-_MARKERS = {"project": "hls4ml_config.yml", "report": "report.html"}
-
-
-def _fresh_output(path: str, overwrite: bool, kind: str = "file", flag: str = "-o/--output") -> Path:
-    """Refuse an output that exists (a dangling link too) before any work is done, in the CLI's terms.
-
-    ``kind`` is ``"file"`` (with ``--overwrite``, a file or a link at ``path`` is
-    replaced, never written through), or ``"project"``/``"report"`` for a folder:
-    an existing folder is replaced with ``--overwrite`` only if it holds what
-    hgq-fpga writes there (``hls4ml_config.yml``, ``report.html``) or is empty.
-    """
-    p = Path(path)
-    if not os.path.lexists(p):
-        return p
-    what = "file" if kind == "file" else f"{kind} folder"
-    if kind != "file" and p.is_symlink():
-        raise CliError(f"{path} is a link; give {flag} a new {what} name (hgq-fpga never writes through links)")
-    if kind == "file" and p.is_dir() and not p.is_symlink():
-        raise CliError(f"{path} is a folder; give {flag} a file name (nothing was written)")
-    if kind != "file" and not p.is_dir():
-        raise CliError(f"{path} is a file, not a {what}; give {flag} a new folder name (nothing was written)")
-    if kind != "file" and any(p.iterdir()) and not (p / _MARKERS[kind]).is_file():
-        raise CliError(f"{path} is a folder with other files in it (no {_MARKERS[kind]}), not a {what} that "
-                       f"hgq-fpga wrote; --overwrite replaces only those. Give {flag} a new folder name")
-    if not overwrite:
-        raise CliError(f"{path} exists; pass --overwrite to replace it (nothing was written)")
-    return p
-
-
-def _write(path: Path, data: bytes, overwrite: bool) -> None:
-    """Atomic, never through a link (:func:`hgq_fpga.files.write_file`), in the CLI's terms."""
-    from .files import write_file
-
-    try:
-        write_file(path, data, overwrite=overwrite)
-    except (FileExistsError, IsADirectoryError) as e:
-        raise CliError(str(e).replace("overwrite=True (--overwrite)", "--overwrite")) from None
 
 
 # -- subcommands ------------------------------------------------------------------
@@ -177,20 +46,27 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     from .resources import estimate
 
     if args.json:
-        _fresh_output(args.json, args.overwrite, flag="--json")
-    model = _model(args)
+        fresh_output(args.json, args.overwrite, flag="--json")
+    model = model_from_args(args)
     report = estimate(model, strategy=args.strategy, part=args.part)
     print(report)
+    from .resources.parts import device
+
+    dev = device(args.part)
+    if dev is not None:
+        use = dev.utilization(lut=report.lut, dsp=report.dsp)
+        print(f"utilization of {dev.name} ({dev.family}): LUT {use['lut']:.2f}% of {dev.lut:,}, "
+              f"DSP {use['dsp']:.2f}% of {dev.dsp:,}")
     if args.json:
-        _write(Path(args.json), report.to_json(indent=1).encode(), args.overwrite)
+        write_output(Path(args.json), report.to_json(indent=1).encode(), args.overwrite)
     return EXIT_OK
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
     from .backends.hls4ml import to_hls4ml
 
-    out = _fresh_output(args.output, args.overwrite, "project")
-    model = _model(args)
+    out = fresh_output(args.output, args.overwrite, "project")
+    model = model_from_args(args)
     try:
         hls_model = to_hls4ml(model, out, backend=args.backend, part=args.part, clock_period=args.clock_period,
                               overwrite=args.overwrite, project_name=args.project_name,
@@ -215,16 +91,16 @@ def cmd_emulate(args: argparse.Namespace) -> int:
 
     from .emulator import emulate
 
-    out = _fresh_output(args.output, args.overwrite)
-    model = _model(args)
-    x = _data(model, args.data)
+    out = fresh_output(args.output, args.overwrite)
+    model = model_from_args(args)
+    x = checked_data(model, args.data)
     y = emulate(model, x)
     buffer = io.BytesIO()
     if isinstance(y, list):
         np.savez(buffer, *y)
     else:
         np.save(buffer, y)
-    _write(out, buffer.getvalue(), args.overwrite)  # atomic: never a truncated file, never through a link
+    write_output(out, buffer.getvalue(), args.overwrite)  # atomic: never a truncated file, never through a link
     shapes = [a.shape for a in (y if isinstance(y, list) else [y])]
     print(f"emulated {len(x[0] if isinstance(x, list) else x)} samples -> {out} {shapes}")
     return EXIT_OK
@@ -234,9 +110,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .backends.hls4ml import verify
 
     if args.output_dir:
-        _fresh_output(args.output_dir, args.overwrite, "project", "--output-dir")
-    model = _model(args)
-    x = _data(model, args.data)
+        fresh_output(args.output_dir, args.overwrite, "project", "--output-dir")
+    model = model_from_args(args)
+    x = checked_data(model, args.data)
     try:
         settings = _hls_settings(args)
         result = verify(model, x, output_dir=args.output_dir, overwrite=args.overwrite, backend=args.backend,
@@ -250,10 +126,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
 def cmd_report(args: argparse.Namespace) -> int:
     from .report import write_report
 
-    _fresh_output(args.output, args.overwrite, "report")
-    model = _model(args)
-    data = _data(model, args.data) if args.data else None
+    fresh_output(args.output, args.overwrite, "report")
+    model = model_from_args(args)
+    data = checked_data(model, args.data) if args.data else None
     files = write_report(model, args.output, data=data, overwrite=args.overwrite, strategy=args.strategy,
+                         model_path=args.model,
                          part=args.part, progress=True)
     print(f"wrote {files.html} and {len(files.plots)} plots")
     return EXIT_OK
