@@ -64,5 +64,6 @@ def attach(model: keras.Model, hook: CostHook) -> None:
 
 
 def detach(model: keras.Model) -> None:
+    """Remove the budget's hook from every hooked layer (after training, or when it fails)."""
     for layer in hooked_layers(model):
         layer.set_cost_hook(None)
