@@ -15,7 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
-import keras
+from hgq_fpga.startup import import_keras_quietly
+
+import_keras_quietly()  # without TensorFlow's start-up notices (errors still show)
+import keras  # noqa: E402
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))

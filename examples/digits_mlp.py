@@ -20,7 +20,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import keras
+from hgq_fpga.startup import import_keras_quietly
+
+import_keras_quietly()  # without TensorFlow's start-up notices (errors still show)
+import keras  # noqa: E402
 import numpy as np
 
 import hgq_fpga

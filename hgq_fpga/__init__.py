@@ -16,7 +16,13 @@ Public entry points:
 * :func:`to_hls4ml`, :func:`verify` -- hls4ml projects, checked bit for bit
   against the C simulation;
 * :func:`from_qkeras` -- import a QKeras model, bit-identical;
-* :func:`load_model` -- load a ``.keras`` file safely (size limits, safe mode).
+* :func:`load_model` -- load a ``.keras`` file safely (size limits, safe mode);
+* :func:`write_report` -- an HTML report (tables, plots, utilization of the
+  part, provenance, the verification verdict); :func:`device` -- a part's
+  LUTs, FFs, DSPs and block RAMs.
+
+Results (:class:`ResourceReport`, :class:`VerifyResult`, :class:`BitSummary`,
+the budget's result) show as tables in notebooks and export with ``to_pandas()``.
 
 The API reference is ``docs/api.md`` (generated from the docstrings).
 
@@ -62,6 +68,9 @@ _LAZY = {
     "BitSummary": ("hgq_fpga.summary", "BitSummary"),
     "from_qkeras": ("hgq_fpga.qkeras_import", "from_qkeras"),
     "load_model": ("hgq_fpga.loading", "load_model"),
+    "report": ("hgq_fpga.report", None),
+    "write_report": ("hgq_fpga.report", "write_report"),
+    "device": ("hgq_fpga.resources.parts", "device"),
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]
