@@ -48,7 +48,10 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if args.json:
         fresh_output(args.json, args.overwrite, flag="--json")
     model = model_from_args(args)
-    report = estimate(model, strategy=args.strategy, part=args.part)
+    from .progress import elapsed
+
+    with elapsed(f"estimate ({args.strategy})", enabled=sys.stderr.isatty()):
+        report = estimate(model, strategy=args.strategy, part=args.part)
     print(report)
     from .resources.parts import device
 

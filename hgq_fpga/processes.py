@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["kill_group", "sigterm_as_interrupt", "signal_received", "start_group"]
+__all__ = ["kill_group", "run_in_group", "sigterm_as_interrupt", "signal_received", "start_group"]
 
 _PR_SET_PDEATHSIG = 1
 _RECEIVED: list[int] = []  # signals turned into KeyboardInterrupt, even where some code swallowed it
@@ -44,6 +44,42 @@ def kill_group(proc: subprocess.Popen) -> None:
     except ProcessLookupError:
         pass
     proc.wait()
+
+
+def run_in_group(command: list[str], cwd: str | Path, *, desc: str, progress: bool = False,
+                 timeout: float | None = None) -> tuple[int, str]:
+    """Run ``command`` (:func:`start_group`) and return ``(exit code, stdout and stderr together)``.
+
+    ``progress`` shows ``desc`` and the elapsed time while it runs (tqdm, on
+    standard error; it disappears when done). An exception here (Ctrl-C,
+    SIGTERM, ``timeout`` seconds passed: :class:`subprocess.TimeoutExpired`)
+    kills the whole group before it propagates.
+    """
+    import time
+
+    proc = start_group(command, cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    bar = None
+    try:
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(desc=desc, bar_format="{desc} {elapsed}", leave=False)
+        while True:
+            try:
+                output, _ = proc.communicate(timeout=0.5)
+                return proc.returncode, output
+            except subprocess.TimeoutExpired:
+                if deadline is not None and time.monotonic() > deadline:
+                    raise subprocess.TimeoutExpired(command, timeout) from None
+                if bar is not None:
+                    bar.refresh()
+    except BaseException:
+        kill_group(proc)
+        raise
+    finally:
+        if bar is not None:
+            bar.close()
 
 
 def sigterm_as_interrupt() -> None:

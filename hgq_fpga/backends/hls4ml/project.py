@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -309,32 +308,15 @@ def compile_csim(hls_model: Any, progress: bool = False) -> None:
     from ...compat.hls4ml import load_library
 
     project_dir = Path(hls_model.config.get_output_dir())
-    from ...processes import kill_group, start_group
+    from ...processes import run_in_group
 
-    proc = start_group(["bash", "./build_lib.sh"], project_dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                       text=True)
-    try:
-        if progress:
-            from tqdm.auto import tqdm
-
-            with tqdm(desc=f"g++: C simulation of {project_dir.name}", bar_format="{desc} {elapsed}",
-                      leave=False) as bar:
-                while True:
-                    try:
-                        output, _ = proc.communicate(timeout=0.5)
-                        break
-                    except subprocess.TimeoutExpired:
-                        bar.refresh()
-        else:
-            output, _ = proc.communicate()
-    except BaseException:
-        kill_group(proc)  # g++ and cc1plus too, not only the shell
-        raise
-    if proc.returncode != 0:
+    code, output = run_in_group(["bash", "./build_lib.sh"], project_dir, progress=progress,
+                                desc=f"g++: C simulation of {project_dir.name}")  # Ctrl-C stops g++ too
+    if code != 0:
         log = output.strip().splitlines()
         errors = [line for line in log if "error" in line.lower()][:20]
         raise CompileError(
-            f"g++ failed to build the C simulation of the project {project_dir} (exit {proc.returncode}). "
+            f"g++ failed to build the C simulation of the project {project_dir} (exit {code}). "
             f"To reproduce: cd {project_dir} && ./build_lib.sh\n--- compiler errors ---\n" + "\n".join(errors)
             + "\n--- last lines of the compiler output ---\n" + "\n".join(log[-15:])
         )

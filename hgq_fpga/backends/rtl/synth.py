@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from ...processes import run_in_group
 from .verilog import VerilogModule, to_verilog
 
 __all__ = ["SynthResult", "ToolMissingError", "require_tool", "simulate", "simulate_model", "synthesize"]
@@ -94,6 +95,7 @@ def synthesize(
     flatten: bool = False,
     workdir: str | Path | None = None,
     timeout: float = 3600.0,
+    progress: bool = False,
 ) -> SynthResult:
     """Synthesize a model's arithmetic with ``yosys synth_xilinx`` and count cells.
 
@@ -107,6 +109,8 @@ def synthesize(
             estimator's circuit and the HLS tools' netlists do).
         workdir: keep the Verilog and the yosys log there (default: a temporary folder).
         timeout: seconds before yosys is stopped.
+        progress: show the elapsed time while yosys runs (seconds for a layer,
+            minutes for a whole model).
 
     Raises:
         ToolMissingError: yosys is not installed (with install steps).
@@ -124,12 +128,11 @@ def synthesize(
             f"{'' if dsp else ' -nodsp'}{' -flatten' if flatten else ''}; tee -o stat.txt stat"
         )
         t0 = time.perf_counter()
-        proc = subprocess.run([yosys, "-q", "-l", "yosys.log", "-p", script], cwd=d, check=False,
-                              capture_output=True, text=True, timeout=timeout)
+        code, output = run_in_group([yosys, "-q", "-l", "yosys.log", "-p", script], d, timeout=timeout,
+                                    progress=progress, desc=f"yosys synth_xilinx of {module.top}")
         seconds = time.perf_counter() - t0
-        if proc.returncode != 0:
-            tail = (proc.stderr or proc.stdout)[-2000:]
-            raise RuntimeError(f"yosys failed (exit {proc.returncode}) in {d}:\n{tail}")
+        if code != 0:
+            raise RuntimeError(f"yosys failed (exit {code}) in {d}:\n{output[-2000:]}")
         cells = {k: int(v) for k, v in re.findall(r"^\s+(\w+)\s+(\d+)\s*$", (d / "stat.txt").read_text(), re.MULTILINE)}
     return SynthResult(
         lut=sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]", k)),
