@@ -36,6 +36,11 @@ MODULES = [
     "hgq_fpga.constraints",
     "hgq_fpga.qkeras_import",
     "hgq_fpga.report",
+    "hgq_fpga.tables",
+    "hgq_fpga.resources.parts",
+    "hgq_fpga.diagnosis",
+    "hgq_fpga.optional",
+    "hgq_fpga.startup",
     "hgq_fpga.cli",
 ]
 OUT = Path(__file__).with_name("api.md")

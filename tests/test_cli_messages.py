@@ -42,6 +42,8 @@ def files(tmp_path_factory):
     model(x[:2])
     hgq_fpga.calibrate(model, x)
     model.save(d / "model.keras")
+    model.save(d / "legacy.h5")
+    shutil.copy(d / "legacy.h5", d / "legacy_h5.keras")
     keras.Sequential([keras.Input((6,)), keras.layers.Dense(3, name="fc")]).save(d / "plain.keras")
     mixed = keras.Sequential([keras.Input((6,)), keras.layers.Dense(5, name="float_fc"), QDense(3)])
     mixed(x[:2])
@@ -79,6 +81,8 @@ CASES = [
     (("estimate", "{d}/mixed.keras"), 2, ["float_fc (Dense: use hgq_fpga.layers.QDense)"], ["not calibrated"]),
     (("estimate", "{d}/json.keras"), 2, ["not a .keras archive", "JSON"], ["not found"]),
     (("estimate", "{d}/garbage.keras"), 2, ["not a .keras archive", "model.save"], ["not found"]),
+    (("estimate", "{d}/legacy_h5.keras"), 2, ["not a .keras archive", "HDF5"], []),
+    (("estimate", "{d}/legacy.h5"), 2, ["not a .keras archive", "HDF5"], []),
     (("estimate", "{d}/model.zip"), 2, ["ending in .keras", "model.keras"], []),
     (("estimate", "{d}/other_version.keras"), 2, ["saved by Keras 3.99.0", f"this is Keras {keras.__version__}"],
      []),
