@@ -16,9 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import keras
+import nbformat  # the test extra installs nbformat, nbclient and ipykernel
 import pytest
-
-nbformat = pytest.importorskip("nbformat")
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 NOTEBOOK = EXAMPLES / "quickstart.ipynb"
@@ -65,8 +64,6 @@ def _text(cell: Any) -> str:
 @pytest.mark.slow
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="ResourceBudget needs TensorFlow")
 def test_quickstart_notebook_runs(tmp_path, monkeypatch):
-    pytest.importorskip("nbclient")
-    pytest.importorskip("ipykernel")
     from nbclient import NotebookClient
 
     jupyter = tmp_path / "jupyter"
