@@ -68,7 +68,10 @@ def firmware_problem(model: Any) -> str | None:
 
 
 def require_firmware_model(model: Any, where: str) -> None:
-    """Raise ``ValueError("<where>: <problem>")`` when :func:`firmware_problem` finds one."""
+    """Raise :class:`~hgq_fpga.frontend.keras.UnsupportedLayerError` (a ``ValueError``),
+    ``"<where>: <problem>"``, when :func:`firmware_problem` finds one."""
+    from .frontend.keras import UnsupportedLayerError
+
     problem = firmware_problem(model)
     if problem is not None:
-        raise ValueError(f"{where}: {problem}")
+        raise UnsupportedLayerError(f"{where}: {problem}")
