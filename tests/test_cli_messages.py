@@ -1,13 +1,19 @@
 """What the hgq-fpga command says when the input is wrong: one table of cases a new
 user met, each with its exit code and the words that tell them what to do; none
 may print a traceback. Plus: the fast paths import neither Keras nor TensorFlow,
-and no command prints TensorFlow's start-up lines."""
+and no command prints TensorFlow's start-up lines.
+
+The table calls ``hgq_fpga.cli.main`` -- the console script's entry point -- in
+this process (one TensorFlow start-up for all cases instead of one each); the
+start-up, noise and end-to-end tests run the installed script in a process of
+its own."""
 
 from __future__ import annotations
 
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import zipfile
@@ -18,18 +24,35 @@ import numpy as np
 import pytest
 
 import hgq_fpga
+from hgq_fpga.cli import main
 from hgq_fpga.layers import QDense
 
 SCRIPT = shutil.which("hgq-fpga", path=str(Path(sys.executable).parent)) or shutil.which("hgq-fpga")
 QUIET = {"TF_CPP_MIN_LOG_LEVEL": "3"}
 
 
-def run(*args: str, env: dict | None = None, python: str | None = None) -> subprocess.CompletedProcess:
-    """The console script (or ``python -c`` code calling ``main``), in a clean environment for TensorFlow."""
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """The installed console script, in an environment without TensorFlow's settings."""
     full_env = {k: v for k, v in os.environ.items() if not k.startswith("TF_")}
     full_env.update(env or {})
-    cmd = [sys.executable, "-c", python, *args] if python else [SCRIPT, *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=full_env, timeout=600, check=False)
+    return subprocess.run([SCRIPT, *args], capture_output=True, text=True, env=full_env, timeout=600, check=False)
+
+
+@pytest.fixture
+def cli(capsys):
+    """``main(argv)`` as the console script calls it: ``(exit code, stdout, stderr)``; SIGTERM's handler restored."""
+    def call(*args: str) -> tuple[int, str, str]:
+        handler = signal.getsignal(signal.SIGTERM)
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse's usage errors
+            code = e.code
+        finally:
+            signal.signal(signal.SIGTERM, handler)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return call
 
 
 @pytest.fixture(scope="module")
@@ -49,6 +72,13 @@ def files(tmp_path_factory):
     mixed(x[:2])
     mixed.save(d / "mixed.keras")
     np.save(d / "x.npy", x)
+    np.save(d / "narrow.npy", x[:, :4])
+    nan = x[:10].copy()
+    nan[0, 0] = np.nan
+    np.save(d / "nan.npy", nan)
+    fresh = keras.Sequential([keras.Input((6,)), QDense(3)])
+    fresh(x[:2])
+    fresh.save(d / "fresh.keras")
     np.savetxt(d / "x.csv", x, delimiter=",")
     (d / "json.keras").write_text('{"class_name": "Sequential"}')
     (d / "garbage.keras").write_bytes(b"\x00\x01garbage" * 20)
@@ -87,6 +117,11 @@ CASES = [
     (("estimate", "{d}/other_version.keras"), 2, ["saved by Keras 3.99.0", f"this is Keras {keras.__version__}"],
      []),
     (("estimate", "{d}/missing.keras"), 2, ["no such file"], []),
+    (("estimate", "{d}/fresh.keras"), 2, ["not calibrated", "--calibration"], []),
+    (("emulate", "{d}/model.keras", "{d}/narrow.npy", "-o", "{d}/y.npy"), 2, ["shape"], []),
+    (("emulate", "{d}/model.keras", "{d}/nan.npy", "-o", "{d}/y.npy"), 2, ["NaN"], []),
+    (("emulate", "{d}/model.keras", "{d}/none.npy", "-o", "{d}/y.npy"), 2, ["no such file", ".npy"], []),
+    (("synth", "{d}/nowhere"), 2, ["no such folder"], []),
     (("emulate", "{d}/model.keras", "{d}/x.csv", "-o", "{d}/y.npy"), 2, ["CSV", ".npy", "np.save"],
      ["pickle"]),
     (("convert", "{d}/model.keras", "-o", "{d}/mine", "--overwrite"), 2,
@@ -105,44 +140,47 @@ CASES = [
     (("convert", "{d}/model.keras", "-o", "{d}/p", "--strategy", "Resource", "--reuse-factor", "7"), 2,
      ["layer 'hidden'", "ReuseFactor 7", "valid: 1, 2, 3, 6, 30"], []),
     (("estimate", "{d}/model.keras", "--part", "foo"), 0, ["warning: part 'foo'", "xcvu13p"], []),
+    (("nonsense",), 2, ["invalid choice", "estimate"], []),
     (("estimate", "{d}/model.keras", "--strategy", "Nope"), 2, ["invalid choice", "distributed_arithmetic"], []),
 ]
 
 
 @pytest.mark.parametrize("args,code,words,absent", CASES, ids=[" ".join(c[0])[:60] for c in CASES])
-def test_message(files, args, code, words, absent):
+def test_message(files, cli, args, code, words, absent):
     before = sorted(p.name for p in files.rglob("*"))
-    r = run(*(a.format(d=files) for a in args), env=QUIET)
-    assert r.returncode == code, (r.returncode, r.stderr)
-    assert "Traceback" not in r.stderr
+    returned, _, err = cli(*(a.format(d=files) for a in args))  # an uncaught exception fails the test
+    assert returned == code, (returned, err)
+    assert "Traceback" not in err
     for w in words:
-        assert w in r.stderr, (w, r.stderr)
+        assert w in err, (w, err)
     for w in absent:
-        assert w not in r.stderr, (w, r.stderr)
+        assert w not in err, (w, err)
     if code:  # refused: nothing was written or removed
         assert sorted(p.name for p in files.rglob("*")) == before
     assert (files / "mine" / "notes.txt").read_text() == "my notes"
 
 
-def test_an_existing_json_is_refused_before_the_estimate(files, tmp_path):
+def test_an_existing_json_is_refused_before_the_estimate(files, cli, tmp_path):
     (tmp_path / "est.json").write_text("{}")
-    r = run("estimate", str(files / "model.keras"), "--json", str(tmp_path / "est.json"), env=QUIET)
-    assert r.returncode == 2 and "pass --overwrite" in r.stderr
-    assert r.stdout == ""  # no table printed first
+    code, out, err = cli("estimate", str(files / "model.keras"), "--json", str(tmp_path / "est.json"))
+    assert code == 2 and "pass --overwrite" in err
+    assert out == ""  # no table printed first
 
 
-_MISSING_DA4ML = ("import sys; sys.modules['da4ml'] = None  # as if not installed\n"
-                  "from hgq_fpga.cli import main; sys.exit(main(sys.argv[1:]))")
+def test_synth_without_vendor_tools(cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
+    code, _, err = cli("synth", str(tmp_path))
+    assert code == 3 and "no Vitis tools on PATH" in err and "settings64.sh" in err
 
 
 @pytest.mark.parametrize("command", ["convert", "estimate", "verify"])
-def test_distributed_arithmetic_without_da4ml_is_one_line(files, tmp_path, command):
+def test_distributed_arithmetic_without_da4ml_is_one_line(files, cli, tmp_path, monkeypatch, command):
+    monkeypatch.setitem(sys.modules, "da4ml", None)  # as if not installed: import da4ml raises ImportError
     args = {"convert": ["-o", str(tmp_path / "p")], "estimate": [], "verify": [str(files / "x.npy")]}[command]
-    r = run(command, str(files / "model.keras"), *args, "--strategy", "distributed_arithmetic",
-            python=_MISSING_DA4ML, env=QUIET)
-    assert r.returncode == 3, r.stderr
-    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
-    assert "pip install 'hgq_fpga[da]'" in r.stderr and "da4ml" in r.stderr
+    code, _, err = cli(command, str(files / "model.keras"), *args, "--strategy", "distributed_arithmetic")
+    assert code == 3, err
+    assert err.strip().count("\n") == 0 and "Traceback" not in err
+    assert "pip install 'hgq_fpga[da]'" in err and "da4ml" in err
     assert not (tmp_path / "p").exists()
 
 
