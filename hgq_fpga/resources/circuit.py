@@ -189,17 +189,18 @@ def _kernel_circuits(graph: Graph, node: ir.Linear, x: list[Signal], dsp: bool, 
     bm = _aligned_bias(node.bias, out_t.f, out_t.shape[-1])
     km = node.kernel.m
     w2 = np.asarray(km).reshape(-1, km.shape[-1])
-    cache: dict[tuple, LinearCircuit] = {}
+    cache: dict[tuple, dict[tuple, LinearCircuit]] = {}  # input signals -> (column, cap) -> circuit
+    columns = [w2[:, j].tolist() for j in range(w2.shape[1])]
     out = []
     for p, patch in enumerate(kernel_patches(graph, node)):
         srcs = patch.tolist()
-        for j in range(w2.shape[1]):
-            cap = caps[p * w2.shape[1] + j] if caps is not None else None
-            key = (tuple(x[s] if s >= 0 else None for s in srcs), j, cap)
-            if key not in cache:
-                cache[key] = _linear_one(x, srcs, w2[:, j].tolist(), out_t.f - f_y, int(bm[j]),
-                                         dsp, dsp_min_bits, cap)
-            c = cache[key]
+        same_inputs = cache.setdefault(tuple(x[s] if s >= 0 else None for s in srcs), {})  # hashed once per patch
+        for j, column in enumerate(columns):
+            cap = caps[p * len(columns) + j] if caps is not None else None
+            c = same_inputs.get((j, cap))
+            if c is None:
+                c = same_inputs[(j, cap)] = _linear_one(x, srcs, column, out_t.f - f_y, int(bm[j]), dsp,
+                                                        dsp_min_bits, cap)
             out.append(c if c.inputs == srcs else LinearCircuit(c.terms, c.tree, c.dsp_products, srcs))
     return out
 

@@ -1,0 +1,84 @@
+"""How the exact estimate's time grows with the model: microseconds per multiplication.
+
+Run:  python benchmarks/estimate_scaling.py [--repeats 3] [--json out.json]
+
+MLPs from 16-16-5 (336 multiplications) to 64-256-256-10 (84,480), each with
+random weights at 3 to 8 bits (20% zeros) and calibrated on random inputs,
+are estimated with ``hgq_fpga.estimate`` (Latency strategy, as users call it;
+the IR comes from the per-model cache, built once before timing). Reported per
+model: multiplications, the best of ``--repeats`` times, and microseconds per
+multiplication; the ratio of the largest model's figure to the smallest's
+tells whether the time is linear. BLAS is pinned to one thread
+(``OPENBLAS_NUM_THREADS=1``; the estimate itself is Python).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from hgq_fpga.startup import import_keras_quietly  # noqa: E402
+
+keras = import_keras_quietly()
+
+import hgq_fpga  # noqa: E402
+from hgq_fpga.layers import QDense  # noqa: E402
+
+SHAPES = [(16, 16, 5), (64, 64, 32, 32, 10), (16, 64, 32, 32, 5), (64, 128, 128, 10), (64, 256, 256, 10)]
+
+
+def build(widths: tuple[int, ...], seed: int = 0) -> tuple[keras.Model, int]:
+    """A calibrated MLP with random weights of 3-8 bits (20% zero); its number of multiplications."""
+    rng = np.random.default_rng(seed)
+    layers = [QDense(w, activation="relu" if i < len(widths) - 2 else None) for i, w in enumerate(widths[1:])]
+    model = keras.Sequential([keras.Input((widths[0],)), *layers])
+    x = rng.standard_normal((256, widths[0])).astype("float32")
+    model(x[:2])
+    for layer in layers:
+        k = layer.kernel.shape
+        bits = rng.integers(3, 9, size=k)
+        w = np.round(rng.uniform(-1, 1, size=k) * 2.0**bits) / 2.0**bits
+        layer.kernel.assign((w * (rng.random(k) > 0.2)).astype("float32"))
+    hgq_fpga.calibrate(model, x)
+    return model, sum(int(np.prod(layer.kernel.shape)) for layer in layers)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json")
+    args = parser.parse_args()
+    rows = []
+    for widths in SHAPES:
+        model, mults = build(widths)
+        hgq_fpga.build_ir(model)  # the IR is cached per model; time the estimate itself
+        times = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            report = hgq_fpga.estimate(model)
+            times.append(time.perf_counter() - t0)
+        best = min(times)
+        rows.append({"model": "-".join(map(str, widths)), "mults": mults, "seconds": best,
+                     "us_per_mult": 1e6 * best / mults, "lut": report.lut})
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+          f"best of {args.repeats}")
+    print(f"{'model':<18} {'mults':>7} {'seconds':>8} {'us/mult':>8} {'LUT':>9}")
+    for r in rows:
+        print(f"{r['model']:<18} {r['mults']:>7} {r['seconds']:>8.3f} {r['us_per_mult']:>8.1f} {r['lut']:>9.0f}")
+    print(f"us/mult, largest over smallest model: {rows[-1]['us_per_mult'] / rows[0]['us_per_mult']:.2f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(rows, f, indent=1)
+
+
+if __name__ == "__main__":
+    main()
