@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from ..ir import ops as ir
@@ -36,4 +38,9 @@ def da_cost(a: CircuitAnalysis, op: ir.Linear) -> float:
                           max(xs[q].hi for q in range(ch, len(xs), c)) * step, step) for ch in range(c)]
         qi = hull * int(np.prod(km.shape[:-2]))
         n_pos = int(np.prod(g.tensors[op.outputs[0]].shape[:-1]))
-    return float(solve(w2, qintervals=qi).cost) * n_pos
+    # the solver options of hls4ml 1.3.0's distributed_arithmetic pass (HWConfig(1, -1, -1), hard_dc from
+    # DA_HARD_DC, default 2), so that the cost is that of the adder graph hls4ml builds; adder_size=1 makes
+    # da4ml count LUTs (one per adder bit), where its default (-1) counts adders
+    hard_dc = int(os.environ.get("DA_HARD_DC", 2))
+    pipeline = solve(w2, qintervals=qi, hard_dc=hard_dc, adder_size=1, carry_size=-1, search_all_decompose_dc=True)
+    return float(pipeline.cost) * n_pos
