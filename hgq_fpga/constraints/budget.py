@@ -59,7 +59,6 @@ Example:
 
 from __future__ import annotations
 
-import html
 import logging
 import math
 import numbers
@@ -72,6 +71,7 @@ from keras import ops
 
 from ..calibration import calibrate, check_inputs
 from ..resources import CostModel, ResourceReport, estimate
+from ..tables import Column, key_value_table, to_dataframe
 from .hook import CostHook, attach, detach, hooked_layers
 from .repair import RepairResult, repair_to_budget, within_budget
 
@@ -145,18 +145,12 @@ class BudgetResult:
             ("best epoch", best),
             ("repair", str(self.repair)),
         ]
-        body = "".join(f"<tr><th style=\"text-align:left\">{html.escape(k)}</th>"
-                       f"<td style=\"text-align:left\">{html.escape(v)}</td></tr>" for k, v in rows)
-        return f"<table class=\"hgq-budget-result\">{body}</table>"
+        return key_value_table(rows, css_class="hgq-budget-result")
 
     def to_pandas(self) -> Any:
         """The checks as a ``pandas.DataFrame``, one row per checked epoch (``epoch`` from 0)."""
-        try:
-            import pandas as pd
-        except ImportError as err:
-            raise ImportError("to_pandas needs pandas: pip install pandas") from err
-        columns = list(HISTORY_COLUMNS) + [k for h in self.history for k in h if k not in HISTORY_COLUMNS]
-        return pd.DataFrame(self.history, columns=list(dict.fromkeys(columns)))
+        keys = dict.fromkeys([*HISTORY_COLUMNS, *(k for h in self.history for k in h)])
+        return to_dataframe([Column(k, k) for k in keys], self.history)
 
 
 def _snapshot(model: keras.Model) -> list[np.ndarray]:
