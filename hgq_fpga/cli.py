@@ -390,7 +390,7 @@ def _exit_code(e: Exception) -> int | None:
     """The exit code of an error the CLI reports in one line (None: a bug, shown with its traceback)."""
     from .optional import MissingDependencyError
 
-    if isinstance(e, (CliError,)):
+    if isinstance(e, CliError):
         return e.code
     if isinstance(e, MissingDependencyError):
         return EXIT_TOOL_MISSING

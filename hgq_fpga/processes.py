@@ -55,31 +55,16 @@ def run_in_group(command: list[str], cwd: str | Path, *, desc: str, progress: bo
     SIGTERM, ``timeout`` seconds passed: :class:`subprocess.TimeoutExpired`)
     kills the whole group before it propagates.
     """
-    import time
+    from .progress import elapsed
 
     proc = start_group(command, cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    deadline = None if timeout is None else time.monotonic() + timeout
-    bar = None
     try:
-        if progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(desc=desc, bar_format="{desc} {elapsed}", leave=False)
-        while True:
-            try:
-                output, _ = proc.communicate(timeout=0.5)
-                return proc.returncode, output
-            except subprocess.TimeoutExpired:
-                if deadline is not None and time.monotonic() > deadline:
-                    raise subprocess.TimeoutExpired(command, timeout) from None
-                if bar is not None:
-                    bar.refresh()
+        with elapsed(desc, enabled=progress):
+            output, _ = proc.communicate(timeout=timeout)
     except BaseException:
         kill_group(proc)
         raise
-    finally:
-        if bar is not None:
-            bar.close()
+    return proc.returncode, output
 
 
 def sigterm_as_interrupt() -> None:
