@@ -19,7 +19,11 @@ Public entry points:
 * :func:`load_model` -- load a ``.keras`` file safely (size limits, safe mode);
 * :func:`write_report` -- an HTML report (tables, plots, utilization of the
   part, provenance, the verification verdict); :func:`device` -- a part's
-  LUTs, FFs, DSPs and block RAMs.
+  LUTs, FFs, DSPs and block RAMs;
+* :func:`sweep` -- architectures x budgets x seeds into a resumable sweep
+  folder, on a local process pool or a Ray cluster; :func:`synthesize_many`
+  -- yosys or vendor syntheses of its models in parallel
+  (:mod:`hgq_fpga.sweeps`); :mod:`hgq_fpga.models` -- ready-made models.
 
 Results (:class:`ResourceReport`, :class:`VerifyResult`, :class:`BitSummary`,
 the budget's result) show as tables in notebooks and export with ``to_pandas()``.
@@ -71,6 +75,10 @@ _LAZY = {
     "report": ("hgq_fpga.report", None),
     "write_report": ("hgq_fpga.report", "write_report"),
     "device": ("hgq_fpga.resources.parts", "device"),
+    "models": ("hgq_fpga.models", None),
+    "sweeps": ("hgq_fpga.sweeps", None),
+    "sweep": ("hgq_fpga.sweeps", "sweep"),
+    "synthesize_many": ("hgq_fpga.sweeps", "synthesize_many"),
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

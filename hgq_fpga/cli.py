@@ -149,7 +149,12 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     project = Path(args.project)
     if not project.is_dir():
-        raise CliError(f"{project}: no such folder (expected an hls4ml project written by 'hgq-fpga convert')")
+        raise CliError(f"{project}: no such folder (expected an hls4ml project written by 'hgq-fpga convert', "
+                       f"or a sweep folder written by 'hgq-fpga sweep')")
+    if (project / "sweep.json").is_file():
+        from .cli_sweep import cmd_synth_sweep
+
+        return cmd_synth_sweep(args)
     if args.read_only:
         report = read_vendor_report(project)
     else:
@@ -337,11 +342,17 @@ def _add_report_synth_demo(sub: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("--overwrite", action="store_true", help="replace a report folder hgq-fpga wrote before")
     p.set_defaults(func=cmd_report)
 
-    p = sub.add_parser("synth", help="run the vendor build of a project and read its reports",
-                       epilog=_EPILOG, formatter_class=_FMT)
-    p.add_argument("project", help="an hls4ml project folder")
-    p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado"), help="the vendor tool to run")
-    p.add_argument("--read-only", action="store_true", help="only read the reports of an earlier build")
+    p = sub.add_parser("synth", help="synthesize a sweep's models (yosys, in parallel) or build an hls4ml project "
+                       "with the vendor tool; read the reports", epilog=_EPILOG, formatter_class=_FMT)
+    p.add_argument("project", help="a sweep folder ('hgq-fpga sweep') or an hls4ml project folder")
+    p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado"),
+                   help="hls4ml project: the vendor tool to run")
+    p.add_argument("--read-only", action="store_true", help="hls4ml project: only read the reports of an earlier build")
+    p.add_argument("--tool", default="yosys", choices=("yosys", "vivado", "vitis"),
+                   help="sweep folder: yosys (flattened synth_xilinx of each model's Verilog) or the vendor HLS tool")
+    from .cli_sweep import runner_options
+
+    runner_options(p, what="synthesis")
     p.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("demo", help="train, estimate, convert and verify the digits MLP", epilog=_EPILOG,
@@ -364,6 +375,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_convert(sub)
     _add_emulate_verify(sub)
     _add_report_synth_demo(sub)
+    from .cli_sweep import add_sweep_command
+
+    add_sweep_command(sub, _FMT, _EPILOG)
     return parser
 
 
@@ -392,6 +406,10 @@ def _exit_code(e: Exception) -> int | None:
 
     if isinstance(e, CliError):
         return e.code
+    from .sweeps.core import SweepError
+
+    if isinstance(e, SweepError):
+        return EXIT_CHECK_FAILED
     if isinstance(e, MissingDependencyError):
         return EXIT_TOOL_MISSING
     if isinstance(e, (FileNotFoundError, FileExistsError, ValueError)):

@@ -14,8 +14,9 @@ from .core import SweepError, SweepResult, load_sweep_data, sweep
 from .folder import RESULT_COLUMNS, SweepConflictError, SweepFolder
 from .runners import RUNNERS, Outcome, run_tasks
 from .spec import SweepSpec, Trial
+from .synth import SYNTH_TOOLS, synthesize_many
 
 __all__ = [
     "RESULT_COLUMNS", "RUNNERS", "Outcome", "SweepConflictError", "SweepError", "SweepFolder", "SweepResult",
-    "SweepSpec", "Trial", "load_sweep_data", "run_tasks", "sweep",
+    "SYNTH_TOOLS", "SweepSpec", "Trial", "load_sweep_data", "run_tasks", "sweep", "synthesize_many",
 ]

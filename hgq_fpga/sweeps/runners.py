@@ -185,7 +185,9 @@ class _LocalPool:
                 f"cannot be pickled ({e}); use module-level functions (not lambdas or nested "
                 f"functions), or runner='inline'"
             ) from e
-        self.env = {**os.environ, **env}
+        # like Ray, which gives its workers the driver's sys.path: a builder importable here is importable there
+        path = os.pathsep.join(os.path.abspath(p or os.curdir) for p in sys.path)
+        self.env = {**os.environ, **env, "PYTHONPATH": path}
 
     def _start(self) -> _Worker:
         """A fresh ``python -m hgq_fpga.sweeps.worker`` talking over two pipes of its own (its

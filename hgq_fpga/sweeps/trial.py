@@ -23,7 +23,7 @@ import numpy as np
 
 from .spec import SweepSpec, Trial, resolve_build
 
-__all__ = ["pin_threads", "run_trial", "thread_env"]
+__all__ = ["load_model_bytes", "pin_threads", "run_trial", "thread_env"]
 
 
 def thread_env(cpus: float) -> dict[str, str]:
@@ -65,6 +65,17 @@ def _keras_bytes(model: Any) -> bytes:
         path = Path(d) / "model.keras"
         model.save(path)
         return path.read_bytes()
+
+
+def load_model_bytes(data: bytes, folder: Path) -> Any:
+    """A model from ``.keras`` bytes (written into ``folder``, loaded with :func:`hgq_fpga.load_model`'s checks)."""
+    from ..loading import load_model
+    from ..startup import import_keras_quietly
+
+    import_keras_quietly()
+    path = folder / "model.keras"
+    path.write_bytes(data)
+    return load_model(path)
 
 
 def run_trial(shared: dict[str, Any], trial: Trial) -> dict[str, Any]:
