@@ -1,0 +1,102 @@
+"""The runners: the same results in this process, in local workers and on Ray; a dead
+worker's task retried (bounded), a task's own error not retried."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from hgq_fpga.optional import MissingDependencyError
+from hgq_fpga.sweeps import run_tasks
+
+TASKS = [(f"t{i}", (i,)) for i in range(6)]
+
+
+def collect(fn, tasks=TASKS, **kwargs):
+    got, calls = {}, []
+
+    def on_result(key, out):
+        calls.append(key)
+        got[key] = out
+
+    run_tasks(fn, tasks, on_result=on_result, **kwargs)
+    assert sorted(calls) == sorted(k for k, _ in tasks)  # each task reported exactly once
+    return got
+
+
+@pytest.mark.parametrize("runner", ["inline", "local"])
+def test_every_task_runs_once_with_the_shared_data(runner):
+    import sweep_helpers
+
+    got = collect(sweep_helpers.scale, shared=7, runner=runner, workers=2)
+    assert {k: o.value for k, o in got.items()} == {f"t{i}": 7 * i for i in range(6)}
+    assert all(o.ok and o.attempts == 1 for o in got.values())
+
+
+def test_local_workers_get_the_thread_settings_and_are_reused():
+    import sweep_helpers
+
+    got = collect(sweep_helpers.pid, runner="local", workers=2, env={"OMP_NUM_THREADS": "1"})
+    pids = {o.value[0] for o in got.values()}
+    assert len(pids) <= 2 and all(o.value[1] == "1" for o in got.values())
+
+
+def test_a_killed_local_worker_is_replaced_and_its_task_retried(tmp_path):
+    import sweep_helpers
+
+    got = collect(sweep_helpers.die_once, shared=str(tmp_path), runner="local", workers=2, retries=1)
+    assert {k: o.value for k, o in got.items()} == {f"t{i}": i for i in range(6)}
+    assert all(o.attempts == 2 and "died (exit code -9)" in o.worker_deaths[0] for o in got.values())
+
+
+def test_retries_are_bounded(tmp_path):
+    import sweep_helpers
+
+    got = collect(sweep_helpers.die_always, tasks=TASKS[:2], shared=str(tmp_path), runner="local", workers=1,
+                  retries=2)
+    for o in got.values():
+        assert not o.ok and o.attempts == 3 and len(o.worker_deaths) == 3
+        assert "died on each of 3 attempts" in o.error
+
+
+@pytest.mark.parametrize("runner", ["inline", "local"])
+def test_a_task_error_is_its_result_and_not_retried(runner):
+    import sweep_helpers
+
+    got = collect(sweep_helpers.fail, tasks=TASKS[:2], runner=runner, workers=1)
+    assert all(not o.ok and o.attempts == 1 and "ValueError: task" in o.error for o in got.values())
+
+
+def test_a_function_that_cannot_be_pickled_is_refused_before_any_work():
+    with pytest.raises(TypeError, match=r"use module-level functions \(not lambdas or nested functions\), or runner='inline'"):
+        run_tasks(lambda s, x: x, TASKS, on_result=print, runner="local")
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"runner": "spark"}, "runner must be one of inline, local, ray; received runner='spark'"),
+    ({"retries": -1}, "retries must be >= 0"),
+])
+def test_bad_arguments(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        run_tasks(print, TASKS, on_result=print, **kwargs)
+
+
+def test_ray_missing_says_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if not installed
+    with pytest.raises(MissingDependencyError, match=r"runner='ray' .*pip install 'hgq_fpga\[cluster\]'"):
+        run_tasks(print, TASKS, on_result=print, runner="ray")
+
+
+@pytest.mark.slow
+def test_ray_runs_retries_and_reports_errors(ray_cluster, tmp_path):
+    import sweep_helpers
+
+    got = collect(sweep_helpers.scale, shared=3, runner="ray")
+    assert {k: o.value for k, o in got.items()} == {f"t{i}": 3 * i for i in range(6)}
+    got = collect(sweep_helpers.die_once, tasks=TASKS[:2], shared=str(tmp_path), runner="ray", retries=1)
+    assert all(o.value is not None and o.attempts == 2 and o.worker_deaths for o in got.values())
+    got = collect(sweep_helpers.die_always, tasks=TASKS[:1], shared=str(tmp_path), runner="ray", retries=1)
+    assert not got["t0"].ok and got["t0"].attempts == 2 and "died on each of 2 attempts" in got["t0"].error
+    got = collect(sweep_helpers.fail, tasks=TASKS[:1], runner="ray")
+    assert not got["t0"].ok and got["t0"].attempts == 1 and "ValueError: task 0 is broken" in got["t0"].error
