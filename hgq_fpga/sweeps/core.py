@@ -153,7 +153,14 @@ def sweep(
         :class:`SweepResult`.
     """
     from ..startup import import_keras_quietly
+    from .runners import RUNNERS
 
+    if runner not in RUNNERS:
+        raise ValueError(f"runner must be one of {', '.join(RUNNERS)}; received runner={runner!r}")
+    if runner == "ray":
+        from .ray_runner import require_ray
+
+        require_ray()
     import_keras_quietly()
     arrays = load_sweep_data(data)
     spec = SweepSpec(build=build_name(build), budgets=list(budgets), epochs=epochs,
