@@ -98,60 +98,63 @@ def load_sweep_data(data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.n
 
 
 def sweep(
-    build: str | Callable[..., Any],
-    data: Any,
-    output_dir: str | os.PathLike,
-    *,
-    budgets: Sequence[float | None],
-    epochs: int,
-    architectures: Mapping[str, Mapping[str, Any]] | None = None,
-    seeds: Sequence[int] = (0,),
-    batch_size: int = 32,
-    learning_rate: float = 3e-3,
-    method: str = "constraint",
-    budget_options: Mapping[str, Any] | None = None,
-    runner: str = "local",
-    workers: int | None = None,
-    cpus_per_trial: float = 1,
-    gpus_per_trial: float = 0,
-    address: str | None = None,
-    retries: int = 2,
-    overwrite: bool = False,
-    progress: bool = True,
-    raise_on_failure: bool = True,
+    build: str | Callable[..., Any], data: Any, output_dir: str | os.PathLike, *,
+    budgets: Sequence[float | None], epochs: int, architectures: Mapping[str, Mapping[str, Any]] | None = None,
+    seeds: Sequence[int] = (0,), batch_size: int = 32, learning_rate: float = 3e-3, method: str = "constraint",
+    budget_options: Mapping[str, Any] | None = None, runner: str = "local", workers: int | None = None,
+    cpus_per_trial: float = 1, gpus_per_trial: float = 0, address: str | None = None, retries: int = 2,
+    overwrite: bool = False, progress: bool = True, raise_on_failure: bool = True,
 ) -> SweepResult:
     """Train every architecture at every LUT budget with every seed; store each trial in ``output_dir``.
 
-    Each trial: ``keras.utils.set_random_seed(seed)``, build the model, ``fit``
-    with :class:`~hgq_fpga.ResourceBudget` (``lut=budget``; none for a
-    ``None`` budget), then the exact estimate and the accuracy of the emulated
-    firmware on the test data (argmax of the outputs). See
-    :mod:`hgq_fpga.sweeps.folder` for what is written.
+    A trial: ``keras.utils.set_random_seed(seed)``, build, ``fit`` with
+    :class:`~hgq_fpga.ResourceBudget` (``lut=budget``; none for ``None``), the exact
+    estimate, and the emulated firmware's accuracy on the test data (argmax).
 
     Args:
-        build: ``"mlp"``, ``"cnn"`` (:mod:`hgq_fpga.models`), ``"package.module:function"``
-            or a module-level function; called as ``build(**architectures[name])``.
+        build: ``"mlp"``, ``"cnn"``, ``"package.module:function"`` or a module-level
+            function, called as ``build(**architectures[name])``.
         data: ``"digits"``, ``"digits-image"`` or ``(x, y, x_test, y_test)``.
-        output_dir: the sweep folder (created; an existing sweep folder resumes).
+        output_dir: the sweep folder (:mod:`hgq_fpga.sweeps.folder`); an existing one resumes.
         budgets: LUT budgets; ``None`` trains without a budget (a reference point).
         epochs, batch_size, learning_rate: of the training.
-        architectures: ``{name: options for build}``; default one architecture named ``"model"``.
+        architectures: ``{name: options for build}``; default ``{"model": {}}``.
         seeds: one trial per seed.
         method, budget_options: :class:`~hgq_fpga.ResourceBudget`'s rule and other arguments.
-        runner: ``"local"`` (a pool of processes; default), ``"ray"`` or ``"inline"`` (this process).
+        runner: ``"local"`` (a pool of processes), ``"ray"`` or ``"inline"`` (this process).
         workers: ``local``: processes (default: CPUs // cpus_per_trial).
-        cpus_per_trial, gpus_per_trial: resources of each trial (Ray schedules by them;
-            each trial's math libraries use ``cpus_per_trial`` threads).
+        cpus_per_trial, gpus_per_trial: each trial's resources (its math libraries' threads).
         address: ``ray``: the cluster (default ``RAY_ADDRESS``; else a local Ray for this call).
         retries: more attempts for a trial whose worker died.
         overwrite: start over when ``output_dir`` holds a sweep with other settings.
         progress: a progress bar over trials (stderr).
-        raise_on_failure: raise :class:`SweepError` at the end if a trial failed
-            (after storing the others and the tables).
-
-    Returns:
-        :class:`SweepResult`.
+        raise_on_failure: raise :class:`SweepError` at the end if a trial failed (the others are stored).
     """
+    spec, arrays, folder = _open(build, data, output_dir, runner, overwrite, budgets=list(budgets), epochs=epochs,
+                                 architectures=dict(architectures or {"model": {}}), seeds=list(seeds),
+                                 batch_size=batch_size, learning_rate=learning_rate, method=method,
+                                 budget_options=dict(budget_options or {}))
+    done, trials = folder.finished(), spec.trials()
+    todo = [t for t in trials if t.key not in done]
+    result = SweepResult(folder.path, [], skipped=[t.key for t in trials if t.key in done])
+    shared = {"spec": spec, "data": arrays, "cpus": cpus_per_trial, "build": None if isinstance(build, str) else build}
+    _run(shared, todo, folder, result, runner=runner, workers=workers, cpus=cpus_per_trial, gpus=gpus_per_trial,
+         address=address, retries=retries, progress=progress)
+    result.rows = folder.rows()
+    result.files = folder.write_tables(result.rows)
+    plot = folder.write_plot(result.rows)
+    result.files += [plot] if plot else []
+    if result.failed and raise_on_failure:
+        key, error = next(iter(result.failed.items()))
+        raise SweepError(f"{len(result.failed)} of {len(todo)} trial(s) failed (the others are stored in "
+                         f"{folder.path}; run the sweep again to retry the failed ones). First, {key}: "
+                         f"{error.splitlines()[0]}")
+    return result
+
+
+def _open(build: str | Callable[..., Any], data: Any, output_dir: str | os.PathLike, runner: str, overwrite: bool,
+          **settings: Any) -> tuple[SweepSpec, tuple[np.ndarray, ...], SweepFolder]:
+    """Check everything a trial would trip over, then open the folder: the spec, the data, the folder."""
     from ..startup import import_keras_quietly
     from .runners import RUNNERS
 
@@ -163,30 +166,11 @@ def sweep(
         require_ray()
     import_keras_quietly()
     arrays = load_sweep_data(data)
-    spec = SweepSpec(build=build_name(build), budgets=list(budgets), epochs=epochs,
-                     architectures=dict(architectures or {"model": {}}), seeds=list(seeds), batch_size=batch_size,
-                     learning_rate=learning_rate, method=method, budget_options=dict(budget_options or {}),
-                     data=data_fingerprint(arrays))
+    spec = SweepSpec(build=build_name(build), data=data_fingerprint(arrays), **settings)
     _check_here(spec, build, arrays)
     folder = SweepFolder(output_dir)
     folder.open(spec, overwrite=overwrite)
-    done = folder.finished()
-    trials = spec.trials()
-    todo = [t for t in trials if t.key not in done]
-    result = SweepResult(folder.path, [], skipped=[t.key for t in trials if t.key in done])
-    shared = {"spec": spec, "data": arrays, "cpus": cpus_per_trial, "build": None if isinstance(build, str) else build}
-    _run(shared, todo, folder, result, runner=runner, workers=workers, cpus=cpus_per_trial, gpus=gpus_per_trial,
-         address=address, retries=retries, progress=progress)
-    result.rows = folder.rows()
-    result.files = folder.write_tables(result.rows)
-    plot = folder.write_plot(result.rows)
-    result.files += [plot] if plot else []
-    if result.failed and raise_on_failure:
-        first = next(iter(result.failed.items()))
-        raise SweepError(f"{len(result.failed)} of {len(todo)} trial(s) failed (the others are stored in "
-                         f"{folder.path}; run the sweep again to retry the failed ones). First, {first[0]}: "
-                         f"{first[1].splitlines()[0]}")
-    return result
+    return spec, arrays, folder
 
 
 def _check_here(spec: SweepSpec, build: str | Callable[..., Any], arrays: tuple[np.ndarray, ...]) -> None:
