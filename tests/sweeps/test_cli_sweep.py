@@ -127,3 +127,14 @@ def test_synth_without_yosys_is_exit_3(cli, tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(Path(sys.executable).parent))
     code, _, err = cli("synth", str(tmp_path / "s"))
     assert code == 3 and "needs yosys on PATH" in err and "apt-get install yosys" in err
+
+
+def test_the_example_configuration_is_valid():
+    from hgq_fpga.cli_sweep import read_sweep_config
+    from hgq_fpga.sweeps import SweepSpec
+
+    root = Path(__file__).resolve().parents[2]
+    config = read_sweep_config(str(root / "examples" / "sweep.yml"))
+    spec = SweepSpec(build=config["build"], budgets=config["budgets"], epochs=config["epochs"],
+                     architectures=config["architectures"], seeds=config["seeds"])
+    assert len(spec.trials()) == 24 and spec.budgets[-1] is None
