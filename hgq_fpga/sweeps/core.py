@@ -164,6 +164,10 @@ def _open(build: str | Callable[..., Any], data: Any, output_dir: str | os.PathL
         from .ray_runner import require_ray
 
         require_ray()
+    if runner == "local" and getattr(build, "__module__", None) == "__main__":
+        raise ValueError(f"build={build_name(build)} is defined in the script being run (__main__), which the "
+                         f"worker processes of runner='local' cannot import; move it into a module, or use "
+                         f"runner='inline' (this process) or runner='ray'")
     import_keras_quietly()
     arrays = load_sweep_data(data)
     spec = SweepSpec(build=build_name(build), data=data_fingerprint(arrays), **settings)

@@ -142,7 +142,11 @@ def run_tasks(
 # -- local pool -----------------------------------------------------------------------
 def worker_loop(receive: Connection, send: Connection) -> None:  # pragma: no cover - runs in the child
     """The worker's side: the function and the shared data, then ``(key, args)`` until None."""
-    fn, shared = pickle.loads(receive.recv_bytes())
+    try:
+        fn, shared = pickle.loads(receive.recv_bytes())
+    except Exception as e:  # e.g. a function of the caller's __main__, which a worker cannot import
+        send.send((None, None, _error_text(e)))
+        return
     while True:
         try:
             message = receive.recv()
@@ -234,10 +238,14 @@ class _LocalPool:
                 continue
             key, w.key = w.key, None
             try:
-                _, value, error = w.receive.recv()
+                got, value, error = w.receive.recv()
             except (EOFError, OSError):  # the worker died (perhaps while sending)
                 self._died(pool, w, key, retries, on_result)
             else:
+                if got is None:  # the worker could not load the function or the shared data
+                    raise RuntimeError(f"runner='local': the worker processes cannot load the task function or "
+                                       f"its data: {error.splitlines()[0]}. Define functions in an importable "
+                                       f"module (not in the script run as __main__), or use runner='inline'")
                 on_result(key, Outcome(value, error, self.attempts[key], tuple(self.deaths.get(key, ()))))
 
     def _died(self, pool: list[_Worker | None], w: _Worker, key: str, retries: int, on_result: OnResult) -> None:

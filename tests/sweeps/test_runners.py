@@ -100,3 +100,27 @@ def test_ray_runs_retries_and_reports_errors(ray_cluster, tmp_path):
     assert not got["t0"].ok and got["t0"].attempts == 2 and "died on each of 2 attempts" in got["t0"].error
     got = collect(sweep_helpers.fail, tasks=TASKS[:1], runner="ray")
     assert not got["t0"].ok and got["t0"].attempts == 1 and "ValueError: task 0 is broken" in got["t0"].error
+
+
+def test_a_function_workers_cannot_import_is_one_clear_error(tmp_path):
+    script = tmp_path / "script.py"
+    script.write_text("from hgq_fpga.sweeps import run_tasks\n"
+                      "def f(shared, x):\n    return x\n"
+                      "run_tasks(f, [('a', (1,))], on_result=print, runner='local', workers=1)\n")
+    import subprocess
+
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 1
+    assert "cannot load the task function" in proc.stderr and "not in the script run as __main__" in proc.stderr
+
+
+def test_sweep_refuses_a_builder_from_main_before_any_work(tmp_path):
+    from hgq_fpga.sweeps import sweep
+
+    def build():  # noqa: ANN202
+        return None
+
+    build.__module__ = "__main__"
+    with pytest.raises(ValueError, match=r"defined in the script being run \(__main__\)"):
+        sweep(build, "digits", tmp_path / "s", budgets=[100], epochs=1)
+    assert not (tmp_path / "s").exists()
