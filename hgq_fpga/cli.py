@@ -350,6 +350,8 @@ def _add_report_synth_demo(sub: argparse._SubParsersAction[argparse.ArgumentPars
     p.add_argument("--read-only", action="store_true", help="hls4ml project: only read the reports of an earlier build")
     p.add_argument("--tool", default="yosys", choices=("yosys", "vivado", "vitis"),
                    help="sweep folder: yosys (flattened synth_xilinx of each model's Verilog) or the vendor HLS tool")
+    p.add_argument("--front", action="store_true",
+                   help="sweep folder: only the trials on the Pareto front (accuracy against estimated LUTs)")
     from .cli_sweep import runner_options
 
     runner_options(p, what="synthesis")

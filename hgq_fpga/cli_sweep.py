@@ -111,10 +111,12 @@ def cmd_synth_sweep(args: argparse.Namespace) -> int:
     from .sweeps import synthesize_many
 
     rows = synthesize_many(args.project, tool=args.tool, runner=args.runner, workers=args.workers,
-                           address=args.address, cpus_per_task=args.cpus_per_trial, progress=True)
+                           address=args.address, cpus_per_task=args.cpus_per_trial, front=args.front, progress=True)
     t = args.tool
     print(f"{'trial':<32} {'estimate LUT':>12} {t + ' LUT':>12} {'FF':>7} {'CARRY':>7} {'DSP':>5}")
     for r in rows:
+        if f"{t}_lut" not in r and f"{t}_error" not in r:
+            continue  # not synthesized (off the front)
         if r.get(f"{t}_error"):
             print(f"{r['trial']:<32} {r['lut']:>12.0f}  failed: {r[f'{t}_error']}")
             continue

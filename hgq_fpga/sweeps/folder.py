@@ -31,7 +31,7 @@ from typing import Any
 from ..files import make_staging, plain_mode, write_file
 from .spec import SweepSpec
 
-__all__ = ["RESULT_COLUMNS", "SweepConflictError", "SweepFolder"]
+__all__ = ["RESULT_COLUMNS", "SweepConflictError", "SweepFolder", "pareto_front"]
 
 #: the results table's columns, in order (synthesis columns are added when present)
 RESULT_COLUMNS = ("trial", "architecture", "budget_lut", "seed", "lut", "dsp", "carry", "ebops", "accuracy",
@@ -182,6 +182,22 @@ class SweepFolder:
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return self.path / "pareto.png"
+
+
+def pareto_front(rows: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Keys of the trials no other trial beats: none has fewer or equal LUTs and a higher or equal
+    accuracy, one of them strictly. Sorted by LUTs.
+
+    Example:
+        >>> pareto_front([{"trial": "a", "lut": 100, "accuracy": 0.9}, {"trial": "b", "lut": 200, "accuracy": 0.8},
+        ...               {"trial": "c", "lut": 300, "accuracy": 0.95}])
+        ['a', 'c']
+    """
+    def beaten(r: Mapping[str, Any]) -> bool:
+        return any(o["lut"] <= r["lut"] and o["accuracy"] >= r["accuracy"]
+                   and (o["lut"] < r["lut"] or o["accuracy"] > r["accuracy"]) for o in rows)
+
+    return [r["trial"] for r in sorted(rows, key=lambda r: (r["lut"], -r["accuracy"])) if not beaten(r)]
 
 
 def _point(r: Mapping[str, Any]) -> Any:

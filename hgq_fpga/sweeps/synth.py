@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from .folder import SweepFolder
+from .folder import SweepFolder, pareto_front
 from .runners import Outcome, run_tasks
 from .trial import load_model_bytes, thread_env
 
@@ -53,13 +53,16 @@ def _find_tool(tool: str) -> str:
     return found
 
 
-def _inputs(models_or_dirs: Any) -> tuple[SweepFolder | None, list[tuple[str, Path]]]:
+def _inputs(models_or_dirs: Any, front: bool) -> tuple[SweepFolder | None, list[tuple[str, Path]]]:
     """The sweep folder (if one was given) and ``(key, .keras path)`` pairs."""
     if isinstance(models_or_dirs, (str, os.PathLike)) and Path(models_or_dirs).is_dir():
         folder = SweepFolder(models_or_dirs)
         if folder.saved_spec() is None:
             raise ValueError(f"{models_or_dirs} is a folder without sweep.json; give a sweep folder or .keras files")
-        return folder, [(k, folder.model_path(k)) for k in sorted(folder.finished())]
+        keys = pareto_front(folder.rows()) if front else sorted(folder.finished())
+        return folder, [(k, folder.model_path(k)) for k in keys]
+    if front:
+        raise ValueError("front=True (--front) needs a sweep folder: its table says which trials are on the front")
     paths = [models_or_dirs] if isinstance(models_or_dirs, (str, os.PathLike)) else list(models_or_dirs)
     out = []
     for p in map(Path, paths):
@@ -118,6 +121,7 @@ def synthesize_many(
     family: str = "xc7",
     part: str = "xcvu13p-flga2577-2-e",
     timeout: float = 3600.0,
+    front: bool = False,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Synthesize each model in parallel (see the module docstring).
@@ -130,6 +134,8 @@ def synthesize_many(
         family: yosys's ``-family`` (``xc7``, ``xcu``, ``xcup``).
         part: the FPGA part of the vendor projects.
         timeout: seconds per synthesis.
+        front: a sweep folder's Pareto front only (accuracy against estimated LUTs:
+            :func:`~hgq_fpga.sweeps.folder.pareto_front`).
 
     Returns:
         One row per model: ``trial`` (the sweep key or the file's stem) and
@@ -138,7 +144,7 @@ def synthesize_many(
         synthesis has ``<tool>_error``.
     """
     _find_tool(tool)  # before any work: the tool is missing here, it is likely missing on the workers too
-    folder, items = _inputs(models_or_dirs)
+    folder, items = _inputs(models_or_dirs, front)
     shared = {"tool": tool, "family": family, "part": part, "timeout": timeout}
     results: dict[str, dict[str, Any]] = {}
     from tqdm.auto import tqdm

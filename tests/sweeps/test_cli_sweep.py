@@ -120,6 +120,17 @@ def test_synth_adds_yosys_counts_of_every_trial_to_the_table(cli, tmp_path):
     assert "model_lut100_seed1" in out and "yosys LUT" in out
 
 
+def test_only_the_front_is_synthesized_when_asked(tmp_path):
+    from hgq_fpga.sweeps import synthesize_many
+    from hgq_fpga.sweeps.folder import pareto_front
+
+    path = _sweep_folder_with_models(tmp_path)  # same accuracy: the cheaper model alone is on the front
+    rows = synthesize_many(path, tool="yosys", runner="inline", front=True, progress=False)
+    front = pareto_front(rows)
+    assert len(front) == 1
+    assert [r["trial"] for r in rows if "yosys_lut" in r] == front
+
+
 def test_synth_without_yosys_is_exit_3(cli, tmp_path, monkeypatch):
     from hgq_fpga.sweeps import SweepFolder, SweepSpec
 
