@@ -88,17 +88,30 @@ def _reduce_to(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
     return np.sum(a, axis=axes, keepdims=False).reshape(shape) if axes else a.reshape(shape)
 
 
+def _gradient(fn: Any, x: np.ndarray) -> np.ndarray | None:
+    """``d fn(x) / d x`` for a scalar-valued ``fn`` of an array, on the current Keras backend."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        t = tf.convert_to_tensor(x)
+        with tf.GradientTape() as tape:
+            tape.watch(t)
+            out = fn(t)
+        g = tape.gradient(out, t)
+        return None if g is None else g.numpy()
+    if backend == "jax":
+        import jax
+
+        return np.asarray(jax.grad(lambda t: ops.sum(fn(t)))(jax.numpy.asarray(x)))
+    raise NotImplementedError(f"repair: no gradient for the Keras backend {backend!r}")
+
+
 def _gains(layer: Any) -> np.ndarray:
     """d(differentiable LUTs)/d(kernel f), in the kernel quantizer's bits shape."""
-    import tensorflow as tf
-
     kq = layer.kernel_quantizer
-    f = tf.convert_to_tensor(ops.convert_to_numpy(kq.f_value()))
-    with tf.GradientTape() as tape:
-        tape.watch(f)
-        fs = {id(kq): f}
-        luts = layer.luts_for(fs)
-    g = tape.gradient(luts, f)
+    f = np.asarray(ops.convert_to_numpy(kq.f_value()))
+    g = _gradient(lambda t: layer.luts_for({id(kq): t}), f)
     return np.zeros(kq.bits_shape) if g is None else np.asarray(g, np.float64)
 
 
@@ -108,8 +121,11 @@ def _layer_candidates(n: int, layer: Any, p: np.ndarray, off_dsp: bool, cm: Cost
     w = ops.convert_to_numpy(layer.kernel).astype(np.float64)
     f_bits = np.round(np.asarray(ops.convert_to_numpy(kq.f_value()), np.float64).reshape(kq.bits_shape))
     f = np.broadcast_to(f_bits, w.shape)
-    q0 = np.asarray(ops.convert_to_numpy(kq.quantize_with(ops.convert_to_tensor(w), ops.convert_to_tensor(f))))
-    q1 = np.asarray(ops.convert_to_numpy(kq.quantize_with(ops.convert_to_tensor(w), ops.convert_to_tensor(f - 1))))
+    # float64 here whatever the backend computed in (JAX: float32, where 1e-300 below would be 0)
+    q0 = np.asarray(ops.convert_to_numpy(kq.quantize_with(ops.convert_to_tensor(w), ops.convert_to_tensor(f))),
+                    np.float64)
+    q1 = np.asarray(ops.convert_to_numpy(kq.quantize_with(ops.convert_to_tensor(w), ops.convert_to_tensor(f - 1))),
+                    np.float64)
     x2 = np.broadcast_to(p.reshape((1,) * (w.ndim - 2) + p.shape), w.shape)
     damage = _reduce_to((q1 - q0) ** 2 * x2, kq.bits_shape)
     live = _reduce_to((q0 != 0).astype(np.float64), kq.bits_shape) > 0
