@@ -50,6 +50,17 @@ at the start (budget, starting cost, what the loss includes), one per check
 and one per projection (printed after Keras's line for that epoch, so they
 never break its progress bar), and the result at the end.
 
+Backends and devices: the callback trains on TensorFlow and on JAX, on one
+device or several: ``tf.distribute.MirroredStrategy`` (build, compile and fit
+the model under ``strategy.scope()``) and Keras's
+``keras.distribution.DataParallel`` on JAX (set it, or enter its scope, before
+the model is built; Keras then needs every batch, the last one included, to
+divide evenly among the devices). The cost the steps record is the model's
+(not a sum over replicas), and the checks, projections and the final repair
+run on the host as on one device. On JAX the callback syncs the training
+state into the model's variables after every batch (``jax_state_sync``), which
+Keras otherwise does once per epoch. The PyTorch backend is not supported.
+
 Example:
     >>> budget = hgq_fpga.ResourceBudget(lut=20_000, calibration_data=x_train)  # doctest: +SKIP
     >>> model.fit(x_train, y_train, validation_split=0.2, epochs=60, callbacks=[budget])  # doctest: +SKIP
@@ -62,7 +73,6 @@ from __future__ import annotations
 import logging
 import math
 import numbers
-from dataclasses import dataclass, field
 from typing import Any
 
 import keras
@@ -71,24 +81,19 @@ from keras import ops
 
 from ..calibration import calibrate, check_inputs
 from ..resources import CostModel, ResourceReport, estimate
-from ..tables import Column, key_value_table, to_dataframe
+from .budget_result import HISTORY_COLUMNS, BudgetResult, budget_text, exact_estimate, minimum_cost, restore, snapshot
 from .hook import CostHook, attach, detach, hooked_layers
 from .repair import RepairResult, repair_to_budget, within_budget
 
-__all__ = ["METHODS", "BudgetResult", "ResourceBudget", "minimum_cost"]
+__all__ = ["BACKENDS", "HISTORY_COLUMNS", "METHODS", "BudgetResult", "ResourceBudget", "exact_estimate", "minimum_cost"]
 
 METHODS = ("constraint", "primal_dual")
 #: projections aim at this fraction of the LUT budget
 PROJECTION_MARGIN = 0.95
-#: the columns of :meth:`BudgetResult.to_pandas` (and the keys of each ``history`` record)
-HISTORY_COLUMNS = ("epoch", "lut", "dsp", "feasible", "projected_lut")
+#: the Keras backends ResourceBudget trains on
+BACKENDS = ("tensorflow", "jax")
 
 _log = logging.getLogger("hgq_fpga.constraints")
-
-
-def _budget_text(lut: float | None, dsp: int | None) -> str:
-    """``"LUT <= 1000, DSP <= 4"`` (the parts that are set)."""
-    return ", ".join(f"{k} <= {v:g}" for k, v in (("LUT", lut), ("DSP", dsp)) if v is not None)
 
 
 def _say(message: str) -> None:
@@ -97,104 +102,6 @@ def _say(message: str) -> None:
         print(message, flush=True)
     else:
         _log.info(message)
-
-
-@dataclass(repr=False)
-class BudgetResult:
-    """The end of a budgeted training: the exact report and what the repair did.
-
-    ``history``: one dict per check (see :data:`HISTORY_COLUMNS`, plus the
-    monitored metric); ``best_epoch``: the restored epoch (from 0), if any.
-    In a notebook it shows as a small table; :meth:`to_pandas` gives the checks.
-    """
-
-    report: ResourceReport
-    repair: RepairResult
-    lut: float | None
-    dsp: int | None
-    best_epoch: int | None = None
-    history: list[dict[str, Any]] = field(default_factory=list)
-
-    @property
-    def feasible(self) -> bool:
-        """Whether the final exact estimate meets the budget."""
-        return within_budget(self.report, self.lut, self.dsp)
-
-    def __str__(self) -> str:
-        state = "within" if self.feasible else "OVER"
-        best = f"; restored epoch {self.best_epoch + 1}" if self.best_epoch is not None else ""
-        return (f"budget {_budget_text(self.lut, self.dsp)}: {state} -- LUT {self.report.lut:.0f}, "
-                f"DSP {self.report.dsp}{best}\n{self.repair}")
-
-    def __repr__(self) -> str:
-        state = "within" if self.feasible else "OVER"
-        repaired = f", repaired in {self.repair.rounds} round(s)" if self.repair.rounds else ""
-        return (f"BudgetResult({state} {_budget_text(self.lut, self.dsp)}: LUT {self.report.lut:.0f}, "
-                f"DSP {self.report.dsp}, {len(self.history)} check(s){repaired})")
-
-    def _repr_html_(self) -> str:
-        """A small table for notebooks."""
-        best = "-" if self.best_epoch is None else f"{self.best_epoch + 1} (restored)"
-        rows = [
-            ("budget", _budget_text(self.lut, self.dsp)),
-            ("result", "within the budget" if self.feasible else "OVER the budget"),
-            ("LUT", f"{self.report.lut:.0f}"),
-            ("DSP", str(self.report.dsp)),
-            ("checks", f"{len(self.history)} ({sum(bool(h['feasible']) for h in self.history)} within, "
-                       f"{sum(h.get('projected_lut') is not None for h in self.history)} projected)"),
-            ("best epoch", best),
-            ("repair", str(self.repair)),
-        ]
-        return key_value_table(rows, css_class="hgq-budget-result")
-
-    def to_pandas(self) -> Any:
-        """The checks as a ``pandas.DataFrame``, one row per checked epoch (``epoch`` from 0)."""
-        keys = dict.fromkeys([*HISTORY_COLUMNS, *(k for h in self.history for k in h)])
-        return to_dataframe([Column(k, k) for k in keys], self.history)
-
-
-def _snapshot(model: keras.Model) -> list[np.ndarray]:
-    return [np.array(ops.convert_to_numpy(v)) for v in model.non_trainable_variables]
-
-
-def _restore(model: keras.Model, values: list[np.ndarray]) -> None:
-    for v, a in zip(model.non_trainable_variables, values):
-        v.assign(a)
-
-
-def exact_estimate(model: keras.Model, x: Any, **kwargs: Any) -> ResourceReport:
-    """The exact estimate of ``model`` calibrated on ``x``, leaving the model's
-    calibration state as it was (for use during training)."""
-    saved = _snapshot(model)
-    try:
-        calibrate(model, x)
-        return estimate(model, **kwargs)
-    finally:
-        _restore(model, saved)
-
-
-def minimum_cost(model: keras.Model, x: Any, **kwargs: Any) -> ResourceReport:
-    """The smallest non-trivial version of the architecture: every output of every
-    layer keeps one weight, its largest, rounded to a power of two (no adders);
-    everything else as it is. A budget below its estimate cannot be met."""
-    layers = hooked_layers(model)
-    saved = [np.array(ops.convert_to_numpy(layer.kernel)) for layer in layers]
-    state = _snapshot(model)
-    try:
-        for layer, w in zip(layers, saved):
-            w2 = w.reshape(-1, w.shape[-1])
-            keep = np.zeros_like(w2)
-            j = np.arange(w2.shape[1])
-            i = np.argmax(np.abs(w2), axis=0)
-            big = w2[i, j]
-            keep[i, j] = np.where(big != 0, np.sign(big) * np.exp2(np.round(np.log2(np.abs(big) + 1e-300))), 0)
-            layer.kernel.assign(keep.reshape(w.shape).astype(w.dtype))
-        calibrate(model, x)
-        return estimate(model, **kwargs)
-    finally:
-        for layer, w in zip(layers, saved):
-            layer.kernel.assign(w)
-        _restore(model, state)
 
 
 class ResourceBudget(keras.callbacks.Callback):
@@ -222,6 +129,20 @@ class ResourceBudget(keras.callbacks.Callback):
 
     After ``fit``: ``budget.result`` (:class:`BudgetResult`) and
     ``budget.history`` (one dict per check).
+
+    Runs on the TensorFlow and JAX backends (``budget.BACKENDS``), on one device
+    or data-parallel on several (see the module docstring). Two devices, JAX::
+
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()[:2]))
+        model = build_model()  # after the distribution is set; batch sizes even
+        model.fit(x, y, batch_size=64, callbacks=[ResourceBudget(lut=3000, calibration_data=x)])
+
+    TensorFlow::
+
+        strategy = tf.distribute.MirroredStrategy(["/gpu:0", "/gpu:1"])
+        with strategy.scope():
+            model = build_model()  # built and compiled under the scope
+            model.fit(x, y, batch_size=64, callbacks=[ResourceBudget(lut=3000, calibration_data=x)])
     """
 
     def __init__(
@@ -272,18 +193,34 @@ class ResourceBudget(keras.callbacks.Callback):
     # -- setup ------------------------------------------------------------------
     def set_model(self, model: keras.Model) -> None:
         super().set_model(model)
-        if keras.backend.backend() != "tensorflow":
+        if keras.backend.backend() not in BACKENDS:
             raise NotImplementedError(
-                f"ResourceBudget runs on the TensorFlow backend (the default); the current backend is "
-                f"{keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow."
+                f"ResourceBudget runs on the Keras backends {', '.join(BACKENDS)}; the current backend is "
+                f"{keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax."
             )
         if not hooked_layers(model):
             raise ValueError(f"ResourceBudget: model {model.name!r} has no QDense/QConv layer to budget")
         self.x = check_inputs(model, self.x, what="calibration_data")
         self.x = self.x if len(self.x) > 1 else self.x[0]
-        if self.hook is None:
-            self.hook = CostHook(1.0 / max(self.lut or 1.0, 1.0))
+        # a fresh hook for each fit, created where the model's variables live (its
+        # tf.distribute strategy; on JAX the current keras.distribution)
+        self.hook = CostHook(1.0 / max(self.lut or 1.0, 1.0), model)
         attach(model, self.hook)
+        _retrace(model)
+
+    def _release(self) -> None:
+        """Detach the hook; the next ``fit`` traces a step without it."""
+        detach(self.model)
+        _retrace(self.model)
+
+    def _sync(self) -> None:
+        """On JAX: put the state the training step threads (weights, the hook's
+        variables) back into the model's variables, so that they can be read,
+        and so that what the callback assigns reaches the next step. (Keras's
+        JAX trainer otherwise does this only at the end of an epoch.)"""
+        sync = getattr(self.model, "jax_state_sync", None)
+        if sync is not None:
+            sync()
 
     @property
     def talks(self) -> bool:
@@ -294,7 +231,7 @@ class ResourceBudget(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict | None = None) -> None:
         floor = minimum_cost(self.model, self.x, **self.kwargs)
         if (self.lut is not None and self.lut < floor.lut) or (self.dsp is not None and self.dsp < floor.dsp):
-            detach(self.model)
+            self._release()
             raise ValueError(
                 f"ResourceBudget: the budget (lut={self.lut}, dsp={self.dsp}) is below the smallest cost "
                 f"this architecture can reach: {floor.lut:.0f} LUTs, {floor.dsp} DSPs (every output "
@@ -320,7 +257,7 @@ class ResourceBudget(keras.callbacks.Callback):
             term = f"LUT/budget (now {ratio:.1f}) in every step over the budget"
         else:
             term = "LUT/budget (at least 1) in any step that goes over the budget"
-        return (f"budget: {_budget_text(self.lut, self.dsp)}; the model starts at LUT {start.lut:.0f}, "
+        return (f"budget: {budget_text(self.lut, self.dsp)}; the model starts at LUT {start.lut:.0f}, "
                 f"DSP {start.dsp} ({'over' if over else 'within'}). The training loss includes {term}; "
                 f"val_loss is the task loss alone.")
 
@@ -346,6 +283,7 @@ class ResourceBudget(keras.callbacks.Callback):
         self.hook.scale.assign(rho / max(self.lut or soft * rho or 1.0, 1.0))
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        self._sync()
         if self._rescale:  # else the first epoch's cost term (and the shown loss) is off by up to 10x
             self._rescale = False
             self._set_scale(self._start_lut)
@@ -434,19 +372,19 @@ class ResourceBudget(keras.callbacks.Callback):
         """Lower bits until the exact estimate is within the budget (the repair
         step), then go on training from there; the training-time calibration
         state is kept."""
-        saved = _snapshot(self.model)
+        saved = snapshot(self.model)
         try:
             # a little below the budget, so that the next epoch's drift stays within it
             lut = None if self.lut is None else self.lut * PROJECTION_MARGIN
             done = repair_to_budget(self.model, self.x, lut=lut, dsp=self.dsp, **self.kwargs)
         finally:
-            _restore(self.model, saved)
+            restore(self.model, saved)
         self._projections += 1
         self._set_scale(done.after.lut)
         return done
 
     def on_train_end(self, logs: dict | None = None) -> None:
-        detach(self.model)
+        self._release()
         best_epoch = None
         if self.restore_best_feasible and self._best is not None:
             self.model.set_weights(self._best[2])
@@ -467,6 +405,13 @@ class ResourceBudget(keras.callbacks.Callback):
         self._flush()
         if self.talks:
             _say(str(self.result))
+
+
+def _retrace(model: keras.Model) -> None:
+    """Make Keras trace its steps anew: a training step traced without the hook
+    would not see it (TensorFlow), and on JAX the state the steps thread (and,
+    under a distribution, its shardings) gains or loses the hook's variables."""
+    model.train_function = model.test_function = model.predict_function = None
 
 
 def _check_arguments(lut: Any, dsp: Any, method: str, mode: str, check_every: int, calibration_data: Any) -> None:

@@ -10,12 +10,23 @@ the model). In each training step the layer
 * scales the task loss's gradient on its bits by ``task_share``;
 * adds ``luts`` to ``acc``, which the callback reads after each batch.
 
-The three are variables, so the callback changes them between steps without
-retracing the training function.
+The four are variables, so the callback changes them between steps without
+retracing the training function. While attached they are part of each hooked
+layer's ``variables`` (so of the model's ``non_trainable_variables``, the
+state that Keras's JAX trainer threads through its stateless step) but not of
+its ``weights``: ``get_weights``, ``save`` and the converters never see them.
+
+Several devices: on TensorFlow the variables are created under the model's
+``tf.distribute`` strategy; ``acc`` is a sync-on-read variable averaged over
+the replicas (each replica adds the same model's LUTs: the mean is the
+model's cost, not a sum over replicas). On JAX, under a
+``keras.distribution`` (set before the model is built), they are replicated
+like every variable of a data-parallel model.
 """
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import keras
@@ -23,17 +34,33 @@ from keras import ops
 
 from ..compat.keras import all_layers
 
-__all__ = ["CostHook", "attach", "detach", "hooked_layers"]
+__all__ = ["CostHook", "attach", "detach", "hook_variables", "hooked_layers", "model_state"]
+
+
+def _variable_scope(model: keras.Model | None) -> Any:
+    """Where the hook's variables must be created: the model's ``tf.distribute``
+    strategy on TensorFlow (else assigning them in a replica fails); on JAX the
+    current ``keras.distribution`` applies by itself."""
+    strategy = getattr(model, "distribute_strategy", None) if keras.backend.backend() == "tensorflow" else None
+    return strategy.scope() if strategy is not None else contextlib.nullcontext()
 
 
 class CostHook:
     """Variables shared by the hooked layers (see the module docstring)."""
 
-    def __init__(self, scale: float) -> None:
-        self.weight = keras.Variable(0.0, trainable=False, dtype="float32", name="budget_weight")
-        self.task_share = keras.Variable(1.0, trainable=False, dtype="float32", name="budget_task_share")
-        self.scale = keras.Variable(float(scale), trainable=False, dtype="float32", name="budget_scale")
-        self.acc = keras.Variable(0.0, trainable=False, dtype="float32", name="budget_acc")
+    def __init__(self, scale: float, model: keras.Model | None = None) -> None:
+        with _variable_scope(model):
+            self.weight = keras.Variable(0.0, trainable=False, dtype="float32", name="budget_weight")
+            self.task_share = keras.Variable(1.0, trainable=False, dtype="float32", name="budget_task_share")
+            self.scale = keras.Variable(float(scale), trainable=False, dtype="float32", name="budget_scale")
+            # each replica sums its own copy; a read averages them
+            self.acc = keras.Variable(0.0, trainable=False, dtype="float32", name="budget_acc",
+                                      aggregation="mean", synchronization="on_read")
+
+    @property
+    def variables(self) -> list[Any]:
+        """The hook's four variables."""
+        return [self.weight, self.task_share, self.scale, self.acc]
 
     def record(self, luts: Any) -> None:
         """Accumulate a layer's differentiable LUTs for the current step."""
@@ -55,6 +82,21 @@ def hooked_layers(model: keras.Model) -> list[keras.layers.Layer]:
     from ..layers.weighted import WeightedLayerMixin
 
     return [layer for layer in all_layers(model) if isinstance(layer, WeightedLayerMixin)]
+
+
+def hook_variables(model: keras.Model) -> list[Any]:
+    """The variables of the hooks attached to ``model``'s layers (none when detached)."""
+    found: dict[int, Any] = {}
+    for layer in hooked_layers(model):
+        if layer.cost_hook is not None:
+            found.update((id(v), v) for v in layer.cost_hook.variables)
+    return list(found.values())
+
+
+def model_state(model: keras.Model) -> list[Any]:
+    """``model.non_trainable_variables`` without an attached hook's."""
+    hooks = {id(v) for v in hook_variables(model)}
+    return [v for v in model.non_trainable_variables if id(v) not in hooks]
 
 
 def attach(model: keras.Model, hook: CostHook) -> None:

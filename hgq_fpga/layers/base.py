@@ -117,6 +117,21 @@ class QuantizedLayerMixin:
             self.__dict__["_cost_hook"] = hook
 
     @property
+    def variables(self) -> list[Any]:
+        """Keras's ``variables``, plus an attached cost hook's while a budget trains.
+
+        So the hook's variables are state of the model (``non_trainable_variables``),
+        which Keras's JAX trainer threads through its stateless training step;
+        they are not in ``weights`` and are never saved.
+        """
+        found = list(super().variables)  # type: ignore[misc]
+        hook = self.cost_hook
+        if hook is not None:
+            seen = {id(v) for v in found}
+            found.extend(v for v in hook.variables if id(v) not in seen)
+        return found
+
+    @property
     def quantizer_variables(self) -> list[Any]:
         """Variables that belong to quantization (bits, ranges), not to the Keras layer."""
         found = [v for q in self.quantizers for v in q.weights]

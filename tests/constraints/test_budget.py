@@ -8,11 +8,13 @@ import pytest
 
 import hgq_fpga
 from hgq_fpga.constraints import ResourceBudget, minimum_cost, repair_to_budget
+from hgq_fpga.constraints.budget import BACKENDS
 from hgq_fpga.datasets import digits
 from hgq_fpga.layers import QDense
 from hgq_fpga.resources import CostModel, estimate
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="ResourceBudget needs TensorFlow")
+pytestmark = pytest.mark.skipif(keras.backend.backend() not in BACKENDS,
+                                reason=f"ResourceBudget trains on {', '.join(BACKENDS)}")
 
 
 @pytest.fixture(scope="module")
@@ -58,6 +60,26 @@ def test_budget_is_met_by_the_exact_estimate(method, fraction, data, full):
     assert ("budget_lambda" in history.history) == (method == "primal_dual")
     assert [h["epoch"] for h in cb.history] == [0, 1, 2] and cb.result.history is cb.history
     assert all(not hasattr(layer, "_cost_hook") or "_cost_hook" not in layer.__dict__ for layer in model.layers)
+
+
+def test_a_budget_steers_a_model_trained_before_and_leaves_no_trace(data, full):
+    """The training step is traced anew with the hook (a step traced before never
+    saw it) and without it afterwards; the hook's variables are model state
+    while it trains (JAX threads them through its step), never weights."""
+    x, y, _, _ = data
+    model = mlp()
+    model.fit(x, y, epochs=1, verbose=0)  # a training step traced without the hook
+    n_variables, n_weights = len(model.non_trainable_variables), len(model.weights)
+    seen = []
+    during = keras.callbacks.LambdaCallback(
+        on_train_batch_end=lambda batch, logs: seen.append((len(model.non_trainable_variables), len(model.weights))))
+    cb = ResourceBudget(lut=0.1 * full, calibration_data=x, verbose=0)
+    budgeted = model.fit(x, y, epochs=1, verbose=0, callbacks=[cb, during]).history["loss"][0]
+    after = model.fit(x, y, epochs=1, verbose=0).history["loss"][0]
+    # about 10x over the budget all epoch: each step's loss includes LUT/budget (> 1); then no more
+    assert budgeted > after + 1
+    assert seen and set(seen) == {(n_variables + 4, n_weights)}
+    assert (len(model.non_trainable_variables), len(model.weights)) == (n_variables, n_weights)
 
 
 def test_infeasible_budget_is_refused_before_training_with_the_minimum(data):
