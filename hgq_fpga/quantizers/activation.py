@@ -18,6 +18,27 @@ __all__ = ["ActivationQuantizer", "FRESH", "TRAINED", "CALIBRATED"]
 FRESH, TRAINED, CALIBRATED = 0.0, 1.0, 2.0
 
 
+def _across_replicas(lo: Any, hi: Any) -> tuple[Any, Any]:
+    """A batch's range over every replica of a ``tf.distribute`` strategy.
+
+    Each replica of a ``MirroredStrategy`` sees its own part of the batch and
+    updates its own copy of ``vmin``/``vmax``: without this the copies drift
+    apart (and inference on each replica would use its own ranges). On one
+    device, and on JAX (whose data-parallel step reduces over the global
+    batch itself), the range is returned as it is.
+    """
+    if keras.backend.backend() != "tensorflow":
+        return lo, hi
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return lo, hi
+    both = ops.stack([-lo, hi])[None]  # one collective for both ends
+    top = ops.max(context.all_gather(both, axis=0), axis=0)
+    return -top[0], top[1]
+
+
 @keras.saving.register_keras_serializable(package="hgq_fpga")
 class ActivationQuantizer(BitQuantizerBase):
     """Per-element trainable fixed-point quantizer for activations.
@@ -101,8 +122,10 @@ class ActivationQuantizer(BitQuantizerBase):
         return self._ki(ops.convert_to_tensor(self.vmin), ops.convert_to_tensor(self.vmax), f, ops, exact)
 
     def _track(self, x: Any) -> None:
-        self.vmin.assign(ops.minimum(self.vmin, ops.min(x, axis=self._reduce_axes, keepdims=True)))
-        self.vmax.assign(ops.maximum(self.vmax, ops.max(x, axis=self._reduce_axes, keepdims=True)))
+        lo, hi = _across_replicas(ops.min(x, axis=self._reduce_axes, keepdims=True),
+                                  ops.max(x, axis=self._reduce_axes, keepdims=True))
+        self.vmin.assign(ops.minimum(self.vmin, lo))
+        self.vmax.assign(ops.maximum(self.vmax, hi))
 
     def _quantize_fn(self, rounding_only: bool) -> Any:
         """The exact quantization ``(x, integer f) -> q``, variables read up front."""
