@@ -110,18 +110,9 @@ def _vendor(model: Any, d: Path, shared: dict[str, Any]) -> dict[str, Any]:
 
 
 def synthesize_many(
-    models_or_dirs: str | os.PathLike | Sequence[str | os.PathLike],
-    *,
-    tool: str = "yosys",
-    runner: str = "local",
-    workers: int | None = None,
-    cpus_per_task: float = 1,
-    address: str | None = None,
-    retries: int = 1,
-    family: str = "xc7",
-    part: str = "xcvu13p-flga2577-2-e",
-    timeout: float = 3600.0,
-    front: bool = False,
+    models_or_dirs: str | os.PathLike | Sequence[str | os.PathLike], *, tool: str = "yosys", runner: str = "local",
+    workers: int | None = None, cpus_per_task: float = 1, address: str | None = None, retries: int = 1,
+    family: str = "xc7", part: str = "xcvu13p-flga2577-2-e", timeout: float = 3600.0, front: bool = False,
     progress: bool = True,
 ) -> list[dict[str, Any]]:
     """Synthesize each model in parallel (see the module docstring).
