@@ -59,8 +59,11 @@ test-tf: export NUMBA_DISABLE_JIT = 1
 test-tf: $(VENV)/.test
 	KERAS_BACKEND=tensorflow $(PY) -m pytest
 
+# budgeted training runs on JAX too (tests/constraints/test_budget.py); the two-device test
+# (tests/constraints/test_multidevice.py) starts both backends itself in the TensorFlow run
 test-jax: $(VENV)/.test
-	KERAS_BACKEND=jax $(PY) -m pytest -m "not slow" tests/fixed tests/quantizers tests/layers tests/test_calibration.py
+	KERAS_BACKEND=jax $(PY) -m pytest -m "not slow" tests/fixed tests/quantizers tests/layers tests/test_calibration.py \
+		tests/constraints/test_budget.py
 
 bench: $(VENV)/.test
 	$(PY) benchmarks/train_overhead.py

@@ -7,7 +7,7 @@ import csv
 import keras
 import pytest
 
-pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="ResourceBudget needs TensorFlow")
+pytestmark = pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the examples are tested on TensorFlow, the default backend")
 
 
 @pytest.mark.slow

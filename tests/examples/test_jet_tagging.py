@@ -20,7 +20,7 @@ def test_sample_has_the_schema_of_the_real_data():
         jets_sample(10)
 
 
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the budget needs TensorFlow")
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the examples are tested on TensorFlow, the default backend")
 def test_example_runs_offline_under_a_budget(tmp_path, load_example):
     example = load_example("jet_tagging")
     out = tmp_path / "r.json"

@@ -62,7 +62,7 @@ def _text(cell: Any) -> str:
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="ResourceBudget needs TensorFlow")
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow", reason="the examples are tested on TensorFlow, the default backend")
 def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
