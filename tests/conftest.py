@@ -66,3 +66,24 @@ def tally() -> Counter[str]:
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
     for key, count in sorted(_TALLY.items()):
         terminalreporter.write_line(f"tally: {key}: {count}")
+
+
+@pytest.fixture
+def cli(capsys):
+    """``main(argv)`` as the console script calls it: ``(exit code, stdout, stderr)``; SIGTERM's handler restored."""
+    import signal
+
+    from hgq_fpga.cli import main
+
+    def call(*args: str) -> tuple[int, str, str]:
+        handler = signal.getsignal(signal.SIGTERM)
+        try:
+            code = main(list(args))
+        except SystemExit as e:  # argparse's usage errors
+            code = e.code
+        finally:
+            signal.signal(signal.SIGTERM, handler)
+        out = capsys.readouterr()
+        return code, out.out, out.err
+
+    return call

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import zipfile
@@ -24,7 +23,6 @@ import numpy as np
 import pytest
 
 import hgq_fpga
-from hgq_fpga.cli import main
 from hgq_fpga.layers import QDense
 
 SCRIPT = shutil.which("hgq-fpga", path=str(Path(sys.executable).parent)) or shutil.which("hgq-fpga")
@@ -38,21 +36,6 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run([SCRIPT, *args], capture_output=True, text=True, env=full_env, timeout=600, check=False)
 
 
-@pytest.fixture
-def cli(capsys):
-    """``main(argv)`` as the console script calls it: ``(exit code, stdout, stderr)``; SIGTERM's handler restored."""
-    def call(*args: str) -> tuple[int, str, str]:
-        handler = signal.getsignal(signal.SIGTERM)
-        try:
-            code = main(list(args))
-        except SystemExit as e:  # argparse's usage errors
-            code = e.code
-        finally:
-            signal.signal(signal.SIGTERM, handler)
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return call
 
 
 @pytest.fixture(scope="module")

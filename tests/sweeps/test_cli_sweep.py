@@ -4,32 +4,16 @@ work; yosys syntheses of a sweep's models added to its table."""
 from __future__ import annotations
 
 import csv
-import signal
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from hgq_fpga.cli import main
 
 GOOD = "model: mlp\nbudgets: [500]\nepochs: 1\n"
 
 
-@pytest.fixture
-def cli(capsys):
-    def call(*args: str) -> tuple[int, str, str]:
-        handler = signal.getsignal(signal.SIGTERM)
-        try:
-            code = main(list(args))
-        except SystemExit as e:
-            code = e.code
-        finally:
-            signal.signal(signal.SIGTERM, handler)
-        out = capsys.readouterr()
-        return code, out.out, out.err
-
-    return call
 
 
 @pytest.mark.parametrize(("config", "message"), [
