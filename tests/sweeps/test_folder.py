@@ -127,3 +127,16 @@ def test_tables_hold_every_trial_and_the_synthesis_columns(tmp_path):
     assert table[1]["yosys_lut"] == "" and table[0]["attempts"] == "1"
     assert pq.read_table(tmp_path / "s" / "results.parquet").column("yosys_lut").to_pylist() == [870, None]
     assert f.write_plot(rows).stat().st_size > 1000
+
+
+def test_a_sweep_result_shows_as_a_table_and_a_dataframe(tmp_path):
+    from hgq_fpga.sweeps import SweepResult
+
+    rows = [{**payload(100.0)["metrics"], "trial": "small_lut500_seed0", "attempts": 1},
+            {**payload(90.0)["metrics"], "trial": "<b>x</b>", "attempts": 2}]
+    r = SweepResult(tmp_path, rows, ran=["small_lut500_seed0"], skipped=["<b>x</b>"])
+    assert repr(r).endswith("2 trial(s) stored; this call ran 1, skipped 1, 0 failed)")
+    html = r._repr_html_()
+    assert html.count("<tr>") == 3 and "&lt;b&gt;x&lt;/b&gt;" in html and "<b>x" not in html
+    df = r.to_pandas()
+    assert list(df["lut"]) == [100.0, 90.0] and list(df["attempts"]) == [1, 2]
