@@ -36,8 +36,8 @@ from keras import ops
 from .layers.base import QuantizedLayerMixin
 from .quantizers import CALIBRATED, ActivationQuantizer, BitQuantizerBase
 
-__all__ = ["calibrate", "is_calibrated", "iter_quantizers", "CalibrationResult", "CalibrationWarning", "check_inputs",
-           "FEW_SAMPLES"]
+__all__ = ["calibrate", "calibrate_from_ranges", "is_calibrated", "iter_quantizers", "CalibrationResult",
+           "CalibrationWarning", "check_inputs", "FEW_SAMPLES", "TRACKED"]
 
 
 def _walk_layers(model: keras.Model) -> Iterator[keras.layers.Layer]:
@@ -122,14 +122,19 @@ def _as_float64(a: np.ndarray, what: str, n: int) -> np.ndarray:
 
 @dataclass
 class CalibrationResult:
-    """What :func:`calibrate` set: one row per activation quantizer."""
+    """What :func:`calibrate` (or :func:`calibrate_from_ranges`) set: one row per activation quantizer.
+
+    ``source``: ``"data"``, or :data:`TRACKED` for the ranges tracked in training.
+    """
 
     n_samples: int
     rows: list[dict[str, Any]] = field(default_factory=list)
+    source: str = "data"
 
     def __str__(self) -> str:
         head = f"{'layer':<24} {'quantizer':<18} {'min':>10} {'max':>10} {'mean bits':>9} {'zero-bit':>8}"
-        lines = [f"calibrated on {self.n_samples} samples", head, "-" * len(head)]
+        first = f"calibrated on {self.n_samples} samples" if self.source == "data" else f"calibrated from the {self.source}"
+        lines = [first, head, "-" * len(head)]
         for r in self.rows:
             lines.append(
                 f"{r['layer']:<24} {r['quantizer']:<18} {r['min']:>10.4g} {r['max']:>10.4g} "
@@ -195,6 +200,52 @@ def calibrate(
         if hasattr(layer, "update_table"):
             layer.update_table()  # lookup tables follow the calibrated input formats
     result = CalibrationResult(n_samples=n)
+    for layer, q in pairs:
+        q.state.assign(np.float32(CALIBRATED))
+        result.rows.append(_row(layer, q))
+    return result
+
+
+#: :attr:`CalibrationResult.source` of :func:`calibrate_from_ranges`
+TRACKED = "ranges tracked in training"
+
+
+def calibrate_from_ranges(model: keras.Model) -> CalibrationResult:
+    """Fix integer bits from the ranges the quantizers tracked during training, without data.
+
+    Every activation quantizer keeps its ``vmin``/``vmax`` (the smallest and
+    largest value each element took over the training steps since the last
+    calibration: all of training if it was never calibrated) and becomes
+    ``CALIBRATED``; lookup tables follow. The ranges cover what training saw,
+    with the weights of the time: wider than the final model needs, as a rule
+    (more bits, a conservative estimate), but not a promise for other data or
+    weights changed after the last step. Calibrate on representative data
+    (:func:`calibrate`) before converting when you have it.
+
+    Raises:
+        ValueError: a quantizer never saw data (the model was not trained);
+            names the layer.
+
+    Example:
+        >>> model = keras.Sequential([keras.Input((2,)), QDense(2)])
+        >>> model.compile("sgd", "mse")
+        >>> _ = model.fit(np.ones((4, 2)), np.ones((4, 2)), verbose=0)
+        >>> calibrate_from_ranges(model).source
+        'ranges tracked in training'
+    """
+    from .quantizers import FRESH
+
+    pairs = [(l, q) for l, q in iter_quantizers(model) if isinstance(q, ActivationQuantizer)]
+    if not pairs:
+        raise ValueError(f"calibrate_from_ranges: model {model.name!r} has no activation quantizers")
+    fresh = [l.name for l, q in pairs if not q.built or float(ops.convert_to_numpy(q.state)) == FRESH]
+    if fresh:
+        raise ValueError(f"calibrate_from_ranges: layer(s) {', '.join(dict.fromkeys(fresh))} never saw data, so "
+                         "there are no ranges to use; train the model first, or calibrate(model, x) on data")
+    for layer in {id(l): l for l, _ in pairs}.values():
+        if hasattr(layer, "update_table"):
+            layer.update_table()
+    result = CalibrationResult(n_samples=0, source=TRACKED)
     for layer, q in pairs:
         q.state.assign(np.float32(CALIBRATED))
         result.rows.append(_row(layer, q))

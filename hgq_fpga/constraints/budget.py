@@ -79,11 +79,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from ..calibration import calibrate, check_inputs
+from ..calibration import TRACKED, check_inputs
 from ..resources import CostModel, ResourceReport, estimate
 from .budget_result import HISTORY_COLUMNS, BudgetResult, budget_text, exact_estimate, minimum_cost, restore, snapshot
 from .hook import CostHook, attach, detach, hooked_layers
-from .repair import RepairResult, repair_to_budget, within_budget
+from .repair import RepairResult, recalibrate, repair_to_budget, within_budget
 
 __all__ = ["BACKENDS", "HISTORY_COLUMNS", "METHODS", "BudgetResult", "ResourceBudget", "exact_estimate", "minimum_cost"]
 
@@ -110,7 +110,12 @@ class ResourceBudget(keras.callbacks.Callback):
     Args:
         lut, dsp: the budget (at least one).
         calibration_data: inputs to calibrate on (typically the training set or
-            a few thousand samples of it): the exact estimate needs it.
+            a few thousand samples of it) for every exact estimate, the final one
+            included: the guarantee then holds for these data. Without it (None),
+            the estimates use the activation ranges tracked in training
+            (:func:`~hgq_fpga.calibration.calibrate_from_ranges`; the first check
+            comes after the first batch) and the result says so: calibrate on
+            your data and estimate again before converting.
         strategy, part, cost_model: as for :func:`hgq_fpga.estimate`.
         method: ``"constraint"`` or ``"primal_dual"``.
         dual_lr: step of ``lambda`` for ``primal_dual``.
@@ -150,7 +155,7 @@ class ResourceBudget(keras.callbacks.Callback):
         lut: float | None = None,
         dsp: int | None = None,
         *,
-        calibration_data: Any,
+        calibration_data: Any = None,
         strategy: str = "Latency",
         part: str = "xcvu13p-flga2577-2-e",
         cost_model: CostModel | None = None,
@@ -166,7 +171,7 @@ class ResourceBudget(keras.callbacks.Callback):
         verbose: int | None = None,
     ) -> None:
         super().__init__()
-        _check_arguments(lut, dsp, method, mode, check_every, calibration_data)
+        _check_arguments(lut, dsp, method, mode, check_every)
         self.lut = None if lut is None else float(lut)
         self.dsp = None if dsp is None else int(dsp)
         self.x = calibration_data
@@ -189,6 +194,7 @@ class ResourceBudget(keras.callbacks.Callback):
         self._dsp_over = False
         self._pending: list[str] = []
         self._rescale, self._start_lut = False, 0.0
+        self._deferred = False
 
     # -- setup ------------------------------------------------------------------
     def set_model(self, model: keras.Model) -> None:
@@ -200,8 +206,9 @@ class ResourceBudget(keras.callbacks.Callback):
             )
         if not hooked_layers(model):
             raise ValueError(f"ResourceBudget: model {model.name!r} has no QDense/QConv layer to budget")
-        self.x = check_inputs(model, self.x, what="calibration_data")
-        self.x = self.x if len(self.x) > 1 else self.x[0]
+        if self.x is not None:
+            self.x = check_inputs(model, self.x, what="calibration_data")
+            self.x = self.x if len(self.x) > 1 else self.x[0]
         # a fresh hook for each fit, created where the model's variables live (its
         # tf.distribute strategy; on JAX the current keras.distribution)
         self.hook = CostHook(1.0 / max(self.lut or 1.0, 1.0), model)
@@ -229,23 +236,34 @@ class ResourceBudget(keras.callbacks.Callback):
         return verbose == "auto" or bool(verbose)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
+        self._best: tuple[float, int, list[np.ndarray]] | None = None
+        self.history = []
+        self._pending = []
+        # without data, the estimates use the ranges training tracks: there are some after the first batch
+        self._deferred = self.x is None
+        if not self._deferred:
+            self._begin()
+
+    def _begin(self) -> None:
+        """Refuse a budget below the architecture's floor; take and show the starting cost."""
         floor = minimum_cost(self.model, self.x, **self.kwargs)
         if (self.lut is not None and self.lut < floor.lut) or (self.dsp is not None and self.dsp < floor.dsp):
             self._release()
             raise ValueError(
                 f"ResourceBudget: the budget (lut={self.lut}, dsp={self.dsp}) is below the smallest cost "
                 f"this architecture can reach: {floor.lut:.0f} LUTs, {floor.dsp} DSPs (every output "
-                f"keeping a single power-of-two weight). Raise the budget or use a smaller model."
+                f"keeping a single power-of-two weight{self._ranges_note()}). Raise the budget or use a "
+                f"smaller model."
             )
-        self._best: tuple[float, int, list[np.ndarray]] | None = None
-        self.history = []
-        self._pending = []
         start = self._check(epoch=-1)
         # the differentiable estimate reads the training-time ranges, which the first
         # step sets: recalibrate it to the exact estimate after that step
         self._start_lut, self._rescale = start.lut, True
         if self.talks:
             _say(self._start_line(start))
+
+    def _ranges_note(self) -> str:
+        return "" if self.x is not None else "; activation ranges of the first training batch"
 
     def _start_line(self, start: ResourceReport) -> str:
         """The budget, the starting cost, and what the shown loss includes."""
@@ -284,6 +302,9 @@ class ResourceBudget(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self._sync()
+        if self._deferred:
+            self._deferred = False
+            self._begin()
         if self._rescale:  # else the first epoch's cost term (and the shown loss) is off by up to 10x
             self._rescale = False
             self._set_scale(self._start_lut)
@@ -389,7 +410,7 @@ class ResourceBudget(keras.callbacks.Callback):
         if self.restore_best_feasible and self._best is not None:
             self.model.set_weights(self._best[2])
             best_epoch = self._best[1]
-        calibrate(self.model, self.x)
+        recalibrate(self.model, self.x)
         report = estimate(self.model, **self.kwargs)
         repair = RepairResult(0, {}, report, report)
         if not within_budget(report, self.lut, self.dsp):
@@ -401,10 +422,16 @@ class ResourceBudget(keras.callbacks.Callback):
                 )
             repair = repair_to_budget(self.model, self.x, lut=self.lut, dsp=self.dsp, **self.kwargs)
             report = repair.after
-        self.result = BudgetResult(report, repair, self.lut, self.dsp, best_epoch, self.history)
+        calibration = TRACKED if self.x is None else f"calibration_data ({len(_first(self.x))} samples)"
+        self.result = BudgetResult(report, repair, self.lut, self.dsp, best_epoch, self.history, calibration)
         self._flush()
         if self.talks:
             _say(str(self.result))
+
+
+def _first(x: Any) -> Any:
+    """The first input's array (``x`` is one array, or a list of them for several inputs)."""
+    return x[0] if isinstance(x, list) else x
 
 
 def _retrace(model: keras.Model) -> None:
@@ -414,7 +441,7 @@ def _retrace(model: keras.Model) -> None:
     model.train_function = model.test_function = model.predict_function = None
 
 
-def _check_arguments(lut: Any, dsp: Any, method: str, mode: str, check_every: int, calibration_data: Any) -> None:
+def _check_arguments(lut: Any, dsp: Any, method: str, mode: str, check_every: int) -> None:
     """Refuse bad :class:`ResourceBudget` arguments, naming the argument and the value received."""
     if lut is None and dsp is None:
         raise ValueError("ResourceBudget: give lut=, dsp= or both. Received: lut=None, dsp=None")
@@ -430,5 +457,3 @@ def _check_arguments(lut: Any, dsp: Any, method: str, mode: str, check_every: in
         raise ValueError(f"ResourceBudget: mode must be 'max' or 'min'. Received: mode={mode!r}")
     if int(check_every) < 1:
         raise ValueError(f"ResourceBudget: check_every must be >= 1. Received: check_every={check_every}")
-    if calibration_data is None:
-        raise ValueError("ResourceBudget: calibration_data is required (the exact estimate calibrates on it)")

@@ -12,11 +12,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from ..calibration import calibrate
 from ..resources import ResourceReport, estimate
 from ..tables import Column, key_value_table, to_dataframe
 from .hook import hooked_layers, model_state
-from .repair import RepairResult, within_budget
+from ..calibration import TRACKED
+from .repair import RepairResult, recalibrate, within_budget
 
 __all__ = ["HISTORY_COLUMNS", "BudgetResult", "exact_estimate", "minimum_cost"]
 
@@ -34,7 +34,10 @@ class BudgetResult:
     """The end of a budgeted training: the exact report and what the repair did.
 
     ``history``: one dict per check (see :data:`HISTORY_COLUMNS`, plus the
-    monitored metric); ``best_epoch``: the restored epoch (from 0), if any.
+    monitored metric); ``best_epoch``: the restored epoch (from 0), if any;
+    ``calibration``: what the exact estimates calibrated on: ``"calibration_data
+    (N samples)"``, or ``"ranges tracked in training"`` (then calibrate on your
+    data and estimate again before converting).
     In a notebook it shows as a small table; :meth:`to_pandas` gives the checks.
     """
 
@@ -44,6 +47,7 @@ class BudgetResult:
     dsp: int | None
     best_epoch: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    calibration: str = "calibration_data"
 
     @property
     def feasible(self) -> bool:
@@ -53,8 +57,12 @@ class BudgetResult:
     def __str__(self) -> str:
         state = "within" if self.feasible else "OVER"
         best = f"; restored epoch {self.best_epoch + 1}" if self.best_epoch is not None else ""
-        return (f"budget {budget_text(self.lut, self.dsp)}: {state} -- LUT {self.report.lut:.0f}, "
+        text = (f"budget {budget_text(self.lut, self.dsp)}: {state} -- LUT {self.report.lut:.0f}, "
                 f"DSP {self.report.dsp}{best}\n{self.repair}")
+        if self.calibration == TRACKED:
+            text += (f"\nestimated with the {TRACKED} (no calibration_data): calibrate on your data "
+                     f"(hgq_fpga.calibrate) and estimate again before converting")
+        return text
 
     def __repr__(self) -> str:
         state = "within" if self.feasible else "OVER"
@@ -74,6 +82,7 @@ class BudgetResult:
                        f"{sum(h.get('projected_lut') is not None for h in self.history)} projected)"),
             ("best epoch", best),
             ("repair", str(self.repair)),
+            ("calibrated on", self.calibration),
         ]
         return key_value_table(rows, css_class="hgq-budget-result")
 
@@ -95,11 +104,11 @@ def restore(model: keras.Model, values: list[np.ndarray]) -> None:
 
 
 def exact_estimate(model: keras.Model, x: Any, **kwargs: Any) -> ResourceReport:
-    """The exact estimate of ``model`` calibrated on ``x``, leaving the model's
-    calibration state as it was (for use during training)."""
+    """The exact estimate of ``model`` calibrated on ``x`` (None: from the ranges tracked
+    in training), leaving the model's calibration state as it was (for use during training)."""
     saved = snapshot(model)
     try:
-        calibrate(model, x)
+        recalibrate(model, x)
         return estimate(model, **kwargs)
     finally:
         restore(model, saved)
@@ -121,7 +130,7 @@ def minimum_cost(model: keras.Model, x: Any, **kwargs: Any) -> ResourceReport:
             big = w2[i, j]
             keep[i, j] = np.where(big != 0, np.sign(big) * np.exp2(np.round(np.log2(np.abs(big) + 1e-300))), 0)
             layer.kernel.assign(keep.reshape(w.shape).astype(w.dtype))
-        calibrate(model, x)
+        recalibrate(model, x)
         return estimate(model, **kwargs)
     finally:
         for layer, w in zip(layers, saved):

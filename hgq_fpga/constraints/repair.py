@@ -10,7 +10,9 @@ lowest bits) by
 
 -- LUTs saved (the differentiable form's gradient) per unit of added output
 noise (the squared change of the quantized weight times the mean square of
-the input it multiplies, from the calibration data) -- and lowers the best
+the input it multiplies, from the calibration data, or without data from
+the tracked range ``[lo, hi]`` as if uniform: ``(lo^2 + lo hi + hi^2) / 3``)
+-- and lowers the best
 of them by one bit: as many as the differentiable gains say cover the
 excess (at least ``step_fraction`` of the candidates, at most half). The model is then recalibrated and the
 exact estimate recomputed; rounds continue until it is within the budget.
@@ -28,11 +30,11 @@ import keras
 import numpy as np
 from keras import ops
 
-from ..calibration import calibrate
+from ..calibration import calibrate, calibrate_from_ranges
 from ..resources import CostModel, ResourceReport, estimate
 from .hook import hooked_layers
 
-__all__ = ["RepairResult", "repair_to_budget", "within_budget"]
+__all__ = ["RepairResult", "recalibrate", "repair_to_budget", "within_budget"]
 
 
 @dataclass
@@ -58,8 +60,34 @@ def within_budget(report: ResourceReport, lut: float | None, dsp: int | None) ->
     return (lut is None or report.lut <= lut) and (dsp is None or report.dsp <= dsp)
 
 
+def recalibrate(model: keras.Model, x: Any) -> None:
+    """:func:`~hgq_fpga.calibrate` on ``x``; without data (``x is None``), from the
+    ranges tracked in training (:func:`~hgq_fpga.calibration.calibrate_from_ranges`)."""
+    if x is None:
+        calibrate_from_ranges(model)
+    else:
+        calibrate(model, x)
+
+
+def _range_power(layer: Any) -> np.ndarray:
+    """``E[x^2]`` of a layer's input from its tracked range, as if uniform on ``[lo, hi]``:
+    per element (dense) or per channel times output positions (conv)."""
+    q = layer.input_quantizer
+    shape = (1, *(int(d) for d in layer.input.shape[1:]))
+    lo = np.broadcast_to(np.asarray(ops.convert_to_numpy(q.vmin), np.float64), shape)[0]
+    hi = np.broadcast_to(np.asarray(ops.convert_to_numpy(q.vmax), np.float64), shape)[0]
+    p = (lo**2 + lo * hi + hi**2) / 3.0
+    if len(layer.kernel.shape) == 2:
+        return p.reshape(-1, 1)
+    positions = math.prod(int(d) for d in layer.compute_output_shape(shape)[1:-1])
+    return (np.mean(p, axis=tuple(range(p.ndim - 1))) * positions).reshape(-1, 1)
+
+
 def _input_power(model: keras.Model, layers: list[Any], x: Any) -> list[np.ndarray]:
-    """Mean square of each layer's input, per element (dense) or per channel (conv)."""
+    """Mean square of each layer's input, per element (dense) or per channel (conv);
+    from the tracked ranges when ``x`` is None."""
+    if x is None:
+        return [_range_power(layer) for layer in layers]
     # one input: the tensor itself, not a one-element list, so that calling the probe
     # on an array matches its structure (else Keras warns "The structure of `inputs`
     # doesn't match the expected structure")
@@ -176,14 +204,15 @@ def repair_to_budget(
 ) -> RepairResult:
     """Lower weight bits until the calibrated model's exact estimate meets the budget.
 
-    The model is recalibrated on ``x`` after every round (and at the start).
+    The model is recalibrated on ``x`` after every round (and at the start); with
+    ``x=None`` it is calibrated from the ranges tracked in training instead.
 
     Raises:
         RuntimeError: if ``max_rounds`` rounds do not reach the budget (every
             weight at its lowest bits), naming the remaining excess.
     """
     kwargs = {"strategy": strategy, "part": part, "cost_model": cost_model}
-    calibrate(model, x)
+    recalibrate(model, x)
     before = report = estimate(model, **kwargs)
     result = RepairResult(0, {}, before, before)
     if within_budget(report, lut, dsp):
@@ -201,7 +230,7 @@ def repair_to_budget(
         ranked.sort(key=lambda r: -r[0])
         _lower_bits(layers, ranked[:_n_take(ranked, report, lut, step_fraction)], result)
         result.rounds += 1
-        calibrate(model, x)
+        recalibrate(model, x)
         report = estimate(model, **kwargs)
         if within_budget(report, lut, dsp):
             result.after = report

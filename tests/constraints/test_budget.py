@@ -142,12 +142,43 @@ def test_dsp_budget(data):
     ({"lut": -1}, "lut must be a number >= 0"),
     ({"lut": 100, "method": "pid"}, "method must be one of"),
     ({"lut": 100, "check_every": 0}, "check_every must be >= 1"),
-    ({"lut": 100, "calibration_data": None}, "calibration_data is required"),
 ])
 def test_bad_arguments(kwargs, match, data):
     kwargs = {"calibration_data": data[0], **kwargs}
     with pytest.raises(ValueError, match=match):
         ResourceBudget(**kwargs)
+
+
+def test_without_calibration_data_the_tracked_ranges_carry_the_budget(data, full, capsys):
+    x, y, xv, yv = data
+    budget = 0.2 * full
+    model = mlp()
+    cb = ResourceBudget(lut=budget)  # no calibration_data: what a user writes first
+    model.fit(x, y, validation_data=(xv, yv), epochs=3, verbose=1, callbacks=[cb])
+    out = capsys.readouterr().out
+    assert cb.result.feasible and cb.result.report.lut <= budget
+    assert cb.result.calibration == "ranges tracked in training"
+    assert "estimated with the ranges tracked in training (no calibration_data): calibrate on your data" in out
+    assert "the model starts at LUT" in out and len(cb.history) == 3  # the start check came after the first batch
+    # the model as handed back is calibrated from those ranges: its estimate is the result's
+    assert hgq_fpga.is_calibrated(model) and estimate(model).lut == cb.result.report.lut
+    # the training data fit inside the tracked ranges: calibrating on them costs no more
+    hgq_fpga.calibrate(model, x)
+    assert estimate(model).lut <= cb.result.report.lut
+
+
+def test_without_data_a_budget_below_the_floor_is_refused_after_one_batch(data):
+    x, y, _, _ = data
+    model = mlp()
+    with pytest.raises(ValueError, match="below the smallest cost .*activation ranges of the first training batch"):
+        model.fit(x, y, epochs=3, batch_size=100, verbose=0, callbacks=[ResourceBudget(lut=1)])
+    assert all(layer.cost_hook is None for layer in model.layers)  # the hook was removed
+
+
+def test_calibrate_from_ranges_needs_a_trained_model():
+    model = mlp()
+    with pytest.raises(ValueError, match="never saw data, so there are no ranges to use; train the model first"):
+        hgq_fpga.calibration.calibrate_from_ranges(model)
 
 
 def test_wrong_calibration_shape_is_named(data):
