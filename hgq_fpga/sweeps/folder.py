@@ -167,21 +167,41 @@ class SweepFolder:
         return written
 
     def write_plot(self, rows: Sequence[Mapping[str, Any]]) -> Path | None:
-        """``pareto.png``: accuracy against LUTs, one line per architecture (mean over seeds)."""
-        from ..constraints.sweep import SweepPoint, plot_pareto
+        """``pareto.png``: accuracy against LUTs, one line per architecture, one point per
+        budget (the mean over its seeds)."""
+        from ..constraints.sweep import plot_pareto
 
         if not rows:
             return None
-        series: dict[str, list[SweepPoint]] = {}
-        for arch in dict.fromkeys(r["architecture"] for r in rows):
-            series[arch] = [_point(r) for r in rows if r["architecture"] == arch]
+        series = {arch: _mean_points([r for r in rows if r["architecture"] == arch])
+                  for arch in dict.fromkeys(r["architecture"] for r in rows)}
+        seeds = max(len({r["seed"] for r in rows if r["architecture"] == a}) for a in series)
+        title = "accuracy against LUTs" + (f" (mean of {seeds} seeds)" if seeds > 1 else "")
         staging = make_staging(self.path, _STAGING)
         try:
-            tmp = plot_pareto(series, staging / "pareto.png", title="accuracy against LUTs (one point per trial)")
+            tmp = plot_pareto(series, staging / "pareto.png", title=title)
             os.replace(tmp, self.path / "pareto.png")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
         return self.path / "pareto.png"
+
+
+def _mean_points(rows: Sequence[Mapping[str, Any]]) -> list[Any]:
+    """One :class:`~hgq_fpga.constraints.sweep.SweepPoint` per budget: the means over its trials."""
+    from ..constraints.sweep import SweepPoint
+
+    points = []
+    for budget in dict.fromkeys(r.get("budget_lut") for r in rows):
+        group = [r for r in rows if r.get("budget_lut") == budget]
+
+        def mean(key: str) -> float:
+            return float(sum(float(r[key]) for r in group) / len(group))
+
+        points.append(SweepPoint(float("nan") if budget is None else float(budget), mean("lut"), round(mean("dsp")),
+                                 mean("ebops"), mean("accuracy"), all(bool(r["feasible"]) for r in group),
+                                 max(int(r["repair_rounds"]) for r in group), mean("seconds"),
+                                 str(group[0]["method"]), int(group[0]["seed"])))
+    return points
 
 
 def pareto_front(rows: Sequence[Mapping[str, Any]]) -> list[str]:
@@ -198,15 +218,6 @@ def pareto_front(rows: Sequence[Mapping[str, Any]]) -> list[str]:
                    and (o["lut"] < r["lut"] or o["accuracy"] > r["accuracy"]) for o in rows)
 
     return [r["trial"] for r in sorted(rows, key=lambda r: (r["lut"], -r["accuracy"])) if not beaten(r)]
-
-
-def _point(r: Mapping[str, Any]) -> Any:
-    from ..constraints.sweep import SweepPoint
-
-    budget = r.get("budget_lut")
-    return SweepPoint(float("nan") if budget is None else float(budget), float(r["lut"]), int(r["dsp"]),
-                      float(r["ebops"]), float(r["accuracy"]), bool(r["feasible"]), int(r["repair_rounds"]),
-                      float(r["seconds"]), str(r["method"]), int(r["seed"]))
 
 
 def _jsonable(x: Any) -> Any:
