@@ -130,7 +130,8 @@ def sweep(
         progress: a progress bar over trials (stderr).
         raise_on_failure: raise :class:`SweepError` at the end if a trial failed (the others are stored).
     """
-    spec, arrays, folder = _open(build, data, output_dir, runner, overwrite, budgets=list(budgets), epochs=epochs,
+    spec, arrays, folder = _open(build, data, output_dir, runner, overwrite, workers, retries, budgets=list(budgets),
+                                 epochs=epochs,
                                  architectures=dict(architectures or {"model": {}}), seeds=list(seeds),
                                  batch_size=batch_size, learning_rate=learning_rate, method=method,
                                  budget_options=dict(budget_options or {}))
@@ -153,13 +154,12 @@ def sweep(
 
 
 def _open(build: str | Callable[..., Any], data: Any, output_dir: str | os.PathLike, runner: str, overwrite: bool,
-          **settings: Any) -> tuple[SweepSpec, tuple[np.ndarray, ...], SweepFolder]:
+          workers: int | None, retries: int, **settings: Any) -> tuple[SweepSpec, tuple[np.ndarray, ...], SweepFolder]:
     """Check everything a trial would trip over, then open the folder: the spec, the data, the folder."""
     from ..startup import import_keras_quietly
-    from .runners import RUNNERS
+    from .runners import check_runner
 
-    if runner not in RUNNERS:
-        raise ValueError(f"runner must be one of {', '.join(RUNNERS)}; received runner={runner!r}")
+    check_runner(runner, workers, retries)
     if runner == "ray":
         from .ray_runner import require_ray
 

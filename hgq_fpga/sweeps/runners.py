@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-__all__ = ["RUNNERS", "Outcome", "run_tasks"]
+__all__ = ["RUNNERS", "Outcome", "check_runner", "run_tasks"]
 
 RUNNERS = ("inline", "local", "ray")
 
@@ -85,6 +85,16 @@ def _error_text(e: BaseException) -> str:
         traceback.format_tb(e.__traceback__))
 
 
+def check_runner(runner: str, workers: int | None = None, retries: int = 0) -> None:
+    """Refuse an unknown runner, ``workers < 1`` or ``retries < 0``, naming the value received."""
+    if runner not in RUNNERS:
+        raise ValueError(f"runner must be one of {', '.join(RUNNERS)}; received runner={runner!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+        raise ValueError(f"workers must be a whole number >= 1; received workers={workers!r}")
+    if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+        raise ValueError(f"retries must be a whole number >= 0; received retries={retries!r}")
+
+
 def run_tasks(
     fn: Callable[..., Any],
     tasks: Sequence[Task],
@@ -113,10 +123,7 @@ def run_tasks(
         address: ``ray``: the cluster (default ``RAY_ADDRESS``, else a Ray started here).
         env: environment variables set in each worker before ``fn`` first runs.
     """
-    if runner not in RUNNERS:
-        raise ValueError(f"runner must be one of {', '.join(RUNNERS)}; received runner={runner!r}")
-    if retries < 0:
-        raise ValueError(f"retries must be >= 0; received retries={retries}")
+    check_runner(runner, workers, retries)
     keys = [k for k, _ in tasks]
     if len(set(keys)) != len(keys):
         raise ValueError("task keys must be unique")

@@ -134,6 +134,9 @@ def synthesize_many(
         (``results.csv`` is rewritten with the new columns). A failed
         synthesis has ``<tool>_error``.
     """
+    from .runners import check_runner
+
+    check_runner(runner, workers, retries)
     _find_tool(tool)  # before any work: the tool is missing here, it is likely missing on the workers too
     folder, items = _inputs(models_or_dirs, front)
     shared = {"tool": tool, "family": family, "part": part, "timeout": timeout}

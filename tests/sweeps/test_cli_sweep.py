@@ -35,6 +35,13 @@ def test_bad_configurations_are_one_line_with_exit_code_2(cli, tmp_path, config,
     assert not (tmp_path / "out").exists()  # refused before anything was written
 
 
+def test_bad_runner_flags_are_refused_before_any_work(cli, tmp_path):
+    (tmp_path / "s.yml").write_text(GOOD)
+    code, _, err = cli("sweep", str(tmp_path / "s.yml"), "-o", str(tmp_path / "out"), "--workers", "0")
+    assert code == 2 and "workers must be a whole number >= 1; received workers=0" in err
+    assert not (tmp_path / "out").exists()
+
+
 def test_missing_config_and_data_files(cli, tmp_path):
     code, _, err = cli("sweep", str(tmp_path / "nope.yml"), "-o", str(tmp_path / "out"))
     assert code == 2 and "no such file (give a sweep configuration" in err

@@ -75,7 +75,9 @@ def test_a_function_that_cannot_be_pickled_is_refused_before_any_work():
 
 @pytest.mark.parametrize(("kwargs", "message"), [
     ({"runner": "spark"}, "runner must be one of inline, local, ray; received runner='spark'"),
-    ({"retries": -1}, "retries must be >= 0"),
+    ({"retries": -1}, "retries must be a whole number >= 0; received retries=-1"),
+    ({"workers": 0}, "workers must be a whole number >= 1; received workers=0"),
+    ({"workers": -2}, "workers must be a whole number >= 1"),
 ])
 def test_bad_arguments(kwargs, message):
     with pytest.raises(ValueError, match=message):
