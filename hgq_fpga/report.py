@@ -333,7 +333,9 @@ def _page(files: ReportFiles, model: Any, report: Any, graph: Any, sections: dic
     body = [
         _headline(model, summary, report, verification),
         "<h2>Provenance</h2>", sections["provenance"],
-        "<h2>Resources</h2>", resource_table(report), f'<p class="note">The estimate {html.escape(NOT_MODELLED)}.</p>',
+        "<h2>Resources</h2>", resource_table(report),
+        f'<p class="note">The estimate counts {html.escape(report.what_it_counts)}. It '
+        f'{html.escape(NOT_MODELLED)}.</p>',
         sections["utilization"], sections["latency"], img["resources"],
         "<h2>Bit-widths</h2>", summary_table(summary),
         img["weight_bits_hist"], img["weight_bits_map"],

@@ -147,6 +147,15 @@ def test_report_without_data_says_not_verified(mlp_report):
     assert "read it from the vendor report after <code>hgq-fpga synth</code>" in text
 
 
+def test_report_says_what_the_estimate_counts(mlp_report):
+    import html
+
+    from hgq_fpga.resources.estimate import COUNTS
+
+    text = mlp_report.html.read_text()
+    assert f"The estimate counts {html.escape(COUNTS['Latency'])}." in text
+
+
 def test_report_provenance(mlp, tmp_path):
     keras_file = tmp_path / "model.keras"
     mlp.save(keras_file)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import json
+import textwrap
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -26,9 +27,25 @@ from ..ir import Graph
 from .analysis import analyze
 from .costs import FEATURES, CostModel, LayerCost
 
-__all__ = ["FEATURES", "STRATEGIES", "CostModel", "LayerCost", "ResourceReport", "estimate", "estimate_graph"]
+__all__ = ["COUNTS", "FEATURES", "STRATEGIES", "CostModel", "LayerCost", "ResourceReport", "estimate", "estimate_graph"]
 
 STRATEGIES = ("Latency", "distributed_arithmetic")
+
+#: what the estimate counts, and how that was checked, per strategy (printed with every report)
+COUNTS = {
+    "Latency": (
+        "the LUTs of the shift-and-add circuit that hgq_fpga.backends.rtl.to_verilog writes (one LUT per adder bit "
+        "where both operands vary; DSPs for wide products); equal to yosys synth_xilinx on that Verilog with each "
+        "adder kept as an instance, and about 20% above yosys when it is flattened, as synthesis runs by default "
+        "(median 22% on 32 random layers, BENCHMARKS.md). What Vivado makes of the hls4ml project is not modelled: "
+        "fit the coefficients to your own reports with fit_cost_model"),
+    "distributed_arithmetic": (
+        "da4ml's LUT cost of the shared-adder graph that hls4ml's distributed_arithmetic pass builds (the same "
+        "solver and options); measured within +5% to +12% of yosys on the design hls4ml writes (design notes), "
+        "not yet benchmarked here"),
+}
+#: the label of a report whose coefficients are not the defaults
+FITTED = "the rules' cell counts scaled by a fitted CostModel (fit_cost_model: the reports it was fitted to)"
 
 #: what the estimate does not count (printed with every report)
 NOT_MODELLED = ("counts the fully parallel io_parallel design (hls4ml ReuseFactor 1); not modelled: a reuse "
@@ -70,6 +87,14 @@ class ResourceReport:
     def ebops(self) -> float:
         """Effective bit operations: ``sum over multiplications of bits(x) * bits(w)``."""
         return float(sum(r.ebops for r in self.layers))
+
+    @property
+    def what_it_counts(self) -> str:
+        """What this estimate counts and how that was checked (:data:`COUNTS`; :data:`FITTED`
+        when the coefficients were fitted)."""
+        if self.model != CostModel.for_part(self.part):  # other coefficients than the part's defaults
+            return FITTED
+        return COUNTS.get(self.strategy, f"strategy {self.strategy}")
 
     def counts(self) -> dict[str, float]:
         """Unscaled cell counts per cost category (the features :func:`fit_cost_model` fits)."""
@@ -118,6 +143,7 @@ class ResourceReport:
             lines.append(f"{r.layer[:24]:<24} {ops[:26]:<26} {r.lut:>9.0f} {r.dsp:>5d} {r.carry:>7d} {r.ebops:>10.0f}")
         lines.append("-" * len(head))
         lines.append(f"{'total':<24} {'':<26} {self.lut:>9.0f} {self.dsp:>5d} {self.carry:>7d} {self.ebops:>10.0f}")
+        lines.append(textwrap.fill(f"counts: {self.what_it_counts}", width=len(head), subsequent_indent="  "))
         lines.append(NOT_MODELLED)
         return "\n".join(lines)
 
