@@ -48,11 +48,17 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     if args.json:
         fresh_output(args.json, args.overwrite, flag="--json")
     model = model_from_args(args)
+    x = checked_data(model, args.data) if args.data else None
     from .progress import elapsed
 
     with elapsed(f"estimate ({args.strategy})", enabled=sys.stderr.isatty()):
         report = estimate(model, strategy=args.strategy, part=args.part)
     print(report)
+    if x is not None:
+        from .constraints.sensitivity import layer_sensitivities
+
+        with elapsed("layer sensitivities", enabled=sys.stderr.isatty()):
+            print(layer_sensitivities(model, x, strategy=args.strategy, part=args.part))
     from .resources.parts import device
 
     dev = device(args.part)
@@ -283,6 +289,9 @@ def _add_estimate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                    help=_STRATEGY_HELP)
     p.add_argument("--part", type=_part, default="xcvu13p-flga2577-2-e", help=_PART_HELP)
     p.add_argument("--json", metavar="OUT.json", help="also write the report as JSON")
+    p.add_argument("--data", metavar="DATA.npy",
+                   help="also measure each layer's sensitivity on these inputs: the LUTs one fractional bit less "
+                        "saves, and the share of predictions it changes")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
     p.set_defaults(func=cmd_estimate)
 

@@ -337,6 +337,7 @@ def _page(files: ReportFiles, model: Any, report: Any, graph: Any, sections: dic
         f'<p class="note">The estimate counts {html.escape(report.what_it_counts)}. It '
         f'{html.escape(NOT_MODELLED)}.</p>',
         sections["utilization"], sections["latency"], img["resources"],
+        "<h3>Layer sensitivities</h3>", sections["sensitivities"],
         "<h2>Bit-widths</h2>", summary_table(summary),
         img["weight_bits_hist"], img["weight_bits_map"],
         "<h3>Activations</h3>", img["activation_bits"],
@@ -351,6 +352,24 @@ def _page(files: ReportFiles, model: Any, report: Any, graph: Any, sections: dic
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{html.escape(model.name)}: hgq_fpga report</title><style>{CSS}</style></head><body>"
             + "\n".join(body) + "</body></html>\n")
+
+
+def _measure_sensitivities(model: Any, data: Any, strategy: str, part: str) -> Any:
+    from .constraints.sensitivity import layer_sensitivities
+
+    return layer_sensitivities(model, data, strategy=strategy, part=part)
+
+
+def _sensitivities(sensitivities: Any) -> str:
+    """The sensitivity table and how to read it, or how to get one."""
+    if sensitivities is None:
+        return ('<p class="note">Not measured: pass <code>data=</code> (or <code>--data</code>) to see what one bit '
+                "less in each layer saves and what it changes.</p>")
+    return (sensitivities._repr_html_() +
+            '<p class="note">Each layer\'s weights one fractional bit shorter, alone: the LUTs that saves, and the '
+            "share of predictions (argmax of the emulated firmware) that change. A layer with a low "
+            "<em>changed per 1k LUT saved</em> is where a tighter budget should take its LUTs; a high one is "
+            "where bits buy accuracy.</p>")
 
 
 def _prepare(out_dir: str | Path, overwrite: bool) -> Path:
@@ -374,6 +393,7 @@ def write_report(
     progress: bool = False,
     vendor_report: Any = None,
     model_path: str | Path | None = None,
+    sensitivities: Any = None,
 ) -> ReportFiles:
     """Write the report of a calibrated model into ``out_dir``.
 
@@ -388,6 +408,9 @@ def write_report(
         vendor_report: a :class:`~hgq_fpga.resources.VendorReport` of the built
             project: its resources and latency are shown next to the estimate.
         model_path: the model file, named in the report with its SHA-256.
+        sensitivities: layer sensitivities to show (e.g. ``budget.result.sensitivities``);
+            default: measured on ``data`` when it is given
+            (:func:`~hgq_fpga.constraints.layer_sensitivities`).
     """
     import matplotlib
 
@@ -410,8 +433,10 @@ def write_report(
         from .backends.hls4ml import verify
 
         files.verification = verify(model, data, progress=progress)
+    if sensitivities is None and data is not None:
+        sensitivities = _measure_sensitivities(model, data, strategy, part)
     table, files.utilization = _utilization(report, vendor_report, part)
     sections = {"provenance": key_value_table(_provenance(model_path, strategy, part)),
-                "utilization": table, "latency": _latency(vendor_report)}
+                "utilization": table, "latency": _latency(vendor_report), "sensitivities": _sensitivities(sensitivities)}
     write_file(files.html, _page(files, model, report, graph, sections).encode(), overwrite=True)
     return files

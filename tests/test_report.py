@@ -147,6 +147,19 @@ def test_report_without_data_says_not_verified(mlp_report):
     assert "read it from the vendor report after <code>hgq-fpga synth</code>" in text
 
 
+def test_report_shows_layer_sensitivities_and_how_to_read_them(mlp, mlp_report, tmp_path):
+    from hgq_fpga.constraints import layer_sensitivities
+    from hgq_fpga.datasets import digits
+
+    assert "Not measured: pass <code>data=</code>" in mlp_report.html.read_text()
+    sens = layer_sensitivities(mlp, digits().x_train[:300])
+    files = write_report(mlp, tmp_path / "r", sensitivities=sens)
+    table = _table(_parse(files.html.read_text()), "Layer sensitivities")
+    assert [row[0] for row in table["body"]] == [r.layer for r in sens.rows] == list(LAYERS)
+    assert table["head"][1:] == ["LUT saved", "predictions changed", "output change", "changed per 1k LUT saved"]
+    assert "where a tighter budget should take its LUTs" in files.html.read_text()
+
+
 def test_report_says_what_the_estimate_counts(mlp_report):
     import html
 

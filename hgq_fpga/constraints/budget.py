@@ -131,6 +131,10 @@ class ResourceBudget(keras.callbacks.Callback):
             (for ``ModelCheckpoint``; they show in the progress bar too).
         verbose: 0 silent; 1 (or 2) a line at the start, one per check and
             the result. Default: as ``fit``'s ``verbose``.
+        sensitivities: at the end, measure each layer's sensitivity on the
+            calibration data (:func:`~hgq_fpga.constraints.layer_sensitivities`:
+            LUTs saved and predictions changed by one bit less; about one exact
+            estimate per layer) into ``budget.result.sensitivities``.
 
     After ``fit``: ``budget.result`` (:class:`BudgetResult`) and
     ``budget.history`` (one dict per check).
@@ -169,6 +173,7 @@ class ResourceBudget(keras.callbacks.Callback):
         project: bool = True,
         log_feasible: bool = False,
         verbose: int | None = None,
+        sensitivities: bool = True,
     ) -> None:
         super().__init__()
         _check_arguments(lut, dsp, method, mode, check_every)
@@ -186,6 +191,7 @@ class ResourceBudget(keras.callbacks.Callback):
         self.log_feasible = log_feasible
         self._projections = 0
         self.verbose = verbose
+        self.sensitivities = sensitivities
         self.hook: CostHook | None = None
         self.result: BudgetResult | None = None
         self.history: list[dict[str, Any]] = []
@@ -424,6 +430,10 @@ class ResourceBudget(keras.callbacks.Callback):
             report = repair.after
         calibration = TRACKED if self.x is None else f"calibration_data ({len(_first(self.x))} samples)"
         self.result = BudgetResult(report, repair, self.lut, self.dsp, best_epoch, self.history, calibration)
+        if self.sensitivities and self.x is not None:
+            from .sensitivity import layer_sensitivities
+
+            self.result.sensitivities = layer_sensitivities(self.model, self.x, **self.kwargs)
         self._flush()
         if self.talks:
             _say(str(self.result))

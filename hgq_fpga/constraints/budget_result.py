@@ -37,7 +37,9 @@ class BudgetResult:
     monitored metric); ``best_epoch``: the restored epoch (from 0), if any;
     ``calibration``: what the exact estimates calibrated on: ``"calibration_data
     (N samples)"``, or ``"ranges tracked in training"`` (then calibrate on your
-    data and estimate again before converting).
+    data and estimate again before converting); ``sensitivities``: each layer's
+    :class:`~hgq_fpga.constraints.sensitivity.LayerSensitivity` on the calibration data
+    (None without it).
     In a notebook it shows as a small table; :meth:`to_pandas` gives the checks.
     """
 
@@ -48,6 +50,7 @@ class BudgetResult:
     best_epoch: int | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
     calibration: str = "calibration_data"
+    sensitivities: Any = None
 
     @property
     def feasible(self) -> bool:
@@ -59,6 +62,8 @@ class BudgetResult:
         best = f"; restored epoch {self.best_epoch + 1}" if self.best_epoch is not None else ""
         text = (f"budget {budget_text(self.lut, self.dsp)}: {state} -- LUT {self.report.lut:.0f}, "
                 f"DSP {self.report.dsp}{best}\n{self.repair}")
+        if self.sensitivities is not None:
+            text += f"\n{self.sensitivities}"
         if self.calibration == TRACKED:
             text += (f"\nestimated with the {TRACKED} (no calibration_data): calibrate on your data "
                      f"(hgq_fpga.calibrate) and estimate again before converting")
