@@ -7,6 +7,7 @@
     DIR/trials/<key>/estimate.json the exact estimate (ResourceReport.to_dict())
     DIR/trials/<key>/metrics.json  accuracy, LUTs, attempts, time, ... (one results row)
     DIR/trials/<key>/history.json  the budget's checks, epoch by epoch
+    DIR/trials/<key>/sensitivities.json  each layer's sensitivity (budgeted trials)
     DIR/trials/<key>/synth-<tool>.json   after synthesize_many
     DIR/results.csv, results.parquet, pareto.png   rebuilt from trials/ after every run
 
@@ -108,7 +109,8 @@ class SweepFolder:
         try:
             metrics = {**payload["metrics"], "attempts": int(attempts)}
             (staging / "model.keras").write_bytes(payload["model"])
-            for name, obj in (("estimate", payload["estimate"]), ("history", payload["history"])):
+            for name in ("estimate", "history", "sensitivities"):
+                obj = payload.get(name, [])
                 (staging / f"{name}.json").write_text(json.dumps(obj, indent=1, default=_jsonable))
             (staging / "metrics.json").write_text(json.dumps(metrics, indent=1, default=_jsonable))
             (staging / ".hgq_fpga_owner").unlink()

@@ -84,7 +84,7 @@ def run_trial(shared: dict[str, Any], trial: Trial) -> dict[str, Any]:
     ``build`` (a function, or None to resolve ``spec.build``).
 
     Returns ``{"metrics": ..., "estimate": ResourceReport.to_dict(), "history": [...],
-    "model": bytes}``.
+    "sensitivities": [...], "model": bytes}``.
     """
     pin_threads(shared.get("cpus", 1))
     from ..startup import import_keras_quietly
@@ -121,13 +121,16 @@ def run_trial(shared: dict[str, Any], trial: Trial) -> dict[str, Any]:
         "seconds": round(seconds, 3), "epochs": spec.epochs, "method": spec.method,
         "host": os.uname().nodename, "pid": os.getpid(),
     }
+    sens = cb.result.sensitivities if cb is not None else None
     return {"metrics": metrics, "estimate": report.to_dict(), "history": _plain(history),
+            "sensitivities": _plain([r.row() for r in sens.rows]) if sens is not None else [],
             "model": _keras_bytes(model)}
 
 
 def _plain(history: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """JSON-able copies of the budget's checks (numpy scalars to Python numbers)."""
+    """JSON-able copies of records (numpy scalars to Python numbers, inf and NaN to None)."""
     def v(x: Any) -> Any:
-        return x.item() if isinstance(x, np.generic) else x
+        x = x.item() if isinstance(x, np.generic) else x
+        return None if isinstance(x, float) and not np.isfinite(x) else x  # strict JSON: no Infinity
 
     return [{k: v(x) for k, x in h.items()} for h in history]

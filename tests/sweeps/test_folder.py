@@ -62,7 +62,8 @@ def test_a_trial_folder_is_complete_or_absent_and_never_stored_twice(tmp_path):
     assert f.store("small_lut500_seed0", payload(100.0), attempts=2)
     assert not f.store("small_lut500_seed0", payload(999.0), attempts=1)  # a duplicate is dropped
     d = f.trials_dir / "small_lut500_seed0"
-    assert sorted(p.name for p in d.iterdir()) == ["estimate.json", "history.json", "metrics.json", "model.keras"]
+    assert sorted(p.name for p in d.iterdir()) == ["estimate.json", "history.json", "metrics.json", "model.keras",
+                                                   "sensitivities.json"]
     assert json.loads((d / "metrics.json").read_text())["lut"] == 100.0
     assert f.finished() == {"small_lut500_seed0"}
     assert [p.name for p in f.trials_dir.iterdir()] == ["small_lut500_seed0"]  # no staging folder left

@@ -4,6 +4,7 @@ during a trial is retried and nothing is lost or stored twice; an interrupted sw
 from __future__ import annotations
 
 import csv
+import json
 import os
 import signal
 import subprocess
@@ -83,6 +84,8 @@ def test_ray_cluster_gives_the_local_results_trial_for_trial_though_a_worker_die
             assert (result.path / name).stat().st_size > 0
     assert _table(local) == _table(on_ray)
     assert all(r["feasible"] and r["lut"] <= r["budget_lut"] for r in on_ray.rows if r["budget_lut"] is not None)
+    sens = json.loads((on_ray.path / "trials" / "tiny_lut600_seed0" / "sensitivities.json").read_text())
+    assert [s["layer"] for s in sens] == ["dense_0", "logits"] and all(s["lut_saved"] >= 0 for s in sens)
     free = [r["lut"] for r in on_ray.rows if r["budget_lut"] is None]
     assert len(free) == 4 and min(free) > 600  # the budget mattered
     assert len({r["pid"] for r in on_ray.rows}) >= 2  # both nodes took trials
