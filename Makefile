@@ -59,11 +59,14 @@ test-tf: export NUMBA_DISABLE_JIT = 1
 test-tf: $(VENV)/.test
 	KERAS_BACKEND=tensorflow $(PY) -m pytest
 
-# budgeted training runs on JAX too (tests/constraints/test_budget.py); the two-device test
-# (tests/constraints/test_multidevice.py) starts both backends itself in the TensorFlow run
+# budgeted training on JAX: the budget met, steering a trained model, the tracked ranges, the floor,
+# repair (the messages and the result's tables are backend-independent: TensorFlow run only); the
+# two-device test (tests/constraints/test_multidevice.py) starts both backends itself in the TensorFlow run
+JAX_BUDGET := budget_is_met and not primal_dual or steers or tracked or floor or repair_brings or sensitivit
 test-jax: $(VENV)/.test
-	KERAS_BACKEND=jax $(PY) -m pytest -m "not slow" tests/fixed tests/quantizers tests/layers tests/test_calibration.py \
-		tests/constraints/test_budget.py
+	KERAS_BACKEND=jax $(PY) -m pytest -m "not slow" tests/fixed tests/quantizers tests/layers tests/test_calibration.py
+	KERAS_BACKEND=jax $(PY) -m pytest -m "not slow" tests/constraints/test_budget.py tests/constraints/test_sensitivity.py \
+		-k "$(JAX_BUDGET)"
 
 bench: $(VENV)/.test
 	$(PY) benchmarks/train_overhead.py
