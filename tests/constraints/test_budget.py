@@ -280,7 +280,8 @@ def test_result_html_is_a_small_escaped_table(result):
     page = result._repr_html_()
     assert page.startswith("<table") and page.endswith("</table>")
     assert "LUT &lt;= " in page and "<=" not in page  # text is escaped
-    assert "within the budget" in page and page.count("<tr>") == 7
+    assert "within the budget" in page and page.count("<tr>") == 8
+    assert "calibrated on</th>" in page and "calibration_data (600 samples)" in page
 
 
 def test_result_to_pandas(result):
