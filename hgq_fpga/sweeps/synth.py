@@ -89,10 +89,10 @@ def synth_task(shared: dict[str, Any], model_bytes: bytes) -> dict[str, Any]:
 
 
 def _vendor(model: Any, d: Path, shared: dict[str, Any]) -> dict[str, Any]:
-    import subprocess
     import time
 
     from ..backends.hls4ml import to_hls4ml
+    from ..processes import run_in_group
     from ..resources import read_vendor_report
 
     project = d / "project"
@@ -101,9 +101,10 @@ def _vendor(model: Any, d: Path, shared: dict[str, Any]) -> dict[str, Any]:
     exe = _find_tool(shared["tool"])
     cmd = [exe, "--tcl", "build_prj.tcl"] if exe == "vitis-run" else [exe, "-f", "build_prj.tcl"]
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=project, capture_output=True, text=True, timeout=shared["timeout"], check=False)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{exe} failed (exit {proc.returncode}):\n{(proc.stdout + proc.stderr)[-2000:]}")
+    # in a process group of its own: an interrupted or timed-out build takes the vendor tool's children with it
+    code, output = run_in_group(cmd, project, desc=f"{exe} build", timeout=shared["timeout"])
+    if code != 0:
+        raise RuntimeError(f"{exe} failed (exit {code}):\n{output[-2000:]}")
     r = read_vendor_report(project)
     return {"lut": r.lut, "ff": r.ff, "dsp": r.dsp, "bram": r.bram, "latency_cycles": r.latency_cycles,
             "seconds": round(time.perf_counter() - t0, 3), "source": str(r.source)}
