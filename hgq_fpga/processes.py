@@ -18,13 +18,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["kill_group", "run_in_group", "sigterm_as_interrupt", "signal_received", "start_group"]
+__all__ = ["die_with_parent", "kill_group", "run_in_group", "sigterm_as_interrupt", "signal_received", "start_group"]
 
 _PR_SET_PDEATHSIG = 1
 _RECEIVED: list[int] = []  # signals turned into KeyboardInterrupt, even where some code swallowed it
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """``preexec_fn``: the kernel sends SIGTERM to this child when its parent dies (Linux)."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
@@ -34,7 +35,7 @@ def start_group(command: list[str], cwd: str | Path, **popen: Any) -> subprocess
     quoted = " ".join("'" + c.replace("'", "'\\''") + "'" for c in command)
     wrapper = f"trap 'kill -KILL 0' TERM; {quoted} & wait $!"
     return subprocess.Popen(["bash", "-c", wrapper], cwd=cwd, start_new_session=True,
-                            preexec_fn=_die_with_parent, **popen)
+                            preexec_fn=die_with_parent, **popen)
 
 
 def kill_group(proc: subprocess.Popen) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..optional import require
-from .runners import OnResult, Outcome, Task, _error_text
+from .runners import OnResult, Outcome, Task, error_text
 
 __all__ = ["CLUSTER_EXTRA", "require_ray", "run_on_ray"]
 
@@ -77,7 +77,7 @@ def run_on_ray(
                     out = Outcome(ray.get(ref), None, attempts[key], tuple(deaths.get(key, ())))
                 except ray.exceptions.RayTaskError as e:  # fn raised: its own error, not retried
                     cause = e.cause if isinstance(getattr(e, "cause", None), BaseException) else e
-                    out = Outcome(None, _error_text(cause), attempts[key], tuple(deaths.get(key, ())))
+                    out = Outcome(None, error_text(cause), attempts[key], tuple(deaths.get(key, ())))
                 except ray.exceptions.RayError as e:  # the worker or its node died
                     deaths.setdefault(key, []).append(f"{type(e).__name__}: {str(e).splitlines()[0]}")
                     if attempts[key] <= retries:

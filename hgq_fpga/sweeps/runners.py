@@ -49,7 +49,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
-__all__ = ["RUNNERS", "Outcome", "check_runner", "run_tasks"]
+__all__ = ["RUNNERS", "Outcome", "check_runner", "error_text", "run_tasks"]
 
 RUNNERS = ("inline", "local", "ray")
 
@@ -80,7 +80,8 @@ Task = tuple[str, tuple]
 OnResult = Callable[[str, Outcome], None]
 
 
-def _error_text(e: BaseException) -> str:
+def error_text(e: BaseException) -> str:
+    """An exception as text: type, message and traceback (what an :class:`Outcome` carries)."""
     return "".join(traceback.format_exception_only(type(e), e)).strip() + "\n" + "".join(
         traceback.format_tb(e.__traceback__))
 
@@ -134,7 +135,7 @@ def run_tasks(
             try:
                 out = Outcome(value=fn(shared, *args))
             except Exception as e:  # the task's own error is its result
-                out = Outcome(error=_error_text(e))
+                out = Outcome(error=error_text(e))
             on_result(key, out)
     elif runner == "local":
         n = workers or max(1, int((os.cpu_count() or 1) // max(cpus, 1)))
@@ -152,7 +153,7 @@ def worker_loop(receive: Connection, send: Connection) -> None:  # pragma: no co
     try:
         fn, shared = pickle.loads(receive.recv_bytes())
     except Exception as e:  # e.g. a function of the caller's __main__, which a worker cannot import
-        send.send((None, None, _error_text(e)))
+        send.send((None, None, error_text(e)))
         return
     while True:
         try:
@@ -165,11 +166,11 @@ def worker_loop(receive: Connection, send: Connection) -> None:  # pragma: no co
         try:
             reply = (key, fn(shared, *args), None)
         except Exception as e:
-            reply = (key, None, _error_text(e))
+            reply = (key, None, error_text(e))
         try:
             send.send(reply)
         except Exception as e:  # the value does not pickle
-            send.send((key, None, f"the result of task {key} cannot be sent back: {_error_text(e)}"))
+            send.send((key, None, f"the result of task {key} cannot be sent back: {error_text(e)}"))
 
 
 @dataclass
@@ -203,14 +204,14 @@ class _LocalPool:
     def _start(self) -> _Worker:
         """A fresh ``python -m hgq_fpga.sweeps.worker`` talking over two pipes of its own (its
         standard streams stay the user's); it dies with this process, even on SIGKILL."""
-        from ..processes import _die_with_parent
+        from ..processes import die_with_parent
 
         down_r, down_w = os.pipe()
         up_r, up_w = os.pipe()
         try:
             proc = subprocess.Popen([sys.executable, "-m", "hgq_fpga.sweeps.worker", str(down_r), str(up_w)],
                                     pass_fds=(down_r, up_w), env=self.env, stdin=subprocess.DEVNULL,
-                                    preexec_fn=_die_with_parent)
+                                    preexec_fn=die_with_parent)
         finally:
             os.close(down_r)
             os.close(up_w)
