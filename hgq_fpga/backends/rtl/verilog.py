@@ -105,6 +105,8 @@ class Writer:
     def __init__(self, graph: Graph, dsp_min_bits: int | None) -> None:
         self.g = graph
         self.lines: list[str] = []
+        # declarations placed before the wires: Verilog functions (lookup tables) called in wire expressions
+        self.functions: list[str] = []
         self.wires: dict[str, list[str]] = {}
         self.n = 0
         self.in_ports: dict[str, PortLayout] = {}
@@ -310,6 +312,6 @@ def to_verilog(graph: Graph, *, top: str = "model", dsp_min_bits: int | None = N
                 body.append(f"assign {port.name}[{hi}:{port.offsets[e]}] = {wire}{sh};")
     ports = [f"input [{max(p.bits, 1) - 1}:0] {p.name}" for p in inputs]
     ports += [f"output [{max(p.bits, 1) - 1}:0] {p.name}" for p in outputs]
-    src = "\n".join([f"module {top}(", ",\n".join("    " + p for p in ports), ");", *w.lines, *body, "endmodule",
+    src = "\n".join([f"module {top}(", ",\n".join("    " + p for p in ports), ");", *w.functions, *w.lines, *body, "endmodule",
                      "", ADDER_MODULE])
     return VerilogModule(src, top, inputs, outputs)
