@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import ctypes
-import errno
 import hashlib
 import json
 import os
 import re
 import shutil
-import sys
 import warnings
 from pathlib import Path
 from typing import Any
@@ -17,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ...files import OWNER_FILE, make_staging
+from ...projects import ProjectKind, check_project_target, publish_project
 from ...ir import Graph
 from ...ir import ops as ir
 from .fixes import install_corrections, fix_input_types
@@ -26,6 +24,8 @@ from .limits import check_limits as _check_limits
 __all__ = ["BACKENDS", "STRATEGIES", "CompileError", "SelfCheckError", "check_project", "to_hls4ml"]
 
 BACKENDS = ("Vitis", "Vivado")
+#: what overwrite=True may replace: an hls4ml project folder
+HLS4ML_PROJECT = ProjectKind("to_hls4ml", "hls4ml_config.yml", "an hls4ml project")
 STRATEGIES = ("Latency", "Resource", "distributed_arithmetic")
 
 
@@ -151,7 +151,7 @@ def to_hls4ml(
     from ...frontend.keras import build_ir  # a Keras model: built (or taken from the cache) here
 
     _check_options(backend, io_type, strategy, clock_period, part, project_name, reuse_factor)
-    _check_target(Path(output_dir).absolute(), overwrite)
+    check_project_target(Path(output_dir).absolute(), overwrite, HLS4ML_PROJECT)
     graph = graph if graph is not None else build_ir(model)
     layer_config = _layer_settings(graph, strategy, reuse_factor, layer_config, check_limits)
     options = dict(project=project_name, backend=backend, part=part, clock_period=clock_period, io_type=io_type,
@@ -257,7 +257,7 @@ def _write_project(graph: Graph, target: Path, options: dict[str, Any], test_inp
         (staging / "hgq_fpga_layers.json").write_text(json.dumps(origin, indent=1, sort_keys=True))
         _reproducible(staging, hls_model)
         (staging / OWNER_FILE).unlink()  # the project itself carries no trace of the process
-        _replace(staging, target, o["overwrite"])
+        publish_project(staging, target, o["overwrite"], HLS4ML_PROJECT)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
@@ -324,28 +324,6 @@ def compile_csim(hls_model: Any, progress: bool = False) -> None:
     load_library(hls_model, library)
 
 
-def _check_target(target: Path, overwrite: bool) -> None:
-    """Refuse an existing ``target`` unless ``overwrite``; never replace anything but a project."""
-    if not target.exists() and not target.is_symlink():
-        return
-    if not overwrite:
-        raise FileExistsError(
-            f"to_hls4ml: {target} already exists. Choose another output_dir or pass overwrite=True "
-            "(the existing project is then replaced only once the new one is complete)."
-        )
-    if target.is_symlink() or not target.is_dir():
-        raise FileExistsError(
-            f"to_hls4ml: {target} exists and is not a folder (a file or a link); overwrite=True only "
-            "replaces an hls4ml project folder. Remove it yourself or choose another output_dir."
-        )
-    if any(target.iterdir()) and not (target / "hls4ml_config.yml").is_file():
-        raise FileExistsError(
-            f"to_hls4ml: {target} is a non-empty folder without hls4ml_config.yml, so it is not an "
-            "hls4ml project; overwrite=True never replaces other folders (nothing a user saved is "
-            "deleted). Choose another output_dir or empty that folder yourself."
-        )
-
-
 def _reproducible(staging: Path, hls_model: Any) -> None:
     """Make the project a function of the model and the options only.
 
@@ -369,69 +347,6 @@ def _reproducible(staging: Path, hls_model: Any) -> None:
         if fixed != text:
             path.write_text(fixed, errors="surrogateescape")
     hls_model.config.config["Stamp"] = new
-
-
-def _renameat2(a: Path, b: Path, flags: int) -> bool | None:
-    """Linux ``renameat2``: True when done, False when ``b`` exists (``RENAME_NOREPLACE``) or the
-    exchange failed, None where the system has no renameat2."""
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
-    except (OSError, AttributeError):  # glibc older than 2.28, or another libc
-        return None
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    at_fdcwd = -100
-    if renameat2(at_fdcwd, os.fsencode(a), at_fdcwd, os.fsencode(b), flags) == 0:
-        return True
-    if ctypes.get_errno() in (errno.ENOSYS, errno.EINVAL):  # the file system cannot do it
-        return None
-    return False
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Swap two folders atomically (``RENAME_EXCHANGE``); False where unavailable."""
-    return bool(_renameat2(a, b, 2))
-
-
-def _is_project(d: Path) -> bool:
-    return d.is_dir() and not d.is_symlink() and (not any(d.iterdir()) or (d / "hls4ml_config.yml").is_file())
-
-
-def _replace(staging: Path, target: Path, overwrite: bool) -> None:
-    """Move the finished project into place.
-
-    Without ``overwrite`` the move never replaces anything: ``renameat2(RENAME_NOREPLACE)``
-    fails if a file or folder appeared at ``target`` since the check (elsewhere a last check
-    precedes a plain rename). With ``overwrite`` an existing project is swapped with the new
-    one in one ``renameat2(RENAME_EXCHANGE)`` -- ``target`` is at every instant the complete
-    old project or the complete new one -- and what was swapped out is deleted only if it is
-    an hls4ml project; anything else is swapped back and the conversion refused.
-    """
-    if not os.path.lexists(target) or not overwrite:
-        done = _renameat2(staging, target, 1)  # RENAME_NOREPLACE
-        if done is None and not os.path.lexists(target):
-            staging.rename(target)
-            return
-        if done:
-            return
-        if not overwrite:
-            raise FileExistsError(
-                f"to_hls4ml: {target} appeared while the project was being written; it was left as it is. "
-                "Choose another output_dir, or pass overwrite=True to replace a project."
-            )
-    if _exchange(staging, target):
-        if not _is_project(staging):  # a user's folder took the project's place meanwhile: put it back
-            _exchange(staging, target)
-            raise FileExistsError(f"to_hls4ml: {target} became a folder that is not an hls4ml project while "
-                                  "the project was being written; it was left as it is.")
-        shutil.rmtree(staging, ignore_errors=True)  # now holds the old project
-        return
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    target.rename(old)
-    staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def _default_inputs(graph: Graph, n: int = 16) -> list[np.ndarray]:

@@ -2,11 +2,17 @@
 
 A rule reads the wires of the operation's inputs (``wr.wires``) and the
 circuit analysis (``wr.analysis``: signals, adder trees) and sets the wires of
-its output, one per element.
+its output, one per element. Every value is a wire (``wr.wire``/``wr.named``)
+whose expression is one line referring to other wires by name.
+
+Lookup tables (``Table``) are one Verilog ``function`` per distinct table (a
+``case`` over the index bits), declared in ``wr.functions`` and called in a
+wire expression; element-wise products (``Multiply``) are ``x * y``.
 """
 
 from __future__ import annotations
 
+import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -27,7 +33,17 @@ class UnsupportedForVerilog(ValueError):
 
 
 #: ``rule(op, writer) -> None``
-RTL_RULES = Registry("to_verilog", hint="Lookup tables and element-wise products have no Verilog form yet.")
+RTL_RULES = Registry(
+    "to_verilog", hint="A new IR operation needs a rule here (RTL_RULES.register) as well as a cost rule."
+)
+
+#: Widest lookup-table index written as a Verilog ``case`` (``2**16`` entries;
+#: the layers' own ``table_bits`` limit).
+MAX_TABLE_BITS = 16
+
+# the lookup-table functions already declared in each Writer: contents -> function name
+_TABLE_FUNCTIONS: weakref.WeakKeyDictionary[Writer, dict[tuple[int, int, tuple[int, ...]], str]] = \
+    weakref.WeakKeyDictionary()
 
 
 def lit(v: int, w: int) -> str:
@@ -140,3 +156,101 @@ def _concat(op: ir.Concat, wr: Writer) -> None:
         ws = [x if sh == 0 else wr.wire(s.shifted(sh), f"{x} <<< {sh}") for x, s in zip(wr.wires[n], wr.signals(n))]
         parts.append(np.array(ws, dtype=object).reshape(g.tensors[n].shape))
     wr.wires[op.outputs[0]] = np.concatenate(parts, axis=op.axis).reshape(-1).tolist()
+
+
+def _table_function(wr: Writer, width: int, out_width: int, values: list[int], what: str) -> str:
+    """The name of a Verilog function ``values[index]`` of a ``width``-bit index,
+    returning ``out_width`` signed bits; declared in ``wr.functions`` once per
+    distinct table (shared by elements and layers)."""
+    known = _TABLE_FUNCTIONS.setdefault(wr, {})
+    key = (width, out_width, tuple(values))
+    if key in known:
+        return known[key]
+    name = f"hgq_tbl{len(known) + 1}"
+    counts: dict[int, int] = {}
+    for v in values:
+        counts[v] = counts.get(v, 0) + 1
+    common = max(counts, key=lambda v: counts[v])  # the default: only the other entries are listed
+    lines = [f"function signed [{out_width - 1}:0] {name};  // {what}, {width}-bit index",
+             f"    input [{width - 1}:0] index;",
+             "    case (index)"]
+    lines += [f"        {width}'d{n}: {name} = {lit(v, out_width)};" for n, v in enumerate(values) if v != common]
+    lines += [f"        default: {name} = {lit(common, out_width)};", "    endcase", "endfunction"]
+    wr.functions.append("\n".join(lines))
+    known[key] = name
+    return name
+
+
+def _table_values(op: ir.Table, wr: Writer) -> tuple[list[int], int]:
+    """The table's entries for indices ``0 .. 2**width - 1`` at the output tensor's
+    scale, and the signed width that holds them all.
+
+    Raises:
+        UnsupportedForVerilog: the index is wider than :data:`MAX_TABLE_BITS`,
+            or the table is shorter than its index range or finer than the output.
+    """
+    width = int(op.width)
+    what = f"the {op.function or 'lookup'} table of layer {op.layer!r}"
+    if width > MAX_TABLE_BITS:
+        raise UnsupportedForVerilog(
+            f"to_verilog: {what} has a {width}-bit index ({2 ** width} entries); a Verilog case table is "
+            f"limited to {MAX_TABLE_BITS} bits. Lower the bits of that layer's input (f0/f_max of its "
+            "input_quantizer, or its table_bits) so that the index fits."
+        )
+    tm = np.asarray(op.table.m).reshape(-1)
+    up = wr.g.tensors[op.outputs[0]].f - int(op.table.f)
+    if tm.size < 1 << width or up < 0:
+        raise UnsupportedForVerilog(
+            f"to_verilog: {what} has {tm.size} entries at scale {op.table.f} for a {width}-bit index and an "
+            f"output at scale {wr.g.tensors[op.outputs[0]].f}; rebuild the IR (hgq_fpga.build_ir) after calibration"
+        )
+    values = [int(v) << up for v in tm[: 1 << width].tolist()]
+    return values, max(width_of(min(min(values), 0), max(max(values), 0)) + 1, 2)
+
+
+@RTL_RULES.register(ir.Table)
+def _table(op: ir.Table, wr: Writer) -> None:
+    """Each element's bit pattern in the index format ``(k, width, f)``: its mantissa
+    shifted from the input's scale to ``f``, the low ``width`` bits (two's complement,
+    wrapping), as :func:`~hgq_fpga.ir.exact.table_op` forms it; then the table's function."""
+    src = wr.g.tensors[op.inputs[0]]
+    width = int(op.width)
+    sh = int(op.f) - src.f
+    if not src.is_fixed or sh < 0:
+        raise UnsupportedForVerilog(
+            f"to_verilog: the {op.function or 'lookup'} table of layer {op.layer!r} reads a tensor at scale "
+            f"{src.f} but indexes at scale {op.f}; quantize its input to at most {op.f} fractional bits"
+        )
+    values, out_width = _table_values(op, wr)
+    fn = _table_function(wr, width, out_width, values, f"{op.function or 'lookup'} table") if width > 0 else ""
+    res = []
+    for x, xs, s in zip(wr.wires[op.inputs[0]], wr.signals(op.inputs[0]), wr.signals(op.outputs[0])):
+        if s.constant:
+            res.append(lit(s.lo, 2))
+        elif width == 0 or xs.constant:  # a known index: the entry itself
+            res.append(wr.wire(s, lit(values[(xs.lo << sh) & ((1 << width) - 1)], out_width)))
+        else:
+            index = wr.named(width, f"{x} <<< {sh}" if sh else x, signed=False)
+            res.append(wr.wire(s, f"{fn}({index})"))
+    wr.wires[op.outputs[0]] = res
+
+
+@RTL_RULES.register(ir.Multiply)
+def _multiply(op: ir.Multiply, wr: Writer) -> None:
+    """``x * y`` per element (the product's scale is the sum of the inputs' scales),
+    shifted to the output tensor's scale."""
+    a, b = (wr.g.tensors[n] for n in op.inputs)
+    f_out = wr.g.tensors[op.outputs[0]].f
+    sh = f_out - (a.f + b.f)
+    if sh < 0:
+        raise UnsupportedForVerilog(
+            f"to_verilog: the product of layer {op.layer!r} is at scale {a.f + b.f} but its output tensor at "
+            f"{f_out}; rebuild the IR (hgq_fpga.build_ir)"
+        )
+    res = []
+    for x, y, s in zip(wr.wires[op.inputs[0]], wr.wires[op.inputs[1]], wr.signals(op.outputs[0])):
+        if s.constant:
+            res.append(lit(s.lo, 2))
+        else:
+            res.append(wr.wire(s, f"({x} * {y}) <<< {sh}" if sh else f"{x} * {y}"))
+    wr.wires[op.outputs[0]] = res

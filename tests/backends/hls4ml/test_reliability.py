@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import hgq_fpga
+from hgq_fpga import projects
 from hgq_fpga.backends.hls4ml import (
     CompileError,
     ModelTooLarge,
@@ -67,7 +68,7 @@ def _fail_inside(monkeypatch, where, error):
     elif where == "while_moving_into_place":
         def boom(a, b):
             raise error
-        monkeypatch.setattr(project, "_exchange", boom)
+        monkeypatch.setattr(projects, "exchange", boom)
 
 
 @pytest.mark.parametrize("where", ["after_hls4ml_wrote", "half_way_through_a_file", "while_moving_into_place"])
@@ -96,7 +97,7 @@ def test_exchange_swaps_folders_atomically(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     a.mkdir(), b.mkdir()
     (a / "x").write_text("a"), (b / "y").write_text("b")
-    if not project._exchange(a, b):
+    if not projects.exchange(a, b):
         pytest.skip("renameat2(RENAME_EXCHANGE) is not available here; the two-rename fallback is used")
     assert (a / "y").read_text() == "b" and (b / "x").read_text() == "a"
 
