@@ -22,7 +22,7 @@ element's bits sit, so data can be packed and unpacked (:meth:`PortLayout.pack`,
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -33,6 +33,7 @@ from ...resources.circuit import LinearCircuit, tensor_signals
 from ...resources.costs import CostModel
 from ...resources.rules import Signal, width_of
 from .ops import RTL_RULES, UnsupportedForVerilog, lit
+from .pipeline import Net, classify, operands_of
 
 __all__ = ["ADDER_MODULE", "PortLayout", "RTL_RULES", "UnsupportedForVerilog", "VerilogModule", "Writer", "to_verilog"]
 
@@ -97,6 +98,11 @@ class VerilogModule:
     top: str
     inputs: list[PortLayout]
     outputs: list[PortLayout]
+    #: what :func:`~.project.pipelined` needs: the wires in order, the lookup-table
+    #: functions, and each output slice ``(port, hi, lo, expression)``
+    nets: list[Net] = field(default_factory=list, repr=False)
+    functions: list[str] = field(default_factory=list, repr=False)
+    out_assigns: list[tuple[str, int, int, str]] = field(default_factory=list, repr=False)
 
 
 class Writer:
@@ -107,6 +113,7 @@ class Writer:
         self.lines: list[str] = []
         # declarations placed before the wires: Verilog functions (lookup tables) called in wire expressions
         self.functions: list[str] = []
+        self.nets: list[Net] = []  # every declared wire, for pipelining
         self.wires: dict[str, list[str]] = {}
         self.n = 0
         self.in_ports: dict[str, PortLayout] = {}
@@ -123,15 +130,23 @@ class Writer:
             return lit(s.lo, width_of(min(s.lo, 0), max(s.lo, 0)) + 1)
         name = self.fresh()
         w = width_of(s.lo, s.hi) + (0 if s.signed else 1)
-        self.lines.append(f"wire signed [{w - 1}:0] {name} = {expr};")
+        self.declare(name, w, True, expr, (s.top, min(max(s.lsb, 0), s.top)))
         return name
+
+    def declare(self, name: str, w: int, signed: bool, expr: str, payload: tuple[int, int] | None = None) -> None:
+        """Declare wire ``name = expr`` and record it as a :class:`~.pipeline.Net` (``payload``:
+        the bits that can vary; default all ``w``)."""
+        line = f"wire {'signed ' if signed else ''}[{w - 1}:0] {name} = {expr};"
+        self.lines.append(line)
+        self.nets.append(Net(name, w, signed, [line], operands_of(expr, name), classify(expr),
+                             payload if payload is not None else (w - 1, 0)))
 
     def signals(self, name: str) -> list[Signal]:
         return self.analysis.signals(name)
 
     def named(self, w: int, expr: str, signed: bool = True) -> str:
         name = self.fresh("q")
-        self.lines.append(f"wire {'signed ' if signed else ''}[{max(w, 1) - 1}:0] {name} = {expr};")
+        self.declare(name, max(w, 1), signed, expr)
         return name
 
     def port_element(self, node: Op, e: int, s: Signal) -> str:
@@ -204,11 +219,12 @@ class Writer:
             return self.wire(out, self._bits(low_name, low_sig, out.top, 0) if out.signed
                              else f"{{1'b0, {self._bits(low_name, low_sig, out.top, 0)}}}")
         y = self.fresh("y")
-        self.lines.append(f"wire [{wy - 1}:0] {y};")
-        self.lines.append(
-            f"hgq_add #(.WA({parts[0][1]}), .WB({parts[1][1]}), .WY({wy}), .SA({parts[0][2]}), "
-            f".SB({parts[1][2]}), .SUB({int(subtract)})) u{y} (.a({parts[0][0]}), .b({parts[1][0]}), .y({y}));"
-        )
+        lines = [f"wire [{wy - 1}:0] {y};",
+                 f"hgq_add #(.WA({parts[0][1]}), .WB({parts[1][1]}), .WY({wy}), .SA({parts[0][2]}), "
+                 f".SB({parts[1][2]}), .SUB({int(subtract)})) u{y} (.a({parts[0][0]}), .b({parts[1][0]}), .y({y}));"]
+        self.lines.extend(lines)
+        self.nets.append(Net(y, wy, False, lines, operands_of(parts[0][0] + " " + parts[1][0]), "adder",
+                             (wy - 1, 0)))
         low = f", {self._bits(low_name, low_sig, p0 - 1, 0)}" if p0 > 0 else ""
         top = "" if out.signed else "1'b0, "
         return self.wire(out, f"{{{top}{y}{low}}}")
@@ -301,7 +317,7 @@ def to_verilog(graph: Graph, *, top: str = "model", dsp_min_bits: int | None = N
         except UnsupportedOp as e:
             raise UnsupportedForVerilog(str(e)) from None
     outputs = []
-    body = []
+    assigns: list[tuple[str, int, int, str]] = []
     for k, name in enumerate(graph.outputs):
         port = _layout(graph, name, f"out{k}", w.analysis.lsb.get(name), None)
         outputs.append(port)
@@ -309,9 +325,10 @@ def to_verilog(graph: Graph, *, top: str = "model", dsp_min_bits: int | None = N
             if port.widths[e]:
                 hi = port.offsets[e] + port.widths[e] - 1
                 sh = f" >>> {port.lsb[e]}" if port.lsb[e] else ""
-                body.append(f"assign {port.name}[{hi}:{port.offsets[e]}] = {wire}{sh};")
+                assigns.append((port.name, hi, port.offsets[e], f"{wire}{sh}"))
     ports = [f"input [{max(p.bits, 1) - 1}:0] {p.name}" for p in inputs]
     ports += [f"output [{max(p.bits, 1) - 1}:0] {p.name}" for p in outputs]
-    src = "\n".join([f"module {top}(", ",\n".join("    " + p for p in ports), ");", *w.functions, *w.lines, *body, "endmodule",
-                     "", ADDER_MODULE])
-    return VerilogModule(src, top, inputs, outputs)
+    body = [f"assign {p}[{hi}:{lo}] = {x};" for p, hi, lo, x in assigns]
+    src = "\n".join([f"module {top}(", ",\n".join("    " + p for p in ports), ");", *w.functions, *w.lines, *body,
+                     "endmodule", "", ADDER_MODULE])
+    return VerilogModule(src, top, inputs, outputs, w.nets, w.functions, assigns)
