@@ -228,7 +228,7 @@ def _write_project(graph: Graph, target: Path, options: dict[str, Any], test_inp
     layers, ins, outs, origin = graph_to_layer_list(graph)
     nodes = {n.name: n for n in graph.nodes}
     if test_inputs is None:
-        test_inputs = _default_inputs(graph)
+        test_inputs = default_test_inputs(graph)
     arrays = list(test_inputs) if isinstance(test_inputs, (list, tuple)) else [test_inputs]
     arrays = [np.asarray(a, np.float64) for a in arrays]
     expected = [m.values() for m in emulate_mantissas(graph, arrays)]
@@ -349,7 +349,7 @@ def _reproducible(staging: Path, hls_model: Any) -> None:
     hls_model.config.config["Stamp"] = new
 
 
-def _default_inputs(graph: Graph, n: int = 16) -> list[np.ndarray]:
+def default_test_inputs(graph: Graph, n: int = 16) -> list[np.ndarray]:
     """Deterministic samples around each input quantizer's range (edges included)."""
     rng = np.random.default_rng(0)
     out = []

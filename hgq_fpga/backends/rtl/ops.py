@@ -197,11 +197,11 @@ def _table_values(op: ir.Table, wr: Writer) -> tuple[list[int], int]:
             f"limited to {MAX_TABLE_BITS} bits. Lower the bits of that layer's input (f0/f_max of its "
             "input_quantizer, or its table_bits) so that the index fits."
         )
-    tm = np.asarray(op.table.m).reshape(-1)
+    tm = np.asarray(op.table.m)
     up = wr.g.tensors[op.outputs[0]].f - int(op.table.f)
-    if tm.size < 1 << width or up < 0:
+    if tm.ndim != 1 or tm.size < 1 << width or up < 0:
         raise UnsupportedForVerilog(
-            f"to_verilog: {what} has {tm.size} entries at scale {op.table.f} for a {width}-bit index and an "
+            f"to_verilog: {what} has shape {tm.shape} at scale {op.table.f} for a {width}-bit index and an "
             f"output at scale {wr.g.tensors[op.outputs[0]].f}; rebuild the IR (hgq_fpga.build_ir) after calibration"
         )
     values = [int(v) << up for v in tm[: 1 << width].tolist()]
@@ -216,7 +216,12 @@ def _table(op: ir.Table, wr: Writer) -> None:
     src = wr.g.tensors[op.inputs[0]]
     width = int(op.width)
     sh = int(op.f) - src.f
-    if not src.is_fixed or sh < 0:
+    if not src.is_fixed:
+        raise UnsupportedForVerilog(
+            f"to_verilog: the {op.function or 'lookup'} table of layer {op.layer!r} reads the float input "
+            f"{src.name!r}; quantize it first (the layer's input_quantizer)"
+        )
+    if sh < 0:
         raise UnsupportedForVerilog(
             f"to_verilog: the {op.function or 'lookup'} table of layer {op.layer!r} reads a tensor at scale "
             f"{src.f} but indexes at scale {op.f}; quantize its input to at most {op.f} fractional bits"

@@ -148,7 +148,7 @@ class Pipeline:
     stage_cells: list[int] = field(default_factory=list)
 
     def bits(self, name: str) -> int:
-        """Flip-flops of one register copy of ``name``."""
+        """Flip-flops of one register copy of ``name`` (before unread bits are dropped)."""
         hi, lo = self.nets[name].payload
         return max(hi - lo + 1, 0)
 
@@ -183,7 +183,8 @@ def schedule(nets: list[Net], ports: list[Net], outputs: list[str], cutoff: floa
                 need[o] = max(need.get(o, 0), net.stage - by_name[o].stage)
     for o in outputs:
         need[o] = max(need.get(o, 0), last - by_name[o].stage)
-    pipe.copies = [(name, k) for name, n in need.items() for k in range(1, n + 1)]
+    order = {name: i for i, name in enumerate(by_name)}
+    pipe.copies = [(name, k) for name in sorted(need, key=order.__getitem__) for k in range(1, need[name] + 1)]
     pipe.stage_delay = [0.0] * pipe.stages
     pipe.stage_cells = [0] * pipe.stages
     for net in by_name.values():

@@ -27,9 +27,9 @@ from typing import Any
 import numpy as np
 
 from ...processes import run_in_group
-from .verilog import VerilogModule, to_verilog
+from .verilog import PortLayout, VerilogModule, to_verilog
 
-__all__ = ["SynthResult", "ToolMissingError", "require_tool", "simulate", "simulate_model", "synthesize"]
+__all__ = ["SynthResult", "ToolMissingError", "port_feeds", "require_tool", "simulate", "simulate_model", "synthesize"]
 
 _INSTALL = {
     "yosys": "install yosys: 'sudo apt-get install yosys' (Debian/Ubuntu), "
@@ -213,15 +213,21 @@ def simulate_model(graph: Any, x: Any, *, module: VerilogModule | None = None) -
     ``hgq_fpga.emulate_mantissas(graph, x)[k].m`` (same scale,
     ``module.outputs[k].f``).
     """
+    module = module if module is not None else to_verilog(graph)
+    return simulate(module, port_feeds(graph, module.inputs, x))
+
+
+def port_feeds(graph: Any, ports: list[PortLayout], x: Any) -> list[np.ndarray]:
+    """The input ports' mantissas for float inputs ``x``: each model input quantized by
+    its input quantizer exactly as the emulator does, at the port tensor's scale."""
     from ...ir.exact import quantize_op
 
-    module = module if module is not None else to_verilog(graph)
     xs = list(x) if isinstance(x, (list, tuple)) else [x]
     by_tensor = {n.outputs[0]: n for n in graph.nodes}
     feeds = []
-    for port in module.inputs:
+    for port in ports:
         node = by_tensor[port.tensor]
         data = np.asarray(xs[graph.inputs.index(node.inputs[0])], np.float64)
         q = quantize_op(data, node.k, node.i, node.f, node.rounding, node.overflow)
         feeds.append(np.asarray(q.m) << (port.f - q.f) if port.f > q.f else np.asarray(q.m))
-    return simulate(module, feeds)
+    return feeds
