@@ -15,6 +15,9 @@ Public entry points:
 * :class:`ResourceBudget` -- train under a LUT/DSP budget (:mod:`hgq_fpga.constraints`);
 * :func:`to_hls4ml`, :func:`verify` -- hls4ml projects, checked bit for bit
   against the C simulation;
+* :func:`to_rtl` -- a pipelined Verilog project (testbench, constraints,
+  Vivado and yosys scripts); ``verify(model, x, backend="rtl")`` checks its
+  Icarus Verilog simulation bit for bit;
 * :func:`from_qkeras` -- import a QKeras model, bit-identical;
 * :func:`load_model` -- load a ``.keras`` file safely (size limits, safe mode);
 * :func:`write_report` -- an HTML report (tables, plots, utilization of the
@@ -53,6 +56,7 @@ _LAZY = {
     "ir": ("hgq_fpga.ir", None),
     "build_ir": ("hgq_fpga.frontend", "build_ir"),
     "to_verilog": ("hgq_fpga.backends.rtl", "to_verilog"),
+    "to_rtl": ("hgq_fpga.backends.rtl", "to_rtl"),
     "emulate": ("hgq_fpga.emulator", "emulate"),
     "emulate_mantissas": ("hgq_fpga.emulator", "emulate_mantissas"),
     "to_hls4ml": ("hgq_fpga.backends.hls4ml", "to_hls4ml"),

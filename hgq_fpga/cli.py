@@ -71,11 +71,44 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _refuse_hls_flags(args: argparse.Namespace) -> None:
+    """``--backend rtl`` takes no hls4ml settings: say which flag was given."""
+    for flag in ("strategy", "reuse_factor", "io_type", "config"):
+        if getattr(args, flag, None) is not None:
+            raise CliError(f"--{flag.replace('_', '-')} is an hls4ml setting; --backend rtl writes a Verilog project "
+                           "whose structure hgq_fpga fixes (drop the flag, or use --backend Vitis/Vivado)")
+
+
+def cmd_convert_rtl(args: argparse.Namespace, out: Any, model: Any) -> int:
+    """``convert --backend rtl``: the pipelined Verilog project, and with ``--self-check`` its testbench."""
+    from .backends.rtl import run_testbench, to_rtl
+
+    try:
+        project = to_rtl(model, out, clock_period=args.clock_period, latency_cutoff=args.latency_cutoff,
+                         part=args.part, overwrite=args.overwrite)
+    except (ValueError, FileExistsError) as e:
+        raise CliError(str(e)) from e
+    m = project.module
+    print(f"wrote the RTL project to {out}: latency {m.latency} cycles ({m.latency_ns:g} ns at {m.clock_period:g} ns), "
+          f"{m.ff} flip-flops; make sim | yosys | vivado there")
+    if args.self_check:
+        passed, _, log = run_testbench(project)
+        if not passed:
+            print(f"error: the testbench failed:\n{log[-2000:]}", file=sys.stderr)
+            return EXIT_CHECK_FAILED
+        print(f"self-check: {log.strip().splitlines()[-1]}")
+    return EXIT_OK
+
+
 def cmd_convert(args: argparse.Namespace) -> int:
     from .backends.hls4ml import to_hls4ml
 
+    if args.backend == "rtl":
+        _refuse_hls_flags(args)
     out = fresh_output(args.output, args.overwrite, "project")
     model = model_from_args(args)
+    if args.backend == "rtl":
+        return cmd_convert_rtl(args, out, model)
     try:
         hls_model = to_hls4ml(model, out, backend=args.backend, part=args.part, clock_period=args.clock_period,
                               overwrite=args.overwrite, project_name=args.project_name,
@@ -120,10 +153,16 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
     if args.output_dir:
         fresh_output(args.output_dir, args.overwrite, "project", "--output-dir")
+    if args.backend == "rtl":
+        _refuse_hls_flags(args)
     model = model_from_args(args)
     x = checked_data(model, args.data)
     try:
-        settings = _hls_settings(args)
+        settings = {} if args.backend == "rtl" else _hls_settings(args)
+        if args.backend == "rtl":
+            result = verify(model, x, output_dir=args.output_dir, overwrite=args.overwrite, backend="rtl")
+            print(result)
+            return EXIT_OK if result.ok else EXIT_CHECK_FAILED
         result = verify(model, x, output_dir=args.output_dir, overwrite=args.overwrite, backend=args.backend,
                         check_limits=not args.no_check_limits, progress=True, **settings)
     except ValueError as e:
@@ -298,12 +337,16 @@ def _add_estimate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 def _add_convert(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``convert`` subcommand."""
-    p = sub.add_parser("convert", help="write an hls4ml project", epilog=_EPILOG, formatter_class=_FMT)
+    p = sub.add_parser("convert", help="write an hls4ml project or a Verilog project", epilog=_EPILOG, formatter_class=_FMT)
     _common(p)
     p.add_argument("-o", "--output", required=True, metavar="DIR", help="project folder (must not exist)")
-    p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado"), help="hls4ml backend: the HLS tool")
+    p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado", "rtl"),
+                   help="hls4ml backend (the HLS tool), or rtl: a pipelined Verilog project (testbench, "
+                        "constraints, Vivado and yosys scripts)")
     p.add_argument("--part", type=_part, default="xcvu13p-flga2577-2-e", help=_PART_HELP)
     p.add_argument("--clock-period", type=_positive, default=5.0, metavar="NS", help="target clock period in ns")
+    p.add_argument("--latency-cutoff", type=_positive, default=None, metavar="NS",
+                   help="rtl: estimated logic delay allowed between registers (default 70%% of the clock period)")
     _hls_options(p)
     p.add_argument("--project-name", default="hgq_fpga_prj", metavar="NAME",
                    help="HLS top-level name (a C++ identifier)")
@@ -311,7 +354,8 @@ def _add_convert(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--no-check-limits", action="store_true",
                    help="write kernels larger than the HLS tools unroll (4096 multiplications) anyway")
     p.add_argument("--self-check", action="store_true",
-                   help="then build the C simulation (g++, 10-30 s) and check it reproduces the project's tb_data")
+                   help="then build the C simulation (g++, 10-30 s), or with --backend rtl run the Verilog testbench "
+                        "(Icarus Verilog), and check it reproduces the project's tb_data")
     p.set_defaults(func=cmd_convert)
 
 
@@ -330,7 +374,9 @@ def _add_emulate_verify(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     _common(p)
     p.add_argument("data", help="inputs: .npy or .npz (include values far outside the training range)")
     p.add_argument("--output-dir", metavar="DIR", help="keep the project here (default: a temporary folder)")
-    p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado"), help="hls4ml backend: the HLS tool")
+    p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado", "rtl"),
+                   help="hls4ml backend (the C simulation is compared), or rtl (the Verilog project's "
+                        "Icarus Verilog simulation is compared)")
     _hls_options(p)
     p.add_argument("--overwrite", action="store_true", help="replace a project folder hgq-fpga wrote before")
     p.add_argument("--no-check-limits", action="store_true",

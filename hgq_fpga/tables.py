@@ -26,7 +26,7 @@ from typing import Any
 __all__ = [
     "BADGE_COLOURS", "Column", "FORMAT_COLUMNS", "RESOURCE_COLUMNS", "SUMMARY_COLUMNS", "VERIFY_COLUMNS",
     "badge", "format_rows", "html_table", "key_value_table", "resource_rows", "resource_table",
-    "summary_rows", "summary_table", "to_dataframe", "verify_rows", "verify_table",
+    "summary_rows", "summary_table", "to_dataframe", "verify_columns", "verify_rows", "verify_table",
 ]
 
 _NUM = "text-align:right;font-variant-numeric:tabular-nums"
@@ -175,9 +175,17 @@ VERIFY_COLUMNS = (Column("name", "output"), Column("size", "values", "d"),
                   Column("first_mismatch", "first mismatch"))
 
 
+def verify_columns(result: Any) -> tuple[Column, ...]:
+    """:data:`VERIFY_COLUMNS`, with the RTL simulation's column for an RTL result."""
+    if getattr(result, "backend", "hls4ml") != "rtl":
+        return VERIFY_COLUMNS
+    return tuple(Column("rtl_vs_emulator", "RTL sim \u2260 emulator", "d") if c.key == "csim_vs_emulator" else c
+                 for c in VERIFY_COLUMNS)
+
+
 def verify_rows(result: Any) -> list[dict[str, Any]]:
     """One row per output of a :class:`~hgq_fpga.backends.hls4ml.VerifyResult`."""
-    return [{c.key: o.get(c.key) for c in VERIFY_COLUMNS} for o in result.outputs]
+    return [{c.key: o.get(c.key) for c in verify_columns(result)} for o in result.outputs]
 
 
 def verify_table(result: Any) -> str:
@@ -185,11 +193,11 @@ def verify_table(result: Any) -> str:
     rows = verify_rows(result)
     total = {"name": "total", "size": sum(int(r["size"] or 0) for r in rows),
              "keras_vs_emulator": sum(int(r["keras_vs_emulator"] or 0) for r in rows),
-             "csim_vs_emulator": sum(int(r["csim_vs_emulator"] or 0) for r in rows), "first_mismatch": ""}
+             result.firmware_key: sum(int(r[result.firmware_key] or 0) for r in rows), "first_mismatch": ""}
     times = ", ".join(f"{k} {v:.1f} s" for k, v in result.seconds.items())
     caption = f"Verified {result.n_samples} samples; project: {result.project_dir or '(temporary)'}"
     caption += f"; {times}" if times else ""
-    return f"<div>{badge(result.ok)}</div>" + html_table(VERIFY_COLUMNS, rows, total=total, caption=caption)
+    return f"<div>{badge(result.ok)}</div>" + html_table(verify_columns(result), rows, total=total, caption=caption)
 
 
 FORMAT_COLUMNS = (Column("node", "node"), Column("op", "op"), Column("tensor", "tensor"),

@@ -25,19 +25,27 @@ class VerifyResult:
         outputs: per output: ``name`` (the Keras layer's), ``size`` (values compared),
             ``keras_vs_emulator`` and ``csim_vs_emulator`` mismatch counts, and
             ``first_mismatch`` (index and the three values, or None).
-        project_dir: the hls4ml project used (None if it was temporary).
-        seconds: time of conversion and g++ compilation.
+        project_dir: the project used (None if it was temporary).
+        seconds: time of conversion and compilation (g++) or simulation (RTL).
+        backend: ``"hls4ml"`` (the C simulation; key ``csim_vs_emulator``) or
+            ``"rtl"`` (Icarus Verilog; key ``rtl_vs_emulator``).
     """
 
     n_samples: int
     outputs: list[dict[str, Any]] = field(default_factory=list)
     project_dir: str | None = None
     seconds: dict[str, float] = field(default_factory=dict)
+    backend: str = "hls4ml"
+
+    @property
+    def firmware_key(self) -> str:
+        """The per-output key of the firmware's mismatch count."""
+        return "rtl_vs_emulator" if self.backend == "rtl" else "csim_vs_emulator"
 
     @property
     def mismatches(self) -> int:
         """Total mismatches over every output and every comparison."""
-        return sum(o["keras_vs_emulator"] + o["csim_vs_emulator"] for o in self.outputs)
+        return sum(o["keras_vs_emulator"] + o[self.firmware_key] for o in self.outputs)
 
     @property
     def ok(self) -> bool:
@@ -55,20 +63,21 @@ class VerifyResult:
 
     def to_pandas(self) -> Any:
         """A ``pandas.DataFrame``, one row per output (name, size, keras_vs_emulator,
-        csim_vs_emulator, first_mismatch).
+        csim_vs_emulator or rtl_vs_emulator, first_mismatch).
 
         Raises:
             ImportError: pandas is not installed.
         """
-        from ...tables import VERIFY_COLUMNS, to_dataframe, verify_rows
+        from ...tables import to_dataframe, verify_columns, verify_rows
 
-        return to_dataframe(VERIFY_COLUMNS, verify_rows(self))
+        return to_dataframe(verify_columns(self), verify_rows(self))
 
     def __str__(self) -> str:
-        head = f"{'output':<24} {'values':>9} {'keras!=emu':>11} {'csim!=emu':>10}"
+        label = "rtl!=emu" if self.backend == "rtl" else "csim!=emu"
+        head = f"{'output':<24} {'values':>9} {'keras!=emu':>11} {label:>10}"
         lines = [f"verified {self.n_samples} samples: {'BIT-EXACT' if self.ok else 'MISMATCH'}", head]
         for o in self.outputs:
-            lines.append(f"{o['name']:<24} {o['size']:>9} {o['keras_vs_emulator']:>11} {o['csim_vs_emulator']:>10}")
+            lines.append(f"{o['name']:<24} {o['size']:>9} {o['keras_vs_emulator']:>11} {o[self.firmware_key]:>10}")
             if o.get("first_mismatch"):
                 lines.append(f"  first mismatch: {o['first_mismatch']}")
         times = ", ".join(f"{k} {v:.1f} s" for k, v in self.seconds.items())
@@ -78,7 +87,18 @@ class VerifyResult:
 
 def verify(model: Any, x: Any, output_dir: str | Path | None = None, *, progress: bool = False,
            **convert_options: Any) -> VerifyResult:
-    """Run the Keras model (inference, float64), the emulator and the C simulation on ``x``.
+    """Run the Keras model (inference, float64), the emulator and the firmware on ``x``.
+
+    The firmware is hls4ml's C simulation (``backend`` ``"Vitis"`` or
+    ``"Vivado"``, the default) or, with ``backend="rtl"``, the Icarus Verilog
+    simulation of the pipelined project :func:`~hgq_fpga.backends.rtl.to_rtl`
+    writes (:func:`~hgq_fpga.backends.rtl.verify_rtl`; ``convert_options``
+    then go to ``to_rtl``: ``clock_period``, ``latency_cutoff``, ``part``, ``top``).
+
+    Example:
+        >>> result = hgq_fpga.verify(model, x, backend="rtl")  # doctest: +SKIP
+        >>> result.ok, result.outputs[0]["rtl_vs_emulator"]  # doctest: +SKIP
+        (True, 0)
 
     Args:
         model: a calibrated hgq_fpga Keras model.
@@ -92,6 +112,11 @@ def verify(model: Any, x: Any, output_dir: str | Path | None = None, *, progress
     Returns:
         a :class:`VerifyResult`; ``result.ok`` is True when there are zero mismatches.
     """
+    if convert_options.get("backend") == "rtl":
+        from ..rtl.verify import verify_rtl
+
+        convert_options.pop("backend")
+        return verify_rtl(model, x, output_dir, **convert_options)
     from keras import ops
 
     from ...calibration import check_inputs
@@ -148,10 +173,10 @@ def _temporary_project() -> Iterator[str]:
         shutil.rmtree(d, ignore_errors=True)
 
 
-def _first_mismatch(exp: np.ndarray, kout: np.ndarray, cout: np.ndarray) -> dict[str, Any] | None:
+def _first_mismatch(exp: np.ndarray, kout: np.ndarray, cout: np.ndarray, label: str = "csim") -> dict[str, Any] | None:
     """Where the first difference is, with the three values (None when exact)."""
     bad = np.argwhere((kout != exp) | (cout != exp))
     if not len(bad):
         return None
     at = tuple(int(v) for v in bad[0])
-    return {"index": at, "emulator": float(exp[at]), "keras": float(kout[at]), "csim": float(cout[at])}
+    return {"index": at, "emulator": float(exp[at]), "keras": float(kout[at]), label: float(cout[at])}
