@@ -53,7 +53,7 @@ def assert_simulation_matches_emulator(model: keras.Model, x: np.ndarray) -> Non
         assert mismatches == 0, f"{mismatches} of {g.size} outputs differ"
 
 
-@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize("seed", [0])  # more seeds and the pipelined form: tests/backends/rtl/test_rtl_project.py
 @pytest.mark.parametrize("overflow", ["WRAP", "SAT", "SAT_SYM"])
 def test_mlp_verilog_is_bit_exact(overflow, seed):
     keras.utils.set_random_seed(seed)
@@ -69,7 +69,7 @@ def test_mlp_verilog_is_bit_exact(overflow, seed):
     assert_simulation_matches_emulator(calibrated(model, x, rng), x)
 
 
-@pytest.mark.parametrize("seed", [0, 1])
+@pytest.mark.parametrize("seed", [0])
 def test_cnn_verilog_is_bit_exact(seed):
     keras.utils.set_random_seed(seed)
     rng = np.random.default_rng(seed)

@@ -71,7 +71,7 @@ def build_scripts(m: ClockedModule, part: str, family: str) -> dict[str, str]:
         "# yosys -s build_yosys.ys: synth_xilinx of the shipped source, flattened (as synthesis tools",
         "# run by default); cell counts in reports/yosys_utilization.txt, logic depth in reports/yosys_depth.txt",
         f"read_verilog src/{top}.v", f"synth_xilinx -flatten -family {family} -top {top}",
-        "tee -o reports/yosys_utilization.txt stat", "tee -o reports/yosys_depth.txt ltp -noff", ""])
+        "tee -o reports/yosys_utilization.txt stat", "tee -o reports/yosys_depth.txt ltp * t:FD* %d", ""])
     make = "\n".join([
         "# make sim: Icarus Verilog runs the self-checking testbench (PASS/FAIL)",
         "# make yosys: open-source synthesis; make vivado: Vivado synthesis and implementation",

@@ -1,0 +1,169 @@
+"""``to_rtl``: the pipelined Verilog project, simulated by Icarus Verilog bit for bit
+against the emulator, its testbench, its files, and yosys on the shipped source
+(needs yosys and iverilog; .ci/run installs them)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+
+import keras
+import numpy as np
+import pytest
+
+import hgq_fpga
+from hgq_fpga.backends.rtl import run_testbench, synthesize, to_rtl
+from hgq_fpga.backends.rtl.project import RTL_PROJECT
+from hgq_fpga.layers import QActivation, QAdd, QAveragePooling1D, QConcatenate, QConv1D, QDense, QMaxPooling1D
+from hgq_fpga.testing import dense_layer_model, edge_inputs, perturb_bits
+
+
+def tree(root):
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def calibrated(model, x, rng):
+    model(x[:2])
+    perturb_bits(model, rng, prune_fraction=0.2)
+    hgq_fpga.calibrate(model, x)
+    return model
+
+
+def mixed_model(rng, overflow):
+    """Every kind of operation: convolutions, add, both poolings, concatenation, dense, relu, a table."""
+    iq = {"overflow": overflow, "rounding": "TRN" if overflow == "WRAP" else "RND"}
+    x_in = keras.Input((8, 2))
+    a = QConv1D(3, 3, padding="same", activation="relu", input_quantizer=iq)(x_in)
+    b = QConv1D(3, 3, padding="same", input_quantizer=iq)(x_in)
+    s = QAdd()([a, b])
+    c = QConcatenate()([QMaxPooling1D(2)(s), QAveragePooling1D(2)(s)])
+    h = QDense(5, activation="relu", input_quantizer=iq)(keras.layers.Flatten()(c))
+    y = QActivation("sigmoid")(QDense(3, input_quantizer=iq)(h))
+    x = rng.standard_normal((200, 8, 2)).astype("float32")
+    return calibrated(keras.Model(x_in, y), x, rng), x
+
+
+@pytest.mark.parametrize("overflow, cutoff", [("WRAP", 0.6), ("SAT", None), ("SAT", float("inf"))],
+                         ids=["wrap-deep", "sat-default", "sat-outputs_only"])
+def test_pipelined_projects_are_bit_exact(overflow, cutoff, tmp_path):
+    rng = np.random.default_rng(3)
+    keras.utils.set_random_seed(3)
+    model, x = mixed_model(rng, overflow)
+    probe = edge_inputs(x)  # overflow both ways, ties, range edges, values far beyond float32's grid
+    result = hgq_fpga.verify(model, probe, tmp_path / "prj", backend="rtl", latency_cutoff=cutoff)
+    assert result.backend == "rtl" and result.n_samples == len(probe)
+    assert result.ok, str(result)
+    meta = json.loads((tmp_path / "prj" / RTL_PROJECT.marker).read_text())
+    if cutoff == float("inf"):
+        assert meta["latency_cycles"] == 1
+    if cutoff == 0.6:  # each stage's estimated logic fits the cutoff unless one net alone exceeds it
+        assert meta["latency_cycles"] > 3
+    # the project's own testbench checks the same samples
+    passed, _, log = run_testbench(tmp_path / "prj")
+    assert passed and f"PASS: {len(probe)} samples" in log
+
+
+def test_testbench_reports_a_wrong_output(tmp_path):
+    model, x = dense_layer_model(6, 4, seed=1)
+    project = to_rtl(model, tmp_path / "prj", test_inputs=x[:20])
+    out = tmp_path / "prj" / "tb_data" / "out0.hex"
+    words = out.read_text().split()
+    words[7] = format(int(words[7], 16) ^ 1, f"0{len(words[7])}x")  # one bit of one expected word
+    out.write_text("\n".join(words) + "\n")
+    passed, _, log = run_testbench(project)
+    assert not passed and "FAIL: 1 of 20 samples differ" in log and "sample 7" in log
+
+
+def test_project_is_reproducible_and_carries_no_model_text(tmp_path):
+    rng = np.random.default_rng(0)
+    name = 'evil"); $finish; (* x *) \\'  # Verilog, attribute and string syntax in a layer name
+    model = keras.Sequential([keras.Input((5,)), QDense(4, activation="relu"), QDense(2, name=name)])
+    x = rng.standard_normal((64, 5)).astype("float32")
+    calibrated(model, x, rng)
+    a, b = to_rtl(model, tmp_path / "a"), to_rtl(model, tmp_path / "b")
+    assert tree(a.path) == tree(b.path)
+    for rel, data in tree(a.path).items():
+        if rel.endswith((".v", ".tcl", ".ys", ".xdc", ".sdc")) or rel == "Makefile":
+            assert b"evil" not in data, rel
+    meta = json.loads((a.path / RTL_PROJECT.marker).read_text())
+    assert meta["outputs"][0]["layer"] == name  # the name map keeps the user's name, JSON-escaped
+    assert sorted(tree(a.path)) == sorted([
+        "Makefile", "build_vivado.tcl", "build_yosys.ys", "constraints/model.sdc", "constraints/model.xdc",
+        RTL_PROJECT.marker, "src/model.v", "tb/tb_model.v", "tb_data/in0.hex", "tb_data/out0.hex"])
+
+
+def test_existing_folders_are_refused_and_overwrite_replaces_only_projects(tmp_path):
+    model, _ = dense_layer_model(4, 2)
+    target = tmp_path / "prj"
+    to_rtl(model, target)
+    with pytest.raises(FileExistsError, match="already exists.*overwrite=True"):
+        to_rtl(model, target)
+    to_rtl(model, target, overwrite=True, clock_period=2.0)
+    assert json.loads((target / RTL_PROJECT.marker).read_text())["clock_period_ns"] == 2.0
+    user = tmp_path / "thesis"
+    user.mkdir()
+    (user / "thesis.tex").write_text("years of work")
+    with pytest.raises(FileExistsError, match="not an RTL project"):
+        to_rtl(model, user, overwrite=True)
+    assert (user / "thesis.tex").read_text() == "years of work"
+    link = tmp_path / "link"
+    os.symlink(user, link)
+    with pytest.raises(FileExistsError, match="not a folder"):
+        to_rtl(model, link, overwrite=True)
+    assert sorted(os.listdir(tmp_path)) == ["link", "prj", "thesis"]  # no staging folder left
+
+
+@pytest.mark.parametrize("bad, match", [({"flavor": "vhdl"}, "flavor"), ({"clock_period": 0}, "clock_period"),
+                                        ({"latency_cutoff": -1.0}, "latency_cutoff"), ({"top": "1x"}, "identifier")])
+def test_bad_options_are_named(bad, match, tmp_path):
+    model, _ = dense_layer_model(4, 2)
+    with pytest.raises(ValueError, match=match):
+        to_rtl(model, tmp_path / "prj", **bad)
+    assert not (tmp_path / "prj").exists()
+
+
+def _yosys_project(path):
+    """The project's own yosys script; its cell counts and the logic depth between registers."""
+    (path / "reports").mkdir(exist_ok=True)
+    subprocess.run(["yosys", "-q", "-s", "build_yosys.ys"], cwd=path, check=True, capture_output=True)
+    stat = (path / "reports" / "yosys_utilization.txt").read_text()
+    cells = {k: int(v) for k, v in re.findall(r"^\s+(\w+)\s+(\d+)\s*$", stat, re.MULTILINE)}
+    depth = int(re.search(r"length=(\d+)", (path / "reports" / "yosys_depth.txt").read_text()).group(1))
+    return cells, depth
+
+
+@pytest.mark.slow
+def test_flip_flops_and_stage_depth_against_flattened_yosys(tmp_path):
+    """The project's flip-flop count is yosys's on the shipped source (flattened), and pipelining
+    shortens the longest path between registers."""
+    model, _ = dense_layer_model(12, 8, weight_bits=5, input_bits=6)
+    one = to_rtl(model, tmp_path / "one", latency_cutoff=float("inf"))
+    two = to_rtl(model, tmp_path / "two")
+    cells_one, depth_one = _yosys_project(one.path)
+    cells_two, depth_two = _yosys_project(two.path)
+    assert two.latency == 2 and one.latency == 1
+    assert cells_one["FDRE"] == one.module.ff
+    assert cells_two["FDRE"] == two.module.ff
+    assert depth_two < depth_one
+    # the LUTs of the clocked project are those of the combinational circuit the estimate counts
+    comb = synthesize(model, flatten=True)
+    lut = sum(v for k, v in cells_two.items() if re.fullmatch(r"LUT\d", k))
+    assert abs(lut - comb.lut) <= 0.02 * comb.lut
+
+
+def test_cli_convert_rtl_self_check_and_hls_flags_refused(cli, tmp_path):
+    model, x = dense_layer_model(5, 3)
+    model.save(tmp_path / "m.keras")
+    np.save(tmp_path / "x.npy", x[:30])
+    code, out, err = cli("convert", str(tmp_path / "m.keras"), "-o", str(tmp_path / "prj"), "--backend", "rtl",
+                         "--self-check")
+    assert code == 0, err
+    assert re.search(r"latency \d+ cycles \(\d+ ns at 5 ns\), \d+ flip-flops", out) and "self-check: PASS" in out
+    code, out, err = cli("convert", str(tmp_path / "m.keras"), "-o", str(tmp_path / "p2"), "--backend", "rtl",
+                         "--reuse-factor", "2")
+    assert code == 2 and "--reuse-factor is an hls4ml setting" in err
+    assert not (tmp_path / "p2").exists()
+    code, out, err = cli("verify", str(tmp_path / "m.keras"), str(tmp_path / "x.npy"), "--backend", "rtl")
+    assert code == 0 and "BIT-EXACT" in out and "rtl!=emu" in out
