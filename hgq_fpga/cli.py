@@ -27,12 +27,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli_files import EXIT_BAD_INPUT, CliError, checked_data, fresh_output, model_from_args, write_output
+from .cli_files import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, CliError, checked_data, fresh_output, model_from_args, write_output
+from .cli_rtl import convert_rtl, refuse_hls_flags
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CHECK_FAILED", "EXIT_COMPILE_FAILED", "EXIT_INTERRUPTED", "EXIT_OK",
            "EXIT_TOOL_MISSING", "main"]
 
-EXIT_OK, EXIT_CHECK_FAILED, EXIT_TOOL_MISSING = 0, 1, 3
+EXIT_TOOL_MISSING = 3
 EXIT_COMPILE_FAILED, EXIT_INTERRUPTED = 4, 130
 
 _EPILOG = """exit codes: 0 success; 1 check failed (verification mismatch, budget unmet);
@@ -71,44 +72,15 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _refuse_hls_flags(args: argparse.Namespace) -> None:
-    """``--backend rtl`` takes no hls4ml settings: say which flag was given."""
-    for flag in ("strategy", "reuse_factor", "io_type", "config"):
-        if getattr(args, flag, None) is not None:
-            raise CliError(f"--{flag.replace('_', '-')} is an hls4ml setting; --backend rtl writes a Verilog project "
-                           "whose structure hgq_fpga fixes (drop the flag, or use --backend Vitis/Vivado)")
-
-
-def cmd_convert_rtl(args: argparse.Namespace, out: Any, model: Any) -> int:
-    """``convert --backend rtl``: the pipelined Verilog project, and with ``--self-check`` its testbench."""
-    from .backends.rtl import run_testbench, to_rtl
-
-    try:
-        project = to_rtl(model, out, clock_period=args.clock_period, latency_cutoff=args.latency_cutoff,
-                         part=args.part, overwrite=args.overwrite)
-    except (ValueError, FileExistsError) as e:
-        raise CliError(str(e)) from e
-    m = project.module
-    print(f"wrote the RTL project to {out}: latency {m.latency} cycles ({m.latency_ns:g} ns at {m.clock_period:g} ns), "
-          f"{m.ff} flip-flops; make sim | yosys | vivado there")
-    if args.self_check:
-        passed, _, log = run_testbench(project)
-        if not passed:
-            print(f"error: the testbench failed:\n{log[-2000:]}", file=sys.stderr)
-            return EXIT_CHECK_FAILED
-        print(f"self-check: {log.strip().splitlines()[-1]}")
-    return EXIT_OK
-
-
 def cmd_convert(args: argparse.Namespace) -> int:
     from .backends.hls4ml import to_hls4ml
 
     if args.backend == "rtl":
-        _refuse_hls_flags(args)
+        refuse_hls_flags(args)
     out = fresh_output(args.output, args.overwrite, "project")
     model = model_from_args(args)
     if args.backend == "rtl":
-        return cmd_convert_rtl(args, out, model)
+        return convert_rtl(args, out, model)
     try:
         hls_model = to_hls4ml(model, out, backend=args.backend, part=args.part, clock_period=args.clock_period,
                               overwrite=args.overwrite, project_name=args.project_name,
@@ -154,7 +126,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.output_dir:
         fresh_output(args.output_dir, args.overwrite, "project", "--output-dir")
     if args.backend == "rtl":
-        _refuse_hls_flags(args)
+        refuse_hls_flags(args)
     model = model_from_args(args)
     x = checked_data(model, args.data)
     try:

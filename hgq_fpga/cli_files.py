@@ -8,10 +8,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CliError", "EXIT_BAD_INPUT", "checked_data", "fresh_output", "load_cli_model", "load_data", "model_from_args",
+__all__ = ["CliError", "EXIT_BAD_INPUT", "EXIT_CHECK_FAILED", "EXIT_OK", "checked_data", "fresh_output", "load_cli_model", "load_data", "model_from_args",
            "write_output"]
 
-EXIT_BAD_INPUT = 2
+EXIT_OK, EXIT_CHECK_FAILED, EXIT_BAD_INPUT = 0, 1, 2
 
 
 class CliError(Exception):

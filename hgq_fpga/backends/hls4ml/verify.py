@@ -89,16 +89,8 @@ def verify(model: Any, x: Any, output_dir: str | Path | None = None, *, progress
            **convert_options: Any) -> VerifyResult:
     """Run the Keras model (inference, float64), the emulator and the firmware on ``x``.
 
-    The firmware is hls4ml's C simulation (``backend`` ``"Vitis"`` or
-    ``"Vivado"``, the default) or, with ``backend="rtl"``, the Icarus Verilog
-    simulation of the pipelined project :func:`~hgq_fpga.backends.rtl.to_rtl`
-    writes (:func:`~hgq_fpga.backends.rtl.verify_rtl`; ``convert_options``
-    then go to ``to_rtl``: ``clock_period``, ``latency_cutoff``, ``part``, ``top``).
-
-    Example:
-        >>> result = hgq_fpga.verify(model, x, backend="rtl")  # doctest: +SKIP
-        >>> result.ok, result.outputs[0]["rtl_vs_emulator"]  # doctest: +SKIP
-        (True, 0)
+    The firmware: hls4ml's C simulation, or with ``backend="rtl"`` the
+    simulation of the :func:`~hgq_fpga.backends.rtl.to_rtl` project (:func:`~hgq_fpga.backends.rtl.verify_rtl`).
 
     Args:
         model: a calibrated hgq_fpga Keras model.
@@ -115,8 +107,7 @@ def verify(model: Any, x: Any, output_dir: str | Path | None = None, *, progress
     if convert_options.get("backend") == "rtl":
         from ..rtl.verify import verify_rtl
 
-        convert_options.pop("backend")
-        return verify_rtl(model, x, output_dir, **convert_options)
+        return verify_rtl(model, x, output_dir, **{k: v for k, v in convert_options.items() if k != "backend"})
     from keras import ops
 
     from ...calibration import check_inputs

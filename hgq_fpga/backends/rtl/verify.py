@@ -39,7 +39,7 @@ def verify_rtl(model: Any, x: Any, output_dir: str | Path | None = None, *, over
     from ...emulator import emulate_mantissas
     from ...emulator.keras64 import as_float64
     from ...frontend.keras import build_ir
-    from ..hls4ml.verify import VerifyResult, _first_mismatch, _output_labels, _temporary_project
+    from ..hls4ml.verify import VerifyResult, _output_labels, _temporary_project
     from .project import simulate_project, to_rtl
 
     arrays = [a.astype(np.float64) for a in check_inputs(model, x)]
@@ -61,16 +61,19 @@ def verify_rtl(model: Any, x: Any, output_dir: str | Path | None = None, *, over
         result.project_dir = str(target) if output_dir is not None else None
     for name, m, exp, kout, got, port in zip(_output_labels(graph), mants, expected, keras_out, words,
                                             project.module.outputs):
-        want = np.asarray(m.m, dtype=object).reshape(len(arrays[0]), -1)
-        shift = port.f - int(m.f)
-        have = np.asarray(got, dtype=object).reshape(want.shape)
-        have = have // (1 << shift) if shift > 0 else have * (1 << -shift)  # back to the emulator's scale
-        rtl_values = np.array([[float(v) for v in row] for row in have], np.float64).reshape(exp.shape) * 2.0**-int(m.f)
-        bad = have != want
-        result.outputs.append({
-            "name": name, "size": int(exp.size),
-            "keras_vs_emulator": int(np.count_nonzero(kout != exp)),
-            "rtl_vs_emulator": int(np.count_nonzero(bad)),
-            "first_mismatch": _first_mismatch(exp, kout, rtl_values, "rtl"),
-        })
+        result.outputs.append(_compare(name, m, exp, kout, got, port, len(arrays[0])))
     return result
+
+
+def _compare(name: str, m: Any, exp: np.ndarray, kout: np.ndarray, got: np.ndarray, port: Any, n: int) -> dict:
+    """One output's counts: the simulation's mantissas against the emulator's, as integers."""
+    from ..hls4ml.verify import _first_mismatch
+
+    want = np.asarray(m.m, dtype=object).reshape(n, -1)
+    shift = port.f - int(m.f)
+    have = np.asarray(got, dtype=object).reshape(want.shape)
+    have = have // (1 << shift) if shift > 0 else have * (1 << -shift)  # back to the emulator's scale
+    rtl_values = np.array([[float(v) for v in row] for row in have], np.float64).reshape(exp.shape) * 2.0**-int(m.f)
+    return {"name": name, "size": int(exp.size), "keras_vs_emulator": int(np.count_nonzero(kout != exp)),
+            "rtl_vs_emulator": int(np.count_nonzero(have != want)),
+            "first_mismatch": _first_mismatch(exp, kout, rtl_values, "rtl")}
