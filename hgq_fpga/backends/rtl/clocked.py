@@ -98,7 +98,7 @@ def pipelined(module: VerilogModule, *, clock_period: float = 5.0, latency_cutof
     head += ["output out_valid"] + [f"output [{max(p.bits, 1) - 1}:0] {p.name}" for p in module.outputs]
     ff = _live_flip_flops(body + out_lines, pipe)
     src = "\n".join([f"module {module.top}(", ",\n".join("    " + h for h in head), ");", *module.functions,
-                     *body, *out_lines, *valid, "endmodule", "", ADDER_MODULE])
+                     *body, *out_lines, *valid, "endmodule", "", *([ADDER_MODULE] if module.adder_instances else [])])
     return ClockedModule(src, module.top, module.inputs, module.outputs, pipe.stages, ff + out_ff + pipe.stages,
                          float(clock_period), float(cutoff), pipe)
 

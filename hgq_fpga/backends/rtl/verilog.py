@@ -105,13 +105,15 @@ class VerilogModule:
     nets: list[Net] = field(default_factory=list, repr=False)
     functions: list[str] = field(default_factory=list, repr=False)
     out_assigns: list[tuple[str, int, int, str]] = field(default_factory=list, repr=False)
+    adder_instances: bool = True
 
 
 class Writer:
     """Verilog text being written: wires per tensor element, from the circuit analysis."""
 
-    def __init__(self, graph: Graph, dsp_min_bits: int | None) -> None:
+    def __init__(self, graph: Graph, dsp_min_bits: int | None, adder_instances: bool = True) -> None:
         self.g = graph
+        self.adder_instances = adder_instances
         self.lines: list[str] = []
         # declarations placed before the wires: Verilog functions (lookup tables) called in wire expressions
         self.functions: list[str] = []
@@ -221,9 +223,13 @@ class Writer:
             return self.wire(out, self._bits(low_name, low_sig, out.top, 0) if out.signed
                              else f"{{1'b0, {self._bits(low_name, low_sig, out.top, 0)}}}")
         y = self.fresh("y")
-        lines = [f"wire [{wy - 1}:0] {y};",
-                 f"hgq_add #(.WA({parts[0][1]}), .WB({parts[1][1]}), .WY({wy}), .SA({parts[0][2]}), "
-                 f".SB({parts[1][2]}), .SUB({int(subtract)})) u{y} (.a({parts[0][0]}), .b({parts[1][0]}), .y({y}));"]
+        if self.adder_instances:
+            lines = [f"wire [{wy - 1}:0] {y};",
+                     f"hgq_add #(.WA({parts[0][1]}), .WB({parts[1][1]}), .WY({wy}), .SA({parts[0][2]}), "
+                     f".SB({parts[1][2]}), .SUB({int(subtract)})) u{y} (.a({parts[0][0]}), .b({parts[1][0]}), .y({y}));"]
+        else:  # the same sum as an expression: both operands extended as signed values, then truncated
+            a_s, b_s = (f"$signed({x})" if sg else f"$signed({{1'b0, {x}}})" for x, _, sg in parts)
+            lines = [f"wire [{wy - 1}:0] {y} = {a_s} {op} {b_s};"]
         self.lines.extend(lines)
         self.nets.append(Net(y, wy, False, lines, operands_of(parts[0][0] + " " + parts[1][0]), "adder",
                              (wy - 1, 0)))
@@ -284,7 +290,8 @@ endmodule
 """
 
 
-def to_verilog(graph: Graph, *, top: str = "model", dsp_min_bits: int | None = None) -> VerilogModule:
+def to_verilog(graph: Graph, *, top: str = "model", dsp_min_bits: int | None = None,
+               adder_instances: bool = True) -> VerilogModule:
     """Combinational Verilog of an IR graph.
 
     Args:
@@ -293,6 +300,10 @@ def to_verilog(graph: Graph, *, top: str = "model", dsp_min_bits: int | None = N
         dsp_min_bits: when set, constant multiplications with both operands at
             least this wide are written as ``x * c`` (for DSP inference);
             otherwise every multiplication is shifts and adds.
+        adder_instances: each adder an ``hgq_add`` instance (so that synthesis
+            that keeps the hierarchy maps each to its own carry chain, as the
+            estimate counts them); False writes each sum as an expression (the
+            same circuit once flattened; simulators elaborate it much faster).
 
     Raises:
         UnsupportedForVerilog: naming the operation or mode.
@@ -302,7 +313,7 @@ def to_verilog(graph: Graph, *, top: str = "model", dsp_min_bits: int | None = N
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", top):
         raise ValueError(f"to_verilog: top must be a Verilog identifier. Received: top={top!r}")
     try:
-        w = Writer(graph, dsp_min_bits)  # the circuit analysis: every operation needs a cost rule too
+        w = Writer(graph, dsp_min_bits, adder_instances)  # the circuit analysis: every operation needs a cost rule too
     except UnsupportedOp as e:
         raise UnsupportedForVerilog(f"to_verilog needs the circuit analysis. {e}") from None
     # input ports: the quantizers that read the float inputs
@@ -333,4 +344,4 @@ def to_verilog(graph: Graph, *, top: str = "model", dsp_min_bits: int | None = N
     body = [f"assign {p}[{hi}:{lo}] = {x};" for p, hi, lo, x in assigns]
     src = "\n".join([f"module {top}(", ",\n".join("    " + p for p in ports), ");", *w.functions, *w.lines, *body,
                      "endmodule", "", ADDER_MODULE])
-    return VerilogModule(src, top, inputs, outputs, w.nets, w.functions, assigns)
+    return VerilogModule(src, top, inputs, outputs, w.nets, w.functions, assigns, adder_instances)
