@@ -43,35 +43,6 @@ message and the project path are printed); 130 interrupted (Ctrl-C; no half-writ
 
 
 # -- subcommands ------------------------------------------------------------------
-def cmd_estimate(args: argparse.Namespace) -> int:
-    from .resources import estimate
-
-    if args.json:
-        fresh_output(args.json, args.overwrite, flag="--json")
-    model = model_from_args(args)
-    x = checked_data(model, args.data) if args.data else None
-    from .progress import elapsed
-
-    with elapsed(f"estimate ({args.strategy})", enabled=sys.stderr.isatty()):
-        report = estimate(model, strategy=args.strategy, part=args.part)
-    print(report)
-    if x is not None:
-        from .constraints.sensitivity import layer_sensitivities
-
-        with elapsed("layer sensitivities", enabled=sys.stderr.isatty()):
-            print(layer_sensitivities(model, x, strategy=args.strategy, part=args.part))
-    from .resources.parts import device
-
-    dev = device(args.part)
-    if dev is not None:
-        use = dev.utilization(lut=report.lut, dsp=report.dsp)
-        print(f"utilization of {dev.name} ({dev.family}): LUT {use['lut']:.2f}% of {dev.lut:,}, "
-              f"DSP {use['dsp']:.2f}% of {dev.dsp:,}")
-    if args.json:
-        write_output(Path(args.json), report.to_json(indent=1).encode(), args.overwrite)
-    return EXIT_OK
-
-
 def cmd_convert(args: argparse.Namespace) -> int:
     from .backends.hls4ml import to_hls4ml
 
@@ -292,21 +263,6 @@ _STRATEGY_HELP = ("what the estimate counts: Latency (every multiplication by a 
                   "a DSP when wide) or distributed_arithmetic (da4ml adder graphs; needs pip install 'hgq_fpga[da]')")
 
 
-def _add_estimate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add the ``estimate`` subcommand."""
-    p = sub.add_parser("estimate", help="LUTs, DSPs and EBOPs per layer", epilog=_EPILOG, formatter_class=_FMT)
-    _common(p)
-    p.add_argument("--strategy", default="Latency", choices=("Latency", "distributed_arithmetic"),
-                   help=_STRATEGY_HELP)
-    p.add_argument("--part", type=_part, default="xcvu13p-flga2577-2-e", help=_PART_HELP)
-    p.add_argument("--json", metavar="OUT.json", help="also write the report as JSON")
-    p.add_argument("--data", metavar="DATA.npy",
-                   help="also measure each layer's sensitivity on these inputs: the LUTs one fractional bit less "
-                        "saves, and the share of predictions it changes")
-    p.add_argument("--overwrite", action="store_true", help="replace an existing --json file")
-    p.set_defaults(func=cmd_estimate)
-
-
 def _add_convert(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``convert`` subcommand."""
     p = sub.add_parser("convert", help="write an hls4ml project or a Verilog project", epilog=_EPILOG, formatter_class=_FMT)
@@ -400,7 +356,9 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"hgq-fpga {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_estimate(sub)
+    from .cli_estimate import add_estimate
+
+    add_estimate(sub)
     _add_convert(sub)
     _add_emulate_verify(sub)
     _add_report_synth_demo(sub)

@@ -20,16 +20,18 @@ import gc
 import json
 import textwrap
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..ir import Graph
 from .analysis import analyze
 from .costs import FEATURES, CostModel, LayerCost
 
-__all__ = ["COUNTS", "FEATURES", "STRATEGIES", "CostModel", "LayerCost", "ResourceReport", "estimate", "estimate_graph"]
+__all__ = ["BACKENDS", "COUNTS", "FEATURES", "STRATEGIES", "CostModel", "LayerCost", "ResourceReport", "estimate", "estimate_graph"]
 
 STRATEGIES = ("Latency", "distributed_arithmetic")
+#: what the estimate is of: an hls4ml project (by strategy) or the RTL project of to_rtl
+BACKENDS = ("hls4ml", "rtl")
 
 #: what the estimate counts, and how that was checked, per strategy (printed with every report)
 COUNTS = {
@@ -43,9 +45,19 @@ COUNTS = {
         "da4ml's LUT cost of the shared-adder graph that hls4ml's distributed_arithmetic pass builds (the same "
         "solver and options); measured within +5% to +12% of yosys on the design hls4ml writes (design notes), "
         "not yet benchmarked here"),
+    "rtl": (
+        "the project hgq_fpga.to_rtl writes, as written: the LUTs and CARRYs of its adder trees (one LUT per adder "
+        "bit where both operands vary; no DSPs) and other logic, its flip-flops (pipeline and output registers, "
+        "the valid chain) and its latency in cycles; LUTs equal yosys on the project with each adder kept as an "
+        "instance, flip-flops equal flattened yosys for shallow pipelines (tests/backends/rtl); flattened, yosys "
+        "maps up to about 20% fewer LUTs (it merges adders that several outputs share)"),
 }
 #: the label of a report whose coefficients are not the defaults
 FITTED = "the rules' cell counts scaled by a fitted CostModel (fit_cost_model: the reports it was fitted to)"
+
+#: what an RTL estimate does not say (printed with it)
+RTL_NOT_MODELLED = ("timing is estimated to place registers (a delay model, not a timing report): the project's "
+                    "Vivado build reports whether the clock is met")
 
 #: what the estimate does not count (printed with every report)
 NOT_MODELLED = ("counts the fully parallel io_parallel design (hls4ml ReuseFactor 1); not modelled: a reuse "
@@ -61,12 +73,26 @@ class ResourceReport:
         strategy: hls4ml strategy the estimate is for.
         part: the FPGA part.
         model: the cost coefficients used.
+        backend: ``"hls4ml"`` or ``"rtl"`` (the :func:`~hgq_fpga.to_rtl` project).
+        ff, latency_cycles, clock_period: the RTL project's flip-flops, its latency
+            in clock cycles and the clock it was pipelined for (ns); None for hls4ml.
     """
 
     layers: list[LayerCost]
     strategy: str
     part: str
     model: CostModel
+    backend: str = "hls4ml"
+    ff: int | None = None
+    latency_cycles: int | None = None
+    clock_period: float | None = None
+
+    @property
+    def latency_ns(self) -> float | None:
+        """``latency_cycles * clock_period`` (RTL); None for hls4ml."""
+        if self.latency_cycles is None or self.clock_period is None:
+            return None
+        return self.latency_cycles * self.clock_period
 
     @property
     def lut(self) -> float:
@@ -92,6 +118,8 @@ class ResourceReport:
     def what_it_counts(self) -> str:
         """What this estimate counts and how that was checked (:data:`COUNTS`; :data:`FITTED`
         when the coefficients were fitted)."""
+        if self.backend == "rtl":
+            return FITTED if self.model != rtl_cost_model(self.part) else COUNTS["rtl"]
         if self.model != CostModel.for_part(self.part):  # other coefficients than the part's defaults
             return FITTED
         return COUNTS.get(self.strategy, f"strategy {self.strategy}")
@@ -108,6 +136,10 @@ class ResourceReport:
             "dsp": self.dsp,
             "carry": self.carry,
             "ebops": self.ebops,
+            "backend": self.backend,
+            "ff": self.ff,
+            "latency_cycles": self.latency_cycles,
+            "clock_period": self.clock_period,
             "cost_model": asdict(self.model),
             "layers": [asdict(r) for r in self.layers],
         }
@@ -137,14 +169,18 @@ class ResourceReport:
 
     def __str__(self) -> str:
         head = f"{'layer':<24} {'ops':<26} {'LUT':>9} {'DSP':>5} {'CARRY':>7} {'EBOPs':>10}"
-        lines = [f"Resource estimate ({self.strategy}, {self.part})", head, "-" * len(head)]
+        what = "RTL project" if self.backend == "rtl" else self.strategy
+        lines = [f"Resource estimate ({what}, {self.part})", head, "-" * len(head)]
         for r in self.layers:
             ops = ",".join(r.ops)
             lines.append(f"{r.layer[:24]:<24} {ops[:26]:<26} {r.lut:>9.0f} {r.dsp:>5d} {r.carry:>7d} {r.ebops:>10.0f}")
         lines.append("-" * len(head))
         lines.append(f"{'total':<24} {'':<26} {self.lut:>9.0f} {self.dsp:>5d} {self.carry:>7d} {self.ebops:>10.0f}")
+        if self.backend == "rtl":
+            lines.append(f"latency: {self.latency_cycles} cycles ({self.latency_ns:g} ns at a {self.clock_period:g} ns "
+                         f"clock); flip-flops: {self.ff}")
         lines.append(textwrap.fill(f"counts: {self.what_it_counts}", width=len(head), subsequent_indent="  "))
-        lines.append(NOT_MODELLED)
+        lines.append(NOT_MODELLED if self.backend != "rtl" else RTL_NOT_MODELLED)
         return "\n".join(lines)
 
 
@@ -155,6 +191,9 @@ def estimate(
     part: str = "xcvu13p-flga2577-2-e",
     cost_model: CostModel | None = None,
     graph: Graph | None = None,
+    backend: str = "hls4ml",
+    clock_period: float = 5.0,
+    latency_cutoff: float | None = None,
 ) -> ResourceReport:
     """Estimate the LUTs, DSPs and EBOPs of a calibrated model's firmware.
 
@@ -166,21 +205,58 @@ def estimate(
         part: the FPGA part; picks the DSP family.
         cost_model: coefficients; default :meth:`CostModel.for_part`.
         graph: the IR if already built.
+        backend: ``'hls4ml'`` (the project of :func:`~hgq_fpga.to_hls4ml`) or ``'rtl'``
+            (the project of :func:`~hgq_fpga.to_rtl` with ``clock_period`` and
+            ``latency_cutoff``: its LUTs, CARRYs, flip-flops and latency in cycles;
+            every product in LUTs).
+        clock_period, latency_cutoff: ``backend='rtl'``: as for :func:`~hgq_fpga.to_rtl`.
 
     Returns:
         a :class:`ResourceReport`.
 
     Raises:
-        ValueError: unknown strategy, uncalibrated model (from :func:`build_ir`).
+        ValueError: unknown strategy or backend, uncalibrated model (from :func:`build_ir`).
+
+    Example:
+        >>> r = hgq_fpga.estimate(model, backend="rtl", clock_period=4.0)  # doctest: +SKIP
+        >>> r.lut, r.ff, r.latency_cycles                                   # doctest: +SKIP
+        (3012.0, 611, 2)
     """
     if strategy not in STRATEGIES:
         raise ValueError(f"estimate: strategy must be one of {STRATEGIES}. Received: strategy={strategy!r}")
+    if backend not in BACKENDS:
+        raise ValueError(f"estimate: backend must be one of {BACKENDS}. Received: backend={backend!r}")
+    if backend == "rtl" and strategy != "Latency":
+        raise ValueError(f"estimate: backend='rtl' writes its own adder trees; strategy={strategy!r} is an hls4ml "
+                         "strategy (leave strategy at 'Latency')")
     if graph is None:
         from ..frontend.keras import build_ir  # a Keras model: built (or taken from the cache) here
 
         graph = build_ir(model)
+    if backend == "rtl":
+        return estimate_rtl(graph, part=part, cost_model=cost_model, clock_period=clock_period,
+                            latency_cutoff=latency_cutoff)
     cm = cost_model if cost_model is not None else CostModel.for_part(part)
     return estimate_graph(graph, strategy=strategy, part=part, cost_model=cm)
+
+
+def rtl_cost_model(part: str) -> CostModel:
+    """The part's coefficients with every product in LUTs, as :func:`~hgq_fpga.to_rtl` writes them."""
+    return replace(CostModel.for_part(part), dsp_min_bits=1 << 30)
+
+
+def estimate_rtl(graph: Graph, *, part: str, cost_model: CostModel | None, clock_period: float,
+                 latency_cutoff: float | None) -> ResourceReport:
+    """:func:`estimate` with ``backend='rtl'``: the cell counts of the circuit, and the
+    flip-flops and latency of its pipeline as :func:`~hgq_fpga.to_rtl` places it."""
+    from ..backends.rtl import pipelined, to_verilog
+
+    cm = replace(cost_model, dsp_min_bits=1 << 30) if cost_model is not None else rtl_cost_model(part)
+    report = estimate_graph(graph, strategy="Latency", part=part, cost_model=cm)
+    module = pipelined(to_verilog(graph), clock_period=clock_period, latency_cutoff=latency_cutoff)
+    report.backend, report.ff, report.latency_cycles = "rtl", module.ff, module.latency
+    report.clock_period = float(clock_period)
+    return report
 
 
 @contextlib.contextmanager

@@ -16,6 +16,7 @@ import pytest
 import hgq_fpga
 from hgq_fpga.backends.rtl import run_testbench, synthesize, to_rtl
 from hgq_fpga.backends.rtl.project import RTL_PROJECT
+from hgq_fpga.backends.rtl.verilog import VerilogModule
 from hgq_fpga.layers import QActivation, QAdd, QAveragePooling1D, QConcatenate, QConv1D, QDense, QMaxPooling1D
 from hgq_fpga.testing import dense_layer_model, edge_inputs, perturb_bits
 
@@ -151,6 +152,12 @@ def test_flip_flops_and_stage_depth_against_flattened_yosys(tmp_path):
     comb = synthesize(model, flatten=True)
     lut = sum(v for k, v in cells_two.items() if re.fullmatch(r"LUT\d", k))
     assert abs(lut - comb.lut) <= 0.02 * comb.lut
+    # estimate(backend="rtl") counts the shipped project: its adders as synthesized one by one, its
+    # flip-flops and latency as written
+    report = hgq_fpga.estimate(model, backend="rtl")
+    kept = synthesize(VerilogModule(two.module.source, "model", [], []), family="xcup")
+    assert (report.ff, report.latency_cycles) == (two.module.ff, two.latency) == (kept.ff, 2)
+    assert report.lut == kept.lut and report.carry == kept.carry
 
 
 def test_cli_convert_rtl_self_check_and_hls_flags_refused(cli, tmp_path):
@@ -167,3 +174,28 @@ def test_cli_convert_rtl_self_check_and_hls_flags_refused(cli, tmp_path):
     assert not (tmp_path / "p2").exists()
     code, out, err = cli("verify", str(tmp_path / "m.keras"), str(tmp_path / "x.npy"), "--backend", "rtl")
     assert code == 0 and "BIT-EXACT" in out and "rtl!=emu" in out
+
+
+def test_rtl_estimate_reports_the_projects_flip_flops_and_latency(cli, tmp_path):
+    model, _ = dense_layer_model(10, 6, weight_bits=6, input_bits=7, seed=2)
+    for period, cutoff in ((5.0, None), (2.0, None), (5.0, 0.6)):
+        report = hgq_fpga.estimate(model, backend="rtl", clock_period=period, latency_cutoff=cutoff)
+        project = to_rtl(model, tmp_path / f"p{period}{cutoff}", clock_period=period, latency_cutoff=cutoff)
+        assert (report.ff, report.latency_cycles) == (project.module.ff, project.latency)
+        assert report.latency_ns == project.latency * period and report.dsp == 0
+        assert report.to_dict()["ff"] == report.ff and "flip-flops" in report.what_it_counts
+    # the LUTs are the Latency rules' with every product in LUTs; a faster clock costs cycles, not LUTs
+    assert report.lut == hgq_fpga.estimate(model, cost_model=hgq_fpga.CostModel(dsp_min_bits=1 << 30)).lut
+    slow, fast = (hgq_fpga.estimate(model, backend="rtl", clock_period=p) for p in (10.0, 1.5))
+    assert fast.latency_cycles > slow.latency_cycles and fast.lut == slow.lut
+    assert f"latency: {fast.latency_cycles} cycles" in str(fast)
+    with pytest.raises(ValueError, match="backend='rtl' writes its own adder trees"):
+        hgq_fpga.estimate(model, backend="rtl", strategy="distributed_arithmetic")
+    with pytest.raises(ValueError, match="backend must be one of"):
+        hgq_fpga.estimate(model, backend="vhdl")
+    model.save(tmp_path / "m.keras")
+    code, out, err = cli("estimate", str(tmp_path / "m.keras"), "--backend", "rtl", "--clock-period", "2")
+    assert code == 0 and re.search(r"latency: \d+ cycles \(\d+ ns at a 2 ns clock\); flip-flops: \d+", out)
+    code, out, err = cli("estimate", str(tmp_path / "m.keras"), "--backend", "rtl", "--strategy",
+                         "distributed_arithmetic")
+    assert code == 2 and "--strategy distributed_arithmetic is an hls4ml strategy" in err
