@@ -70,9 +70,9 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
-import numbers
 from typing import Any
 
 import keras
@@ -80,6 +80,7 @@ import numpy as np
 from keras import ops
 
 from ..calibration import TRACKED, check_inputs
+from .options import METHODS, check_arguments, rtl_settings
 from ..resources import CostModel, ResourceReport, estimate
 from .budget_result import HISTORY_COLUMNS, BudgetResult, budget_text, exact_estimate, minimum_cost, restore, snapshot
 from .hook import CostHook, attach, detach, hooked_layers
@@ -87,7 +88,6 @@ from .repair import RepairResult, recalibrate, repair_to_budget, within_budget
 
 __all__ = ["BACKENDS", "HISTORY_COLUMNS", "METHODS", "BudgetResult", "ResourceBudget", "exact_estimate", "minimum_cost"]
 
-METHODS = ("constraint", "primal_dual")
 #: projections aim at this fraction of the LUT budget
 PROJECTION_MARGIN = 0.95
 #: the Keras backends ResourceBudget trains on
@@ -117,6 +117,10 @@ class ResourceBudget(keras.callbacks.Callback):
             comes after the first batch) and the result says so: calibrate on
             your data and estimate again before converting.
         strategy, part, cost_model: as for :func:`hgq_fpga.estimate`.
+        backend: ``"hls4ml"`` (the project of :func:`~hgq_fpga.to_hls4ml`, by ``strategy``)
+            or ``"rtl"``: the budget bounds the LUTs of the :func:`~hgq_fpga.to_rtl`
+            project (every product in LUTs); the result's report adds its
+            flip-flops and latency for ``clock_period`` and ``latency_cutoff``.
         method: ``"constraint"`` or ``"primal_dual"``.
         dual_lr: step of ``lambda`` for ``primal_dual``.
         monitor, mode: the metric for choosing the best feasible epoch.
@@ -163,6 +167,9 @@ class ResourceBudget(keras.callbacks.Callback):
         strategy: str = "Latency",
         part: str = "xcvu13p-flga2577-2-e",
         cost_model: CostModel | None = None,
+        backend: str = "hls4ml",
+        clock_period: float = 5.0,
+        latency_cutoff: float | None = None,
         method: str = "constraint",
         dual_lr: float = 0.05,
         monitor: str = "val_accuracy",
@@ -176,11 +183,17 @@ class ResourceBudget(keras.callbacks.Callback):
         sensitivities: bool = True,
     ) -> None:
         super().__init__()
-        _check_arguments(lut, dsp, method, mode, check_every)
+        check_arguments(lut, dsp, method, mode, check_every)
         self.lut = None if lut is None else float(lut)
         self.dsp = None if dsp is None else int(dsp)
         self.x = calibration_data
         self.kwargs = {"strategy": strategy, "part": part, "cost_model": cost_model}
+        self.rtl = rtl_settings(backend, strategy, clock_period, latency_cutoff)
+        if self.rtl is not None:  # the checks count the RTL project's LUTs: every product in LUTs
+            from ..resources.estimate import rtl_cost_model
+
+            self.kwargs["cost_model"] = (rtl_cost_model(part) if cost_model is None
+                                         else dataclasses.replace(cost_model, dsp_min_bits=1 << 30))
         self.method = method
         self.dual_lr = float(dual_lr)
         self.monitor, self.mode = monitor, mode
@@ -428,6 +441,9 @@ class ResourceBudget(keras.callbacks.Callback):
                 )
             repair = repair_to_budget(self.model, self.x, lut=self.lut, dsp=self.dsp, **self.kwargs)
             report = repair.after
+        if self.rtl is not None:  # the same LUTs, with the project's flip-flops and latency
+            report = estimate(self.model, backend="rtl", part=self.kwargs["part"],
+                              cost_model=self.kwargs["cost_model"], **self.rtl)
         calibration = TRACKED if self.x is None else f"calibration_data ({len(_first(self.x))} samples)"
         self.result = BudgetResult(report, repair, self.lut, self.dsp, best_epoch, self.history, calibration)
         if self.sensitivities and self.x is not None:
@@ -449,21 +465,3 @@ def _retrace(model: keras.Model) -> None:
     would not see it (TensorFlow), and on JAX the state the steps thread (and,
     under a distribution, its shardings) gains or loses the hook's variables."""
     model.train_function = model.test_function = model.predict_function = None
-
-
-def _check_arguments(lut: Any, dsp: Any, method: str, mode: str, check_every: int) -> None:
-    """Refuse bad :class:`ResourceBudget` arguments, naming the argument and the value received."""
-    if lut is None and dsp is None:
-        raise ValueError("ResourceBudget: give lut=, dsp= or both. Received: lut=None, dsp=None")
-    for name, v in (("lut", lut), ("dsp", dsp)):  # numpy scalars are numbers too
-        if v is not None and not (isinstance(v, numbers.Real) and not isinstance(v, bool)
-                                  and math.isfinite(v) and v >= 0):
-            raise ValueError(f"ResourceBudget: {name} must be a number >= 0. Received: {name}={v!r}")
-    if dsp is not None and float(dsp) != int(dsp):
-        raise ValueError(f"ResourceBudget: dsp counts whole DSP slices. Received: dsp={dsp!r}")
-    if method not in METHODS:
-        raise ValueError(f"ResourceBudget: method must be one of {METHODS}. Received: method={method!r}")
-    if mode not in ("max", "min"):
-        raise ValueError(f"ResourceBudget: mode must be 'max' or 'min'. Received: mode={mode!r}")
-    if int(check_every) < 1:
-        raise ValueError(f"ResourceBudget: check_every must be >= 1. Received: check_every={check_every}")

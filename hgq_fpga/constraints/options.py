@@ -1,0 +1,46 @@
+"""Checks of :class:`~hgq_fpga.constraints.ResourceBudget`'s arguments, naming the argument and the value."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Any
+
+__all__ = ["METHODS", "check_arguments", "rtl_settings"]
+
+#: the training rules: follow the cost gradient while over the budget, or a Lagrange multiplier
+METHODS = ("constraint", "primal_dual")
+
+
+def rtl_settings(backend: str, strategy: str, clock_period: float, latency_cutoff: float | None) -> dict | None:
+    """``clock_period`` and ``latency_cutoff`` for ``backend="rtl"`` (None for hls4ml); bad values refused."""
+    if backend not in ("hls4ml", "rtl"):
+        raise ValueError(f"ResourceBudget: backend must be 'hls4ml' or 'rtl'. Received: backend={backend!r}")
+    if backend == "hls4ml":
+        return None
+    if strategy != "Latency":
+        raise ValueError(f"ResourceBudget: backend='rtl' writes its own adder trees; strategy={strategy!r} is an "
+                         "hls4ml strategy (leave strategy at 'Latency')")
+    for name, v in (("clock_period", clock_period), ("latency_cutoff", latency_cutoff)):
+        if v is not None and not (isinstance(v, numbers.Real) and math.isfinite(v) and v > 0) and \
+                not (name == "latency_cutoff" and v == math.inf):
+            raise ValueError(f"ResourceBudget: {name} must be a positive number of ns. Received: {name}={v!r}")
+    return {"clock_period": float(clock_period), "latency_cutoff": latency_cutoff}
+
+
+def check_arguments(lut: Any, dsp: Any, method: str, mode: str, check_every: int) -> None:
+    """Refuse bad :class:`ResourceBudget` arguments, naming the argument and the value received."""
+    if lut is None and dsp is None:
+        raise ValueError("ResourceBudget: give lut=, dsp= or both. Received: lut=None, dsp=None")
+    for name, v in (("lut", lut), ("dsp", dsp)):  # numpy scalars are numbers too
+        if v is not None and not (isinstance(v, numbers.Real) and not isinstance(v, bool)
+                                  and math.isfinite(v) and v >= 0):
+            raise ValueError(f"ResourceBudget: {name} must be a number >= 0. Received: {name}={v!r}")
+    if dsp is not None and float(dsp) != int(dsp):
+        raise ValueError(f"ResourceBudget: dsp counts whole DSP slices. Received: dsp={dsp!r}")
+    if method not in METHODS:
+        raise ValueError(f"ResourceBudget: method must be one of {METHODS}. Received: method={method!r}")
+    if mode not in ("max", "min"):
+        raise ValueError(f"ResourceBudget: mode must be 'max' or 'min'. Received: mode={mode!r}")
+    if int(check_every) < 1:
+        raise ValueError(f"ResourceBudget: check_every must be >= 1. Received: check_every={check_every}")
