@@ -112,7 +112,7 @@ def test_single_adders_match_yosys(tmp_path):
 
     for k, (a, b, sub) in enumerate(ADDERS):
         w = Writer.__new__(Writer)
-        w.lines, w.n, w.nets, w.functions = [], 0, [], []
+        w.lines, w.n, w.nets, w.functions, w.adder_instances = [], 0, [], [], True
         out = adder_cells(a, b, sub)[2]
         ports = [("in0", a), ("in1", b)]
         names = []
@@ -142,13 +142,13 @@ def test_unsupported_operations_are_named(rng):
     model = keras.Sequential([keras.Input((4,)), QDense(3), QActivation("relu")])
     x = rng.standard_normal((64, 4)).astype("float32")
     calibrated(model, x, rng)
-    graph = hgq_fpga.build_ir(model)
-    q = [n for n in graph.nodes if n.op == "quantize"][-1]
-    q.rounding = "RND_CONV"  # a rounding mode the writer does not express
-    with pytest.raises(UnsupportedForVerilog, match=f"RND_CONV/.* of layer {q.layer!r}.*use rounding TRN or RND"):
-        to_verilog(graph)
     with pytest.raises(ValueError, match="Verilog identifier"):
         to_verilog(hgq_fpga.build_ir(model), top="1st-model")
+    graph = hgq_fpga.build_ir(model)
+    q = [n for n in graph.nodes if n.op == "quantize"][-1]
+    q.rounding = "RND_BOGUS"  # every ap_fixed mode is written; a mode that is none of them is named
+    with pytest.raises(UnsupportedForVerilog, match=f"RND_BOGUS/.* of layer {q.layer!r}"):
+        to_verilog(graph)
 
 
 def test_all_pruned_layer_and_constant_outputs(rng):

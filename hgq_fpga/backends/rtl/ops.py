@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ...fixed.modes import OverflowMode, RoundingMode
 from ...ir import Registry
 from ...ir import ops as ir
 from ...resources.cost_rules import pool_patches
@@ -44,6 +45,8 @@ MAX_TABLE_BITS = 16
 # the lookup-table functions already declared in each Writer: contents -> function name
 _TABLE_FUNCTIONS: weakref.WeakKeyDictionary[Writer, dict[tuple[int, int, tuple[int, ...]], str]] = \
     weakref.WeakKeyDictionary()
+# the declared width of each wire of a Writer, filled from ``Writer.nets`` as they grow
+_DECLARED: weakref.WeakKeyDictionary[Writer, dict[str, int]] = weakref.WeakKeyDictionary()
 
 
 def lit(v: int, w: int) -> str:
@@ -58,35 +61,126 @@ def _input(op: ir.Input, wr: Writer) -> None:
     return None
 
 
+def _at_least(wr: Writer, x: str, w: int) -> str:
+    """Wire ``x``, or its sign extension to ``w`` bits where ``x`` is declared narrower
+    (so that selecting its bits up to ``w - 1`` stays in range)."""
+    known = _DECLARED.setdefault(wr, {})
+    for net in wr.nets[len(known):]:  # the nets declared since the last call (names are unique)
+        known[net.name] = net.width
+    have = known.get(x)
+    return x if have is not None and have >= w else wr.named(w, x)
+
+
+def _pick(cond: str | bool, yes: str, no: str) -> str:
+    """``cond ? yes : no``, decided here when ``cond`` is known."""
+    if isinstance(cond, bool):
+        return yes if cond else no
+    return f"{cond} ? {yes} : {no}"
+
+
+def _round_up(x: str, xs: Signal, shift: int, rnd: str) -> str:
+    """The rounding increment of ``x >>> shift`` (``shift > 0``): a one-bit expression of
+    the dropped bits ``d = x[shift-1:0]``, the sign of ``x`` (the value before rounding,
+    as :func:`~hgq_fpga.fixed.core.round_shift` reads it) and, for ``RND_CONV``, the kept
+    LSB ``x[shift]``. With ``half = 2**(shift-1)``: ``d >= half`` is the half bit
+    ``x[shift-1]``, ``d > half`` the half bit and the sticky OR of the bits below it,
+    ``d > 0`` any dropped bit (inexact):
+
+    ===============  ===================================  ================================
+    ``RND``          ``d >= half``                        ties up
+    ``RND_MIN_INF``  ``d > half``                         ties down
+    ``RND_ZERO``     ``x < 0 ? d >= half : d > half``     ties towards zero
+    ``RND_INF``      ``x < 0 ? d > half : d >= half``     ties away from zero
+    ``RND_CONV``     ``x[shift] ? d >= half : d > half``  ties to the even neighbour
+    ``TRN_ZERO``     ``x < 0 ? d > 0 : 0``                inexact negatives up, towards zero
+    ===============  ===================================  ================================
+
+    The sign is decided here when ``xs`` has one sign only. ``x`` must be declared at
+    least ``shift + 1`` bits wide.
+    """
+    half = 1 << (shift - 1)
+    at_or_above = f"{x}[{shift - 1}]"
+    above = f"({x}[{shift - 1}:0] > {lit(half, shift + 1)})" if shift > 1 else "1'b0"  # 1 dropped bit: never
+    neg: str | bool = True if xs.hi < 0 else False if xs.lo >= 0 else f"({x} < 0)"
+    if rnd == "RND":
+        return at_or_above
+    if rnd == "RND_MIN_INF":
+        return above
+    if rnd == "RND_ZERO":
+        return _pick(neg, at_or_above, above)
+    if rnd == "RND_INF":
+        return _pick(neg, above, at_or_above)
+    if rnd == "RND_CONV":
+        return _pick(f"{x}[{shift}]", at_or_above, above)
+    return _pick(neg, f"({x}[{shift - 1}:0] > {lit(0, 2)})", "1'b0")  # TRN_ZERO
+
+
+def _round(wr: Writer, x: str, xs: Signal, shift: int, wx: int, rnd: str) -> str:
+    """``x`` with its ``shift > 0`` low bits dropped, rounded: ``TRN`` the floor ``x >>> shift``;
+    ``RND`` ``(x + half) >>> shift`` (the half bit's carry); the other modes the floor plus
+    :func:`_round_up`, a one-bit wire (an incrementer). Dropped bits known to be zero
+    (``xs.lsb >= shift``) need no rounding."""
+    if rnd == "TRN" or (rnd != "RND" and xs.lsb >= shift):
+        return wr.named(wx, f"{x} >>> {shift}")
+    if rnd == "RND":
+        return wr.named(wx + 1, f"({x} + {lit(1 << (shift - 1), wx + 1)}) >>> {shift}")
+    x = _at_least(wr, x, shift + 1)
+    up = _round_up(x, xs, shift, rnd)
+    if up == "1'b0":
+        return wr.named(wx, f"{x} >>> {shift}")
+    if up != f"{x}[{shift - 1}]":  # not the half bit itself: logic of its own, a one-bit wire
+        up = wr.named(1, up, signed=False)
+    return wr.named(wx + 1, f"({x} >>> {shift}) + $signed({{1'b0, {up}}})")
+
+
+def _overflow(wr: Writer, x: str, width: int, k: int, ovf: str) -> str:
+    """The signed wire ``x`` into ``width`` bits, signed if ``k`` (range ``[lo, hi]``):
+
+    ============  ==============================================================
+    ``WRAP``      the low ``width`` bits (two's complement, or zero-extended)
+    ``SAT``       ``x > hi ? hi : (x < lo ? lo : x)``
+    ``SAT_SYM``   as ``SAT`` with ``lo = -hi`` when signed and ``width >= 2``
+                  (a 1-bit signed type saturates to ``[-1, 0]`` as ``SAT``)
+    ``SAT_ZERO``  ``x > hi ? 0 : (x < lo ? 0 : x)``
+    ============  ==============================================================
+    """
+    if ovf == "WRAP":
+        raw = wr.named(width, f"{_at_least(wr, x, width)}[{width - 1}:0]", signed=False)
+        return f"$signed({raw})" if k else f"$signed({{1'b0, {raw}}})"
+    hi = (1 << (width - k)) - 1
+    lo = -(1 << (width - 1)) if k else 0
+    if ovf == "SAT_SYM" and k and width > 1:
+        lo = -hi
+    top, bottom = lit(hi, width + 1), lit(lo, width + 1)
+    big, small = (lit(0, 2), lit(0, 2)) if ovf == "SAT_ZERO" else (top, bottom)
+    return f"({x} > {top}) ? {big} : (({x} < {bottom}) ? {small} : {x})"
+
+
 def _requantize(wr: Writer, x: str, xs: Signal, shift: int, width: int, k: int, rnd: str, ovf: str) -> str:
-    """One element: shift to the output's ``f`` (rounding), then wrap or saturate to ``width`` bits."""
+    """One element of a quantizer, bit-exact with :func:`~hgq_fpga.ir.exact.quantize_op`:
+    ``x`` (signal ``xs``) shifted to the output's ``f`` (``shift`` bits dropped with
+    rounding, :func:`_round`, or ``-shift`` zero bits appended), then wrapped or
+    saturated to ``width`` bits (:func:`_overflow`)."""
     wx = width_of(min(xs.lo, 0) - 1, max(xs.hi, 0) + 1) + 2 + max(-shift, 0)
     if not x.isidentifier():
         x = wr.named(wx, x)
     if shift > 0:
-        if rnd == "RND":
-            x = wr.named(wx + 1, f"({x} + {lit(1 << (shift - 1), wx + 1)}) >>> {shift}")
-        else:
-            x = wr.named(wx, f"{x} >>> {shift}")
+        x = _round(wr, x, xs, shift, wx, rnd)
     elif shift < 0:
         x = wr.named(wx, f"{x} <<< {-shift}")
-    if ovf == "WRAP":
-        raw = wr.named(width, f"{x}[{width - 1}:0]", signed=False)
-        return f"$signed({raw})" if k else f"$signed({{1'b0, {raw}}})"
-    hi = (1 << (width - k)) - 1
-    lo = (-hi if ovf == "SAT_SYM" else -(1 << (width - 1))) if k else 0
-    return f"({x} > {lit(hi, width + 1)}) ? {lit(hi, width + 1)} : (({x} < {lit(lo, width + 1)}) ? {lit(lo, width + 1)} : {x})"
+    return _overflow(wr, x, width, k, ovf)
 
 
 @RTL_RULES.register(ir.Quantize)
 def _quantize(op: ir.Quantize, wr: Writer) -> None:
     out = op.outputs[0]
     k, i, f = (np.asarray(a).reshape(-1) for a in (op.k, op.i, op.f))
-    if op.rounding not in ("TRN", "RND") or op.overflow not in ("WRAP", "SAT", "SAT_SYM"):
+    try:
+        rnd, ovf = RoundingMode.from_string(op.rounding).value, OverflowMode.from_string(op.overflow).value
+    except (TypeError, ValueError) as e:
         raise UnsupportedForVerilog(
-            f"to_verilog: quantizer mode {op.rounding}/{op.overflow} of layer {op.layer!r} is not supported; "
-            "use rounding TRN or RND and overflow WRAP, SAT or SAT_SYM"
-        )
+            f"to_verilog: quantizer mode {op.rounding}/{op.overflow} of layer {op.layer!r} is not supported: {e}"
+        ) from None
     f_out = wr.g.tensors[out].f
     src = wr.g.tensors[op.inputs[0]]
     outs = wr.signals(out)
@@ -100,7 +194,7 @@ def _quantize(op: ir.Quantize, wr: Writer) -> None:
         if width <= 0 or s.constant:
             res.append(lit(s.lo, 2))
             continue
-        q = _requantize(wr, xs[e], xsig[e], src.f - int(f[e]), width, int(k[e]), op.rounding, op.overflow)
+        q = _requantize(wr, xs[e], xsig[e], src.f - int(f[e]), width, int(k[e]), rnd, ovf)
         up = f_out - int(f[e])
         res.append(wr.wire(s, f"({q}) <<< {up}" if up else q))
     wr.wires[out] = res

@@ -9,12 +9,12 @@ synthesis maps each adder to its own carry chain, as the HLS tools'
 operator-per-instance netlists do; quantizers are shifts, rounding increments, wrap-around bit
 selections or saturating comparisons.
 
-Supported IR operations: ``quantize`` (TRN, RND; WRAP, SAT, SAT_SYM),
+Supported IR operations: ``quantize`` (every ap_fixed rounding and overflow mode),
 ``dense``, ``conv``, ``scale``, ``avg_pool``, ``add``, ``relu``, ``max_pool``,
 ``reshape``, ``concat``, ``multiply`` (``x * y``) and ``table`` (one Verilog
 ``function`` per distinct table, a ``case`` over the index bits, declared
-before the wires; indices up to 16 bits). Other quantizer modes, wider table
-indices and operations without a rule raise :class:`UnsupportedForVerilog`.
+before the wires; indices up to 16 bits). Wider table indices and operations
+without a rule raise :class:`UnsupportedForVerilog`.
 
 Ports: one input vector per model input, ``in0, in1, ...``, and one output
 vector per model output, ``out0, ...``; :class:`PortLayout` says where each
