@@ -42,7 +42,8 @@ def _slow(fn: Any) -> Any:
     """Mark a harness check ``slow`` (it compiles C++)."""
     return pytest.mark.slow(fn) if pytest is not None else fn
 
-__all__ = ["LayerTestCase", "dense_layer_model", "edge_inputs", "model_outputs", "perturb_bits", "variable_values"]
+__all__ = ["LayerTestCase", "assert_verilog_matches_emulator", "dense_layer_model", "edge_inputs", "model_outputs",
+           "perturb_bits", "variable_values"]
 
 GENEROUS_BITS = {"f0": 20.0, "f_max": 24.0}
 
@@ -313,3 +314,22 @@ def dense_layer_model(
     x[:2] = [[-1.0 if signed_input else 0.0] * n_in, [1.0 - 2.0**-f_in if signed_input else 2.0 - 2.0**-f_in] * n_in]
     calibrate(model, x.astype("float32"))
     return model, x.astype("float32")
+
+
+def assert_verilog_matches_emulator(graph: Any, x: Any) -> str:
+    """Zero mismatches between the combinational Verilog (Icarus Verilog) and the emulator's
+    mantissas on ``x`` (compared as integers, output by output); returns the Verilog source.
+    Needs iverilog."""
+    from .backends.rtl import simulate_model, to_verilog
+    from .emulator import emulate_mantissas
+
+    module = to_verilog(graph)
+    got = simulate_model(graph, x, module=module)
+    want = emulate_mantissas(graph, x)
+    for g, w, port in zip(got, want, module.outputs):
+        assert port.f == w.f
+        g, w = np.asarray(g, dtype=object), np.asarray(w.m, dtype=object)
+        assert g.shape == w.shape
+        mismatches = int(np.sum(g != w))
+        assert mismatches == 0, f"{mismatches} of {g.size} outputs differ"
+    return module.source

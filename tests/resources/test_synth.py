@@ -29,7 +29,7 @@ from hgq_fpga.backends.rtl import (
 from hgq_fpga.resources import estimate
 from hgq_fpga.resources.rules import Signal, adder_cells
 from hgq_fpga.backends.rtl.verilog import ADDER_MODULE, VerilogModule
-from hgq_fpga.testing import dense_layer_model, edge_inputs, perturb_bits
+from hgq_fpga.testing import assert_verilog_matches_emulator, dense_layer_model, edge_inputs, perturb_bits
 
 
 def calibrated(model: keras.Model, x: np.ndarray, rng: np.random.Generator) -> keras.Model:
@@ -40,17 +40,7 @@ def calibrated(model: keras.Model, x: np.ndarray, rng: np.random.Generator) -> k
 
 
 def assert_simulation_matches_emulator(model: keras.Model, x: np.ndarray) -> None:
-    graph = hgq_fpga.build_ir(model)
-    probe = edge_inputs(x)
-    module = to_verilog(graph)
-    got = simulate_model(graph, probe, module=module)
-    want = hgq_fpga.emulate_mantissas(graph, probe)
-    for g, w, port in zip(got, want, module.outputs):
-        assert port.f == w.f
-        g, w = np.asarray(g, dtype=object), np.asarray(w.m, dtype=object)
-        assert g.shape == w.shape
-        mismatches = int(np.sum(g != w))
-        assert mismatches == 0, f"{mismatches} of {g.size} outputs differ"
+    assert_verilog_matches_emulator(hgq_fpga.build_ir(model), edge_inputs(x))
 
 
 @pytest.mark.parametrize("seed", [0])  # more seeds and the pipelined form: tests/backends/rtl/test_rtl_project.py

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 import hgq_fpga
-from hgq_fpga.backends.rtl import UnsupportedForVerilog, simulate_model, synthesize, to_verilog
-from hgq_fpga.ir import Constant, Graph, GraphBuilder
+from hgq_fpga.backends.rtl import UnsupportedForVerilog, synthesize, to_verilog
+from hgq_fpga.ir import Constant, GraphBuilder
 from hgq_fpga.ir import ops as ir
 from hgq_fpga.layers import QActivation, QDense, QSoftmax
-from hgq_fpga.testing import edge_inputs, perturb_bits
+from hgq_fpga.testing import assert_verilog_matches_emulator, edge_inputs, perturb_bits
 
 
 def calibrated(model: keras.Model, x: np.ndarray, rng: np.random.Generator) -> keras.Model:
@@ -45,22 +45,8 @@ def format_edges(k: np.ndarray, i: np.ndarray, f: np.ndarray) -> np.ndarray:
     return np.stack(rows)
 
 
-def assert_graph_matches_emulator(graph: Graph, x: np.ndarray | list[np.ndarray]) -> str:
-    """Zero mismatches between Icarus and the emulator on ``x``; returns the Verilog."""
-    module = to_verilog(graph)
-    got = simulate_model(graph, x, module=module)
-    want = hgq_fpga.emulate_mantissas(graph, x)
-    for g, w, port in zip(got, want, module.outputs):
-        assert port.f == w.f
-        g, w = np.asarray(g, dtype=object), np.asarray(w.m, dtype=object)
-        assert g.shape == w.shape
-        mismatches = int(np.sum(g != w))
-        assert mismatches == 0, f"{mismatches} of {g.size} outputs differ"
-    return module.source
-
-
 def assert_simulation_matches_emulator(model: keras.Model, x: np.ndarray) -> str:
-    return assert_graph_matches_emulator(hgq_fpga.build_ir(model), probe(x))
+    return assert_verilog_matches_emulator(hgq_fpga.build_ir(model), probe(x))
 
 
 @pytest.mark.parametrize(("name", "overflow", "seed"), [
@@ -118,7 +104,7 @@ def test_element_wise_products_are_bit_exact():
     n = len(ea)
     a = np.concatenate([ea, np.repeat(ea, n, 0), 8 * rng.standard_normal((64, 6))])  # every pair of edges
     c = np.concatenate([eb, np.tile(eb, (n, 1)), 8 * rng.standard_normal((64, 6))])
-    assert_graph_matches_emulator(graph, [a, c])
+    assert_verilog_matches_emulator(graph, [a, c])
 
 
 def test_hand_made_tables_wrap_share_and_are_bit_exact():
@@ -139,7 +125,7 @@ def test_hand_made_tables_wrap_share_and_are_bit_exact():
     outs = [table(6, 4, 0, "wide"), table(6, 4, 0, "same_as_wide"), table(3, 3, 1, "narrow")]
     graph = b.graph([x], outs)
     data = np.concatenate([format_edges(k, i, f), 6 * rng.standard_normal((100, 5))])
-    src = assert_graph_matches_emulator(graph, data)
+    src = assert_verilog_matches_emulator(graph, data)
     assert src.count("function signed") == 2
 
 
