@@ -185,8 +185,9 @@ def schedule(nets: list[Net], ports: list[Net], outputs: list[str], cutoff: floa
         need[o] = max(need.get(o, 0), last - by_name[o].stage)
     order = {name: i for i, name in enumerate(by_name)}
     pipe.copies = [(name, k) for name in sorted(need, key=order.__getitem__) for k in range(1, need[name] + 1)]
-    pipe.stage_delay = [0.0] * pipe.stages
-    pipe.stage_cells = [0] * pipe.stages
+    # logic that no output reads may sit in a later stage than the last output (synthesis removes it)
+    pipe.stage_delay = [0.0] * max(pipe.stages, max((n.stage for n in by_name.values()), default=0) + 1)
+    pipe.stage_cells = [0] * len(pipe.stage_delay)
     for net in by_name.values():
         pipe.stage_delay[net.stage] = max(pipe.stage_delay[net.stage], net.arrival)
         pipe.stage_cells[net.stage] = max(pipe.stage_cells[net.stage], net.cells)
