@@ -33,7 +33,8 @@ class CircuitAnalysis:
 
     Attributes:
         graph: the IR.
-        strategy: ``'Latency'`` or ``'distributed_arithmetic'``.
+        strategy: ``'Latency'``, ``'distributed_arithmetic'`` or ``'rtl'`` (dense and
+            convolution layers as shared adder graphs, :mod:`.shared`).
         cost_model: coefficients and the DSP rule.
         lsb: per tensor, the number of low bits known to be zero, per element.
         circuits: per output tensor of a linear operation, one adder tree per element.
@@ -48,6 +49,8 @@ class CircuitAnalysis:
     circuits: dict[str, list[LinearCircuit]] = field(default_factory=dict)
     costs: dict[str, LayerCost | None] = field(default_factory=dict)
     need: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    #: per output tensor of a dense/conv layer under ``'rtl'``: its positions' shared graphs
+    shared: dict[str, list] = field(default_factory=dict)
 
     def signals(self, name: str) -> list[Signal]:
         """The signals of a tensor's elements (flat, C order)."""

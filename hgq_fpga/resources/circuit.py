@@ -25,7 +25,7 @@ from ..ir.intmath import im2col
 from .rules import AdderTree, Signal, adder_tree, csd_digits, uses_dsp, width_of
 
 __all__ = [
-    "NO_BITS", "LinearCircuit", "Term", "add_circuits", "kernel_patches", "linear_circuits", "tensor_signals",
+    "NO_BITS", "LinearCircuit", "Term", "add_circuits", "aligned_bias", "kernel_patches", "linear_circuits", "tensor_signals",
     "weight_width",
 ]
 
@@ -155,7 +155,7 @@ def linear_circuits(
         return _kernel_circuits(graph, node, x, dsp, dsp_min_bits, caps)
     if isinstance(node, ir.Scale):
         f_y = graph.tensors[node.inputs[0]].f + node.scale.f
-        bm = _aligned_bias(node.offset, f_out, out_t.shape[-1])
+        bm = aligned_bias(node.offset, f_out, out_t.shape[-1])
         c = out_t.shape[-1]
         sm = np.asarray(node.scale.m).reshape(-1)
         return [_linear_one(x, [e], [int(sm[e % c])], f_out - f_y, int(bm[e % c]), dsp, dsp_min_bits, cap(e))
@@ -186,7 +186,7 @@ def _kernel_circuits(graph: Graph, node: ir.Linear, x: list[Signal], dsp: bool, 
                      caps: list[int | None] | None) -> list[LinearCircuit]:
     out_t = graph.tensors[node.outputs[0]]
     f_y = graph.tensors[node.inputs[0]].f + node.kernel.f
-    bm = _aligned_bias(node.bias, out_t.f, out_t.shape[-1])
+    bm = aligned_bias(node.bias, out_t.f, out_t.shape[-1])
     km = node.kernel.m
     w2 = np.asarray(km).reshape(-1, km.shape[-1])
     cache: dict[tuple, dict[tuple, LinearCircuit]] = {}  # input signals -> (column, cap) -> circuit
@@ -225,7 +225,7 @@ def add_circuits(graph: Graph, node: Op, xs: list[list[Signal]],
     return out
 
 
-def _aligned_bias(bias: Constant | None, f_out: int, n: int) -> np.ndarray:
+def aligned_bias(bias: Constant | None, f_out: int, n: int) -> np.ndarray:
     if bias is None:
         return np.zeros(n, dtype=object)
     bm, bf = bias.m, bias.f

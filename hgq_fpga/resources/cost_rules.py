@@ -88,9 +88,26 @@ def _kernel(op: ir.Linear, a: CircuitAnalysis) -> LayerCost:
 
         row = a.row(op, da=da_cost(a, op))
         a.lsb[op.outputs[0]] = np.zeros(a.out_shape(op), np.int64)
+    elif a.strategy == "rtl":
+        row = _shared(op, a)
     else:
         row = _linear(op, a, dsp=a.strategy == "Latency")
     row.ebops += ebops(a.graph, op)
+    return row
+
+
+def _shared(op: ir.Linear, a: CircuitAnalysis) -> LayerCost:
+    """The RTL backend's dense/conv: a shared adder graph per position (:mod:`.shared`),
+    then each output's sign, shift and bias."""
+    from .shared import shared_circuits
+
+    positions, circuits = shared_circuits(a.graph, op, a.signals(op.inputs[0]), a.caps(op.outputs[0]))
+    a.shared[op.outputs[0]] = positions
+    row = _adder_trees(op, a, circuits)
+    for p in positions:
+        if p.graph is not None:
+            row.counts["adder"] += p.graph.luts
+            row.carry += p.graph.carry
     return row
 
 

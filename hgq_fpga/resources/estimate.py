@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from ..ir import Graph
-from .analysis import analyze
+from .analysis import CircuitAnalysis, analyze
 from .costs import FEATURES, CostModel, LayerCost
 
 __all__ = ["BACKENDS", "COUNTS", "FEATURES", "STRATEGIES", "CostModel", "LayerCost", "ResourceReport", "estimate", "estimate_graph"]
@@ -252,8 +252,10 @@ def estimate_rtl(graph: Graph, *, part: str, cost_model: CostModel | None, clock
     from ..backends.rtl import pipelined, to_verilog
 
     cm = replace(cost_model, dsp_min_bits=1 << 30) if cost_model is not None else rtl_cost_model(part)
-    report = estimate_graph(graph, strategy="Latency", part=part, cost_model=cm)
-    module = pipelined(to_verilog(graph), clock_period=clock_period, latency_cutoff=latency_cutoff)
+    with _cyclic_gc_paused():
+        verilog = to_verilog(graph, shared=True)
+    report = estimate_graph(graph, strategy="Latency", part=part, cost_model=cm, analysis=verilog.analysis)
+    module = pipelined(verilog, clock_period=clock_period, latency_cutoff=latency_cutoff)
     report.backend, report.ff, report.latency_cycles = "rtl", module.ff, module.latency
     report.clock_period = float(clock_period)
     return report
@@ -278,10 +280,12 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def estimate_graph(graph: Graph, *, strategy: str, part: str, cost_model: CostModel) -> ResourceReport:
-    """:func:`estimate` on an IR graph."""
-    with _cyclic_gc_paused():
-        analysis = analyze(graph, strategy=strategy, cost_model=cost_model)
+def estimate_graph(graph: Graph, *, strategy: str, part: str, cost_model: CostModel,
+                   analysis: CircuitAnalysis | None = None) -> ResourceReport:
+    """:func:`estimate` on an IR graph (``analysis``: already made, with ``strategy``)."""
+    if analysis is None:
+        with _cyclic_gc_paused():
+            analysis = analyze(graph, strategy=strategy, cost_model=cost_model)
     rows: dict[str, LayerCost] = {}
     for node in graph.nodes:
         cost = analysis.costs[node.name]

@@ -204,7 +204,10 @@ def _quantize(op: ir.Quantize, wr: Writer) -> None:
 def _adder_trees(op: ir.Op, wr: Writer) -> None:
     """The analysis's own adder trees, one per output element."""
     sources = [x for n in op.inputs for x in wr.wires[n]]
-    wr.linear_common(op, wr.analysis.circuits[op.outputs[0]], sources)
+    if op.outputs[0] in wr.analysis.shared:
+        wr.shared_linear(op, sources)
+    else:
+        wr.linear_common(op, wr.analysis.circuits[op.outputs[0]], sources)
 
 
 @RTL_RULES.register(ir.Relu)

@@ -114,7 +114,7 @@ def to_rtl(model: Any, output_dir: str | Path, *, flavor: str = "verilog", clock
     graph = graph if graph is not None else build_ir(model)
     # adders as hgq_add instances: flattened, yosys maps them to 10% fewer LUTs than the same sums
     # written as expressions (which it partly re-maps to LUT logic; measured on a 12x8 layer)
-    module = pipelined(to_verilog(graph, top=top), clock_period=clock_period, latency_cutoff=latency_cutoff)
+    module = pipelined(to_verilog(graph, top=top, shared=True), clock_period=clock_period, latency_cutoff=latency_cutoff)
     inputs = _test_inputs(graph, test_inputs)
     feeds, expected = _tb_words(graph, module, inputs)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -25,6 +25,7 @@ element's bits sit, so data can be packed and unpacked (:meth:`PortLayout.pack`,
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from ...resources.analysis import analyze
 from ...resources.circuit import LinearCircuit, tensor_signals
 from ...resources.costs import CostModel
 from ...resources.rules import Signal, width_of
+from ...resources.shared import scaled
 from .ops import RTL_RULES, UnsupportedForVerilog, lit
 from .pipeline import Net, classify, operands_of
 
@@ -106,12 +108,15 @@ class VerilogModule:
     functions: list[str] = field(default_factory=list, repr=False)
     out_assigns: list[tuple[str, int, int, str]] = field(default_factory=list, repr=False)
     adder_instances: bool = True
+    #: the circuit analysis the module was written from (what the estimate counts)
+    analysis: Any = field(default=None, repr=False)
 
 
 class Writer:
     """Verilog text being written: wires per tensor element, from the circuit analysis."""
 
-    def __init__(self, graph: Graph, dsp_min_bits: int | None, adder_instances: bool = True) -> None:
+    def __init__(self, graph: Graph, dsp_min_bits: int | None, adder_instances: bool = True,
+                 shared: bool = False) -> None:
         self.g = graph
         self.adder_instances = adder_instances
         self.lines: list[str] = []
@@ -122,7 +127,7 @@ class Writer:
         self.n = 0
         self.in_ports: dict[str, PortLayout] = {}
         cm = CostModel(dsp_min_bits=dsp_min_bits if dsp_min_bits is not None else 1 << 30)
-        self.analysis = analyze(graph, strategy="Latency", cost_model=cm)
+        self.analysis = analyze(graph, strategy="rtl" if shared else "Latency", cost_model=cm)
 
     def fresh(self, prefix: str = "w") -> str:
         self.n += 1
@@ -174,6 +179,27 @@ class Writer:
             res.append(done[key])
         self.wires[out] = res
 
+    def shared_linear(self, node: Op, sources: list[str]) -> None:
+        """A dense/conv node as the analysis's shared adder graphs (one per position),
+        then each output's sign, shift and bias (:mod:`~hgq_fpga.resources.shared`)."""
+        out = node.outputs[0]
+        outs = self.signals(out)
+        circuits = self.analysis.circuits[out]
+        n_out = int(node.kernel.m.shape[-1])
+        res: list[str] = []
+        for p in self.analysis.shared[out]:
+            g, names = p.graph, []
+            if g is not None:
+                for src, sh in zip(p.sources, g.input_shifts):
+                    names.append(self.wire(g.signals[len(names)], _shift(sources[src], sh + g.extra)))
+                for a, sh in zip(g.adders, g.shifts):
+                    sb = scaled(g.signals[a.b], sh)
+                    b = self.wire(sb, _shift(names[a.b], sh)) if sh else names[a.b]
+                    names.append(self._adder(g.signals[a.a], sb, names[a.a], b, a.subtract, g.signals[a.out]))
+            for _ in range(n_out):
+                res.append(self._tree(circuits[len(res)], names, outs[len(res)]))
+        self.wires[out] = res
+
     def _tree(self, c: LinearCircuit, sources: list[str], out: Signal) -> str:
         t = c.tree
         if t.root is None:
@@ -189,7 +215,7 @@ class Writer:
                 x = f"{x} * {lit(term.multiplier, w)}"
             # a term is wiring: a wire of its own so adders can slice it. It holds
             # source * 2**shift; the tree applies the term's sign.
-            names.append(self.wire(sig, f"{x} <<< {term.shift}" if term.shift else x))
+            names.append(self.wire(sig, _shift(x, term.shift)))
         for a in t.adders:
             names.append(self._adder(t.signals[a.a], t.signals[a.b], names[a.a], names[a.b],
                                      a.subtract, t.signals[a.out]))
@@ -249,6 +275,11 @@ class Writer:
         return fill if lo > msb else f"{{{fill}, {x}[{msb}:{lo}]}}"
 
 
+def _shift(x: str, d: int) -> str:
+    """Wire ``x`` times ``2**d`` (a negative ``d``: an exact arithmetic right shift)."""
+    return f"{x} <<< {d}" if d > 0 else f"{x} >>> {-d}" if d < 0 else x
+
+
 def _layout(graph: Graph, name: str, port: str, lsb: np.ndarray | None,
             from_format: ir.Quantize | None) -> PortLayout:
     t = graph.tensors[name]
@@ -291,7 +322,7 @@ endmodule
 
 
 def to_verilog(graph: Graph, *, top: str = "model", dsp_min_bits: int | None = None,
-               adder_instances: bool = True) -> VerilogModule:
+               adder_instances: bool = True, shared: bool = False) -> VerilogModule:
     """Combinational Verilog of an IR graph.
 
     Args:
@@ -304,6 +335,10 @@ def to_verilog(graph: Graph, *, top: str = "model", dsp_min_bits: int | None = N
             that keeps the hierarchy maps each to its own carry chain, as the
             estimate counts them); False writes each sum as an expression (the
             same circuit once flattened; simulators elaborate it much faster).
+        shared: dense and convolution layers as adder graphs with subexpressions
+            shared across outputs (:mod:`~hgq_fpga.resources.shared`, what
+            :func:`~hgq_fpga.to_rtl` ships); False: one adder tree per output (the
+            circuit the hls4ml Latency estimate counts).
 
     Raises:
         UnsupportedForVerilog: naming the operation or mode.
@@ -313,7 +348,7 @@ def to_verilog(graph: Graph, *, top: str = "model", dsp_min_bits: int | None = N
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", top):
         raise ValueError(f"to_verilog: top must be a Verilog identifier. Received: top={top!r}")
     try:
-        w = Writer(graph, dsp_min_bits, adder_instances)  # the circuit analysis: every operation needs a cost rule too
+        w = Writer(graph, dsp_min_bits, adder_instances, shared)  # the circuit analysis: every operation needs a cost rule too
     except UnsupportedOp as e:
         raise UnsupportedForVerilog(f"to_verilog needs the circuit analysis. {e}") from None
     # input ports: the quantizers that read the float inputs
@@ -344,4 +379,4 @@ def to_verilog(graph: Graph, *, top: str = "model", dsp_min_bits: int | None = N
     body = [f"assign {p}[{hi}:{lo}] = {x};" for p, hi, lo, x in assigns]
     src = "\n".join([f"module {top}(", ",\n".join("    " + p for p in ports), ");", *w.functions, *w.lines, *body,
                      "endmodule", "", ADDER_MODULE])
-    return VerilogModule(src, top, inputs, outputs, w.nets, w.functions, assigns, adder_instances)
+    return VerilogModule(src, top, inputs, outputs, w.nets, w.functions, assigns, adder_instances, w.analysis)
