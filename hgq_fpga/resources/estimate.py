@@ -46,11 +46,11 @@ COUNTS = {
         "solver and options); measured within +5% to +12% of yosys on the design hls4ml writes (design notes), "
         "not yet benchmarked here"),
     "rtl": (
-        "the project hgq_fpga.to_rtl writes, as written: the LUTs and CARRYs of its adder trees (one LUT per adder "
-        "bit where both operands vary; no DSPs) and other logic, its flip-flops (pipeline and output registers, "
-        "the valid chain) and its latency in cycles; LUTs equal yosys on the project with each adder kept as an "
-        "instance, flip-flops equal flattened yosys for shallow pipelines (tests/backends/rtl); flattened, yosys "
-        "maps up to about 20% fewer LUTs (it merges adders that several outputs share)"),
+        "the project hgq_fpga.to_rtl writes, as written: the LUTs and CARRYs of its adders (dense and convolution "
+        "layers as adder graphs shared across outputs; one LUT per adder bit where both operands vary; no DSPs) and "
+        "other logic, its flip-flops (the register bits a later stage reads, the valid chain) and its latency in "
+        "cycles; LUTs equal yosys on the project with each adder kept as an instance and are within a few percent "
+        "of flattened yosys, flip-flops equal flattened yosys (tests/backends/rtl, BENCHMARKS.md)"),
 }
 #: the label of a report whose coefficients are not the defaults
 FITTED = "the rules' cell counts scaled by a fitted CostModel (fit_cost_model: the reports it was fitted to)"

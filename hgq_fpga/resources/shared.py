@@ -36,7 +36,7 @@ import numpy as np
 
 from ..ir import Graph
 from ..ir import ops as ir
-from .circuit import LinearCircuit, Term, aligned_bias, kernel_patches
+from .circuit import LinearCircuit, Term, _linear_one, aligned_bias, kernel_patches
 from .rules import Adder, Signal, adder_cells, adder_tree
 
 __all__ = ["Position", "SharedGraph", "scaled", "shared_circuits", "shared_graph"]
@@ -157,7 +157,8 @@ def shared_graph(kernel: np.ndarray, xs: list[Signal]) -> SharedGraph:
 @dataclass
 class Position:
     """One output position of a dense or convolution layer: its graph (None: no input
-    varies) and, per graph input, the flat index of the input element it reads."""
+    varies, or one tree per output was cheaper) and, per graph input, the flat index of
+    the input element it reads."""
 
     graph: SharedGraph | None
     sources: list[int]
@@ -170,7 +171,10 @@ def shared_circuits(graph: Graph, node: ir.Linear, x: list[Signal],
 
     Constant inputs (a padding zero, an input quantized to one value) are folded into
     the bias; the other rows with a nonzero weight are the graph's inputs. Positions
-    with the same input signals share one graph (solved once).
+    with the same input signals share one graph (solved once). Where the graph costs
+    more LUTs than one adder tree per output (a sparse kernel, few outputs: little to
+    share), the position keeps the trees (``graph`` None; the circuits' sources are
+    then the node's flat input elements, as in :func:`~.circuit.linear_circuits`).
     """
     out_t = graph.tensors[node.outputs[0]]
     shift = out_t.f - (graph.tensors[node.inputs[0]].f + node.kernel.f)
@@ -193,11 +197,14 @@ def shared_circuits(graph: Graph, node: ir.Linear, x: list[Signal],
             g = solved.get(key)
             if g is None:
                 g = solved[key] = shared_graph(w2[rows], [x[patch[r]] for r in rows])
-        positions.append(Position(g, [patch[r] for r in rows]))
-        for j in range(n_out):
-            cap = caps[p * n_out + j] if caps is not None else None
-            b = int(bias[j]) + folded[j]
-            circuits.append(_column(g, j, shift, b, cap))
+        cols = [_column(g, j, shift, int(bias[j]) + folded[j], caps[p * n_out + j] if caps is not None else None)
+                for j in range(n_out)]
+        trees = [_linear_one(x, patch, w2[:, j].tolist(), shift, int(bias[j]), False, 1 << 30,
+                             caps[p * n_out + j] if caps is not None else None) for j in range(n_out)]
+        if g is not None and sum(c.tree.luts for c in trees) < g.luts + sum(c.tree.luts for c in cols):
+            g, cols = None, trees  # too little to share here: one tree per output is cheaper
+        positions.append(Position(g, [patch[r] for r in rows] if g is not None else []))
+        circuits += cols
     return positions, circuits
 
 

@@ -196,8 +196,8 @@ class Writer:
                     sb = scaled(g.signals[a.b], sh)
                     b = self.wire(sb, _shift(names[a.b], sh)) if sh else names[a.b]
                     names.append(self._adder(g.signals[a.a], sb, names[a.a], b, a.subtract, g.signals[a.out]))
-            for _ in range(n_out):
-                res.append(self._tree(circuits[len(res)], names, outs[len(res)]))
+            for _ in range(n_out):  # each output's sign, shift and bias (or its own tree, without a graph)
+                res.append(self._tree(circuits[len(res)], names if g is not None else sources, outs[len(res)]))
         self.wires[out] = res
 
     def _tree(self, c: LinearCircuit, sources: list[str], out: Signal) -> str:
