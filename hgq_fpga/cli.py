@@ -137,12 +137,16 @@ def cmd_synth(args: argparse.Namespace) -> int:
 
     project = Path(args.project)
     if not project.is_dir():
-        raise CliError(f"{project}: no such folder (expected an hls4ml project written by 'hgq-fpga convert', "
-                       f"or a sweep folder written by 'hgq-fpga sweep')")
+        raise CliError(f"{project}: no such folder (expected a project written by 'hgq-fpga convert', hls4ml or "
+                       f"--backend rtl, or a sweep folder written by 'hgq-fpga sweep')")
     if (project / "sweep.json").is_file():
         from .cli_sweep import cmd_synth_sweep
 
         return cmd_synth_sweep(args)
+    if (project / "hgq_fpga_rtl.json").is_file():
+        from .cli_rtl import synth_rtl
+
+        return synth_rtl(args)
     if args.read_only:
         report = read_vendor_report(project)
     else:
@@ -327,12 +331,14 @@ def _add_report_synth_demo(sub: argparse._SubParsersAction[argparse.ArgumentPars
 
     p = sub.add_parser("synth", help="synthesize a sweep's models (yosys, in parallel) or build an hls4ml project "
                        "with the vendor tool; read the reports", epilog=_EPILOG, formatter_class=_FMT)
-    p.add_argument("project", help="a sweep folder ('hgq-fpga sweep') or an hls4ml project folder")
+    p.add_argument("project", help="a sweep folder ('hgq-fpga sweep'), an hls4ml project folder or an RTL project "
+                   "('convert --backend rtl')")
     p.add_argument("--backend", default="Vitis", choices=("Vitis", "Vivado"),
                    help="hls4ml project: the vendor tool to run")
     p.add_argument("--read-only", action="store_true", help="hls4ml project: only read the reports of an earlier build")
     p.add_argument("--tool", default="yosys", choices=("yosys", "vivado", "vitis"),
-                   help="sweep folder: yosys (flattened synth_xilinx of each model's Verilog) or the vendor HLS tool")
+                   help="sweep folder: yosys (flattened synth_xilinx of each model's Verilog) or the vendor HLS tool; "
+                        "RTL project: its build_yosys.ys or build_vivado.tcl")
     p.add_argument("--front", action="store_true",
                    help="sweep folder: only the trials on the Pareto front (accuracy against estimated LUTs)")
     from .cli_sweep import runner_options

@@ -8,7 +8,7 @@ from typing import Any
 
 from .cli_files import EXIT_CHECK_FAILED, EXIT_OK, CliError
 
-__all__ = ["convert_rtl", "refuse_hls_flags"]
+__all__ = ["convert_rtl", "refuse_hls_flags", "synth_rtl"]
 
 
 def refuse_hls_flags(args: argparse.Namespace) -> None:
@@ -37,4 +37,26 @@ def convert_rtl(args: argparse.Namespace, out: Any, model: Any) -> int:
             print(f"error: the testbench failed:\n{log[-2000:]}", file=sys.stderr)
             return EXIT_CHECK_FAILED
         print(f"self-check: {log.strip().splitlines()[-1]}")
+    return EXIT_OK
+
+
+def synth_rtl(args: argparse.Namespace) -> int:
+    """``hgq-fpga synth RTL_DIR [--tool yosys|vivado]``: the project's own build script, its
+    cell counts beside the ones the project was written with."""
+    from .backends.rtl.build import TOOLS, project_estimate, synthesize_project
+    from .backends.rtl.synth import ToolMissingError
+
+    if args.tool not in TOOLS:
+        raise CliError(f"synth: an RTL project is built with --tool yosys or --tool vivado, not --tool {args.tool}")
+    try:
+        result = synthesize_project(args.project, tool=args.tool, progress=True)
+    except ToolMissingError as e:
+        raise CliError(str(e), 3) from e  # EXIT_TOOL_MISSING (hgq_fpga.cli)
+    except RuntimeError as e:
+        raise CliError(str(e), EXIT_CHECK_FAILED) from e
+    est = project_estimate(args.project)
+    print(f"{'':<10} {'LUT':>9} {'FF':>9} {'CARRY':>7} {'DSP':>5}")
+    print(f"{'estimate':<10} {est.get('lut', '-')!s:>9} {est['ff']!s:>9} {est.get('carry', '-')!s:>7} {0:>5}")
+    print(f"{args.tool:<10} {result.lut:>9} {result.ff:>9} {result.carry:>7} {result.dsp:>5}")
+    print(f"latency {est['latency_cycles']} cycles; reports in {args.project}/reports ({result.seconds:.0f} s)")
     return EXIT_OK

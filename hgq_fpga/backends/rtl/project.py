@@ -114,19 +114,30 @@ def to_rtl(model: Any, output_dir: str | Path, *, flavor: str = "verilog", clock
     graph = graph if graph is not None else build_ir(model)
     # adders as hgq_add instances: flattened, yosys maps them to 10% fewer LUTs than the same sums
     # written as expressions (which it partly re-maps to LUT logic; measured on a 12x8 layer)
-    module = pipelined(to_verilog(graph, top=top, shared=True), clock_period=clock_period, latency_cutoff=latency_cutoff)
+    comb = to_verilog(graph, top=top, shared=True)
+    module = pipelined(comb, clock_period=clock_period, latency_cutoff=latency_cutoff)
+    counts = _counts(graph, comb, module, part)
     inputs = _test_inputs(graph, test_inputs)
     feeds, expected = _tb_words(graph, module, inputs)
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = make_staging(target.parent, f".{target.name}.")
     try:
-        _write(staging, module, graph, part, feeds, expected)
+        _write(staging, module, graph, part, feeds, expected, counts)
         (staging / OWNER_FILE).unlink()
         publish_project(staging, target, overwrite, RTL_PROJECT)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return RtlProject(target, module, part)
+
+
+def _counts(graph: Any, comb: Any, module: ClockedModule, part: str) -> dict[str, int]:
+    """What ``estimate(backend="rtl")`` counts for this project (kept in its name map)."""
+    from ...resources.estimate import estimate_graph, rtl_cost_model
+
+    report = estimate_graph(graph, strategy="Latency", part=part, cost_model=rtl_cost_model(part),
+                            analysis=comb.analysis)
+    return {"lut": int(round(report.lut)), "carry": int(report.carry), "srl": int(module.srl)}
 
 
 def _test_inputs(graph: Any, test_inputs: Any) -> list[np.ndarray]:
@@ -162,7 +173,7 @@ def _hex(words: list[int], bits: int) -> str:
 
 
 def _write(d: Path, module: ClockedModule, graph: Any, part: str, feeds: list[list[int]],
-           expected: list[list[int]]) -> None:
+           expected: list[list[int]], counts: dict[str, int]) -> None:
     from .scripts import build_scripts, names_json, testbench
 
     top = module.top
@@ -172,7 +183,8 @@ def _write(d: Path, module: ClockedModule, graph: Any, part: str, feeds: list[li
     for p, words in zip(module.outputs, expected):
         files[f"tb_data/{p.name}.hex"] = _hex(words, p.bits)
     files.update(build_scripts(module, part, yosys_family(part)))
-    files[RTL_PROJECT.marker] = json.dumps(names_json(module, graph, part), indent=1, sort_keys=True) + "\n"
+    files[RTL_PROJECT.marker] = json.dumps({**names_json(module, graph, part), "estimate": counts}, indent=1,
+                                           sort_keys=True) + "\n"
     for rel, text in sorted(files.items()):
         path = d / rel
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -202,3 +202,27 @@ def test_rtl_estimate_reports_the_projects_flip_flops_and_latency(cli, tmp_path)
     code, out, err = cli("estimate", str(tmp_path / "m.keras"), "--backend", "rtl", "--strategy",
                          "distributed_arithmetic")
     assert code == 2 and "--strategy distributed_arithmetic is an hls4ml strategy" in err
+
+
+@pytest.mark.slow
+def test_cli_synth_runs_the_projects_yosys_script_and_shows_both_counts(cli, tmp_path):
+    import shutil
+
+    from hgq_fpga.backends.rtl.build import project_estimate, synthesize_project
+
+    model, _ = dense_layer_model(8, 6, weight_bits=6, input_bits=6)
+    project = to_rtl(model, tmp_path / "prj")
+    code, out, err = cli("synth", str(project.path), "--tool", "yosys")
+    assert code == 0, err
+    est, result = project_estimate(project), synthesize_project(project)
+    assert est["ff"] == result.ff == project.module.ff and est["lut"] == hgq_fpga.estimate(model, backend="rtl").lut
+    assert abs(result.lut / est["lut"] - 1) <= 0.15
+    rows = {line.split()[0]: line.split()[1:] for line in out.splitlines() if line.split()[:1] in (["estimate"], ["yosys"])}
+    assert rows["estimate"][:2] == [str(est["lut"]), str(est["ff"])] and rows["yosys"][:2] == [str(result.lut),
+                                                                                              str(result.ff)]
+    assert (project.path / "reports" / "yosys_utilization.txt").is_file()
+    if shutil.which("vivado") is None:
+        code, out, err = cli("synth", str(project.path), "--tool", "vivado")
+        assert code == 3 and "vivado" in err.lower()
+    code, out, err = cli("synth", str(project.path), "--tool", "vitis")
+    assert code == 2 and "--tool yosys or --tool vivado" in err

@@ -1,0 +1,90 @@
+"""Synthesis of an RTL project with its own build scripts (``hgq-fpga synth DIR``).
+
+``yosys``: the project's ``build_yosys.ys`` (flattened ``synth_xilinx``, as synthesis
+tools run by default); its cell counts are read from ``reports/yosys_utilization.txt``.
+``vivado``: the project's ``build_vivado.tcl`` (out-of-context synthesis, placement and
+routing) when ``vivado`` is on PATH; the counts are read from
+``reports/utilization.rpt``.
+
+Example::
+
+    result = synthesize_project("my_rtl", progress=True)
+    result.lut, result.ff, result.carry
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from ...processes import run_in_group
+from .project import RTL_PROJECT, RtlProject
+from .synth import SynthResult, require_tool
+
+__all__ = ["TOOLS", "project_estimate", "synthesize_project"]
+
+TOOLS = ("yosys", "vivado")
+
+#: Vivado utilization rows (7-series and UltraScale names) -> result fields
+_VIVADO_ROWS = {"lut": r"(?:CLB|Slice) LUTs\*?", "ff": r"(?:CLB|Slice) Registers", "carry": r"CARRY[48]",
+                "dsp": r"DSPs"}
+
+
+def _root(project: str | Path | RtlProject) -> Path:
+    root = Path(project.path if isinstance(project, RtlProject) else project).absolute()
+    if not (root / RTL_PROJECT.marker).is_file():
+        raise FileNotFoundError(f"{root}: no {RTL_PROJECT.marker}; expected a project written by to_rtl "
+                                f"('hgq-fpga convert --backend rtl')")
+    return root
+
+
+def project_estimate(project: str | Path | RtlProject) -> dict[str, Any]:
+    """The counts :func:`~.project.to_rtl` wrote into the project (``lut``, ``carry``, ``ff``,
+    ``srl``, ``latency_cycles``)."""
+    meta = json.loads((_root(project) / RTL_PROJECT.marker).read_text())
+    return {**meta.get("estimate", {}), "ff": meta["flip_flops"], "latency_cycles": meta["latency_cycles"]}
+
+
+def synthesize_project(project: str | Path | RtlProject, *, tool: str = "yosys", timeout: float = 3600.0,
+                       progress: bool = False) -> SynthResult:
+    """Run the project's own build script and read its cell counts.
+
+    Raises:
+        ValueError: another tool.
+        FileNotFoundError: not an RTL project.
+        ToolMissingError: the tool is not on PATH (with install steps).
+        RuntimeError: the tool failed (with the end of its log).
+    """
+    if tool not in TOOLS:
+        raise ValueError(f"synthesize_project: tool must be one of {TOOLS}. Received: tool={tool!r}")
+    root = _root(project)
+    exe = require_tool(tool)
+    (root / "reports").mkdir(exist_ok=True)
+    cmd = [exe, "-q", "-l", "reports/yosys.log", "-s", "build_yosys.ys"] if tool == "yosys" else \
+        [exe, "-mode", "batch", "-nojournal", "-log", "reports/vivado.log", "-source", "build_vivado.tcl"]
+    t0 = time.perf_counter()
+    code, output = run_in_group(cmd, root, timeout=timeout, progress=progress, desc=f"{tool} on {root.name}")
+    if code != 0:
+        raise RuntimeError(f"{tool} failed (exit {code}) in {root}:\n{output[-2000:]}")
+    seconds = time.perf_counter() - t0
+    if tool == "vivado":
+        text = (root / "reports" / "utilization.rpt").read_text()
+        counts = {k: _vivado_row(text, pattern) for k, pattern in _VIVADO_ROWS.items()}
+        return SynthResult(counts["lut"], counts["carry"], counts["dsp"], counts["ff"], 0, {}, seconds, "vivado")
+    stat = (root / "reports" / "yosys_utilization.txt").read_text()
+    cells = {k: int(v) for k, v in re.findall(r"^\s+(\w+)\s+(\d+)\s*$", stat, re.MULTILINE)}
+    return SynthResult(
+        lut=sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]", k)),
+        carry=cells.get("CARRY4", 0) + cells.get("CARRY8", 0),
+        dsp=sum(v for k, v in cells.items() if k.startswith("DSP48")),
+        ff=sum(v for k, v in cells.items() if re.fullmatch(r"FD\w*", k)),
+        inv=cells.get("INV", 0), cells=cells, seconds=seconds, family="yosys")
+
+
+def _vivado_row(text: str, pattern: str) -> int:
+    """``| name | used | ...`` of a Vivado utilization report (0 when absent)."""
+    m = re.search(rf"^\|\s*{pattern}\s*\|\s*(\d+)", text, re.MULTILINE)
+    return int(m.group(1)) if m else 0
