@@ -75,7 +75,10 @@ def yosys_da4ml(comb: Any, path: Path) -> int:
     from da4ml.codegen import VerilogModel
 
     VerilogModel(comb, "da_top", path, latency_cutoff=-1).write()
-    sources = sorted(str(p) for p in (path / "src").rglob("*.v"))
+    # the top and the static modules it instantiates (the lookup-table module reads a placeholder
+    # memory file and the I/O wrapper is not synthesized: a CMVM has no tables)
+    sources = [str(path / "src" / "da_top.v")] + sorted(
+        str(p) for p in (path / "src" / "static").glob("*.v") if p.name != "lookup_table.v")
     script = (f"read_verilog -sv {' '.join(sources)}; synth_xilinx -flatten -nodsp -family xcup -top da_top; "
               "tee -o stat.txt stat")
     subprocess.run(["yosys", "-q", "-p", script], cwd=path, check=True, capture_output=True)

@@ -1,6 +1,6 @@
 """The RTL backend against flattened open-source synthesis of the sources it ships.
 
-Run:  python benchmarks/rtl.py [--layers 30] [--epochs 10] [--jobs 2] [--da] [--build-times] [--json out.json]
+Run:  python benchmarks/rtl.py [--layers 30] [--epochs 10] [--jobs 2] [--da] [--build-times] [--big] [--json out.json]
 
 For ``--layers`` random dense layers (8 to 64 inputs and outputs, weight bits
 2-8, 0-70% zero weights, input widths 3-10 bits, signed and unsigned inputs)
@@ -18,6 +18,9 @@ synthesized by the project's own ``build_yosys.ys`` (``synth_xilinx -flatten
 
 ``--build-times``: the digits MLP's ``to_rtl`` + Icarus Verilog build and run
 against ``to_hls4ml`` + the g++ C-simulation build, alternating, two rounds.
+
+``--big`` (alone with ``--layers 0``): the 64-128-128-10 MLP (16,384 multiplications in
+its largest layer) written, estimated and simulated, each step timed.
 
 BLAS is pinned to one thread (set below, before numpy loads); yosys runs
 ``--jobs`` at a time. Needs yosys and iverilog (and g++ for --build-times).
@@ -131,6 +134,26 @@ def build_times(rounds: int = 2) -> list[dict[str, float]]:
     return out
 
 
+def big_mlp(widths: tuple[int, ...] = (64, 128, 128, 10)) -> dict[str, float]:
+    """The 64-128-128-10 MLP: ``to_rtl``, ``estimate(backend="rtl")`` and the testbench (Icarus
+    Verilog compile and run), each timed."""
+    from estimate_scaling import build
+
+    model, mults = build(widths)
+    with tempfile.TemporaryDirectory() as d:
+        t0 = time.perf_counter()
+        project = hgq_fpga.to_rtl(model, Path(d) / "big")
+        t1 = time.perf_counter()
+        report = hgq_fpga.estimate(model, backend="rtl")
+        t2 = time.perf_counter()
+        passed, _, _ = hgq_fpga.backends.rtl.run_testbench(project)
+        t3 = time.perf_counter()
+        size = (project.path / "src" / "model.v").stat().st_size
+    return {"multiplications": mults, "to_rtl_seconds": t1 - t0, "estimate_seconds": t2 - t1,
+            "simulation_seconds": t3 - t2, "total_seconds": t3 - t0, "passed": passed, "lut": report.lut,
+            "ff": report.ff, "latency": report.latency_cycles, "source_bytes": size}
+
+
 def report(rows: list[dict[str, Any]]) -> dict[str, Any]:
     y = np.array([r["yosys_lut"] for r in rows], float)
     est = np.array([r["rtl_lut"] for r in rows], float)
@@ -162,8 +185,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="parallel yosys runs")
     parser.add_argument("--da", action="store_true", help="also da4ml's cost of the same weights (slow)")
     parser.add_argument("--build-times", action="store_true", help="time to_rtl+iverilog against to_hls4ml+g++")
+    parser.add_argument("--big", action="store_true", help="time the 64-128-128-10 MLP: to_rtl, estimate, simulation")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    if args.big:
+        big = big_mlp()
+        print("64-128-128-10 MLP: " + ", ".join(f"{k} {v:.1f}" if isinstance(v, float) else f"{k} {v}"
+                                                 for k, v in big.items()))
+        if args.layers == 0:
+            return 0
     designs = [(f"layer{k:02d}", dense_layer_model(**cfg)[0], cfg)
                for k, cfg in enumerate(layer_configs(args.layers, args.seed))]
     designs += [(name, model, {}) for name, model in models(args.epochs)]
