@@ -80,11 +80,11 @@ import numpy as np
 from keras import ops
 
 from ..calibration import TRACKED, check_inputs
-from .options import METHODS, check_arguments, rtl_settings
+from .options import METHODS, check_arguments, check_latency, rtl_settings
 from ..resources import CostModel, ResourceReport, estimate
 from .budget_result import HISTORY_COLUMNS, BudgetResult, budget_text, exact_estimate, minimum_cost, restore, snapshot
 from .hook import CostHook, attach, detach, hooked_layers
-from .repair import RepairResult, recalibrate, repair_to_budget, within_budget
+from .repair import RepairResult, recalibrate, repair_to_budget, shorten_pipeline, within_budget
 
 __all__ = ["BACKENDS", "HISTORY_COLUMNS", "METHODS", "BudgetResult", "ResourceBudget", "exact_estimate", "minimum_cost"]
 
@@ -119,8 +119,16 @@ class ResourceBudget(keras.callbacks.Callback):
         strategy, part, cost_model: as for :func:`hgq_fpga.estimate`.
         backend: ``"hls4ml"`` (the project of :func:`~hgq_fpga.to_hls4ml`, by ``strategy``)
             or ``"rtl"``: the budget bounds the LUTs of the :func:`~hgq_fpga.to_rtl`
-            project (every product in LUTs); the result's report adds its
+            project. Training checks count its layers as one adder tree per output
+            (every product in LUTs), an upper bound of the project's count (each
+            layer position keeps the cheaper of its shared graph and those trees),
+            and fast; the result's report is the project's own count, with its
             flip-flops and latency for ``clock_period`` and ``latency_cutoff``.
+        latency: with ``backend="rtl"``, at most this many clock cycles from input to
+            output. Training follows the LUT budget; at the end the bits are lowered
+            further until the project's pipeline is that short
+            (:func:`~hgq_fpga.constraints.repair.shorten_pipeline`), which raises
+            ``RuntimeError`` if the weights reach their lowest bits first.
         method: ``"constraint"`` or ``"primal_dual"``.
         dual_lr: step of ``lambda`` for ``primal_dual``.
         monitor, mode: the metric for choosing the best feasible epoch.
@@ -168,6 +176,7 @@ class ResourceBudget(keras.callbacks.Callback):
         part: str = "xcvu13p-flga2577-2-e",
         cost_model: CostModel | None = None,
         backend: str = "hls4ml",
+        latency: int | None = None,
         clock_period: float = 5.0,
         latency_cutoff: float | None = None,
         method: str = "constraint",
@@ -183,7 +192,8 @@ class ResourceBudget(keras.callbacks.Callback):
         sensitivities: bool = True,
     ) -> None:
         super().__init__()
-        check_arguments(lut, dsp, method, mode, check_every)
+        check_arguments(lut, dsp, method, mode, check_every, latency)
+        self.latency = check_latency(latency, backend)
         self.lut = None if lut is None else float(lut)
         self.dsp = None if dsp is None else int(dsp)
         self.x = calibration_data
@@ -294,7 +304,8 @@ class ResourceBudget(keras.callbacks.Callback):
             term = f"LUT/budget (now {ratio:.1f}) in every step over the budget"
         else:
             term = "LUT/budget (at least 1) in any step that goes over the budget"
-        return (f"budget: {budget_text(self.lut, self.dsp)}; the model starts at LUT {start.lut:.0f}, "
+        return (f"budget: {budget_text(self.lut, self.dsp, self.latency)}; the model starts at "
+                f"LUT {start.lut:.0f}, "
                 f"DSP {start.dsp} ({'over' if over else 'within'}). The training loss includes {term}; "
                 f"val_loss is the task loss alone.")
 
@@ -441,11 +452,15 @@ class ResourceBudget(keras.callbacks.Callback):
                 )
             repair = repair_to_budget(self.model, self.x, lut=self.lut, dsp=self.dsp, **self.kwargs)
             report = repair.after
-        if self.rtl is not None:  # the same LUTs, with the project's flip-flops and latency
+        if self.rtl is not None:  # the project's own count (at most the trees'), flip-flops and latency
             report = estimate(self.model, backend="rtl", part=self.kwargs["part"],
                               cost_model=self.kwargs["cost_model"], **self.rtl)
+            if self.latency is not None and report.latency_cycles > self.latency:
+                report, repair = shorten_pipeline(self.model, self.x, self.latency, report, repair, lut=self.lut,
+                                                  dsp=self.dsp, rtl=self.rtl, **self.kwargs)
         calibration = TRACKED if self.x is None else f"calibration_data ({len(_first(self.x))} samples)"
-        self.result = BudgetResult(report, repair, self.lut, self.dsp, best_epoch, self.history, calibration)
+        self.result = BudgetResult(report, repair, self.lut, self.dsp, best_epoch, self.history, calibration,
+                                   latency=self.latency)
         if self.sensitivities and self.x is not None:
             from .sensitivity import layer_sensitivities
 

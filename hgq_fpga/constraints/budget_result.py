@@ -24,9 +24,10 @@ __all__ = ["HISTORY_COLUMNS", "BudgetResult", "exact_estimate", "minimum_cost"]
 HISTORY_COLUMNS = ("epoch", "lut", "dsp", "feasible", "projected_lut")
 
 
-def budget_text(lut: float | None, dsp: int | None) -> str:
-    """``"LUT <= 1000, DSP <= 4"`` (the parts that are set)."""
-    return ", ".join(f"{k} <= {v:g}" for k, v in (("LUT", lut), ("DSP", dsp)) if v is not None)
+def budget_text(lut: float | None, dsp: int | None, latency: int | None = None) -> str:
+    """``"LUT <= 1000, DSP <= 4, latency <= 3 cycles"`` (the parts that are set)."""
+    parts = [f"{k} <= {v:g}" for k, v in (("LUT", lut), ("DSP", dsp)) if v is not None]
+    return ", ".join(parts + ([f"latency <= {latency} cycles"] if latency is not None else []))
 
 
 @dataclass(repr=False)
@@ -51,17 +52,19 @@ class BudgetResult:
     history: list[dict[str, Any]] = field(default_factory=list)
     calibration: str = "calibration_data"
     sensitivities: Any = None
+    latency: int | None = None  # cycles of the RTL project (backend="rtl")
 
     @property
     def feasible(self) -> bool:
         """Whether the final exact estimate meets the budget."""
-        return within_budget(self.report, self.lut, self.dsp)
+        return within_budget(self.report, self.lut, self.dsp, self.latency)
 
     def __str__(self) -> str:
         state = "within" if self.feasible else "OVER"
         best = f"; restored epoch {self.best_epoch + 1}" if self.best_epoch is not None else ""
-        text = (f"budget {budget_text(self.lut, self.dsp)}: {state} -- LUT {self.report.lut:.0f}, "
-                f"DSP {self.report.dsp}{best}\n{self.repair}")
+        cycles = f", latency {self.report.latency_cycles} cycles" if self.report.latency_cycles is not None else ""
+        text = (f"budget {budget_text(self.lut, self.dsp, self.latency)}: {state} -- LUT {self.report.lut:.0f}, "
+                f"DSP {self.report.dsp}{cycles}{best}\n{self.repair}")
         if self.sensitivities is not None:
             text += f"\n{self.sensitivities}"
         if self.calibration == TRACKED:
@@ -72,14 +75,14 @@ class BudgetResult:
     def __repr__(self) -> str:
         state = "within" if self.feasible else "OVER"
         repaired = f", repaired in {self.repair.rounds} round(s)" if self.repair.rounds else ""
-        return (f"BudgetResult({state} {budget_text(self.lut, self.dsp)}: LUT {self.report.lut:.0f}, "
+        return (f"BudgetResult({state} {budget_text(self.lut, self.dsp, self.latency)}: LUT {self.report.lut:.0f}, "
                 f"DSP {self.report.dsp}, {len(self.history)} check(s){repaired})")
 
     def _repr_html_(self) -> str:
         """A small table for notebooks."""
         best = "-" if self.best_epoch is None else f"{self.best_epoch + 1} (restored)"
         rows = [
-            ("budget", budget_text(self.lut, self.dsp)),
+            ("budget", budget_text(self.lut, self.dsp, self.latency)),
             ("result", "within the budget" if self.feasible else "OVER the budget"),
             ("LUT", f"{self.report.lut:.0f}"),
             ("DSP", str(self.report.dsp)),

@@ -6,7 +6,7 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["METHODS", "check_arguments", "rtl_settings"]
+__all__ = ["METHODS", "check_arguments", "check_latency", "rtl_settings"]
 
 #: the training rules: follow the cost gradient while over the budget, or a Lagrange multiplier
 METHODS = ("constraint", "primal_dual")
@@ -28,10 +28,24 @@ def rtl_settings(backend: str, strategy: str, clock_period: float, latency_cutof
     return {"clock_period": float(clock_period), "latency_cutoff": latency_cutoff}
 
 
-def check_arguments(lut: Any, dsp: Any, method: str, mode: str, check_every: int) -> None:
+def check_latency(latency: Any, backend: str) -> int | None:
+    """``latency=``: a whole number of clock cycles >= 1, of the RTL project only."""
+    if latency is None:
+        return None
+    if not (isinstance(latency, numbers.Integral) and not isinstance(latency, bool) and latency >= 1):
+        raise ValueError(f"ResourceBudget: latency counts clock cycles, a whole number >= 1. "
+                         f"Received: latency={latency!r}")
+    if backend != "rtl":
+        raise ValueError(f"ResourceBudget: latency= bounds the clock cycles of the to_rtl project; give "
+                         f"backend='rtl' (and clock_period=). Received: latency={latency}, backend={backend!r}")
+    return int(latency)
+
+
+def check_arguments(lut: Any, dsp: Any, method: str, mode: str, check_every: int, latency: Any = None) -> None:
     """Refuse bad :class:`ResourceBudget` arguments, naming the argument and the value received."""
-    if lut is None and dsp is None:
-        raise ValueError("ResourceBudget: give lut=, dsp= or both. Received: lut=None, dsp=None")
+    if lut is None and dsp is None and latency is None:
+        raise ValueError("ResourceBudget: give lut=, dsp= (or both), or latency= with backend='rtl'. "
+                         "Received: lut=None, dsp=None")
     for name, v in (("lut", lut), ("dsp", dsp)):  # numpy scalars are numbers too
         if v is not None and not (isinstance(v, numbers.Real) and not isinstance(v, bool)
                                   and math.isfinite(v) and v >= 0):

@@ -34,7 +34,7 @@ from ..calibration import calibrate, calibrate_from_ranges
 from ..resources import CostModel, ResourceReport, estimate
 from .hook import hooked_layers
 
-__all__ = ["RepairResult", "recalibrate", "repair_to_budget", "within_budget"]
+__all__ = ["RepairResult", "recalibrate", "repair_to_budget", "shorten_pipeline", "within_budget"]
 
 
 @dataclass
@@ -55,9 +55,11 @@ class RepairResult:
                 f"({parts}); LUT {b.lut:.0f} -> {a.lut:.0f}, DSP {b.dsp} -> {a.dsp}")
 
 
-def within_budget(report: ResourceReport, lut: float | None, dsp: int | None) -> bool:
-    """Whether an exact report meets the budget."""
-    return (lut is None or report.lut <= lut) and (dsp is None or report.dsp <= dsp)
+def within_budget(report: ResourceReport, lut: float | None, dsp: int | None, latency: int | None = None) -> bool:
+    """Whether ``report`` meets the budget (parts that are None are not checked; ``latency``
+    in cycles, only for a report that has it: the RTL project's)."""
+    return (lut is None or report.lut <= lut) and (dsp is None or report.dsp <= dsp) and (
+        latency is None or report.latency_cycles is None or report.latency_cycles <= latency)
 
 
 def recalibrate(model: keras.Model, x: Any) -> None:
@@ -240,3 +242,37 @@ def repair_to_budget(
         f"repair: {result.rounds} rounds could not bring the model within the budget "
         f"(LUT {report.lut:.0f} for {lut}, DSP {report.dsp} for {dsp}); every weight is at its lowest bits"
     )
+
+
+def shorten_pipeline(model: keras.Model, x: Any, latency: int, report: ResourceReport, repair: RepairResult, *,
+                     lut: float | None, dsp: int | None, rtl: dict[str, Any], max_rounds: int = 40,
+                     **kwargs: Any) -> tuple[ResourceReport, RepairResult]:
+    """Lower weight bits until the RTL project takes at most ``latency`` cycles.
+
+    Fewer bits make narrower adders and fewer of them (fewer nonzero digits), so
+    shorter paths and fewer stages. Each round is a :func:`repair_to_budget` to a LUT
+    budget 10% below the current count (and within ``lut``, ``dsp``), then the
+    project's latency (``report``: the RTL estimate, ``rtl``: its clock settings) is
+    taken again. Returns the RTL report and ``repair`` with the rounds added.
+
+    Raises:
+        RuntimeError: the weights reach their lowest bits first (naming the latency).
+    """
+    trees = estimate(model, **kwargs)
+    for _ in range(max_rounds):
+        target = 0.9 * trees.lut if lut is None else min(lut, 0.9 * trees.lut)
+        try:
+            step = repair_to_budget(model, x, lut=target, dsp=dsp, **kwargs)
+        except RuntimeError:
+            break
+        repair.rounds += step.rounds
+        for name, n in step.lowered.items():
+            repair.lowered[name] = repair.lowered.get(name, 0) + n
+        repair.after = trees = step.after
+        report = estimate(model, backend="rtl", part=kwargs["part"], cost_model=kwargs["cost_model"], **rtl)
+        if report.latency_cycles <= latency:
+            return report, repair
+    raise RuntimeError(
+        f"ResourceBudget: lowering the weights' bits did not bring the RTL project to latency={latency} cycles "
+        f"(it takes {report.latency_cycles} at clock_period={rtl['clock_period']:g} ns); raise latency=, give a "
+        f"longer clock_period or latency_cutoff, or use a shallower model")

@@ -155,7 +155,7 @@ def test_budget_of_the_rtl_project(data, full):
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
-    ({}, "give lut=, dsp= or both"),
+    ({}, "give lut=, dsp="),
     ({"lut": -1}, "lut must be a number >= 0"),
     ({"lut": 100, "method": "pid"}, "method must be one of"),
     ({"lut": 100, "check_every": 0}, "check_every must be >= 1"),
@@ -317,3 +317,26 @@ def test_result_to_pandas_without_pandas(result, monkeypatch):
     monkeypatch.setitem(sys.modules, "pandas", None)
     with pytest.raises(ImportError, match=r"to_pandas needs pandas: pip install pandas"):
         result.to_pandas()
+
+
+def test_latency_budget_of_the_rtl_project(data, full):
+    """latency= (cycles of the to_rtl project): refused without backend='rtl'; met at the end by lowering
+    bits further, with the LUT budget."""
+    x, y, _, _ = data
+    with pytest.raises(ValueError, match=r"latency= bounds the clock cycles.*backend='hls4ml'"):
+        ResourceBudget(lut=full, latency=3, calibration_data=x)
+    with pytest.raises(ValueError, match="whole number >= 1"):
+        ResourceBudget(latency=0, backend="rtl", calibration_data=x)
+    model = mlp()
+    free = ResourceBudget(lut=full, calibration_data=x, backend="rtl", clock_period=1.2, verbose=0)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[free])
+    cycles = free.result.report.latency_cycles
+    assert cycles >= 3
+    model = mlp()
+    cb = ResourceBudget(lut=full, latency=cycles - 1, calibration_data=x, backend="rtl", clock_period=1.2, verbose=0)
+    model.fit(x, y, epochs=1, verbose=0, callbacks=[cb])
+    report = cb.result.report
+    assert cb.result.feasible and report.latency_cycles <= cycles - 1 and report.lut <= full
+    hgq_fpga.calibrate(model, x)
+    assert estimate(model, backend="rtl", clock_period=1.2).latency_cycles == report.latency_cycles
+    assert f"latency <= {cycles - 1} cycles" in str(cb.result)
