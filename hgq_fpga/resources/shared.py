@@ -171,7 +171,10 @@ def shared_circuits(graph: Graph, node: ir.Linear, x: list[Signal],
 
     Constant inputs (a padding zero, an input quantized to one value) are folded into
     the bias; the other rows with a nonzero weight are the graph's inputs. Positions
-    with the same input signals share one graph (solved once). Where the graph costs
+    with the same input signals share one graph (solved once). An output that no
+    output of the model reads (its highest needed bit ``-1``, :func:`~.liveness.needed_bits`)
+    is left out of the graph: it is written as its bias, and synthesis would remove
+    its logic anyway. Where the graph costs
     more LUTs than one adder tree per output (a sparse kernel, few outputs: little to
     share), the position keeps the trees (``graph`` None; the circuits' sources are
     then the node's flat input elements, as in :func:`~.circuit.linear_circuits`).
@@ -191,16 +194,19 @@ def shared_circuits(graph: Graph, node: ir.Linear, x: list[Signal],
         rows = [r for r, s in enumerate(patch) if s >= 0 and not x[s].constant and w2[r].any()]
         consts = [(r, x[s].lo) for r, s in enumerate(patch) if s >= 0 and x[s].constant and x[s].lo]
         folded = [sum(int(w2[r, j]) * v for r, v in consts) << shift for j in range(n_out)]
+        cap = [caps[p * n_out + j] if caps is not None else None for j in range(n_out)]
+        dead = tuple(j for j in range(n_out) if cap[j] is not None and cap[j] < 0)  # no output reads it
         g = None
-        if rows:
-            key = (tuple(rows), tuple(x[patch[r]] for r in rows))
+        if rows and len(dead) < n_out:
+            key = (tuple(rows), tuple(x[patch[r]] for r in rows), dead)
             g = solved.get(key)
             if g is None:
-                g = solved[key] = shared_graph(w2[rows], [x[patch[r]] for r in rows])
-        cols = [_column(g, j, shift, int(bias[j]) + folded[j], caps[p * n_out + j] if caps is not None else None)
-                for j in range(n_out)]
-        trees = [_linear_one(x, patch, w2[:, j].tolist(), shift, int(bias[j]), False, 1 << 30,
-                             caps[p * n_out + j] if caps is not None else None) for j in range(n_out)]
+                k = w2[rows].copy()
+                k[:, list(dead)] = 0  # dead columns take no part in the graph (synthesis removes them)
+                g = solved[key] = shared_graph(k, [x[patch[r]] for r in rows])
+        cols = [_column(g, j, shift, int(bias[j]) + folded[j], cap[j]) for j in range(n_out)]
+        trees = [_linear_one(x, patch, w2[:, j].tolist(), shift, int(bias[j]), False, 1 << 30, cap[j])
+                 for j in range(n_out)]
         if g is not None and sum(c.tree.luts for c in trees) < g.luts + sum(c.tree.luts for c in cols):
             g, cols = None, trees  # too little to share here: one tree per output is cheaper
         positions.append(Position(g, [patch[r] for r in rows] if g is not None else []))

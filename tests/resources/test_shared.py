@@ -71,3 +71,34 @@ def test_the_rtl_layer_never_costs_more_than_the_trees_and_is_bit_exact(tmp_path
             assert rtl.lut < 0.8 * latency.lut
         result = hgq_fpga.verify(model, edge_inputs(x[:32]), tmp_path / f"p{n_out}", backend="rtl")
         assert result.ok, str(result)
+
+
+def test_outputs_no_one_reads_cost_nothing(tmp_path):
+    """Hidden units that the next layer reads through zero weights only are dead: their columns take
+    no part in the shared graph, as synthesis removes their logic (a trained model has many)."""
+    import keras
+
+    import hgq_fpga
+    from hgq_fpga.layers import QDense
+    from hgq_fpga.testing import edge_inputs
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((256, 16)).astype("float32")
+    weights = np.round(rng.uniform(-1, 1, (16, 12)) * 32) / 32, np.round(rng.uniform(-1, 1, (12, 4)) * 32) / 32
+    weights[1][:6] = 0  # hidden units 0-5: no output reads them
+    models = []
+    for zero_dead_columns in (False, True):
+        model = keras.Sequential([keras.Input((16,)), QDense(12, activation="relu"), QDense(4)])
+        model(x[:2])
+        first, second = weights[0].copy(), weights[1]
+        if zero_dead_columns:
+            first[:, :6] = 0
+        for layer, w in zip(model.layers, (first, second)):
+            layer.kernel.assign(w.astype("float32"))
+        hgq_fpga.calibrate(model, x)
+        models.append(model)
+    dead, zeroed = (hgq_fpga.estimate(m, backend="rtl") for m in models)
+    assert dead.lut == zeroed.lut and dead.lut < hgq_fpga.estimate(models[0], cost_model=hgq_fpga.CostModel(
+        dsp_min_bits=1 << 30)).lut
+    result = hgq_fpga.verify(models[0], edge_inputs(x[:32]), tmp_path / "prj", backend="rtl")
+    assert result.ok, str(result)
