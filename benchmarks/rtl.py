@@ -37,8 +37,6 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import re  # noqa: E402
-import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -81,13 +79,10 @@ def models(epochs: int) -> list[tuple[str, Any]]:
 
 def yosys_project(path: Path) -> dict[str, int]:
     """The project's own yosys script (flattened); its cell counts."""
-    (path / "reports").mkdir(exist_ok=True)
-    subprocess.run(["yosys", "-q", "-s", "build_yosys.ys"], cwd=path, check=True, capture_output=True)
-    stat = (path / "reports" / "yosys_utilization.txt").read_text()
-    cells = {k: int(v) for k, v in re.findall(r"^\s+(\w+)\s+(\d+)\s*$", stat, re.MULTILINE)}
-    return {"lut": sum(v for k, v in cells.items() if re.fullmatch(r"LUT\d", k)),
-            "ff": sum(v for k, v in cells.items() if k.startswith("FD")),
-            "carry": cells.get("CARRY4", 0) + cells.get("CARRY8", 0)}
+    from hgq_fpga.backends.rtl.build import synthesize_project
+
+    r = synthesize_project(path)
+    return {"lut": r.lut, "ff": r.ff, "carry": r.carry}
 
 
 def measure(name: str, model: Any, config: dict[str, Any], work: Path, da: bool) -> dict[str, Any]:

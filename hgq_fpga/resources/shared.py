@@ -36,7 +36,7 @@ import numpy as np
 
 from ..ir import Graph
 from ..ir import ops as ir
-from .circuit import LinearCircuit, Term, _linear_one, aligned_bias, kernel_patches
+from .circuit import LinearCircuit, Term, aligned_bias, kernel_patches, linear_circuits
 from .rules import Adder, Signal, adder_cells, adder_tree
 
 __all__ = ["Position", "SharedGraph", "scaled", "shared_circuits", "shared_graph"]
@@ -190,6 +190,8 @@ def shared_circuits(graph: Graph, node: ir.Linear, x: list[Signal],
     solved: dict[tuple, SharedGraph] = {}
     positions: list[Position] = []
     circuits: list[LinearCircuit] = []
+    # one tree per output, every product in LUTs (the Latency circuits, cached across positions)
+    all_trees = linear_circuits(graph, node, x, dsp=False, caps=caps)
     for p, patch in enumerate(kernel_patches(graph, node).tolist()):
         rows = [r for r, s in enumerate(patch) if s >= 0 and not x[s].constant and w2[r].any()]
         consts = [(r, x[s].lo) for r, s in enumerate(patch) if s >= 0 and x[s].constant and x[s].lo]
@@ -205,8 +207,7 @@ def shared_circuits(graph: Graph, node: ir.Linear, x: list[Signal],
                 k[:, list(dead)] = 0  # dead columns take no part in the graph (synthesis removes them)
                 g = solved[key] = shared_graph(k, [x[patch[r]] for r in rows])
         cols = [_column(g, j, shift, int(bias[j]) + folded[j], cap[j]) for j in range(n_out)]
-        trees = [_linear_one(x, patch, w2[:, j].tolist(), shift, int(bias[j]), False, 1 << 30, cap[j])
-                 for j in range(n_out)]
+        trees = all_trees[p * n_out:(p + 1) * n_out]
         if g is not None and sum(c.tree.luts for c in trees) < g.luts + sum(c.tree.luts for c in cols):
             g, cols = None, trees  # too little to share here: one tree per output is cheaper
         positions.append(Position(g, [patch[r] for r in rows] if g is not None else []))

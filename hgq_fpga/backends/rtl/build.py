@@ -22,7 +22,7 @@ from typing import Any
 
 from ...processes import run_in_group
 from .project import RTL_PROJECT, RtlProject
-from .synth import SynthResult, require_tool
+from .synth import SynthResult, require_tool, stat_result
 
 __all__ = ["TOOLS", "project_estimate", "synthesize_project"]
 
@@ -74,14 +74,7 @@ def synthesize_project(project: str | Path | RtlProject, *, tool: str = "yosys",
         text = (root / "reports" / "utilization.rpt").read_text()
         counts = {k: _vivado_row(text, pattern) for k, pattern in _VIVADO_ROWS.items()}
         return SynthResult(counts["lut"], counts["carry"], counts["dsp"], counts["ff"], 0, {}, seconds, "vivado")
-    stat = (root / "reports" / "yosys_utilization.txt").read_text()
-    cells = {k: int(v) for k, v in re.findall(r"^\s+(\w+)\s+(\d+)\s*$", stat, re.MULTILINE)}
-    return SynthResult(
-        lut=sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]", k)),
-        carry=cells.get("CARRY4", 0) + cells.get("CARRY8", 0),
-        dsp=sum(v for k, v in cells.items() if k.startswith("DSP48")),
-        ff=sum(v for k, v in cells.items() if re.fullmatch(r"FD\w*", k)),
-        inv=cells.get("INV", 0), cells=cells, seconds=seconds, family="yosys")
+    return stat_result((root / "reports" / "yosys_utilization.txt").read_text(), seconds, "yosys")
 
 
 def _vivado_row(text: str, pattern: str) -> int:

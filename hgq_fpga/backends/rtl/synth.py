@@ -133,7 +133,13 @@ def synthesize(
         seconds = time.perf_counter() - t0
         if code != 0:
             raise RuntimeError(f"yosys failed (exit {code}) in {d}:\n{output[-2000:]}")
-        cells = {k: int(v) for k, v in re.findall(r"^\s+(\w+)\s+(\d+)\s*$", (d / "stat.txt").read_text(), re.MULTILINE)}
+        stat = (d / "stat.txt").read_text()
+    return stat_result(stat, seconds, family)
+
+
+def stat_result(stat: str, seconds: float, family: str) -> SynthResult:
+    """A :class:`SynthResult` from the text of yosys's ``stat`` (its cell counts)."""
+    cells = {k: int(v) for k, v in re.findall(r"^\s+(\w+)\s+(\d+)\s*$", stat, re.MULTILINE)}
     return SynthResult(
         lut=sum(v for k, v in cells.items() if re.fullmatch(r"LUT[1-6]", k)),
         carry=cells.get("CARRY4", 0) + cells.get("CARRY8", 0),
