@@ -55,9 +55,12 @@ tools:
 # da4ml's solver (distributed_arithmetic) is numba code that compiles for about 160 s in a
 # fresh environment; the tests' kernels are tiny and run interpreted in under a second, with
 # the same algorithm. Benchmarks leave numba on.
+# the TensorFlow run on JOBS worker processes, a test file per worker at a time (its module
+# fixtures built once): 24 min against 33 on CI's 2 cores. JOBS=0 runs in this process.
+JOBS ?= 2
 test-tf: export NUMBA_DISABLE_JIT = 1
 test-tf: $(VENV)/.test
-	KERAS_BACKEND=tensorflow $(PY) -m pytest
+	KERAS_BACKEND=tensorflow $(PY) -m pytest $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist loadfile)
 
 # budgeted training on JAX: the budget met, steering a trained model, the tracked ranges, the floor
 # (repair, sensitivities, the messages and the result's tables run on TensorFlow only); the two-device
