@@ -1,43 +1,42 @@
 """``ResourceBudget``: train under a LUT/DSP budget, with a guarantee.
 
-Two rules steer the bit-widths during ``model.fit``:
+The epochs follow a schedule (``schedule=``, :mod:`~hgq_fpga.constraints.schedule`):
+a warm-up at the starting bits, then the bits learn under the budget, then
+they are frozen while the weights fine-tune. While the bits learn, two rules
+steer them:
 
 * ``method="constraint"`` (default; constraint-guided, after CGMQ,
   arXiv:2409.20138): after each batch, the differentiable LUT estimate
   (calibrated to the exact one) is compared with the budget. While it is
-  within, the bits follow the task loss alone; while it is over, they follow
-  the cost gradient alone (the weights always follow the task loss). No
-  strength to tune.
+  within, the bits follow the task loss alone. When a batch ends over it, a
+  projected step lowers each layer's bits by an amount sized by the excess
+  (:class:`~hgq_fpga.constraints.schedule.BudgetStep`), back to the budget;
+  the weights always follow the task loss. No strength to tune.
 * ``method="primal_dual"`` (after Hounie et al., arXiv:2210.15623): the loss
   is ``task + lambda * LUT / budget`` and ``lambda`` rises by
   ``dual_lr * (LUT / budget - 1)`` after each batch (never below 0).
 
-Measured on the digits MLP at 5/10/20/50% budgets (BENCHMARKS.md): both
-meet every budget and neither is consistently more accurate; the default is
-the constraint-guided rule because it has no parameter at all.
+The training ``loss`` Keras shows includes the cost term (``LUT / budget``
+in a step over the budget; ``val_loss`` is the task loss alone), as the
+callback says in one line when training starts.
 
-The training ``loss`` Keras shows includes the cost term: with the
-constraint rule it adds ``LUT / budget`` (at least 1) in every step that is
-over the budget, so a model that starts far over shows a large loss (e.g. 21
-for a model at 20x its budget) that falls as the bits fit. ``val_loss`` is
-the task loss alone. The callback says so in one line when training starts.
-
-The guarantee does not rest on either: at the end of training the model is
+The guarantee rests on neither: at the end of training the model is
 calibrated and its **exact** estimate checked; if it is over the budget, the
 repair step (:func:`~hgq_fpga.constraints.repair_to_budget`) lowers bits
 where they cost the least accuracy until it is within. A budget below what
-the architecture can reach raises ``ValueError`` before training.
+the architecture can reach raises ``ValueError`` before training. An epoch
+whose check finds the model over the budget is followed by a projection
+(``project=True``): the repair step, and training goes on from there.
 
-Training alone moves the bits by about one learning-rate step per batch,
-which can be too slow for a tight budget; so an epoch that ends over the
-budget is followed by a projection (``project=True``): the repair step is
-applied and training goes on from the feasible point.
-
-Per epoch (every ``check_every``) the exact estimate of the calibrated model
-is recorded in ``budget.history`` (one dict per check: ``epoch``, ``lut``,
-``dsp``, ``feasible``, the monitored metric, ``projected_lut``) and logged
-for Keras (History, progress bar, TensorBoard) as ``lut`` (and ``dsp`` with a
-DSP budget; ``budget_lambda`` with ``primal_dual``). With
+The exact checks (the end of the bits phase, the last epoch, and others as
+``check_every`` says: by default as often as they take at most 10% of the
+training time) use the activation ranges tracked in training; the first and
+the final estimates calibrate on ``calibration_data`` when it is given. Each
+check is recorded in ``budget.history`` (one dict per check: ``epoch``,
+``phase``, ``lut``, ``dsp``, ``feasible``, the monitored metric,
+``projected_lut``) and logged for Keras (History, progress bar, TensorBoard)
+as ``lut`` (and ``dsp`` with a DSP budget; ``budget_lambda`` with
+``primal_dual``). With
 ``log_feasible=True`` the logs also get ``budget_feasible`` (0 or 1) and
 ``feasible_<monitor>``, the monitored metric on feasible epochs and the worst
 value (-inf for ``mode="max"``) otherwise: give that to
@@ -71,19 +70,19 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import logging
-import math
+import time
 from typing import Any
 
 import keras
-import numpy as np
 from keras import ops
 
 from ..calibration import TRACKED, check_inputs
 from .options import METHODS, check_arguments, check_latency, rtl_settings
 from ..resources import CostModel, ResourceReport, estimate
-from .budget_result import HISTORY_COLUMNS, BudgetResult, budget_text, exact_estimate, minimum_cost, restore, snapshot
+from .budget_result import HISTORY_COLUMNS, BudgetResult, exact_estimate, minimum_cost, restore, snapshot
+from .checks import CheckLog, excess_text, first_input, say, start_line
 from .hook import CostHook, attach, detach, hooked_layers
+from .schedule import PHASES, Schedule, Steering, as_schedule
 from .repair import RepairResult, recalibrate, repair_to_budget, shorten_pipeline, within_budget
 
 __all__ = ["BACKENDS", "HISTORY_COLUMNS", "METHODS", "BudgetResult", "ResourceBudget", "exact_estimate", "minimum_cost"]
@@ -92,16 +91,9 @@ __all__ = ["BACKENDS", "HISTORY_COLUMNS", "METHODS", "BudgetResult", "ResourceBu
 PROJECTION_MARGIN = 0.95
 #: the Keras backends ResourceBudget trains on
 BACKENDS = ("tensorflow", "jax")
+#: with ``check_every="auto"``, the exact checks take at most this share of the training time
+CHECK_SHARE = 0.1
 
-_log = logging.getLogger("hgq_fpga.constraints")
-
-
-def _say(message: str) -> None:
-    """Print like Keras: to stdout, or to logging when Keras's interactive logging is off."""
-    if keras.config.is_interactive_logging_enabled():
-        print(message, flush=True)
-    else:
-        _log.info(message)
 
 
 class ResourceBudget(keras.callbacks.Callback):
@@ -130,9 +122,16 @@ class ResourceBudget(keras.callbacks.Callback):
             (:func:`~hgq_fpga.constraints.repair.shorten_pipeline`), which raises
             ``RuntimeError`` if the weights reach their lowest bits first.
         method: ``"constraint"`` or ``"primal_dual"``.
+        schedule: the phases (:class:`~hgq_fpga.constraints.schedule.Schedule`: warm-up
+            with the starting bits, bits learning under the budget, frozen bits while
+            the weights fine-tune), as fractions of ``epochs``; default 10% warm-up and
+            20% fine-tune. None: the bits learn in every epoch.
         dual_lr: step of ``lambda`` for ``primal_dual``.
         monitor, mode: the metric for choosing the best feasible epoch.
-        check_every: epochs between exact checks (the last epoch is always checked).
+        check_every: epochs between exact checks, or ``"auto"`` (default): a check
+            after an epoch whenever the checks so far took at most
+            :data:`CHECK_SHARE` (10%) of the training time. The end of the bits phase
+            and the last epoch are always checked; the warm-up never is.
         restore_best_feasible: restore the best feasible epoch's weights at the end.
         repair: run the repair step if the final model is over the budget
             (otherwise raise).
@@ -180,10 +179,11 @@ class ResourceBudget(keras.callbacks.Callback):
         clock_period: float = 5.0,
         latency_cutoff: float | None = None,
         method: str = "constraint",
+        schedule: Schedule | tuple[float, float] | None = Schedule(),
         dual_lr: float = 0.05,
         monitor: str = "val_accuracy",
         mode: str = "max",
-        check_every: int = 1,
+        check_every: int | str = "auto",
         restore_best_feasible: bool = True,
         repair: bool = True,
         project: bool = True,
@@ -205,9 +205,10 @@ class ResourceBudget(keras.callbacks.Callback):
             self.kwargs["cost_model"] = (rtl_cost_model(part) if cost_model is None
                                          else dataclasses.replace(cost_model, dsp_min_bits=1 << 30))
         self.method = method
+        self.schedule = as_schedule(schedule)
         self.dual_lr = float(dual_lr)
         self.monitor, self.mode = monitor, mode
-        self.check_every = int(check_every)
+        self.check_every = check_every if check_every == "auto" else int(check_every)
         self.restore_best_feasible = restore_best_feasible
         self.do_repair = repair
         self.project = project
@@ -218,12 +219,14 @@ class ResourceBudget(keras.callbacks.Callback):
         self.hook: CostHook | None = None
         self.result: BudgetResult | None = None
         self.history: list[dict[str, Any]] = []
-        self._lambda = 0.0
-        self._last = 0.0
         self._dsp_over = False
         self._pending: list[str] = []
         self._rescale, self._start_lut = False, 0.0
         self._deferred = False
+        self._phases = (0, 1, 0)
+        self.steering: Steering | None = None
+        self._t_train = self._t_checks = self._t0 = 0.0
+        self._epoch = 0
 
     # -- setup ------------------------------------------------------------------
     def set_model(self, model: keras.Model) -> None:
@@ -265,9 +268,12 @@ class ResourceBudget(keras.callbacks.Callback):
         return verbose == "auto" or bool(verbose)
 
     def on_train_begin(self, logs: dict | None = None) -> None:
-        self._best: tuple[float, int, list[np.ndarray]] | None = None
-        self.history = []
+        self.checks = CheckLog(self.lut, self.dsp, self.monitor, self.mode, self.log_feasible)
+        self.history = self.checks.history
         self._pending = []
+        self._phases = self.schedule.phases(int((self.params or {}).get("epochs", 1)))
+        self._t_train = self._t_checks = 0.0
+        self.steering = Steering(self.model, self.hook, self.method, self.dual_lr, self.lut)
         # without data, the estimates use the ranges training tracks: there are some after the first batch
         self._deferred = self.x is None
         if not self._deferred:
@@ -289,46 +295,33 @@ class ResourceBudget(keras.callbacks.Callback):
         # step sets: recalibrate it to the exact estimate after that step
         self._start_lut, self._rescale = start.lut, True
         if self.talks:
-            _say(self._start_line(start))
+            say(start_line(start, self.lut, self.dsp, self.latency, self.method, self._phases))
 
     def _ranges_note(self) -> str:
         return "" if self.x is not None else "; activation ranges of the first training batch"
-
-    def _start_line(self, start: ResourceReport) -> str:
-        """The budget, the starting cost, and what the shown loss includes."""
-        over = not within_budget(start, self.lut, self.dsp)
-        ratio = start.lut / self.lut if self.lut else 1.0
-        if self.method == "primal_dual":
-            term = "lambda * LUT/budget (lambda starts at 0 and grows while the model is over)"
-        elif over:
-            term = f"LUT/budget (now {ratio:.1f}) in every step over the budget"
-        else:
-            term = "LUT/budget (at least 1) in any step that goes over the budget"
-        return (f"budget: {budget_text(self.lut, self.dsp, self.latency)}; the model starts at "
-                f"LUT {start.lut:.0f}, "
-                f"DSP {start.dsp} ({'over' if over else 'within'}). The training loss includes {term}; "
-                f"val_loss is the task loss alone.")
 
     def _flush(self) -> None:
         """Print the lines held back until Keras has finished its line for the epoch."""
         if self.talks:
             for line in self._pending:
-                _say(line)
+                say(line)
         self._pending = []
+
+    def phase(self, epoch: int) -> str:
+        """The schedule's phase of ``epoch`` (from 0): one of :data:`~hgq_fpga.constraints.schedule.PHASES`."""
+        warm, bits, _ = self._phases
+        return PHASES[0] if epoch < warm else PHASES[1] if epoch < warm + bits else PHASES[2]
 
     def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
         self._flush()
+        self._sync()
+        self._epoch = epoch
+        self.steering.enter(self.phase(epoch), measure=not self._deferred)
+        self._t0 = time.perf_counter()
 
     # -- steering ---------------------------------------------------------------
-    def _soft(self) -> float:
-        from ..quantizers.cost import model_luts
-
-        return float(ops.convert_to_numpy(model_luts(self.model)))
-
     def _set_scale(self, exact_lut: float) -> None:
-        soft = self._soft()
-        rho = exact_lut / soft if soft > 0 and exact_lut > 0 else 1.0
-        self.hook.scale.assign(rho / max(self.lut or soft * rho or 1.0, 1.0))
+        self.steering.set_scale(exact_lut)
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         self._sync()
@@ -338,76 +331,53 @@ class ResourceBudget(keras.callbacks.Callback):
         if self._rescale:  # else the first epoch's cost term (and the shown loss) is off by up to 10x
             self._rescale = False
             self._set_scale(self._start_lut)
-        c = self.hook.take() * float(ops.convert_to_numpy(self.hook.scale))  # ~ LUT / budget
-        self._last = c
-        if self.lut is None:
-            c = 2.0 if self._dsp_over else 0.0
-        if self.method == "constraint":
-            over = c > 1.0 or self._dsp_over
-            self.hook.weight.assign(1.0 if over else 0.0)
-            self.hook.task_share.assign(0.0 if over else 1.0)
-        else:
-            self._lambda = max(0.0, self._lambda + self.dual_lr * (c - 1.0))
-            self.hook.weight.assign(self._lambda)
+            if self.phase(self._epoch) == PHASES[1]:
+                self.steering.step.measure()
+        self.steering.after_batch(self._dsp_over)
 
     # -- checks -----------------------------------------------------------------
     def _check(self, epoch: int, logs: dict | None = None) -> ResourceReport:
-        """The exact estimate now; with ``logs``, record and log it for ``epoch``."""
-        report = exact_estimate(self.model, self.x, **self.kwargs)
+        """The exact estimate now; with ``logs``, record and log it for ``epoch``. The
+        first check calibrates on ``calibration_data``; the checks in training on the
+        ranges tracked in training (no pass over the data)."""
+        t0 = time.perf_counter()
+        report = exact_estimate(self.model, self.x if logs is None else None, **self.kwargs)
         self._set_scale(report.lut)
         self._dsp_over = self.dsp is not None and report.dsp > self.dsp
         if logs is not None:
-            self._record(epoch, report, logs)
+            lam = float(ops.convert_to_numpy(self.hook.weight)) if self.method == "primal_dual" else None
+            self.checks.record(self.model, epoch, self.phase(epoch), report, logs, lam)
+        self._t_checks += time.perf_counter() - t0
         return report
 
-    def _record(self, epoch: int, report: ResourceReport, logs: dict) -> None:
-        """Keep the check in ``history``, log it for Keras, and track the best feasible epoch."""
-        feasible = within_budget(report, self.lut, self.dsp)
-        value = logs.get(self.monitor)
-        record: dict[str, Any] = {"epoch": epoch, "lut": report.lut, "dsp": report.dsp, "feasible": feasible,
-                                  "projected_lut": None}
-        if value is not None:
-            record[self.monitor] = float(value)
-        self.history.append(record)
-        if self.lut is not None:
-            logs["lut"] = int(round(report.lut))
-        if self.dsp is not None:
-            logs["dsp"] = int(report.dsp)
-        if self.method == "primal_dual":
-            logs["budget_lambda"] = float(ops.convert_to_numpy(self.hook.weight))
-        if self.log_feasible:
-            logs["budget_feasible"] = int(feasible)
-            if value is not None:
-                logs[f"feasible_{self.monitor}"] = float(value) if feasible else (
-                    -np.inf if self.mode == "max" else np.inf)
-        if value is not None:
-            better = self._best is None or (value > self._best[0] if self.mode == "max" else value < self._best[0])
-            if feasible and better:
-                self._best = (float(value), epoch, self.model.get_weights())
-        elif feasible:  # no metric: the latest feasible epoch
-            self._best = (0.0, epoch, self.model.get_weights())
-
-    def _excess(self, report: ResourceReport) -> str:
-        """``"120 LUTs"``, ``"2 DSPs"`` or both: how far over the budget."""
-        parts = []
-        if self.lut is not None and report.lut > self.lut:
-            parts.append(f"{math.ceil(report.lut - self.lut)} LUTs")
-        if self.dsp is not None and report.dsp > self.dsp:
-            parts.append(f"{report.dsp - self.dsp} DSPs")
-        return " and ".join(parts)
+    def _due(self, epoch: int, last: bool) -> bool:
+        """Whether an exact check follows ``epoch`` (see ``check_every``)."""
+        warm, bits, _ = self._phases
+        if last or epoch + 1 == warm + bits:
+            return True
+        if epoch < warm:
+            return False
+        if self.check_every == "auto":
+            return self._t_checks <= CHECK_SHARE * self._t_train
+        return (epoch + 1) % self.check_every == 0
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
+        self._t_train += time.perf_counter() - self._t0
+        self._sync()
+        self.steering.freeze.hold()  # (frozen phases) exactly the frozen bits, whatever the optimizer did
         last = epoch + 1 >= (self.params or {}).get("epochs", epoch + 1)
-        if not ((epoch + 1) % self.check_every == 0 or last):
+        if not self._due(epoch, last):
             return
         report = self._check(epoch, logs)
+        if self.phase(epoch) == PHASES[1] and not last:
+            self.steering.step.measure()
         if within_budget(report, self.lut, self.dsp):
             dsp = f"DSP {report.dsp}" + (f" <= {self.dsp}" if self.dsp is not None else "")
             lut = f"LUT {report.lut:.0f}" + (f" <= {self.lut:g}" if self.lut is not None else "")
             self._pending.append(f"budget: within after epoch {epoch + 1}: {lut}, {dsp}")
             return
-        line = f"budget: over by {self._excess(report)} after epoch {epoch + 1}"
+        line = f"budget: over by {excess_text(report, self.lut, self.dsp)} after epoch {epoch + 1}"
         if self.project and not last:
             done = self._project()
             self.history[-1]["projected_lut"] = done.after.lut
@@ -423,23 +393,29 @@ class ResourceBudget(keras.callbacks.Callback):
         """Lower bits until the exact estimate is within the budget (the repair
         step), then go on training from there; the training-time calibration
         state is kept."""
+        t0 = time.perf_counter()
         saved = snapshot(self.model)
         try:
             # a little below the budget, so that the next epoch's drift stays within it
             lut = None if self.lut is None else self.lut * PROJECTION_MARGIN
-            done = repair_to_budget(self.model, self.x, lut=lut, dsp=self.dsp, **self.kwargs)
+            done = repair_to_budget(self.model, None, lut=lut, dsp=self.dsp, **self.kwargs)
         finally:
             restore(self.model, saved)
         self._projections += 1
         self._set_scale(done.after.lut)
+        if self.steering.freeze.values:  # fine-tune: the projected bits are the frozen ones now
+            self.steering.freeze.take(self.model)
+        self._t_checks += time.perf_counter() - t0
         return done
 
     def on_train_end(self, logs: dict | None = None) -> None:
+        self.steering.freeze.clear()
         self._release()
         best_epoch = None
-        if self.restore_best_feasible and self._best is not None:
-            self.model.set_weights(self._best[2])
-            best_epoch = self._best[1]
+        best = self.checks.best
+        if self.restore_best_feasible and best is not None:
+            self.model.set_weights(best[2])
+            best_epoch = best[1]
         recalibrate(self.model, self.x)
         report = estimate(self.model, **self.kwargs)
         repair = RepairResult(0, {}, report, report)
@@ -458,7 +434,7 @@ class ResourceBudget(keras.callbacks.Callback):
             if self.latency is not None and report.latency_cycles > self.latency:
                 report, repair = shorten_pipeline(self.model, self.x, self.latency, report, repair, lut=self.lut,
                                                   dsp=self.dsp, rtl=self.rtl, **self.kwargs)
-        calibration = TRACKED if self.x is None else f"calibration_data ({len(_first(self.x))} samples)"
+        calibration = TRACKED if self.x is None else f"calibration_data ({len(first_input(self.x))} samples)"
         self.result = BudgetResult(report, repair, self.lut, self.dsp, best_epoch, self.history, calibration,
                                    latency=self.latency)
         if self.sensitivities and self.x is not None:
@@ -467,12 +443,7 @@ class ResourceBudget(keras.callbacks.Callback):
             self.result.sensitivities = layer_sensitivities(self.model, self.x, **self.kwargs)
         self._flush()
         if self.talks:
-            _say(str(self.result))
-
-
-def _first(x: Any) -> Any:
-    """The first input's array (``x`` is one array, or a list of them for several inputs)."""
-    return x[0] if isinstance(x, list) else x
+            say(str(self.result))
 
 
 def _retrace(model: keras.Model) -> None:

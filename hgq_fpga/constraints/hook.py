@@ -8,9 +8,15 @@ the model). In each training step the layer
   is ``rho / budget`` (``rho`` calibrates the differentiable form to the exact
   estimate);
 * scales the task loss's gradient on its bits by ``task_share``;
-* adds ``luts`` to ``acc``, which the callback reads after each batch.
+* adds ``luts`` to ``acc``, which the callback reads after the batch.
 
-The four are variables, so the callback changes them between steps without
+The layer computes ``luts`` only in steps where ``active`` is 1 (a
+conditional in the traced step on TensorFlow; 0 is recorded otherwise): the callback
+switches it on for one batch in :data:`RECORD_EVERY` while the bits learn,
+and for every batch while the cost gradient is on, so that the other steps
+cost what an unbudgeted step costs.
+
+The five are variables, so the callback changes them between steps without
 retracing the training function. While attached they are part of each hooked
 layer's ``variables`` (so of the model's ``non_trainable_variables``, the
 state that Keras's JAX trainer threads through its stateless step) but not of
@@ -34,7 +40,10 @@ from keras import ops
 
 from ..compat.keras import all_layers
 
-__all__ = ["CostHook", "attach", "detach", "hook_variables", "hooked_layers", "model_state"]
+__all__ = ["RECORD_EVERY", "CostHook", "attach", "detach", "hook_variables", "hooked_layers", "model_state"]
+
+#: while the bits learn, the cost is recorded in one training step out of this many
+RECORD_EVERY = 4
 
 
 def _variable_scope(model: keras.Model | None) -> Any:
@@ -53,18 +62,30 @@ class CostHook:
             self.weight = keras.Variable(0.0, trainable=False, dtype="float32", name="budget_weight")
             self.task_share = keras.Variable(1.0, trainable=False, dtype="float32", name="budget_task_share")
             self.scale = keras.Variable(float(scale), trainable=False, dtype="float32", name="budget_scale")
+            self.active = keras.Variable(1.0, trainable=False, dtype="float32", name="budget_active")
             # each replica sums its own copy; a read averages them
             self.acc = keras.Variable(0.0, trainable=False, dtype="float32", name="budget_acc",
                                       aggregation="mean", synchronization="on_read")
 
     @property
     def variables(self) -> list[Any]:
-        """The hook's four variables."""
-        return [self.weight, self.task_share, self.scale, self.acc]
+        """The hook's five variables."""
+        return [self.weight, self.task_share, self.scale, self.acc, self.active]
 
     def record(self, luts: Any) -> None:
         """Accumulate a layer's differentiable LUTs for the current step."""
         self.acc.assign_add(ops.cast(ops.stop_gradient(luts), "float32"))
+
+    def luts(self, compute: Any) -> Any:
+        """``compute()`` (a layer's differentiable LUTs) in a step where ``active`` is 1, else 0.
+
+        TensorFlow runs only the branch taken (``tf.cond``); on JAX the layer's
+        ``lax.cond`` branch failed to trace (a tracer of the outer step captured as a
+        constant), so the cost is computed and multiplied by ``active`` there.
+        """
+        if keras.backend.backend() == "tensorflow":
+            return ops.cond(ops.greater(self.active, 0.5), compute, lambda: ops.convert_to_tensor(0.0, "float32"))
+        return compute() * ops.cast(self.active, "float32")
 
     def loss(self, luts: Any) -> Any:
         """The layer's cost term: ``weight * scale * luts``."""

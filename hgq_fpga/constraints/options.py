@@ -41,7 +41,7 @@ def check_latency(latency: Any, backend: str) -> int | None:
     return int(latency)
 
 
-def check_arguments(lut: Any, dsp: Any, method: str, mode: str, check_every: int, latency: Any = None) -> None:
+def check_arguments(lut: Any, dsp: Any, method: str, mode: str, check_every: Any, latency: Any = None) -> None:
     """Refuse bad :class:`ResourceBudget` arguments, naming the argument and the value received."""
     if lut is None and dsp is None and latency is None:
         raise ValueError("ResourceBudget: give lut=, dsp= (or both), or latency= with backend='rtl'. "
@@ -56,5 +56,7 @@ def check_arguments(lut: Any, dsp: Any, method: str, mode: str, check_every: int
         raise ValueError(f"ResourceBudget: method must be one of {METHODS}. Received: method={method!r}")
     if mode not in ("max", "min"):
         raise ValueError(f"ResourceBudget: mode must be 'max' or 'min'. Received: mode={mode!r}")
-    if int(check_every) < 1:
-        raise ValueError(f"ResourceBudget: check_every must be >= 1. Received: check_every={check_every}")
+    if check_every != "auto" and not (isinstance(check_every, numbers.Integral) and not isinstance(check_every, bool)
+                                      and check_every >= 1):
+        raise ValueError(f"ResourceBudget: check_every must be a whole number of epochs >= 1, or 'auto'. "
+                         f"Received: check_every={check_every!r}")

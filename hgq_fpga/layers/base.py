@@ -164,7 +164,7 @@ class QuantizedLayerMixin:
         if hook is not None:
             pack = getattr(self, "bits_pack", None)
             raw = pack.values() if pack is not None else fs  # the cost's own, ungated gradient
-            luts = self.luts_for(raw, qkernel)
+            luts = hook.luts(lambda: ops.cast(self.luts_for(raw, qkernel), "float32"))
             hook.record(luts)
             self.add_loss(hook.loss(luts))  # type: ignore[attr-defined]
         if self.ebops_penalty > 0.0:  # exact bits: the loss counts what estimate().ebops reports

@@ -1,0 +1,107 @@
+"""The record a :class:`~hgq_fpga.constraints.ResourceBudget` keeps of its exact checks, and its messages.
+
+:class:`CheckLog` holds ``history`` (one dict per check: :data:`HISTORY_COLUMNS`
+plus the monitored metric), writes the check into Keras's ``logs`` (``lut``,
+``dsp``, ``budget_lambda``, ``budget_feasible``, ``feasible_<monitor>``) and
+keeps the best feasible epoch's weights.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import keras
+import numpy as np
+
+from ..resources import ResourceReport
+from .budget_result import budget_text
+from .repair import within_budget
+
+__all__ = ["CheckLog", "excess_text", "first_input", "say", "start_line"]
+
+_log = logging.getLogger("hgq_fpga.constraints")
+
+
+def say(message: str) -> None:
+    """Print like Keras: to stdout, or to logging when Keras's interactive logging is off."""
+    if keras.config.is_interactive_logging_enabled():
+        print(message, flush=True)
+    else:
+        _log.info(message)
+
+
+def first_input(x: Any) -> Any:
+    """The first input's array (``x`` is one array, or a list of them for several inputs)."""
+    return x[0] if isinstance(x, list) else x
+
+
+class CheckLog:
+    """The checks of one ``fit`` (see the module docstring)."""
+
+    def __init__(self, lut: float | None, dsp: int | None, monitor: str, mode: str, log_feasible: bool) -> None:
+        self.lut, self.dsp = lut, dsp
+        self.monitor, self.mode, self.log_feasible = monitor, mode, log_feasible
+        self.history: list[dict[str, Any]] = []
+        #: (metric, epoch, weights) of the best feasible check so far
+        self.best: tuple[float, int, list[np.ndarray]] | None = None
+
+    def record(self, model: Any, epoch: int, phase: str, report: ResourceReport, logs: dict,
+               budget_lambda: float | None = None) -> dict[str, Any]:
+        """Keep the check in ``history``, log it for Keras, and track the best feasible epoch."""
+        feasible = within_budget(report, self.lut, self.dsp)
+        value = logs.get(self.monitor)
+        record: dict[str, Any] = {"epoch": epoch, "phase": phase, "lut": report.lut, "dsp": report.dsp,
+                                  "feasible": feasible, "projected_lut": None}
+        if value is not None:
+            record[self.monitor] = float(value)
+        self.history.append(record)
+        if self.lut is not None:
+            logs["lut"] = int(round(report.lut))
+        if self.dsp is not None:
+            logs["dsp"] = int(report.dsp)
+        if budget_lambda is not None:
+            logs["budget_lambda"] = budget_lambda
+        if self.log_feasible:
+            logs["budget_feasible"] = int(feasible)
+            if value is not None:
+                logs[f"feasible_{self.monitor}"] = float(value) if feasible else (
+                    -np.inf if self.mode == "max" else np.inf)
+        if value is not None:
+            better = self.best is None or (value > self.best[0] if self.mode == "max" else value < self.best[0])
+            if feasible and better:
+                self.best = (float(value), epoch, model.get_weights())
+        elif feasible:  # no metric: the latest feasible epoch
+            self.best = (0.0, epoch, model.get_weights())
+        return record
+
+
+def excess_text(report: ResourceReport, lut: float | None, dsp: int | None) -> str:
+    """``"120 LUTs"``, ``"2 DSPs"`` or both: how far over the budget."""
+    parts = []
+    if lut is not None and report.lut > lut:
+        parts.append(f"{math.ceil(report.lut - lut)} LUTs")
+    if dsp is not None and report.dsp > dsp:
+        parts.append(f"{report.dsp - dsp} DSPs")
+    return " and ".join(parts)
+
+
+def start_line(start: ResourceReport, lut: float | None, dsp: int | None, latency: int | None, method: str,
+               phases: tuple[int, int, int]) -> str:
+    """The budget, the starting cost, the schedule, and what the shown loss includes."""
+    over = not within_budget(start, lut, dsp)
+    ratio = start.lut / lut if lut else 1.0
+    if method == "primal_dual":
+        term = "lambda * LUT/budget (lambda starts at 0 and grows while the model is over)"
+    elif over:
+        term = f"LUT/budget (now {ratio:.1f}) in every step over the budget"
+    else:
+        term = "LUT/budget (at least 1) in any step that goes over the budget"
+    warm, bits, fine = phases
+    plan = "" if not (warm or fine) else (
+        f" Epochs: {warm} warm-up (bits as they start), {bits} learning bits, {fine} fine-tuning the weights "
+        f"(bits frozen).")
+    return (f"budget: {budget_text(lut, dsp, latency)}; the model starts at LUT {start.lut:.0f}, "
+            f"DSP {start.dsp} ({'over' if over else 'within'}).{plan} The training loss includes {term} "
+            f"while the bits learn; val_loss is the task loss alone.")

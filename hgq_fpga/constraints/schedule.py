@@ -1,0 +1,299 @@
+"""The phases of a budgeted training, and the steps that keep the bits inside the budget.
+
+:class:`Schedule` splits ``fit``'s epochs into three phases (the multi-phase
+recipe of Schaefer et al.: float warm-up, bit-width learning, frozen bits):
+
+1. **warm-up** (the first ``warmup`` fraction of the epochs): the weights train
+   at the bits they start with (6 fractional bits by default: close to float);
+   the bits stay as they are and the budget does not steer.
+2. **bits**: the bits learn under the budget (the training rule of
+   :class:`~hgq_fpga.constraints.ResourceBudget`).
+3. **fine-tune** (the last ``finetune`` fraction): the bits are frozen at the
+   values the bits phase ended with (checked, and projected into the budget if
+   needed), and the weights fine-tune to them.
+
+Phase lengths are ``floor(fraction * epochs)``, so a short run (fewer than 5
+epochs with the defaults) is all bits phase, as before the schedule existed.
+
+:class:`BudgetStep` is the step that holds the budget during the bits phase.
+After a batch whose (calibrated) differentiable cost ``c = LUT / budget`` is
+over ``target``, it lowers every layer's fractional bits by the same
+
+.. math::
+
+    \delta = \min\Big(\frac{c - \mathrm{target}}{\sum_l \sigma_l},\ 0.5\Big)
+
+where ``sigma_l`` is the drop of ``c`` when layer ``l``'s bits are all one
+lower (measured on the differentiable estimate, again after every bit of
+shift). That is the shift which brings the linearized cost back to
+``target``: a step sized by how far over the model is, where the optimizer's
+step (Adam's gradient normalization makes it about one learning rate,
+whatever the excess) is far too small for a model that starts at several
+times its budget. Capped at half a bit per batch, so that the linearization
+(and the differentiable estimate, fitted at 2-8 bits) is not trusted far
+from where it was measured. The same shift for every layer (the
+least-squares step ``delta_l ~ sigma_l`` emptied the widest layer first); the
+task gradient then moves bits back up where they matter, so training trades
+bits between layers and elements at a fixed total.
+
+Example:
+    >>> Schedule(0.1, 0.2).phases(30)
+    (3, 21, 6)
+    >>> Schedule(0.1, 0.2).phases(4)
+    (0, 4, 0)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from .hook import RECORD_EVERY, hooked_layers
+
+__all__ = ["BitFreeze", "BudgetStep", "PHASES", "Schedule", "SoftCost", "Steering", "as_schedule"]
+
+#: the phases' names, as ``budget.history`` records them
+PHASES = ("warm-up", "bits", "fine-tune")
+
+
+@dataclasses.dataclass(frozen=True)
+class Schedule:
+    """Fractions of the epochs for the warm-up and the fine-tune phases (the bits phase is the rest)."""
+
+    warmup: float = 0.1
+    finetune: float = 0.2
+
+    def __post_init__(self) -> None:
+        for name in ("warmup", "finetune"):
+            v = getattr(self, name)
+            if not (isinstance(v, numbers.Real) and not isinstance(v, bool) and 0.0 <= v < 1.0):
+                raise ValueError(f"ResourceBudget: schedule {name} is a fraction of the epochs in [0, 1). "
+                                 f"Received: {name}={v!r}")
+        if self.warmup + self.finetune >= 1.0:
+            raise ValueError(f"ResourceBudget: schedule leaves no epoch for the bits to learn: warmup + finetune "
+                             f"= {self.warmup + self.finetune:g} (must be below 1)")
+
+    def phases(self, epochs: int) -> tuple[int, int, int]:
+        """``(warm-up, bits, fine-tune)`` epochs of a run of ``epochs``; the bits phase keeps at least one."""
+        warm = int(math.floor(self.warmup * epochs + 1e-9))
+        fine = int(math.floor(self.finetune * epochs + 1e-9))
+        if warm + fine >= epochs:
+            warm = fine = 0
+        return warm, epochs - warm - fine, fine
+
+
+def as_schedule(schedule: Any) -> Schedule:
+    """``schedule=`` of :class:`ResourceBudget`: a :class:`Schedule`, a ``(warmup, finetune)`` pair or None
+    (every epoch learns bits)."""
+    if schedule is None:
+        return Schedule(0.0, 0.0)
+    if isinstance(schedule, Schedule):
+        return schedule
+    if isinstance(schedule, (tuple, list)) and len(schedule) == 2:
+        return Schedule(*schedule)
+    raise ValueError(f"ResourceBudget: schedule must be a Schedule, a (warmup, finetune) pair of fractions of "
+                     f"the epochs, or None (bits learn in every epoch). Received: schedule={schedule!r}")
+
+
+class SoftCost:
+    """Each hooked layer's differentiable LUTs with all its trainable bits lowered by ``shift``
+    (:meth:`luts`), outside the training step. Compiled once with ``tf.function`` on
+    TensorFlow, where the same ops run eagerly take about 20 ms a layer."""
+
+    def __init__(self, model: Any) -> None:
+        self.layers = hooked_layers(model)
+
+        def luts(shift: Any) -> Any:
+            out = []
+            for layer in self.layers:
+                pack = getattr(layer, "bits_pack", None)
+                fs = {} if pack is None else {k: v - ops.cast(shift, v.dtype) for k, v in pack.values().items()}
+                out.append(ops.cast(layer.luts_for(fs), "float32"))
+            return ops.stack(out)
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            luts = tf.function(luts, autograph=False)
+        self._luts = luts
+
+    def luts(self, shift: float = 0.0) -> np.ndarray:
+        """Per-layer differentiable LUTs (float64) with the bits lowered by ``shift``."""
+        return np.asarray(ops.convert_to_numpy(self._luts(ops.convert_to_tensor(float(shift), "float32"))),
+                          np.float64)
+
+
+def _slots(optimizer: Any, variable: Any) -> list[Any] | None:
+    """The optimizer's slot variables of ``variable`` (momenta, ...): Keras names them
+    ``<variable path with _ for />_<slot>``. None if the optimizer is not built yet."""
+    if optimizer is None or not getattr(optimizer, "built", False):
+        return None
+    prefix = variable.path.replace("/", "_") + "_"
+    return [v for v in optimizer.variables if v.name.startswith(prefix) and tuple(v.shape) == tuple(variable.shape)]
+
+
+class BitFreeze:
+    """Hold every hooked layer's fractional bits at the values taken by :meth:`take`.
+
+    The budget hook already zeroes the bits' gradient (``task_share = weight = 0``);
+    :meth:`take` also zeroes the optimizer's slots of the bit variables, so that
+    its update is exactly zero (Adam: ``m = v = 0``, SGD: no momentum). Only an
+    optimizer with weight decay still moves them: then :meth:`hold` runs after
+    every batch (``every_batch``); otherwise after every epoch, as a check.
+    """
+
+    def __init__(self) -> None:
+        self.values: list[tuple[Any, Any]] = []
+        self.every_batch = False
+
+    def take(self, model: Any) -> None:
+        optimizer = getattr(model, "optimizer", None)
+        self.values = [(p.f, ops.convert_to_tensor(ops.convert_to_numpy(p.f))) for p in _packs(model)]
+        self.every_batch = bool(getattr(optimizer, "weight_decay", None))
+        for v, _ in self.values:
+            for slot in _slots(optimizer, v) or []:
+                slot.assign(ops.zeros_like(slot))
+
+    def hold(self) -> None:
+        """Put the frozen values back."""
+        for v, a in self.values:
+            v.assign(a)
+
+    def clear(self) -> None:
+        self.values = []
+
+
+def _packs(model: Any) -> list[Any]:
+    """The packed fractional-bit variable of each hooked layer that has one."""
+    return [layer.bits_pack for layer in hooked_layers(model) if getattr(layer, "bits_pack", None) is not None]
+
+
+class BudgetStep:
+    """The bits phase's step (see the module docstring), for ``model`` and its budget hook's scale."""
+
+    #: aim a little below the budget, so that the next batches' drift stays within it
+    TARGET = 0.98
+    #: at most this many bits per batch
+    MAX_SHIFT = 0.5
+
+    def __init__(self, soft: SoftCost, scale: Any) -> None:
+        self.soft, self.scale = soft, scale
+        self.packs = [getattr(layer, "bits_pack", None) for layer in soft.layers]
+        self.sigma: list[float] = []
+        self.steps = 0
+        self._moved = 0.0
+
+    def measure(self) -> None:
+        """``sigma_l``: the drop of ``c`` (differentiable LUTs times ``scale = rho / budget``)
+        when layer ``l``'s bits are all one lower."""
+        scale = float(ops.convert_to_numpy(self.scale))
+        now, lower = self.soft.luts(0.0), self.soft.luts(1.0)
+        self.sigma = [max(float(d), 0.0) * scale for d in now - lower]
+        self._moved = 0.0
+
+    def __call__(self, c: float) -> float:
+        """Lower the bits by the step for cost ``c``; returns the shift (bits), 0 if none was due."""
+        total = sum(self.sigma)
+        if c <= self.TARGET or total <= 0.0:
+            return 0.0
+        shift = min((c - self.TARGET) / total, self.MAX_SHIFT)
+        for pack, sigma in zip(self.packs, self.sigma):
+            if pack is None or sigma <= 0.0:  # nothing left to gain there
+                continue
+            f = np.array(ops.convert_to_numpy(pack.f))
+            clip = pack.f.constraint
+            pack.f.assign(np.clip(f - shift, clip.low, clip.high).astype(f.dtype))
+        self.steps += 1
+        self._moved += shift
+        if self._moved >= 1.0:
+            self.measure()
+        return shift
+
+
+class Steering:
+    """How the bits move, phase by phase and batch by batch (the training rule of
+    :class:`~hgq_fpga.constraints.ResourceBudget`, for its ``hook``).
+
+    Bits phase, ``method="constraint"``: after a batch that recorded the cost
+    ``c = LUT / budget`` (one in :data:`~hgq_fpga.constraints.hook.RECORD_EVERY`,
+    every one while the cost gradient is on) and found it over 1, the
+    :class:`BudgetStep`; only if that cannot help (no LUT budget, a DSP budget
+    over) do the bits follow the cost gradient alone for the next batches.
+    ``method="primal_dual"``: ``lambda += dual_lr * (c - 1)`` after every batch.
+    Warm-up and fine-tune: the bits are frozen (:class:`BitFreeze`) and the
+    cost is not computed.
+    """
+
+    def __init__(self, model: Any, hook: Any, method: str, dual_lr: float, lut: float | None) -> None:
+        self.model, self.hook, self.method, self.dual_lr, self.lut = model, hook, method, dual_lr, lut
+        self.soft = SoftCost(model)
+        self.step = BudgetStep(self.soft, hook.scale)
+        self.freeze = BitFreeze()
+        self.scale = float(ops.convert_to_numpy(hook.scale))
+        self.state = (float(ops.convert_to_numpy(hook.weight)), float(ops.convert_to_numpy(hook.task_share)))
+        self.recording = float(ops.convert_to_numpy(hook.active)) > 0.5
+        self.last = 0.0  # the last recorded c
+        self.lam = 0.0
+        self._batches = 0
+
+    def set_scale(self, exact_lut: float) -> None:
+        """Calibrate the differentiable estimate to ``exact_lut`` (``scale = rho / budget``)."""
+        soft = float(self.soft.luts(0.0).sum())
+        rho = exact_lut / soft if soft > 0 and exact_lut > 0 else 1.0
+        self.scale = rho / max(self.lut or soft * rho or 1.0, 1.0)
+        self.hook.scale.assign(self.scale)
+
+    def enter(self, phase: str, measure: bool = True) -> None:
+        """At the start of an epoch of ``phase``; ``measure``: the scale is known (see :meth:`BudgetStep.measure`)."""
+        if phase == PHASES[1]:
+            if self.freeze.values:  # the warm-up is over: the bits follow the training rule
+                self.freeze.clear()
+                self._steer(0.0, 1.0)
+                self.hook.take()
+            self._record(True)
+            if measure:
+                self.step.measure()
+        elif not self.freeze.values:  # warm-up, or the start of the fine-tune: the bits stay as they are
+            self.freeze.take(self.model)
+            self._steer(0.0, 0.0)
+            self._record(False)
+
+    def after_batch(self, dsp_over: bool) -> None:
+        """The rule, after a training batch."""
+        if self.freeze.values:
+            if self.freeze.every_batch:
+                self.freeze.hold()
+            return
+        if self.recording:
+            c = self.last = self.hook.take() * self.scale
+            if self.lut is None:
+                c = 2.0 if dsp_over else 0.0
+            if self.method == "constraint":
+                stepped = self.lut is not None and c > 1.0 and self.step(c) > 0.0
+                over = (c > 1.0 and not stepped) or dsp_over
+                self._steer(1.0 if over else 0.0, 0.0 if over else 1.0)
+            else:
+                self.lam = max(0.0, self.lam + self.dual_lr * (c - 1.0))
+                self._steer(self.lam, 1.0)
+        self._batches += 1
+        self._record(self.method == "primal_dual" or self.state[0] > 0.0
+                     or self._batches % RECORD_EVERY == 0)
+
+    def _steer(self, weight: float, task_share: float) -> None:
+        """Set the hook's cost weight and task share (assigned only when they change)."""
+        if (weight, task_share) != self.state:
+            self.state = (weight, task_share)
+            self.hook.weight.assign(weight)
+            self.hook.task_share.assign(task_share)
+
+    def _record(self, on: bool) -> None:
+        """Whether the next step computes and records the cost."""
+        if on != self.recording:
+            self.recording = on
+            self.hook.active.assign(1.0 if on else 0.0)
