@@ -62,10 +62,11 @@ test-tf: export NUMBA_DISABLE_JIT = 1
 test-tf: $(VENV)/.test
 	KERAS_BACKEND=tensorflow $(PY) -m pytest $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist loadfile)
 
-# budgeted training on JAX: the budget met, steering a trained model, the tracked ranges, the floor
+# budgeted training on JAX: the budget met, steering a trained model, the tracked ranges, the floor,
+# the schedule and the step
 # (repair, sensitivities, the messages and the result's tables run on TensorFlow only); the two-device
 # test (tests/constraints/test_multidevice.py) starts both backends itself in the TensorFlow run
-JAX_BUDGET := budget_is_met and 0.1 and not primal_dual or steers or tracked or floor
+JAX_BUDGET := budget_is_met and 0.1 and not primal_dual or steers or tracked or floor or schedule_freezes or step_rule_brings
 test-jax: $(VENV)/.test
 	KERAS_BACKEND=jax $(PY) -m pytest -m "not slow" tests/fixed tests/quantizers tests/layers tests/test_calibration.py
 	KERAS_BACKEND=jax $(PY) -m pytest -m "not slow" tests/constraints/test_budget.py -k "$(JAX_BUDGET)"

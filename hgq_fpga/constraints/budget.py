@@ -1,17 +1,21 @@
 """``ResourceBudget``: train under a LUT/DSP budget, with a guarantee.
 
-The epochs follow a schedule (``schedule=``, :mod:`~hgq_fpga.constraints.schedule`):
+The epochs may follow a schedule (``schedule=``, :mod:`~hgq_fpga.constraints.schedule`):
 a warm-up at the starting bits, then the bits learn under the budget, then
-they are frozen while the weights fine-tune. While the bits learn, two rules
-steer them:
+they are frozen while the weights fine-tune (default: the bits learn in every
+epoch). While the bits learn, three rules steer them:
 
 * ``method="constraint"`` (default; constraint-guided, after CGMQ,
-  arXiv:2409.20138): after each batch, the differentiable LUT estimate
-  (calibrated to the exact one) is compared with the budget. While it is
-  within, the bits follow the task loss alone. When a batch ends over it, a
-  projected step lowers each layer's bits by an amount sized by the excess
-  (:class:`~hgq_fpga.constraints.schedule.BudgetStep`), back to the budget;
-  the weights always follow the task loss. No strength to tune.
+  arXiv:2409.20138): the differentiable LUT estimate (calibrated to the exact
+  one) is compared with the budget after a batch. While it is within, the
+  bits follow the task loss alone; while it is over, the cost gradient alone
+  (the weights always follow the task loss). No strength to tune.
+* ``method="step"``: as ``constraint``, but a batch that ends over the budget
+  is followed by a step that lowers every layer's bits by the excess over the
+  cost per bit (:class:`~hgq_fpga.constraints.schedule.BudgetStep`), and one
+  far over it (25%) by a projection. It holds the budget within the epoch;
+  measured on the digits models (BENCHMARKS.md) it costs accuracy at tight
+  budgets, so it is not the default.
 * ``method="primal_dual"`` (after Hounie et al., arXiv:2210.15623): the loss
   is ``task + lambda * LUT / budget`` and ``lambda`` rises by
   ``dual_lr * (LUT / budget - 1)`` after each batch (never below 0).
@@ -28,10 +32,10 @@ the architecture can reach raises ``ValueError`` before training. An epoch
 whose check finds the model over the budget is followed by a projection
 (``project=True``): the repair step, and training goes on from there.
 
-The exact checks (the end of the bits phase, the last epoch, and others as
-``check_every`` says: by default as often as they take at most 10% of the
-training time) use the activation ranges tracked in training; the first and
-the final estimates calibrate on ``calibration_data`` when it is given. Each
+The exact checks (every ``check_every`` epochs, the end of the bits phase and
+the last epoch; ``check_every="auto"``: as often as they take at most 10% of
+the training time) calibrate on ``calibration_data`` (without it, on the
+activation ranges tracked in training). Each
 check is recorded in ``budget.history`` (one dict per check: ``epoch``,
 ``phase``, ``lut``, ``dsp``, ``feasible``, the monitored metric,
 ``projected_lut``) and logged for Keras (History, progress bar, TensorBoard)
@@ -121,14 +125,14 @@ class ResourceBudget(keras.callbacks.Callback):
             further until the project's pipeline is that short
             (:func:`~hgq_fpga.constraints.repair.shorten_pipeline`), which raises
             ``RuntimeError`` if the weights reach their lowest bits first.
-        method: ``"constraint"`` or ``"primal_dual"``.
+        method: ``"constraint"``, ``"step"`` or ``"primal_dual"``.
         schedule: the phases (:class:`~hgq_fpga.constraints.schedule.Schedule`: warm-up
             with the starting bits, bits learning under the budget, frozen bits while
-            the weights fine-tune), as fractions of ``epochs``; default 10% warm-up and
-            20% fine-tune. None: the bits learn in every epoch.
+            the weights fine-tune), as fractions of ``epochs``, e.g. ``Schedule(0.1, 0.2)``.
+            None (default): the bits learn in every epoch.
         dual_lr: step of ``lambda`` for ``primal_dual``.
         monitor, mode: the metric for choosing the best feasible epoch.
-        check_every: epochs between exact checks, or ``"auto"`` (default): a check
+        check_every: epochs between exact checks (default 1), or ``"auto"``: a check
             after an epoch whenever the checks so far took at most
             :data:`CHECK_SHARE` (10%) of the training time. The end of the bits phase
             and the last epoch are always checked; the warm-up never is.
@@ -179,11 +183,11 @@ class ResourceBudget(keras.callbacks.Callback):
         clock_period: float = 5.0,
         latency_cutoff: float | None = None,
         method: str = "constraint",
-        schedule: Schedule | tuple[float, float] | None = Schedule(),
+        schedule: Schedule | tuple[float, float] | None = None,
         dual_lr: float = 0.05,
         monitor: str = "val_accuracy",
         mode: str = "max",
-        check_every: int | str = "auto",
+        check_every: int | str = 1,
         restore_best_feasible: bool = True,
         repair: bool = True,
         project: bool = True,
@@ -209,24 +213,16 @@ class ResourceBudget(keras.callbacks.Callback):
         self.dual_lr = float(dual_lr)
         self.monitor, self.mode = monitor, mode
         self.check_every = check_every if check_every == "auto" else int(check_every)
-        self.restore_best_feasible = restore_best_feasible
-        self.do_repair = repair
-        self.project = project
-        self.log_feasible = log_feasible
-        self._projections = 0
-        self.verbose = verbose
-        self.sensitivities = sensitivities
+        self.restore_best_feasible, self.do_repair, self.project = restore_best_feasible, repair, project
+        self.log_feasible, self.verbose, self.sensitivities = log_feasible, verbose, sensitivities
         self.hook: CostHook | None = None
         self.result: BudgetResult | None = None
         self.history: list[dict[str, Any]] = []
-        self._dsp_over = False
-        self._pending: list[str] = []
-        self._rescale, self._start_lut = False, 0.0
-        self._deferred = False
-        self._phases = (0, 1, 0)
         self.steering: Steering | None = None
+        self._projections, self._dsp_over, self._pending = 0, False, []
+        self._rescale, self._start_lut, self._deferred = False, 0.0, False
+        self._phases, self._epoch = (0, 1, 0), 0
         self._t_train = self._t_checks = self._t0 = 0.0
-        self._epoch = 0
 
     # -- setup ------------------------------------------------------------------
     def set_model(self, model: keras.Model) -> None:
@@ -273,7 +269,9 @@ class ResourceBudget(keras.callbacks.Callback):
         self._pending = []
         self._phases = self.schedule.phases(int((self.params or {}).get("epochs", 1)))
         self._t_train = self._t_checks = 0.0
-        self.steering = Steering(self.model, self.hook, self.method, self.dual_lr, self.lut)
+        self.steering = Steering(self.model, self.hook, self.method, self.dual_lr, self.lut,
+                                 exact=lambda: exact_estimate(self.model, self.x, **self.kwargs).lut,
+                                 project=self._project)
         # without data, the estimates use the ranges training tracks: there are some after the first batch
         self._deferred = self.x is None
         if not self._deferred:
@@ -337,11 +335,10 @@ class ResourceBudget(keras.callbacks.Callback):
 
     # -- checks -----------------------------------------------------------------
     def _check(self, epoch: int, logs: dict | None = None) -> ResourceReport:
-        """The exact estimate now; with ``logs``, record and log it for ``epoch``. The
-        first check calibrates on ``calibration_data``; the checks in training on the
-        ranges tracked in training (no pass over the data)."""
+        """The exact estimate now, calibrated on ``calibration_data`` (without it, on the
+        ranges tracked in training); with ``logs``, record and log it for ``epoch``."""
         t0 = time.perf_counter()
-        report = exact_estimate(self.model, self.x if logs is None else None, **self.kwargs)
+        report = exact_estimate(self.model, self.x, **self.kwargs)
         self._set_scale(report.lut)
         self._dsp_over = self.dsp is not None and report.dsp > self.dsp
         if logs is not None:
@@ -367,6 +364,8 @@ class ResourceBudget(keras.callbacks.Callback):
         self._sync()
         self.steering.freeze.hold()  # (frozen phases) exactly the frozen bits, whatever the optimizer did
         last = epoch + 1 >= (self.params or {}).get("epochs", epoch + 1)
+        if epoch + 1 == self._phases[0] and not last:  # the warm-up's end: calibrate the step's cost
+            self._set_scale(exact_estimate(self.model, self.x, **self.kwargs).lut)
         if not self._due(epoch, last):
             return
         report = self._check(epoch, logs)
@@ -398,7 +397,7 @@ class ResourceBudget(keras.callbacks.Callback):
         try:
             # a little below the budget, so that the next epoch's drift stays within it
             lut = None if self.lut is None else self.lut * PROJECTION_MARGIN
-            done = repair_to_budget(self.model, None, lut=lut, dsp=self.dsp, **self.kwargs)
+            done = repair_to_budget(self.model, self.x, lut=lut, dsp=self.dsp, **self.kwargs)
         finally:
             restore(self.model, saved)
         self._projections += 1

@@ -24,8 +24,9 @@ over ``target``, it lowers every layer's fractional bits by the same
     \delta = \min\Big(\frac{c - \mathrm{target}}{\sum_l \sigma_l},\ 0.5\Big)
 
 where ``sigma_l`` is the drop of ``c`` when layer ``l``'s bits are all one
-lower (measured on the differentiable estimate, again after every bit of
-shift). That is the shift which brings the linearized cost back to
+lower (measured on the differentiable estimate; after every bit of shift
+the exact estimate calibrates ``c`` and ``sigma`` again, since the
+differentiable form drifts from it as bits fall). That is the shift which brings the linearized cost back to
 ``target``: a step sized by how far over the model is, where the optimizer's
 step (Adam's gradient normalization makes it about one learning rate,
 whatever the excess) is far too small for a model that starts at several
@@ -48,7 +49,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import numbers
-from typing import Any
+from typing import Any, Callable
 
 import keras
 import numpy as np
@@ -154,11 +155,13 @@ class BitFreeze:
 
     def take(self, model: Any) -> None:
         optimizer = getattr(model, "optimizer", None)
-        self.values = [(p.f, ops.convert_to_tensor(ops.convert_to_numpy(p.f))) for p in _packs(model)]
+        # numpy copies: on JAX a variable assigned a device array holds that very buffer,
+        # which the next training step donates (deletes)
+        self.values = [(p.f, np.array(ops.convert_to_numpy(p.f))) for p in _packs(model)]
         self.every_batch = bool(getattr(optimizer, "weight_decay", None))
         for v, _ in self.values:
             for slot in _slots(optimizer, v) or []:
-                slot.assign(ops.zeros_like(slot))
+                slot.assign(ops.zeros(slot.shape, slot.dtype))
 
     def hold(self) -> None:
         """Put the frozen values back."""
@@ -182,8 +185,8 @@ class BudgetStep:
     #: at most this many bits per batch
     MAX_SHIFT = 0.5
 
-    def __init__(self, soft: SoftCost, scale: Any) -> None:
-        self.soft, self.scale = soft, scale
+    def __init__(self, soft: SoftCost, scale: Any, recalibrate: Callable[[], None] | None = None) -> None:
+        self.soft, self.scale, self.recalibrate = soft, scale, recalibrate
         self.packs = [getattr(layer, "bits_pack", None) for layer in soft.layers]
         self.sigma: list[float] = []
         self.steps = 0
@@ -211,29 +214,40 @@ class BudgetStep:
             pack.f.assign(np.clip(f - shift, clip.low, clip.high).astype(f.dtype))
         self.steps += 1
         self._moved += shift
-        if self._moved >= 1.0:
-            self.measure()
+        if self._moved >= 1.0:  # far from where c and sigma were calibrated: again, exactly if possible
+            (self.recalibrate or self.measure)()
         return shift
+
+
+#: a recorded cost above this many times the budget is projected at once (the repair step) instead of stepped
+PROJECT_ABOVE = 1.25
 
 
 class Steering:
     """How the bits move, phase by phase and batch by batch (the training rule of
     :class:`~hgq_fpga.constraints.ResourceBudget`, for its ``hook``).
 
-    Bits phase, ``method="constraint"``: after a batch that recorded the cost
-    ``c = LUT / budget`` (one in :data:`~hgq_fpga.constraints.hook.RECORD_EVERY`,
-    every one while the cost gradient is on) and found it over 1, the
-    :class:`BudgetStep`; only if that cannot help (no LUT budget, a DSP budget
-    over) do the bits follow the cost gradient alone for the next batches.
+    Bits phase: after a batch that recorded the cost ``c = LUT / budget`` (one in
+    :data:`~hgq_fpga.constraints.hook.RECORD_EVERY`; every one while the last
+    recorded ``c`` was over 1 or the cost gradient is on) and found it over 1:
+    ``method="constraint"``, the bits follow the cost gradient alone until a
+    recorded ``c`` is within; ``method="step"``, the :class:`BudgetStep`; over
+    :data:`PROJECT_ABOVE` (a model that starts far over its budget), a
+    projection (``project()``: the repair step, which picks the bits that cost
+    the least accuracy; a uniform cut of several bits emptied layers), and the
+    cost gradient only where the step cannot help (no LUT budget, a DSP budget over).
     ``method="primal_dual"``: ``lambda += dual_lr * (c - 1)`` after every batch.
     Warm-up and fine-tune: the bits are frozen (:class:`BitFreeze`) and the
     cost is not computed.
     """
 
-    def __init__(self, model: Any, hook: Any, method: str, dual_lr: float, lut: float | None) -> None:
+    def __init__(self, model: Any, hook: Any, method: str, dual_lr: float, lut: float | None,
+                 exact: Callable[[], float] | None = None, project: Callable[[], Any] | None = None) -> None:
         self.model, self.hook, self.method, self.dual_lr, self.lut = model, hook, method, dual_lr, lut
         self.soft = SoftCost(model)
-        self.step = BudgetStep(self.soft, hook.scale)
+        self.exact, self.recalibrations = exact, 0
+        self.project, self.projections = project, 0
+        self.step = BudgetStep(self.soft, hook.scale, self._recalibrate if exact is not None else None)
         self.freeze = BitFreeze()
         self.scale = float(ops.convert_to_numpy(hook.scale))
         self.state = (float(ops.convert_to_numpy(hook.weight)), float(ops.convert_to_numpy(hook.task_share)))
@@ -248,6 +262,12 @@ class Steering:
         rho = exact_lut / soft if soft > 0 and exact_lut > 0 else 1.0
         self.scale = rho / max(self.lut or soft * rho or 1.0, 1.0)
         self.hook.scale.assign(self.scale)
+
+    def _recalibrate(self) -> None:
+        """After a bit of steps: the exact estimate (``exact()``) calibrates ``c`` and ``sigma`` again."""
+        self.recalibrations += 1
+        self.set_scale(self.exact())
+        self.step.measure()
 
     def enter(self, phase: str, measure: bool = True) -> None:
         """At the start of an epoch of ``phase``; ``measure``: the scale is known (see :meth:`BudgetStep.measure`)."""
@@ -274,15 +294,20 @@ class Steering:
             c = self.last = self.hook.take() * self.scale
             if self.lut is None:
                 c = 2.0 if dsp_over else 0.0
-            if self.method == "constraint":
-                stepped = self.lut is not None and c > 1.0 and self.step(c) > 0.0
+            if self.method == "step" and c > PROJECT_ABOVE and self.project is not None and self.lut is not None:
+                self.projections += 1  # far over: the repair step's choice of bits, not a uniform cut
+                self.project()
+                self.step.measure()
+                self.last = c = BudgetStep.TARGET
+            if self.method in ("constraint", "step"):
+                stepped = self.method == "step" and self.lut is not None and c > 1.0 and self.step(c) > 0.0
                 over = (c > 1.0 and not stepped) or dsp_over
                 self._steer(1.0 if over else 0.0, 0.0 if over else 1.0)
             else:
                 self.lam = max(0.0, self.lam + self.dual_lr * (c - 1.0))
                 self._steer(self.lam, 1.0)
         self._batches += 1
-        self._record(self.method == "primal_dual" or self.state[0] > 0.0
+        self._record(self.method == "primal_dual" or self.state[0] > 0.0 or self.last > 1.0
                      or self._batches % RECORD_EVERY == 0)
 
     def _steer(self, weight: float, task_share: float) -> None:

@@ -9,6 +9,7 @@ import pytest
 import hgq_fpga
 from hgq_fpga.constraints import ResourceBudget, minimum_cost, repair_to_budget
 from hgq_fpga.constraints.budget import BACKENDS
+from hgq_fpga.constraints.schedule import Schedule
 from hgq_fpga.datasets import digits
 from hgq_fpga.layers import QDense
 from hgq_fpga.resources import CostModel, estimate
@@ -345,3 +346,53 @@ def test_latency_budget_of_the_rtl_project(data, full):
     hgq_fpga.calibrate(model, x)
     assert estimate(model, backend="rtl", clock_period=1.2).latency_cycles == report.latency_cycles
     assert f"latency <= {cycles - 1} cycles" in str(cb.result)
+
+
+def _bits(model) -> list[np.ndarray]:
+    sync = getattr(model, "jax_state_sync", None)
+    if sync is not None:
+        sync()
+    return [np.array(keras.ops.convert_to_numpy(layer.bits_pack.f)) for layer in model.layers]
+
+
+def test_the_schedule_freezes_the_bits_in_the_warm_up_and_the_fine_tune(data, full):
+    """10 epochs: 1 warm-up, 7 learning bits, 2 fine-tuning. The bits do not move
+    while frozen (exactly, whatever Adam's momentum); the checks come after the
+    bits phase and the last epoch at least, never in the warm-up."""
+    x, y, xv, yv = data
+    model = mlp()
+    model.fit(x[:64], y[:64], epochs=1, verbose=0)  # Adam's moments of the bits are not zero
+    start = _bits(model)
+    seen: list[list[np.ndarray]] = []
+    probe = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: seen.append(_bits(model)))
+    cb = ResourceBudget(lut=0.2 * full, calibration_data=x, verbose=0, schedule=Schedule(0.1, 0.2), check_every="auto")
+    model.fit(x, y, validation_data=(xv, yv), epochs=10, verbose=0, callbacks=[cb, probe])
+    assert cb.result.feasible and cb.phase(0) == "warm-up" and cb.phase(9) == "fine-tune"
+    assert all(np.array_equal(a, b) for a, b in zip(start, seen[0]))  # the warm-up
+    assert any(not np.array_equal(a, b) for a, b in zip(seen[0], seen[6]))  # the bits learned
+    for epoch in (8, 9):  # frozen at what the bits phase (and its check) ended with
+        assert all(np.array_equal(a, b) for a, b in zip(seen[7], seen[epoch]))
+    checked = [h["epoch"] for h in cb.history]
+    assert 0 not in checked and {7, 9} <= set(checked)
+    assert {h["phase"] for h in cb.history if h["epoch"] == 9} == {"fine-tune"}
+
+
+def test_the_step_rule_brings_a_model_far_over_its_budget_inside_it_by_the_first_check(data, full):
+    """About 10x over at the start: method="step" projects at once (more than 25% over)
+    and then steps by the excess, so the first epoch's exact check is inside the
+    budget; the cost gradient alone (the default rule, next test) is not."""
+    x, y, xv, yv = data
+    model = mlp()
+    cb = ResourceBudget(lut=0.1 * full, calibration_data=x, verbose=0, method="step")
+    model.fit(x, y, validation_data=(xv, yv), epochs=3, verbose=0, callbacks=[cb])
+    assert cb.history[0]["feasible"] and all(h["projected_lut"] is None for h in cb.history)
+    assert cb.steering.projections >= 1 and cb.result.feasible and cb.result.repair.rounds == 0
+    assert cb.history[-1]["val_accuracy"] > 0.3  # learning (chance: 0.1; collapsed bits gave 0.09-0.16)
+
+
+def test_without_the_step_the_same_model_ends_its_first_epoch_over_the_budget(data, full):
+    """The control for the test above: the cost gradient alone (the default rule)."""
+    x, y, xv, yv = data
+    cb = ResourceBudget(lut=0.1 * full, calibration_data=x, verbose=0)
+    mlp().fit(x, y, validation_data=(xv, yv), epochs=1, verbose=0, callbacks=[cb])
+    assert not cb.history[0]["feasible"] and cb.result.feasible  # the final repair, not training, met it
