@@ -322,16 +322,17 @@ class ResourceBudget(keras.callbacks.Callback):
         self.steering.set_scale(exact_lut)
 
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
-        self._sync()
         if self._deferred:
+            self._sync()
             self._deferred = False
             self._begin()
         if self._rescale:  # else the first epoch's cost term (and the shown loss) is off by up to 10x
+            self._sync()
             self._rescale = False
             self._set_scale(self._start_lut)
             if self.phase(self._epoch) == PHASES[1]:
                 self.steering.step.measure()
-        self.steering.after_batch(self._dsp_over)
+        self.steering.after_batch(self._dsp_over, self._sync)
 
     # -- checks -----------------------------------------------------------------
     def _check(self, epoch: int, logs: dict | None = None) -> ResourceReport:

@@ -227,9 +227,9 @@ class Steering:
     """How the bits move, phase by phase and batch by batch (the training rule of
     :class:`~hgq_fpga.constraints.ResourceBudget`, for its ``hook``).
 
-    Bits phase: after a batch that recorded the cost ``c = LUT / budget`` (one in
+    Bits phase: after a batch that reads the cost ``c = LUT / budget`` (one in
     :data:`~hgq_fpga.constraints.hook.RECORD_EVERY`; every one while the last
-    recorded ``c`` was over 1 or the cost gradient is on) and found it over 1:
+    ``c`` was over 1 or the cost gradient is on) and finds it over 1:
     ``method="constraint"``, the bits follow the cost gradient alone until a
     recorded ``c`` is within; ``method="step"``, the :class:`BudgetStep`; over
     :data:`PROJECT_ABOVE` (a model that starts far over its budget), a
@@ -254,7 +254,10 @@ class Steering:
         self.recording = float(ops.convert_to_numpy(hook.active)) > 0.5
         self.last = 0.0  # the last recorded c
         self.lam = 0.0
-        self._batches = 0
+        self._batches = self._since = 0
+        # TensorFlow skips the cost in steps with active = 0 (tf.cond); on JAX the step
+        # computes it anyway, so active stays 1 there and a read averages the steps since the last
+        self.toggle = keras.backend.backend() == "tensorflow"
 
     def set_scale(self, exact_lut: float) -> None:
         """Calibrate the differentiable estimate to ``exact_lut`` (``scale = rho / budget``)."""
@@ -276,6 +279,8 @@ class Steering:
                 self.freeze.clear()
                 self._steer(0.0, 1.0)
                 self.hook.take()
+                self._since = 0
+            self._batches = 0
             self._record(True)
             if measure:
                 self.step.measure()
@@ -284,31 +289,45 @@ class Steering:
             self._steer(0.0, 0.0)
             self._record(False)
 
-    def after_batch(self, dsp_over: bool) -> None:
-        """The rule, after a training batch."""
+    def after_batch(self, dsp_over: bool, sync: Callable[[], None] = lambda: None) -> None:
+        """The rule, after a training batch. ``sync()`` makes the training state readable
+        and assignable (JAX); it is called only on the batches that read or move anything."""
         if self.freeze.values:
             if self.freeze.every_batch:
+                sync()
                 self.freeze.hold()
             return
-        if self.recording:
-            c = self.last = self.hook.take() * self.scale
-            if self.lut is None:
-                c = 2.0 if dsp_over else 0.0
-            if self.method == "step" and c > PROJECT_ABOVE and self.project is not None and self.lut is not None:
-                self.projections += 1  # far over: the repair step's choice of bits, not a uniform cut
-                self.project()
-                self.step.measure()
-                self.last = c = BudgetStep.TARGET
-            if self.method in ("constraint", "step"):
-                stepped = self.method == "step" and self.lut is not None and c > 1.0 and self.step(c) > 0.0
-                over = (c > 1.0 and not stepped) or dsp_over
-                self._steer(1.0 if over else 0.0, 0.0 if over else 1.0)
-            else:
-                self.lam = max(0.0, self.lam + self.dual_lr * (c - 1.0))
-                self._steer(self.lam, 1.0)
         self._batches += 1
-        self._record(self.method == "primal_dual" or self.state[0] > 0.0 or self.last > 1.0
-                     or self._batches % RECORD_EVERY == 0)
+        self._since += self.recording
+        if self._urgent() or self._batches % RECORD_EVERY == 1:  # the 1st, 5th, ... batch of each bits epoch
+            sync()
+            if self._since:
+                self._rule(self.hook.take() / self._since * self.scale, dsp_over)
+                self._since = 0
+        if self.toggle:  # the next step computes the cost if it will be read
+            self._record(self._urgent() or (self._batches + 1) % RECORD_EVERY == 1)
+
+    def _urgent(self) -> bool:
+        """Whether the cost is read after every batch: primal-dual, or over the budget."""
+        return self.method == "primal_dual" or self.state[0] > 0.0 or self.last > 1.0
+
+    def _rule(self, c: float, dsp_over: bool) -> None:
+        """Steer for a recorded (mean) cost ``c = LUT / budget``."""
+        self.last = c
+        if self.lut is None:
+            c = 2.0 if dsp_over else 0.0
+        if self.method == "step" and c > PROJECT_ABOVE and self.project is not None and self.lut is not None:
+            self.projections += 1  # far over: the repair step's choice of bits, not a uniform cut
+            self.project()
+            self.step.measure()
+            self.last = c = BudgetStep.TARGET
+        if self.method in ("constraint", "step"):
+            stepped = self.method == "step" and self.lut is not None and c > 1.0 and self.step(c) > 0.0
+            over = (c > 1.0 and not stepped) or dsp_over
+            self._steer(1.0 if over else 0.0, 0.0 if over else 1.0)
+        else:
+            self.lam = max(0.0, self.lam + self.dual_lr * (c - 1.0))
+            self._steer(self.lam, 1.0)
 
     def _steer(self, weight: float, task_share: float) -> None:
         """Set the hook's cost weight and task share (assigned only when they change)."""

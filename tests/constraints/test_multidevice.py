@@ -59,13 +59,15 @@ class Probe(keras.callbacks.Callback):
                                 for cs in copies if cs] or [0.0]))
 
     def on_train_batch_end(self, batch, logs=None):
-        if not self.budget.steering.recording:  # this step did not compute the cost
+        steering = self.budget.steering  # the steps that recorded their cost since the budget's last read
+        steps = steering._since + steering.recording
+        if not steps:
             return
         sync = getattr(self.model, "jax_state_sync", None)
         if sync is not None:
             sync()
         acc = float(ops.convert_to_numpy(self.budget.hook.acc))
-        self.ratios.append(acc / float(ops.convert_to_numpy(model_luts(self.model))))
+        self.ratios.append(acc / steps / float(ops.convert_to_numpy(model_luts(self.model))))
 
 
 def train():
