@@ -145,6 +145,9 @@ def test_wide_accumulator_is_exact_beyond_int64():
                                    kernel_quantizer={"f0": 40, "f_max": 48},
                                    bias_quantizer={"f0": 40, "f_max": 48})]
     )
+    # fixed weights: the bound below depends on them (a random draw put it at 0.98 * 2**62
+    # once, when pytest-xdist ran the file in a worker whose random state differed)
+    model.layers[0].kernel.assign(np.array([[0.9], [-0.7], [0.8], [0.6]], "float32"))
     x = np.array([[1.0 / 3, -2.0 / 7, 5.5, 1e-9]], "float32")
     hgq_fpga.calibrate(model, x)
     graph = build_ir(model)
