@@ -1,14 +1,15 @@
 """Does the training rule hold the budget by itself? Digits MLP and CNN at fixed LUT budgets, several seeds.
 
 Run:  python benchmarks/budget_holding.py [--models mlp cnn] [--seeds 0 1 2] [--epochs 30]
-                                          [--fractions 0.05 0.1 0.2 0.35 0.5] [--json out.json]
+                                          [--fractions 0.05 0.1 0.2 0.35 0.5] [--method constraint]
+                                          [--schedule WARMUP FINETUNE] [--json out.json]
 
 The budgets are fractions of the unconstrained models of BENCHMARKS.md's
 budget table (MLP 85,616 LUTs, CNN 72,426: 30 epochs, seed 0), so that the
 accuracies compare with that table's. Each run trains the model of
 ``examples/budget_sweep.py`` from its seed (the digits split is seed 0's for
 every run) with ``ResourceBudget(lut=..., calibration_data=x_train,
-check_every=1)`` and its other defaults (the schedule included), 30 epochs,
+check_every=1, method=--method, schedule=--schedule)``, 30 epochs,
 batch 32, Adam 3e-3, and ``validation_data`` the test split (as the table's).
 ``check_every=1`` takes the exact estimate after every epoch, so every epoch
 that ends over the budget is seen (and projected).
@@ -37,6 +38,8 @@ import numpy as np  # noqa: E402
 from budget_sweep import compiled  # noqa: E402
 
 import hgq_fpga  # noqa: E402
+from hgq_fpga.constraints.options import METHODS  # noqa: E402
+from hgq_fpga.constraints.schedule import Schedule  # noqa: E402
 from hgq_fpga.datasets import digits  # noqa: E402
 
 #: the unconstrained models of BENCHMARKS.md's budget table (their 100%)
@@ -46,13 +49,14 @@ TABLE = {"mlp": {0.05: 0.889, 0.1: 0.948, 0.2: 0.976, 0.35: 0.970, 0.5: 0.970},
          "cnn": {0.05: 0.724, 0.1: 0.852, 0.2: 0.911, 0.35: 0.948, 0.5: 0.963}}
 
 
-def run(model_kind: str, fraction: float, seed: int, epochs: int) -> dict:
+def run(model_kind: str, fraction: float, seed: int, epochs: int, method: str = "constraint",
+        schedule: Schedule | None = None) -> dict:
     d = digits(seed=0, image=model_kind == "cnn")
     keras.utils.set_random_seed(seed)
     model = compiled(model_kind)
     budget = fraction * FULL[model_kind]
     cb = hgq_fpga.ResourceBudget(lut=budget, calibration_data=d.x_train, check_every=1, sensitivities=False,
-                                 verbose=0)
+                                 verbose=0, method=method, schedule=schedule)
     t0 = time.perf_counter()
     model.fit(d.x_train, d.y_train, validation_data=(d.x_test, d.y_test), epochs=epochs, batch_size=32, verbose=0,
               callbacks=[cb])
@@ -60,7 +64,8 @@ def run(model_kind: str, fraction: float, seed: int, epochs: int) -> dict:
     out = np.asarray(hgq_fpga.emulate(model, d.x_test))
     accuracy = float(np.mean(np.argmax(out.reshape(len(out), -1), axis=1) == d.y_test))
     late = [h for h in cb.history if h["epoch"] >= epochs / 4]
-    return {"model": model_kind, "fraction": fraction, "seed": seed, "budget": budget,
+    return {"model": model_kind, "fraction": fraction, "seed": seed, "budget": budget, "method": method,
+            "schedule": None if schedule is None else [schedule.warmup, schedule.finetune],
             "lut": cb.result.report.lut, "feasible": cb.result.feasible, "accuracy": accuracy,
             "late_epochs": len(late), "late_over": sum(not h["feasible"] for h in late),
             "over": sum(not h["feasible"] for h in cb.history), "repair_rounds": cb.result.repair.rounds,
@@ -73,13 +78,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.35, 0.5])
     parser.add_argument("--epochs", type=int, default=30)
+    parser.add_argument("--method", choices=METHODS, default="constraint")
+    parser.add_argument("--schedule", type=float, nargs=2, default=None, metavar=("WARMUP", "FINETUNE"),
+                        help="fractions of the epochs (default: no schedule)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    schedule = None if args.schedule is None else Schedule(*args.schedule)
     rows = []
     for kind in args.models:
         for fraction in args.fractions:
             for seed in args.seeds:
-                rows.append(run(kind, fraction, seed, args.epochs))
+                rows.append(run(kind, fraction, seed, args.epochs, args.method, schedule))
                 r = rows[-1]
                 print(f"{kind} {fraction:.2f} seed {seed}: LUT {r['lut']:.0f} / {r['budget']:.0f} "
                       f"accuracy {r['accuracy']:.3f}, over after the first quarter {r['late_over']}/"

@@ -262,7 +262,9 @@ class Steering:
     def set_scale(self, exact_lut: float) -> None:
         """Calibrate the differentiable estimate to ``exact_lut`` (``scale = rho / budget``)."""
         soft = float(self.soft.luts(0.0).sum())
-        rho = exact_lut / soft if soft > 0 and exact_lut > 0 else 1.0
+        # an exact 0 (every weight rounds to zero) is a calibration too: c = 0, no more cuts
+        # (rho = 1 there kept method="step" cutting a digits CNN that already cost nothing)
+        rho = exact_lut / soft if soft > 0 else 1.0
         self.scale = rho / max(self.lut or soft * rho or 1.0, 1.0)
         self.hook.scale.assign(self.scale)
 
