@@ -43,7 +43,7 @@ def convert_rtl(args: argparse.Namespace, out: Any, model: Any) -> int:
 def synth_rtl(args: argparse.Namespace) -> int:
     """``hgq-fpga synth RTL_DIR [--tool yosys|vivado]``: the project's own build script, its
     cell counts beside the ones the project was written with."""
-    from .backends.rtl.build import TOOLS, project_estimate, synthesize_project
+    from .backends.rtl.build import TOOLS, logic_path, project_estimate, synthesize_project
     from .backends.rtl.synth import ToolMissingError
 
     if args.tool not in TOOLS:
@@ -59,4 +59,9 @@ def synth_rtl(args: argparse.Namespace) -> int:
     print(f"{'estimate':<10} {est.get('lut', '-')!s:>9} {est['ff']!s:>9} {est.get('carry', '-')!s:>7} {0:>5}")
     print(f"{args.tool:<10} {result.lut:>9} {result.ff:>9} {result.carry:>7} {result.dsp:>5}")
     print(f"latency {est['latency_cycles']} cycles; reports in {args.project}/reports ({result.seconds:.0f} s)")
+    if args.tool == "yosys" and est["stage_cells"]:
+        path = logic_path(args.project)
+        print(f"longest logic path between registers: {path.cells} cells ({path.luts} LUT levels, {path.carries} "
+              f"carry cells; {path.delay():.2f} ns by the delay model); deepest stage as written: "
+              f"{max(est['stage_cells'])} cells, cutoff {est['latency_cutoff_ns']:g} ns")
     return EXIT_OK

@@ -6,10 +6,18 @@ tools run by default); its cell counts are read from ``reports/yosys_utilization
 routing) when ``vivado`` is on PATH; the counts are read from
 ``reports/utilization.rpt``.
 
+:func:`logic_path` reads the longest logic path between registers that yosys
+reported (``ltp``, flip-flops and shift-register LUTs cut it): the deepest
+stage as synthesized, to hold against the stage depths the project was
+written with (``stage_cells`` in its name map) and, through the
+:class:`~.pipeline.DelayModel`, against its ``latency_cutoff``.
+
 Example::
 
     result = synthesize_project("my_rtl", progress=True)
     result.lut, result.ff, result.carry
+    path = logic_path("my_rtl")
+    path.cells, path.luts, path.carries, path.delay()
 """
 
 from __future__ import annotations
@@ -18,13 +26,14 @@ import json
 import re
 import time
 from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from ...processes import run_in_group
 from .project import RTL_PROJECT, RtlProject
 from .synth import SynthResult, require_tool, stat_result
 
-__all__ = ["TOOLS", "project_estimate", "synthesize_project"]
+__all__ = ["TOOLS", "LogicPath", "logic_path", "project_estimate", "synthesize_project"]
 
 TOOLS = ("yosys", "vivado")
 
@@ -45,7 +54,57 @@ def project_estimate(project: str | Path | RtlProject) -> dict[str, Any]:
     """The counts :func:`~.project.to_rtl` wrote into the project (``lut``, ``carry``, ``ff``,
     ``srl``, ``latency_cycles``)."""
     meta = json.loads((_root(project) / RTL_PROJECT.marker).read_text())
-    return {**meta.get("estimate", {}), "ff": meta["flip_flops"], "latency_cycles": meta["latency_cycles"]}
+    return {**meta.get("estimate", {}), "ff": meta["flip_flops"], "latency_cycles": meta["latency_cycles"],
+            "stage_cells": meta.get("stage_cells", []), "latency_cutoff_ns": meta.get("latency_cutoff_ns")}
+
+
+@dataclass(frozen=True)
+class LogicPath:
+    """The longest logic path between registers in a yosys synthesis (``ltp``).
+
+    Attributes:
+        cells: cells on the path (yosys's ``length``, an input buffer included).
+        luts: of which LUT levels.
+        muxes: of which wide multiplexers (``MUXF7/8/9``: with the LUTs before them one
+            wider LUT, counted in that LUT's level, as the delay model counts a table).
+        carries: of which carry cells (CARRY4, or CARRY8 on UltraScale+).
+        carry_bits: the bits those carry cells span (4 or 8 each: an upper bound of the
+            bits the path runs through).
+    """
+
+    cells: int
+    luts: int
+    muxes: int
+    carries: int
+    carry_bits: int
+
+    def delay(self, model: Any = None) -> float:
+        """The path's delay by the delay model the registers were placed with (ns):
+        ``luts * lut + carry_bits * carry_bit``."""
+        from .pipeline import DelayModel
+
+        m = model or DelayModel()
+        return self.luts * m.lut + self.carry_bits * m.carry_bit
+
+
+def logic_path(project: str | Path | RtlProject) -> LogicPath:
+    """The longest path of the project's last yosys run (``reports/yosys_depth.txt``, written
+    by :func:`synthesize_project` or ``make yosys``).
+
+    Raises:
+        FileNotFoundError: no yosys run in the project yet.
+    """
+    report = _root(project) / "reports" / "yosys_depth.txt"
+    if not report.is_file():
+        raise FileNotFoundError(f"{report}: not found; run synthesize_project (hgq-fpga synth DIR --tool yosys) first")
+    text = report.read_text()
+    m = re.search(r"length=(\d+)", text)
+    via = [v.lower() for v in re.findall(r"^\s*\d+: .*\(via (\S+)\)\s*$", text, re.MULTILINE)]
+    via = [v for v in via if "iopadmap" not in v]  # input buffers: no logic
+    carry = [v for v in via if "carry" in v]
+    mux = [v for v in via if re.search(r"mux[f]?\d", v)]
+    bits = sum(8 if "carry8" in v else 4 for v in carry)
+    return LogicPath(int(m.group(1)) if m else 0, len(via) - len(carry) - len(mux), len(mux), len(carry), bits)
 
 
 def synthesize_project(project: str | Path | RtlProject, *, tool: str = "yosys", timeout: float = 3600.0,

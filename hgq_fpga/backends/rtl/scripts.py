@@ -69,9 +69,10 @@ def build_scripts(m: ClockedModule, part: str, family: str) -> dict[str, str]:
         "report_timing_summary -file $here/reports/timing.rpt", ""])
     ys = "\n".join([
         "# yosys -s build_yosys.ys: synth_xilinx of the shipped source, flattened (as synthesis tools",
-        "# run by default); cell counts in reports/yosys_utilization.txt, logic depth in reports/yosys_depth.txt",
+        "# run by default); cell counts in reports/yosys_utilization.txt; in reports/yosys_depth.txt the longest",
+        "# logic path between registers (flip-flops and the shift-register LUTs of register chains), in cells",
         f"read_verilog src/{top}.v", f"synth_xilinx -flatten -family {family} -top {top}",
-        "tee -o reports/yosys_utilization.txt stat", "tee -o reports/yosys_depth.txt ltp * t:FD* %d", ""])
+        "tee -o reports/yosys_utilization.txt stat", "tee -o reports/yosys_depth.txt ltp * t:FD* %d t:SRL* %d", ""])
     make = "\n".join([
         "# make sim: Icarus Verilog runs the self-checking testbench (PASS/FAIL)",
         "# make yosys: open-source synthesis; make vivado: Vivado synthesis and implementation",
@@ -102,6 +103,7 @@ def names_json(m: ClockedModule, graph: Any, part: str) -> dict[str, Any]:
         "format": "hgq_fpga RTL project 1", "top": m.top, "part": part, "clock_period_ns": m.clock_period,
         "latency_cutoff_ns": m.cutoff, "latency_cycles": m.latency, "flip_flops": m.ff,
         "stage_delay_ns": [round(v, 4) for v in m.pipeline.stage_delay],
+        "stage_cells": [int(v) for v in m.pipeline.stage_cells],
         "value": "element e of a port = its bits [offsets[e] + widths[e] - 1 : offsets[e]] (two's complement "
                  "if signed[e]) shifted left by lsb[e], times 2**-f; constants[e] when not null (no bits)",
         "inputs": [_port_json(p, layer_of(p.tensor)) for p in m.inputs],

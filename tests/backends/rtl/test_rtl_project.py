@@ -15,6 +15,7 @@ import pytest
 
 import hgq_fpga
 from hgq_fpga.backends.rtl import run_testbench, synthesize, to_rtl
+from hgq_fpga.backends.rtl.build import logic_path
 from hgq_fpga.backends.rtl.project import RTL_PROJECT
 from hgq_fpga.backends.rtl.verilog import VerilogModule, to_verilog
 from hgq_fpga.layers import QActivation, QAdd, QAveragePooling1D, QConcatenate, QConv1D, QDense, QMaxPooling1D
@@ -126,28 +127,32 @@ def test_bad_options_are_named(bad, match, tmp_path):
 
 
 def _yosys_project(path):
-    """The project's own yosys script; its cell counts and the logic depth between registers."""
+    """The project's own yosys script (as a user runs it); its cell counts and the longest logic
+    path between registers."""
     (path / "reports").mkdir(exist_ok=True)
     subprocess.run(["yosys", "-q", "-s", "build_yosys.ys"], cwd=path, check=True, capture_output=True)
     stat = (path / "reports" / "yosys_utilization.txt").read_text()
     cells = {k: int(v) for k, v in re.findall(r"^\s+(\w+)\s+(\d+)\s*$", stat, re.MULTILINE)}
-    depth = int(re.search(r"length=(\d+)", (path / "reports" / "yosys_depth.txt").read_text()).group(1))
-    return cells, depth
+    return cells, logic_path(path)
 
 
 @pytest.mark.slow
 def test_flip_flops_and_stage_depth_against_flattened_yosys(tmp_path):
-    """The project's flip-flop count is yosys's on the shipped source (flattened), and pipelining
-    shortens the longest path between registers."""
+    """The project's flip-flop count is yosys's on the shipped source (flattened); the longest
+    path between registers that yosys reports is no deeper than the deepest stage the pipeline
+    was written with, and under a tight cutoff its delay (by the same delay model) fits it."""
     model, _ = dense_layer_model(12, 8, weight_bits=5, input_bits=6)
     one = to_rtl(model, tmp_path / "one", latency_cutoff=float("inf"))
     two = to_rtl(model, tmp_path / "two")
-    cells_one, depth_one = _yosys_project(one.path)
-    cells_two, depth_two = _yosys_project(two.path)
-    assert two.latency == 2 and one.latency == 1
-    assert cells_one["FDRE"] == one.module.ff
-    assert cells_two["FDRE"] == two.module.ff
-    assert depth_two < depth_one
+    four = to_rtl(model, tmp_path / "four", latency_cutoff=1.5)
+    (cells_one, path_one), (cells_two, path_two), (cells_four, path_four) = (
+        _yosys_project(p.path) for p in (one, two, four))
+    assert (one.latency, two.latency) == (1, 2) and four.latency >= 3
+    for project, cells, path in ((one, cells_one, path_one), (two, cells_two, path_two), (four, cells_four, path_four)):
+        assert cells["FDRE"] == project.module.ff
+        assert 0 < path.cells <= max(project.module.pipeline.stage_cells)
+    assert path_four.cells < path_two.cells < path_one.cells
+    assert path_four.delay() <= 1.5 < path_two.delay()
     # the LUTs of the clocked project are those of the combinational circuit the estimate counts
     comb = synthesize(to_verilog(hgq_fpga.build_ir(model), shared=True), flatten=True)
     lut = sum(v for k, v in cells_two.items() if re.fullmatch(r"LUT\d", k))
@@ -221,6 +226,9 @@ def test_cli_synth_runs_the_projects_yosys_script_and_shows_both_counts(cli, tmp
     assert rows["estimate"][:2] == [str(est["lut"]), str(est["ff"])] and rows["yosys"][:2] == [str(result.lut),
                                                                                               str(result.ff)]
     assert (project.path / "reports" / "yosys_utilization.txt").is_file()
+    path = logic_path(project)
+    assert re.search(rf"longest logic path between registers: {path.cells} cells .* deepest stage as written: "
+                     rf"{max(project.module.pipeline.stage_cells)} cells, cutoff 3.5 ns", out)
     if shutil.which("vivado") is None:
         code, out, err = cli("synth", str(project.path), "--tool", "vivado")
         assert code == 3 and "vivado" in err.lower()
