@@ -17,7 +17,8 @@ synthesized by the project's own ``build_yosys.ys`` (``synth_xilinx -flatten
   (``estimate(strategy="distributed_arithmetic")``, HGQ2's path).
 
 ``--build-times``: the digits MLP's ``to_rtl`` + Icarus Verilog build and run
-against ``to_hls4ml`` + the g++ C-simulation build, alternating, two rounds.
+against ``to_hls4ml`` + the g++ C-simulation build, alternating, ``--rounds`` rounds
+(with ``--layers 0 --epochs 0``, nothing else is measured).
 
 ``--big`` (alone with ``--layers 0``): the 64-128-128-10 MLP (16,384 multiplications in
 its largest layer) written, estimated and simulated, each step timed.
@@ -109,8 +110,11 @@ def errors(pred: np.ndarray, true: np.ndarray) -> dict[str, float]:
             "spearman": float(spearmanr(pred, true)[0])}
 
 
-def build_times(rounds: int = 2) -> list[dict[str, float]]:
-    """The digits MLP: to_rtl + iverilog build and run, against to_hls4ml + g++ C simulation."""
+def build_times(rounds: int = 3) -> list[dict[str, float]]:
+    """The digits MLP: ``to_rtl`` + the Icarus Verilog build (and its testbench run) against
+    ``to_hls4ml`` + the g++ C-simulation build (and ``predict`` on the same inputs), alternating."""
+    import subprocess
+
     from digits_mlp import train
 
     from hgq_fpga.backends.hls4ml.project import compile_csim
@@ -121,11 +125,24 @@ def build_times(rounds: int = 2) -> list[dict[str, float]]:
         for k in range(rounds):
             t0 = time.perf_counter()
             project = hgq_fpga.to_rtl(model, Path(d) / f"rtl{k}")
-            passed, _, _ = hgq_fpga.backends.rtl.run_testbench(project)
             t1 = time.perf_counter()
-            compile_csim(hgq_fpga.to_hls4ml(model, Path(d) / f"hls{k}"))
+            sim = Path(d) / f"sim{k}"
+            subprocess.run(["iverilog", "-g2005", "-o", str(sim), "tb/tb_model.v", "src/model.v"],
+                           cwd=project.path, check=True)
             t2 = time.perf_counter()
-            out.append({"rtl_seconds": t1 - t0, "hls4ml_seconds": t2 - t1, "rtl_passed": passed})
+            log = subprocess.run(["vvp", "-n", str(sim), f"+out0={Path(d) / f'out{k}.hex'}"], cwd=project.path,
+                                 check=True, capture_output=True, text=True).stdout
+            t3 = time.perf_counter()
+            hls = hgq_fpga.to_hls4ml(model, Path(d) / f"hls{k}")
+            t4 = time.perf_counter()
+            compile_csim(hls)
+            t5 = time.perf_counter()
+            n = len((project.path / "tb_data" / "in0.hex").read_text().split())  # the testbench's vectors
+            hls.predict(np.random.default_rng(k).uniform(0, 16, (n, 64)))
+            t6 = time.perf_counter()
+            out.append({"to_rtl": t1 - t0, "iverilog": t2 - t1, "vvp": t3 - t2, "rtl_passed": "PASS" in log,
+                        "to_hls4ml": t4 - t3, "gxx": t5 - t4, "csim_predict": t6 - t5,
+                        "rtl_seconds": t2 - t0, "hls4ml_seconds": t5 - t3})
     return out
 
 
@@ -180,6 +197,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2, help="parallel yosys runs")
     parser.add_argument("--da", action="store_true", help="also da4ml's cost of the same weights (slow)")
     parser.add_argument("--build-times", action="store_true", help="time to_rtl+iverilog against to_hls4ml+g++")
+    parser.add_argument("--rounds", type=int, default=3, help="--build-times: alternating rounds")
     parser.add_argument("--big", action="store_true", help="time the 64-128-128-10 MLP: to_rtl, estimate, simulation")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -189,20 +207,29 @@ def main(argv: list[str] | None = None) -> int:
                                                  for k, v in big.items()))
         if args.layers == 0:
             return 0
-    designs = [(f"layer{k:02d}", dense_layer_model(**cfg)[0], cfg)
-               for k, cfg in enumerate(layer_configs(args.layers, args.seed))]
-    designs += [(name, model, {}) for name, model in models(args.epochs)]
-    t0 = time.perf_counter()
-    with tempfile.TemporaryDirectory() as d, ThreadPoolExecutor(args.jobs) as pool:
-        rows = list(pool.map(lambda j: measure(*j, Path(d), args.da), designs))
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
-          f"{len(rows)} designs in {time.perf_counter() - t0:.0f} s")
-    summary = report(rows)
+    rows, summary = [], {}
+    if args.layers or args.epochs:  # (--layers 0 --epochs 0: only --build-times)
+        designs = [(f"layer{k:02d}", dense_layer_model(**cfg)[0], cfg)
+                   for k, cfg in enumerate(layer_configs(args.layers, args.seed))]
+        designs += [(name, model, {}) for name, model in models(args.epochs)]
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory() as d, ThreadPoolExecutor(args.jobs) as pool:
+            rows = list(pool.map(lambda j: measure(*j, Path(d), args.da), designs))
+        print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
+              f"{len(rows)} designs in {time.perf_counter() - t0:.0f} s")
+        summary = report(rows)
     if args.build_times:
-        summary["build_times"] = build_times()
+        summary["build_times"] = build_times(args.rounds)
         for r in summary["build_times"]:
-            print(f"digits MLP: to_rtl + iverilog {r['rtl_seconds']:.1f} s (passed {r['rtl_passed']}), "
-                  f"to_hls4ml + g++ {r['hls4ml_seconds']:.1f} s")
+            print(f"digits MLP: to_rtl {r['to_rtl']:.2f} s + iverilog {r['iverilog']:.2f} s (then vvp "
+                  f"{r['vvp']:.2f} s, PASS {r['rtl_passed']}); to_hls4ml {r['to_hls4ml']:.2f} s + g++ "
+                  f"{r['gxx']:.2f} s (then predict {r['csim_predict']:.2f} s)")
+        bt = summary["build_times"]
+        summary["build_time_ratio_median"] = float(np.median([r["rtl_seconds"] / r["hls4ml_seconds"] for r in bt]))
+        summary["build_and_run_ratio_median"] = float(np.median(
+            [(r["rtl_seconds"] + r["vvp"]) / (r["hls4ml_seconds"] + r["csim_predict"]) for r in bt]))
+        print(f"RTL over hls4ml, median of the rounds: build {summary['build_time_ratio_median']:.2f}, "
+              f"build and run {summary['build_and_run_ratio_median']:.2f}")
     if args.json:
         args.json.write_text(json.dumps({"rows": rows, "summary": summary}, indent=1, default=float))
     return 0
