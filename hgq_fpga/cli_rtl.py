@@ -54,6 +54,8 @@ def synth_rtl(args: argparse.Namespace) -> int:
         raise CliError(str(e), 3) from e  # EXIT_TOOL_MISSING (hgq_fpga.cli)
     except RuntimeError as e:
         raise CliError(str(e), EXIT_CHECK_FAILED) from e
+    except FileExistsError as e:  # a link planted in reports/
+        raise CliError(str(e)) from e
     est = project_estimate(args.project)
     print(f"{'':<10} {'LUT':>9} {'FF':>9} {'CARRY':>7} {'DSP':>5}")
     print(f"{'estimate':<10} {est.get('lut', '-')!s:>9} {est['ff']!s:>9} {est.get('carry', '-')!s:>7} {0:>5}")

@@ -121,7 +121,7 @@ def synthesize_project(project: str | Path | RtlProject, *, tool: str = "yosys",
         raise ValueError(f"synthesize_project: tool must be one of {TOOLS}. Received: tool={tool!r}")
     root = _root(project)
     exe = require_tool(tool)
-    (root / "reports").mkdir(exist_ok=True)
+    _reports_folder(root)
     cmd = [exe, "-q", "-l", "reports/yosys.log", "-s", "build_yosys.ys"] if tool == "yosys" else \
         [exe, "-mode", "batch", "-nojournal", "-log", "reports/vivado.log", "-source", "build_vivado.tcl"]
     t0 = time.perf_counter()
@@ -134,6 +134,19 @@ def synthesize_project(project: str | Path | RtlProject, *, tool: str = "yosys",
         counts = {k: _vivado_row(text, pattern) for k, pattern in _VIVADO_ROWS.items()}
         return SynthResult(counts["lut"], counts["carry"], counts["dsp"], counts["ff"], 0, {}, seconds, "vivado")
     return stat_result((root / "reports" / "yosys_utilization.txt").read_text(), seconds, "yosys")
+
+
+def _reports_folder(root: Path) -> Path:
+    """``root/reports``, created if missing; a link there (or inside, where the tools write)
+    is refused, so that no report is written outside the project."""
+    reports = root / "reports"
+    links = [p for p in [reports, *(reports.iterdir() if reports.is_dir() and not reports.is_symlink() else [])]
+             if p.is_symlink()]
+    if links:
+        raise FileExistsError(f"{links[0]} is a symbolic link; the synthesis reports are written only inside the "
+                              f"project {root}. Remove the link (or write the project again) and rerun")
+    reports.mkdir(exist_ok=True)
+    return reports
 
 
 def _vivado_row(text: str, pattern: str) -> int:

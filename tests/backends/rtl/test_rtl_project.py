@@ -234,3 +234,22 @@ def test_cli_synth_runs_the_projects_yosys_script_and_shows_both_counts(cli, tmp
         assert code == 3 and "vivado" in err.lower()
     code, out, err = cli("synth", str(project.path), "--tool", "vitis")
     assert code == 2 and "--tool yosys or --tool vivado" in err
+
+
+def test_synth_writes_no_report_through_a_link(cli, tmp_path):
+    """A link planted at the project's reports/ (or at a report inside it) is refused before the tool
+    runs: nothing is written outside the project."""
+    model, _ = dense_layer_model(3, 2)
+    project = to_rtl(model, tmp_path / "prj")
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "notes.txt").write_text("mine")
+    os.symlink(outside, project.path / "reports")
+    code, _, err = cli("synth", str(project.path), "--tool", "yosys")
+    assert code == 2 and "symbolic link" in err and "reports" in err
+    os.unlink(project.path / "reports")
+    (project.path / "reports").mkdir()
+    os.symlink(outside / "notes.txt", project.path / "reports" / "yosys_utilization.txt")
+    code, _, err = cli("synth", str(project.path), "--tool", "yosys")
+    assert code == 2 and "yosys_utilization.txt is a symbolic link" in err
+    assert os.listdir(outside) == ["notes.txt"] and (outside / "notes.txt").read_text() == "mine"
