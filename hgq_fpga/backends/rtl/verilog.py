@@ -229,7 +229,7 @@ class Writer:
         operands can vary; the low bits of the operand with the lower ``lsb`` are wires."""
         op = "-" if subtract else "+"
         if sa.constant or sb.constant:
-            return self.wire(out, f"{a} {op} {b}")
+            return self._plus_constant(sa, sb, a, b, subtract, out) or self.wire(out, f"{a} {op} {b}")
         p0 = max(sa.lsb, sb.lsb)
         low_name = a if sa.lsb <= sb.lsb else b
         if subtract and low_name == b and p0 > sb.lsb:
@@ -262,6 +262,30 @@ class Writer:
         low = f", {self._bits(low_name, low_sig, p0 - 1, 0)}" if p0 > 0 else ""
         top = "" if out.signed else "1'b0, "
         return self.wire(out, f"{{{top}{y}{low}}}")
+
+    def _plus_constant(self, sa: Signal, sb: Signal, a: str, b: str, subtract: bool, out: Signal) -> str | None:
+        """``x + c`` for a constant ``c`` with ``k > 0`` zero low bits (a bias), written as the
+        sum it is: ``{x[:k] + (c >> k), x[k-1:0]}``, an adder over the bits at and above ``k``
+        only (None for other cases: ``c - x``, two constants, ``c`` odd).
+
+        That is the adder the estimate counts (yosys, the hierarchy kept, narrows ``x + c`` so).
+        Written as ``x + c``, flattened yosys merged it with the adder that computes ``x``
+        into one three-operand sum (``alumacc``), which it maps as a carry-save layer of
+        LUT3-LUT6 and wide multiplexers: more LUTs than the two adders (+18% on an 8x16 layer).
+        """
+        if sa.constant == sb.constant or (sa.constant and subtract):
+            return None
+        x, sx, c = (a, sa, -sb.lo if subtract else sb.lo) if sb.constant else (b, sb, sa.lo)
+        k = (c & -c).bit_length() - 1 if c else 0
+        w = width_of(out.lo, out.hi) + (0 if out.signed else 1)  # as :meth:`wire` declares it
+        if k <= 0 or k >= w:
+            return None
+        high = self.fresh()
+        self.declare(high, w - k, True, f"{self._bits(x, sx, w - 1, k)} + {lit(c >> k, w - k)}")
+        name = self.fresh()
+        self.declare(name, w, True, f"{{{high}, {self._bits(x, sx, k - 1, 0)}}}",
+                     (out.top, min(max(out.lsb, 0), out.top)))
+        return name
 
     @staticmethod
     def _bits(x: str, s: Signal, hi: int, lo: int) -> str:
