@@ -3,7 +3,7 @@
 #                  project and verify Keras = emulator = C simulation, bit for bit
 #   make test   -- create .venv, install with test extras (and yosys/iverilog
 #                  with apt when missing), run the tests
-# (tests run on the TensorFlow backend, then the core and layer tests on JAX)
+# (tests run on the TensorFlow backend, then the core, layer and budget tests on JAX and PyTorch)
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -11,7 +11,11 @@ PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: demo test test-tf test-jax install install-test tools bench clean
+.PHONY: demo test test-tf test-jax test-torch install install-test tools bench clean
+
+# PyTorch for the torch backend's tests: 2.13.0 is the CPU build this project's CI
+# machines keep on disk (elsewhere pip takes PyPI's build); `make test TORCH=` skips them
+TORCH ?= torch==2.13.0
 
 # PYTHONWARNINGS=ignore: setuptools warns on every editable install that a folder
 # named like the package could shadow it (hgq_fpga/ is that package).
@@ -27,6 +31,7 @@ $(VENV)/.base: pyproject.toml
 $(VENV)/.test: $(VENV)/.base
 	PYTHONWARNINGS=ignore $(PY) -m pip install --quiet -e ".[test]"
 	$(PY) -m pip install --quiet --no-deps qkeras-v3==1.2.1
+	$(if $(TORCH),$(PY) -m pip install --quiet $(TORCH))
 	touch $@
 
 install: $(VENV)/.base
@@ -37,7 +42,7 @@ demo: $(VENV)/.base
 	$(PY) examples/digits_mlp.py --output out/digits_mlp.keras --json out/digits_mlp.json \
 		--project out/digits_mlp_hls4ml --overwrite
 
-test: tools test-tf test-jax
+test: tools test-tf test-jax $(if $(TORCH),test-torch)
 
 # yosys and Icarus Verilog (Debian packages): the open-source ground truth of
 # the resource estimator, used by tests/resources; Chromium renders the HTML
@@ -62,14 +67,17 @@ test-tf: export NUMBA_DISABLE_JIT = 1
 test-tf: $(VENV)/.test
 	KERAS_BACKEND=tensorflow $(PY) -m pytest $(if $(filter 0,$(JOBS)),,-n $(JOBS) --dist loadfile)
 
-# budgeted training on JAX: the budget met, steering a trained model, the tracked ranges, the floor,
-# the schedule and the step
-# (repair, sensitivities, the messages and the result's tables run on TensorFlow only); the two-device
-# test (tests/constraints/test_multidevice.py) starts both backends itself in the TensorFlow run
-JAX_BUDGET := budget_is_met and 0.1 and not primal_dual or steers or tracked or floor or schedule_freezes or step_rule_brings
+# budgeted training on JAX and PyTorch: every test of the budget and the sensitivities, as on
+# TensorFlow; the two-device test (tests/constraints/test_multidevice.py) starts both
+# TensorFlow and JAX itself in the TensorFlow run
+BUDGET_TESTS := tests/constraints/test_budget.py tests/constraints/test_sensitivity.py
 test-jax: $(VENV)/.test
 	KERAS_BACKEND=jax $(PY) -m pytest -m "not slow" tests/fixed tests/quantizers tests/layers tests/test_calibration.py
-	KERAS_BACKEND=jax $(PY) -m pytest -m "not slow" tests/constraints/test_budget.py -k "$(JAX_BUDGET)"
+	KERAS_BACKEND=jax $(PY) -m pytest $(BUDGET_TESTS)
+
+test-torch: $(VENV)/.test
+	KERAS_BACKEND=torch $(PY) -m pytest -m "not slow" tests/fixed tests/quantizers tests/layers tests/test_calibration.py
+	KERAS_BACKEND=torch $(PY) -m pytest $(BUDGET_TESTS)
 
 bench: $(VENV)/.test
 	$(PY) benchmarks/train_overhead.py

@@ -53,16 +53,17 @@ at the start (budget, starting cost, what the loss includes), one per check
 and one per projection (printed after Keras's line for that epoch, so they
 never break its progress bar), and the result at the end.
 
-Backends and devices: the callback trains on TensorFlow and on JAX, on one
-device or several: ``tf.distribute.MirroredStrategy`` (build, compile and fit
+Backends and devices: the callback trains on TensorFlow, JAX and PyTorch
+(the same tests pass on each), on one device or, on TensorFlow and JAX, several: ``tf.distribute.MirroredStrategy`` (build, compile and fit
 the model under ``strategy.scope()``) and Keras's
 ``keras.distribution.DataParallel`` on JAX (set it, or enter its scope, before
 the model is built; Keras then needs every batch, the last one included, to
 divide evenly among the devices). The cost the steps record is the model's
 (not a sum over replicas), and the checks, projections and the final repair
 run on the host as on one device. On JAX the callback syncs the training
-state into the model's variables after every batch (``jax_state_sync``), which
-Keras otherwise does once per epoch. The PyTorch backend is not supported.
+state into the model's variables on the batches whose cost it reads
+(``jax_state_sync``), which Keras otherwise does once per epoch. PyTorch trains
+eagerly: the cost is computed only in the steps that read it, as on TensorFlow.
 
 Example:
     >>> budget = hgq_fpga.ResourceBudget(lut=20_000, calibration_data=x_train)  # doctest: +SKIP
@@ -94,7 +95,7 @@ __all__ = ["BACKENDS", "HISTORY_COLUMNS", "METHODS", "BudgetResult", "ResourceBu
 #: projections aim at this fraction of the LUT budget
 PROJECTION_MARGIN = 0.95
 #: the Keras backends ResourceBudget trains on
-BACKENDS = ("tensorflow", "jax")
+BACKENDS = ("tensorflow", "jax", "torch")
 #: with ``check_every="auto"``, the exact checks take at most this share of the training time
 CHECK_SHARE = 0.1
 
@@ -154,7 +155,7 @@ class ResourceBudget(keras.callbacks.Callback):
     After ``fit``: ``budget.result`` (:class:`BudgetResult`) and
     ``budget.history`` (one dict per check).
 
-    Runs on the TensorFlow and JAX backends (``budget.BACKENDS``), on one device
+    Runs on the TensorFlow, JAX and PyTorch backends (``budget.BACKENDS``), on one device
     or data-parallel on several (see the module docstring). Two devices, JAX::
 
         keras.distribution.set_distribution(keras.distribution.DataParallel(devices=jax.devices()[:2]))
@@ -230,7 +231,7 @@ class ResourceBudget(keras.callbacks.Callback):
         if keras.backend.backend() not in BACKENDS:
             raise NotImplementedError(
                 f"ResourceBudget runs on the Keras backends {', '.join(BACKENDS)}; the current backend is "
-                f"{keras.backend.backend()!r}. Set KERAS_BACKEND=tensorflow or KERAS_BACKEND=jax."
+                f"{keras.backend.backend()!r}. Set KERAS_BACKEND to one of them."
             )
         if not hooked_layers(model):
             raise ValueError(f"ResourceBudget: model {model.name!r} has no QDense/QConv layer to budget")

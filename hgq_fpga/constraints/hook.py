@@ -79,12 +79,16 @@ class CostHook:
     def luts(self, compute: Any) -> Any:
         """``compute()`` (a layer's differentiable LUTs) in a step where ``active`` is 1, else 0.
 
-        TensorFlow runs only the branch taken (``tf.cond``); on JAX the layer's
-        ``lax.cond`` branch failed to trace (a tracer of the outer step captured as a
-        constant), so the cost is computed and multiplied by ``active`` there.
+        TensorFlow runs only the branch taken (``tf.cond``); torch runs eagerly, so
+        Python decides; on JAX the layer's ``lax.cond`` branch failed to trace (a
+        tracer of the outer step captured as a constant), so the cost is computed and
+        multiplied by ``active`` there.
         """
-        if keras.backend.backend() == "tensorflow":
+        backend = keras.backend.backend()
+        if backend == "tensorflow":
             return ops.cond(ops.greater(self.active, 0.5), compute, lambda: ops.convert_to_tensor(0.0, "float32"))
+        if backend == "torch":
+            return compute() if float(ops.convert_to_numpy(self.active)) > 0.5 else ops.convert_to_tensor(0.0, "float32")
         return compute() * ops.cast(self.active, "float32")
 
     def loss(self, luts: Any) -> Any:

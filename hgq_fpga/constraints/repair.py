@@ -134,6 +134,13 @@ def _gradient(fn: Any, x: np.ndarray) -> np.ndarray | None:
         import jax
 
         return np.asarray(jax.grad(lambda t: ops.sum(fn(t)))(jax.numpy.asarray(x)))
+    if backend == "torch":
+        import torch
+
+        t = torch.tensor(np.asarray(x), requires_grad=True)
+        out = torch.sum(fn(t))
+        (g,) = torch.autograd.grad(out, t, allow_unused=True)
+        return None if g is None else g.detach().cpu().numpy()
     raise NotImplementedError(f"repair: no gradient for the Keras backend {backend!r}")
 
 

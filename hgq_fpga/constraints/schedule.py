@@ -1,4 +1,4 @@
-"""The phases of a budgeted training, and the steps that keep the bits inside the budget.
+r"""The phases of a budgeted training, and the steps that keep the bits inside the budget.
 
 :class:`Schedule` splits ``fit``'s epochs into three phases (the multi-phase
 recipe of Schaefer et al.: float warm-up, bit-width learning, frozen bits):
@@ -255,9 +255,9 @@ class Steering:
         self.last = 0.0  # the last recorded c
         self.lam = 0.0
         self._batches = self._since = 0
-        # TensorFlow skips the cost in steps with active = 0 (tf.cond); on JAX the step
-        # computes it anyway, so active stays 1 there and a read averages the steps since the last
-        self.toggle = keras.backend.backend() == "tensorflow"
+        # TensorFlow (tf.cond) and torch (eager) skip the cost in steps with active = 0; on JAX
+        # the step computes it anyway, so active stays 1 there and a read averages the steps since the last
+        self.toggle = keras.backend.backend() in ("tensorflow", "torch")
 
     def set_scale(self, exact_lut: float) -> None:
         """Calibrate the differentiable estimate to ``exact_lut`` (``scale = rho / budget``)."""
