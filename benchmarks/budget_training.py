@@ -1,6 +1,6 @@
 """What a LUT budget costs in training time: float, quantized and budgeted epochs, per Keras backend.
 
-Run:  python benchmarks/budget_training.py [--backends tensorflow jax] [--epochs 10] [--repeats 3]
+Run:  python benchmarks/budget_training.py [--backends tensorflow jax torch] [--epochs 10] [--repeats 3]
                                            [--models digits 64-256-256-10] [--json out.json]
 
 For each backend (a child process each: the backend is chosen at import) and
@@ -150,7 +150,8 @@ def _summary(results: dict[str, Any]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax"])
+    parser.add_argument("--backends", nargs="+", default=["tensorflow", "jax", "torch"],
+                        choices=["tensorflow", "jax", "torch"])
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)

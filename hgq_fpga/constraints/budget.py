@@ -332,7 +332,7 @@ class ResourceBudget(keras.callbacks.Callback):
             self._rescale = False
             self._set_scale(self._start_lut)
             if self.phase(self._epoch) == PHASES[1]:
-                self.steering.step.measure()
+                self.steering.remeasure()
         self.steering.after_batch(self._dsp_over, self._sync)
 
     # -- checks -----------------------------------------------------------------
@@ -372,7 +372,7 @@ class ResourceBudget(keras.callbacks.Callback):
             return
         report = self._check(epoch, logs)
         if self.phase(epoch) == PHASES[1] and not last:
-            self.steering.step.measure()
+            self.steering.remeasure()
         if within_budget(report, self.lut, self.dsp):
             dsp = f"DSP {report.dsp}" + (f" <= {self.dsp}" if self.dsp is not None else "")
             lut = f"LUT {report.lut:.0f}" + (f" <= {self.lut:g}" if self.lut is not None else "")

@@ -12,9 +12,9 @@ the model). In each training step the layer
 
 The layer computes ``luts`` only in steps where ``active`` is 1 (a
 conditional in the traced step on TensorFlow; 0 is recorded otherwise): the callback
-switches it on for one batch in :data:`RECORD_EVERY` while the bits learn,
-and for every batch while the cost gradient is on, so that the other steps
-cost what an unbudgeted step costs.
+switches it on for one batch in :data:`RECORD_EVERY` while the bits learn
+(reading ``acc`` after it), and for every batch while the cost gradient is on,
+so that the other steps cost what an unbudgeted step costs.
 
 The five are variables, so the callback changes them between steps without
 retracing the training function. While attached they are part of each hooked
