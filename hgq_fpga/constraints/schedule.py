@@ -284,10 +284,11 @@ class Steering:
     def enter(self, phase: str, measure: bool = True) -> None:
         """At the start of an epoch of ``phase``; ``measure``: the scale is known (see :meth:`BudgetStep.measure`)."""
         if phase == PHASES[1]:
-            if self.freeze.values:  # the warm-up is over: the bits follow the training rule
+            warm = bool(self.freeze.values)
+            if warm:  # the warm-up is over: the bits follow the training rule
                 self.freeze.clear()
                 self._steer(0.0, 1.0)
-            if self._since or self.freeze.values:  # steps of the last epoch, before its check and projection
+            if warm or self._since:  # no step of the warm-up, or of before the last check's projection
                 self.hook.take()
                 self._since = 0
             self._batches = 0
