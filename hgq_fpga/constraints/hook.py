@@ -77,7 +77,8 @@ class CostHook:
         self.acc.assign_add(ops.cast(ops.stop_gradient(luts), "float32"))
 
     def luts(self, compute: Any) -> Any:
-        """``compute()`` (a layer's differentiable LUTs) in a step where ``active`` is 1, else 0.
+        """``compute()`` (a layer's differentiable LUTs) in a step where ``active`` is 1, else 0
+        (on torch None: nothing to record or add).
 
         TensorFlow runs only the branch taken (``tf.cond``); torch runs eagerly, so
         Python decides; on JAX the layer's ``lax.cond`` branch failed to trace (a
@@ -88,7 +89,7 @@ class CostHook:
         if backend == "tensorflow":
             return ops.cond(ops.greater(self.active, 0.5), compute, lambda: ops.convert_to_tensor(0.0, "float32"))
         if backend == "torch":
-            return compute() if float(ops.convert_to_numpy(self.active)) > 0.5 else ops.convert_to_tensor(0.0, "float32")
+            return compute() if float(ops.convert_to_numpy(self.active)) > 0.5 else None
         return compute() * ops.cast(self.active, "float32")
 
     def loss(self, luts: Any) -> Any:

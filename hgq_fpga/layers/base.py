@@ -162,11 +162,12 @@ class QuantizedLayerMixin:
             return
         hook = self.cost_hook
         if hook is not None:
-            pack = getattr(self, "bits_pack", None)
-            raw = pack.values() if pack is not None else fs  # the cost's own, ungated gradient
-            luts = hook.luts(lambda: ops.cast(self.luts_for(raw, qkernel), "float32"))
-            hook.record(luts)
-            self.add_loss(hook.loss(luts))  # type: ignore[attr-defined]
+            pack = getattr(self, "bits_pack", None)  # (its values: the cost's own, ungated gradient)
+            luts = hook.luts(lambda: ops.cast(self.luts_for(pack.values() if pack is not None else fs, qkernel),
+                                              "float32"))
+            if luts is not None:  # (None: not computed in this step, on an eager backend)
+                hook.record(luts)
+                self.add_loss(hook.loss(luts))  # type: ignore[attr-defined]
         if self.ebops_penalty > 0.0:  # exact bits: the loss counts what estimate().ebops reports
             cost = self._ebops(fs, qkernel, exact=True)
             self.add_loss(self.ebops_penalty * cost)  # type: ignore[attr-defined]
