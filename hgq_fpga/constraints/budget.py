@@ -319,9 +319,6 @@ class ResourceBudget(keras.callbacks.Callback):
         self._t0 = time.perf_counter()
 
     # -- steering ---------------------------------------------------------------
-    def _set_scale(self, exact_lut: float) -> None:
-        self.steering.set_scale(exact_lut)
-
     def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
         if self._deferred:
             self._sync()
@@ -330,7 +327,7 @@ class ResourceBudget(keras.callbacks.Callback):
         if self._rescale:  # else the first epoch's cost term (and the shown loss) is off by up to 10x
             self._sync()
             self._rescale = False
-            self._set_scale(self._start_lut)
+            self.steering.set_scale(self._start_lut)
             if self.phase(self._epoch) == PHASES[1]:
                 self.steering.remeasure()
         self.steering.after_batch(self._dsp_over, self._sync)
@@ -341,7 +338,7 @@ class ResourceBudget(keras.callbacks.Callback):
         ranges tracked in training); with ``logs``, record and log it for ``epoch``."""
         t0 = time.perf_counter()
         report = exact_estimate(self.model, self.x, **self.kwargs)
-        self._set_scale(report.lut)
+        self.steering.set_scale(report.lut)
         self._dsp_over = self.dsp is not None and report.dsp > self.dsp
         if logs is not None:
             lam = float(ops.convert_to_numpy(self.hook.weight)) if self.method == "primal_dual" else None
@@ -367,7 +364,7 @@ class ResourceBudget(keras.callbacks.Callback):
         self.steering.freeze.hold()  # (frozen phases) exactly the frozen bits, whatever the optimizer did
         last = epoch + 1 >= (self.params or {}).get("epochs", epoch + 1)
         if epoch + 1 == self._phases[0] and not last:  # the warm-up's end: calibrate the step's cost
-            self._set_scale(exact_estimate(self.model, self.x, **self.kwargs).lut)
+            self.steering.set_scale(exact_estimate(self.model, self.x, **self.kwargs).lut)
         if not self._due(epoch, last):
             return
         report = self._check(epoch, logs)
@@ -403,7 +400,7 @@ class ResourceBudget(keras.callbacks.Callback):
         finally:
             restore(self.model, saved)
         self._projections += 1
-        self._set_scale(done.after.lut)
+        self.steering.set_scale(done.after.lut)
         if self.steering.freeze.values:  # fine-tune: the projected bits are the frozen ones now
             self.steering.freeze.take(self.model)
         self._t_checks += time.perf_counter() - t0

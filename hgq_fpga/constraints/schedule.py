@@ -178,14 +178,16 @@ def _packs(model: Any) -> list[Any]:
 
 
 class BudgetStep:
-    """The bits phase's step (see the module docstring), for ``model`` and its budget hook's scale."""
+    """The bits phase's step (see the module docstring); ``scale()`` is the calibrated ``rho / budget``
+    (the steering's, as the hook holds it)."""
 
     #: aim a little below the budget, so that the next batches' drift stays within it
     TARGET = 0.98
     #: at most this many bits per batch
     MAX_SHIFT = 0.5
 
-    def __init__(self, soft: SoftCost, scale: Any, recalibrate: Callable[[], None] | None = None) -> None:
+    def __init__(self, soft: SoftCost, scale: Callable[[], float],
+                 recalibrate: Callable[[], None] | None = None) -> None:
         self.soft, self.scale, self.recalibrate = soft, scale, recalibrate
         self.packs = [getattr(layer, "bits_pack", None) for layer in soft.layers]
         self.sigma: list[float] = []
@@ -195,7 +197,7 @@ class BudgetStep:
     def measure(self) -> None:
         """``sigma_l``: the drop of ``c`` (differentiable LUTs times ``scale = rho / budget``)
         when layer ``l``'s bits are all one lower."""
-        scale = float(ops.convert_to_numpy(self.scale))
+        scale = self.scale()
         now, lower = self.soft.luts(0.0), self.soft.luts(1.0)
         self.sigma = [max(float(d), 0.0) * scale for d in now - lower]
         self._moved = 0.0
@@ -248,7 +250,7 @@ class Steering:
         self.soft = SoftCost(model)
         self.exact, self.recalibrations = exact, 0
         self.project, self.projections = project, 0
-        self.step = BudgetStep(self.soft, hook.scale, self._recalibrate if exact is not None else None)
+        self.step = BudgetStep(self.soft, lambda: self.scale, self._recalibrate if exact is not None else None)
         self.freeze = BitFreeze()
         self.scale = float(ops.convert_to_numpy(hook.scale))
         self.state = (float(ops.convert_to_numpy(hook.weight)), float(ops.convert_to_numpy(hook.task_share)))
