@@ -102,13 +102,15 @@ def shared_graph(kernel: np.ndarray, xs: list[Signal]) -> SharedGraph:
     and non-constant input signals ``xs`` (one per row).
 
     Raises:
-        ImportError: da4ml 0.5.x is not installed.
+        MissingDependencyError: da4ml 0.5.x is not installed (an ImportError; the CLI exits 3).
         RuntimeError: the solver's graph does not reproduce ``kernel``.
     """
     try:
         from .da_cmvm import cmvm_stage
     except ImportError as e:
-        raise ImportError(f"The RTL backend solves its adder graphs with da4ml 0.5.x, a dependency of hgq_fpga "
+        from ..optional import MissingDependencyError
+
+        raise MissingDependencyError(f"The RTL backend solves its adder graphs with da4ml 0.5.x, a dependency of hgq_fpga "
                           f"that is missing here ({e}). Install it with: pip install 'da4ml>=0.5.2,<0.6'") from None
 
     k = np.asarray(kernel, dtype=np.int64)

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 
 import keras
 import numpy as np
@@ -234,6 +235,19 @@ def test_cli_synth_runs_the_projects_yosys_script_and_shows_both_counts(cli, tmp
         assert code == 3 and "vivado" in err.lower()
     code, out, err = cli("synth", str(project.path), "--tool", "vitis")
     assert code == 2 and "--tool yosys or --tool vivado" in err
+
+
+def test_cli_convert_rtl_without_da4ml_says_what_to_install(cli, tmp_path, monkeypatch):
+    """da4ml (which solves the shared adder graphs) missing from a broken install: one line naming it
+    and the pip command, exit 3 (a missing tool), nothing written."""
+    model, _ = dense_layer_model(5, 3)
+    model.save(tmp_path / "m.keras")
+    for name in [k for k in sys.modules if k.startswith("da4ml.")] + ["da4ml"]:
+        monkeypatch.setitem(sys.modules, name, None)  # import da4ml... fails
+    monkeypatch.delitem(sys.modules, "hgq_fpga.resources.da_cmvm", raising=False)
+    code, out, err = cli("convert", str(tmp_path / "m.keras"), "-o", str(tmp_path / "prj"), "--backend", "rtl")
+    assert code == 3 and "da4ml" in err and "pip install" in err and "Traceback" not in err, err
+    assert not (tmp_path / "prj").exists()
 
 
 def test_synth_writes_no_report_through_a_link(cli, tmp_path):
