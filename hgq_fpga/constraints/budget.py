@@ -15,7 +15,8 @@ epoch). While the bits learn, three rules steer them:
   cost per bit (:class:`~hgq_fpga.constraints.schedule.BudgetStep`), and one
   far over it (25%) by a projection. It holds the budget within the epoch;
   measured on the digits models (BENCHMARKS.md) it costs accuracy at tight
-  budgets, so it is not the default.
+  budgets (the digits CNN at 5%: every weight cut to zero), so it is not the
+  default.
 * ``method="primal_dual"`` (after Hounie et al., arXiv:2210.15623): the loss
   is ``task + lambda * LUT / budget`` and ``lambda`` rises by
   ``dual_lr * (LUT / budget - 1)`` after each batch (never below 0).
