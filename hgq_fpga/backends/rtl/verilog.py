@@ -138,7 +138,7 @@ class Writer:
         if s.constant:
             return lit(s.lo, width_of(min(s.lo, 0), max(s.lo, 0)) + 1)
         name = self.fresh()
-        w = width_of(s.lo, s.hi) + (0 if s.signed else 1)
+        w = self._declared(s)
         self.declare(name, w, True, expr, (s.top, min(max(s.lsb, 0), s.top)))
         return name
 
@@ -277,7 +277,7 @@ class Writer:
             return None
         x, sx, c = (a, sa, -sb.lo if subtract else sb.lo) if sb.constant else (b, sb, sa.lo)
         k = (c & -c).bit_length() - 1 if c else 0
-        w = width_of(out.lo, out.hi) + (0 if out.signed else 1)  # as :meth:`wire` declares it
+        w = self._declared(out)
         if k <= 0 or k >= w:
             return None
         high = self.fresh()
@@ -286,6 +286,11 @@ class Writer:
         self.declare(name, w, True, f"{{{high}, {self._bits(x, sx, k - 1, 0)}}}",
                      (out.top, min(max(out.lsb, 0), out.top)))
         return name
+
+    @staticmethod
+    def _declared(s: Signal) -> int:
+        """The width :meth:`wire` declares for ``s``: its two's complement, one spare top bit when unsigned."""
+        return width_of(s.lo, s.hi) + (0 if s.signed else 1)
 
     @staticmethod
     def _bits(x: str, s: Signal, hi: int, lo: int) -> str:
