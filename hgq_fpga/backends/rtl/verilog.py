@@ -334,8 +334,13 @@ def _layout(graph: Graph, name: str, port: str, lsb: np.ndarray | None,
     return PortLayout(port, offsets, widths, signed, lsbs, t.f, t.shape, name, consts)
 
 
-#: One adder; each instance is synthesized on its own (the hierarchy is kept),
-#: so it maps to a carry chain with a LUT at each bit where both inputs vary.
+#: One adder; it maps to a carry chain with a LUT at each bit where both inputs
+#: vary. The sum is taken one bit wider, over ``{a, 1}`` and ``{b, 0}`` (its lowest
+#: bit is a constant 1 and carries nothing; ``y`` is the bits above it), so that no
+#: adder reads another's sum as it is: flattened yosys (``alumacc``) otherwise merges
+#: an adder whose sum only one adder reads, and cannot overflow, into a
+#: multi-operand sum mapped as carry-save logic, which costs up to 18% more or less
+#: LUTs than the adders written (digits of BENCHMARKS.md, issue 16).
 ADDER_MODULE = """module hgq_add #(parameter WA = 1, WB = 1, WY = 1, SA = 0, SB = 0, SUB = 0) (
     input [WA-1:0] a,
     input [WB-1:0] b,
@@ -344,8 +349,8 @@ ADDER_MODULE = """module hgq_add #(parameter WA = 1, WB = 1, WY = 1, SA = 0, SB 
 localparam W = (WY > WA ? (WY > WB ? WY : WB) : (WA > WB ? WA : WB));
 wire [W-1:0] ae = SA ? {{W{a[WA-1]}}, a} : {{W{1'b0}}, a};
 wire [W-1:0] be = SB ? {{W{b[WB-1]}}, b} : {{W{1'b0}}, b};
-wire [W-1:0] s = SUB ? ae - be : ae + be;
-assign y = s[WY-1:0];
+wire [W:0] s = SUB ? {ae, 1'b1} - {be, 1'b0} : {ae, 1'b1} + {be, 1'b0};
+assign y = s[WY:1];
 endmodule
 """
 
