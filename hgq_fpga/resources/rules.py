@@ -193,9 +193,10 @@ def adder_cells(a: Signal, b: Signal, subtract: bool = False, top: int | None = 
     out = Signal(lo, hi, min(a.lsb, b.lsb))
     out_top = out.top if top is None else min(top, out.top)
     if a.constant or b.constant:
-        # adding a constant: the chain's XOR inputs are the other operand or its inverse
+        # adding a constant: the chain's XOR inputs are the other operand or its inverse;
+        # ``c - x`` is ``c + ~x + 1``, whose carry enters at x's lowest bit (``0 - x`` too)
         var = b if a.constant else a
-        start = max(var.lsb, _lowest_one(a.lo if a.constant else b.lo))
+        start = var.lsb if subtract and a.constant else max(var.lsb, _lowest_one(a.lo if a.constant else b.lo))
         return 0, carry_cells(out_top - start + 1), out
     start = max(a.lsb, b.lsb)
     # above both operands' top bits the sum bits reuse the propagate signal of

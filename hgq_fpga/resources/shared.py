@@ -11,7 +11,11 @@ repeats are found before the Verilog is written, by da4ml's greedy CMVM (the
 hls4ml's ``distributed_arithmetic`` strategy use the same algorithm): it takes the
 most frequent pair of signed digits of the kernel, ``x_i + x_k << s``, makes it a
 new input and repeats. Each pair is one two-input adder, written once and read by
-every output that contains it.
+every output that contains it. No one solution is the cheapest on every kernel, so
+several are counted and the cheapest, with its output columns, is written
+(:func:`graph_candidates`): ``wmc``, its delay-constrained variant ``wmc-dc``, and,
+on small kernels, da4ml's search over decompositions ``kernel = M0 @ M1`` (HGQ2's
+path), whose two stages are composed into one graph here.
 
 What is taken from da4ml is the graph only. Every node's range is recomputed
 exactly here: a node is a linear form ``sum_i c_i x_i`` of the independent
@@ -39,7 +43,7 @@ from ..ir import ops as ir
 from .circuit import LinearCircuit, Term, aligned_bias, kernel_patches, linear_circuits
 from .rules import Adder, Signal, adder_cells, adder_tree
 
-__all__ = ["Position", "SharedGraph", "scaled", "shared_circuits", "shared_graph"]
+__all__ = ["DECOMPOSE_MAX_WEIGHTS", "Position", "SharedGraph", "graph_candidates", "scaled", "shared_circuits", "shared_graph"]
 
 
 @dataclass
@@ -62,6 +66,9 @@ class SharedGraph:
     shifts: list[int]
     outputs: list[tuple[int, int, int]]
     extra: int
+    #: the solution it was written from: ``"wmc"``, ``"wmc-dc"`` or ``"decomposed"``
+    #: (da4ml's two stages), and ``"/scale"`` when written by scale (:func:`_composed`)
+    source: str = ""
 
     @property
     def luts(self) -> int:
@@ -70,6 +77,14 @@ class SharedGraph:
     @property
     def carry(self) -> int:
         return sum(a.carry for a in self.adders)
+
+    @property
+    def depth(self) -> int:
+        """Adders on the longest path from an input to an output."""
+        level = [0] * len(self.signals)
+        for a in self.adders:
+            level[a.out] = 1 + max(level[a.a], level[a.b])
+        return max((level[i] for i, _, _ in self.outputs if i >= 0), default=0)
 
 
 def scaled(s: Signal, d: int) -> Signal:
@@ -97,15 +112,39 @@ def _node(coef: list[int], xs: list[Signal]) -> Signal:
     return Signal(lo, hi, 0 if lo == hi else lsb)
 
 
+#: kernels with at most this many weights also try da4ml's decomposed two-stage solutions
+#: (``da4ml.cmvm.api.solve``, its search over decomposition depths; slower than one stage)
+DECOMPOSE_MAX_WEIGHTS = 1024
+
+
 def shared_graph(kernel: np.ndarray, xs: list[Signal]) -> SharedGraph:
     """The shared adder graph of ``x @ kernel`` for integer ``kernel`` (``n_in x n_out``)
-    and non-constant input signals ``xs`` (one per row).
+    and non-constant input signals ``xs`` (one per row): of :func:`graph_candidates`,
+    the one with the fewest LUTs (the first of equals).
 
     Raises:
         MissingDependencyError: da4ml 0.5.x is not installed (an ImportError; the CLI exits 3).
         RuntimeError: the solver's graph does not reproduce ``kernel``.
     """
+    return min(graph_candidates(kernel, xs), key=lambda g: g.luts)
+
+
+def graph_candidates(kernel: np.ndarray, xs: list[Signal]) -> list[SharedGraph]:
+    """Adder graphs of ``x @ kernel``, each counted by :func:`~.rules.adder_cells`: da4ml's
+    greedy CMVM (``wmc``), its delay-constrained variant (``wmc-dc``) and, for a kernel of
+    at most :data:`DECOMPOSE_MAX_WEIGHTS` weights, the solution of da4ml's search over
+    decompositions ``kernel = M0 @ M1`` when it has two stages (composed here into one
+    graph); each written both ways :func:`_composed` can (``source`` says which). No one
+    of them is the cheapest on every kernel: on the 30 random layers of
+    ``benchmarks/rtl.py`` the decomposition saves 39% of ``wmc``'s LUTs on an 8x8 layer of
+    2-bit weights and costs more on others; writing by scale saves 1-5% on most.
+
+    Raises:
+        MissingDependencyError: da4ml 0.5.x is not installed (an ImportError; the CLI exits 3).
+        RuntimeError: a solver's graph does not reproduce ``kernel``.
+    """
     try:
+        from .da import solve
         from .da_cmvm import cmvm_stage
     except ImportError as e:
         from ..optional import MissingDependencyError
@@ -114,46 +153,112 @@ def shared_graph(kernel: np.ndarray, xs: list[Signal]) -> SharedGraph:
                           f"that is missing here ({e}). Install it with: pip install 'da4ml>=0.5.2,<0.6'") from None
 
     k = np.asarray(kernel, dtype=np.int64)
-    n_in, n_out = k.shape
     qints = [(float(s.lo), float(s.hi), float(2.0 ** s.lsb)) for s in xs]
-    sol = cmvm_stage(k.astype(np.float64), "wmc", qints, [0.0] * n_in, -1, -1)
+    lats = [0.0] * k.shape[0]
+    solutions = {m: [cmvm_stage(k.astype(np.float64), m, qints, lats, -1, -1)] for m in ("wmc", "wmc-dc")}
+    if k.size <= DECOMPOSE_MAX_WEIGHTS:
+        stages = list(solve(k.astype(np.float32), qintervals=qints, latencies=lats).solutions)
+        if len(stages) > 1:
+            solutions["decomposed"] = stages
+    out = []
+    for name, stages in solutions.items():
+        for by_scale in (False, True):
+            try:
+                out.append(_graph(stages, k, xs, by_scale, name + ("/scale" if by_scale else "")))
+            except ValueError:  # a right shift that would drop bits (da4ml's order only)
+                if by_scale:
+                    raise
+    return out
+
+
+def _composed(stages: list, by_scale: bool) -> tuple[list[tuple], list[tuple[int, int, int] | None]]:
+    """da4ml's stages (``CombLogic``, each reading the previous one's outputs) as one list of
+    nodes: ``("in", slot, shift)`` or ``(a, b, subtract, shift)`` (``a +- b << shift``),
+    and the last stage's outputs as ``(node, sign, shift)`` (None: zero).
+
+    A value of a stage is a node times ``sign * 2**scale``; a stage's input reads the
+    previous stage's output with its shift and negation. A sum of two values is written
+    over the first of them, whose sign is taken out: ``by_scale``, the one with the lower
+    scale (no right shifts); else as da4ml orders them, the positive one first where one
+    is negative (a single stage is then da4ml's graph op for op), and a negative shift is
+    an exact right shift (:func:`_graph` refuses one that is not). The two differ in
+    where negations and shifts land, and each is the cheaper on some kernels."""
+    nodes: list[tuple] = []
+    refs: list[tuple[int, int, int] | None] = []
+    for st, sol in enumerate(stages):
+        vals: list[tuple[int, int, int] | None] = []
+        for op in sol.ops:
+            if op.opcode == -1:
+                sh = int(sol.inp_shifts[op.id0])
+                if st == 0:
+                    nodes.append(("in", int(op.id0), sh))
+                    vals.append((len(nodes) - 1, 1, 0))
+                else:
+                    r = refs[op.id0]
+                    vals.append(None if r is None else (r[0], r[1], r[2] + sh))
+            elif op.opcode in (0, 1):
+                a, b = vals[op.id0], vals[op.id1]
+                if b is not None:
+                    b = (b[0], -b[1] if op.opcode == 1 else b[1], b[2] + int(op.data))
+                if a is None or b is None:
+                    vals.append(b if a is None else a)
+                    continue
+                if (a[2] > b[2]) if by_scale else (a[1] < 0 < b[1]):
+                    a, b = b, a
+                (ia, sa, ea), (ib, sb, eb) = a, b
+                nodes.append((ia, ib, sa * sb < 0, eb - ea))
+                vals.append((len(nodes) - 1, sa, ea))
+            else:
+                raise RuntimeError(f"shared_graph: unexpected da4ml operation (opcode {op.opcode})")
+        refs = []
+        for idx, sh, neg in zip(sol.out_idxs, sol.out_shifts, sol.out_negs):
+            v = vals[int(idx)] if int(idx) >= 0 else None
+            refs.append(None if v is None else (v[0], -v[1] if neg else v[1], v[2] + int(sh)))
+    return nodes, refs
+
+
+def _graph(stages: list, k: np.ndarray, xs: list[Signal], by_scale: bool, source: str) -> SharedGraph:
+    """The :class:`SharedGraph` of da4ml's solution ``stages`` for kernel ``k`` (written as
+    :func:`_composed` says), each node's range recomputed exactly and each column checked
+    against the kernel.
+
+    Raises:
+        ValueError: a right shift that would drop bits.
+        RuntimeError: the graph does not reproduce ``k``.
+    """
+    n_in, n_out = k.shape
+    nodes, outs = _composed(stages, by_scale)
     # exact coefficients of every node over the inputs, as floats (sums of powers of two)
     coefs: list[np.ndarray] = []
-    inputs: list[int] = []
-    in_shifts = [int(v) for v in sol.inp_shifts]
-    for op in sol.ops:
-        if op.opcode == -1:
+    for nd in nodes:
+        if nd[0] == "in":
             c = np.zeros(n_in)
-            c[op.id0] = 2.0 ** in_shifts[op.id0]
-        elif op.opcode in (0, 1):
-            c = coefs[op.id0] + (1 if op.opcode == 0 else -1) * 2.0 ** op.data * coefs[op.id1]
+            c[nd[1]] = 2.0 ** nd[2]
         else:
-            raise RuntimeError(f"shared_graph: unexpected da4ml operation (opcode {op.opcode})")
+            c = coefs[nd[0]] + (-1 if nd[2] else 1) * 2.0 ** nd[3] * coefs[nd[1]]
         coefs.append(c)
     values = np.unique(np.concatenate([np.abs(c) for c in coefs]))
     extra = max(Fraction(float(v)).denominator.bit_length() - 1 for v in values)  # bits that make all integers
     ints = [[int(v) for v in (c * 2.0 ** extra).tolist()] for c in coefs]
     signals = [_node(c, xs) for c in ints]
-    adders, shifts = [], []
-    for m, op in enumerate(sol.ops):
-        if op.opcode == -1:
-            inputs.append(int(op.id0))
-            continue
-        a, b = signals[op.id0], scaled(signals[op.id1], int(op.data))
-        luts, carry, _ = adder_cells(a, b, op.opcode == 1, top=signals[m].top)
-        adders.append(Adder(int(op.id0), int(op.id1), op.opcode == 1, m, luts, carry))
-        shifts.append(int(op.data))
+    inputs = [nd[1] for nd in nodes if nd[0] == "in"]
     n = len(inputs)
-    if inputs != list(range(n)) or any(op.opcode == -1 for op in sol.ops[n:]):
+    if inputs != list(range(n)) or any(nd[0] == "in" for nd in nodes[n:]):
         raise RuntimeError("shared_graph: the solver's inputs are not the first nodes")
+    adders, shifts = [], []
+    for m, nd in enumerate(nodes[n:], start=n):
+        a, b = signals[nd[0]], scaled(signals[nd[1]], nd[3])
+        luts, carry, _ = adder_cells(a, b, nd[2], top=signals[m].top)
+        adders.append(Adder(nd[0], nd[1], nd[2], m, luts, carry))
+        shifts.append(nd[3])
     outputs = []
-    for j in range(n_out):
-        idx, sh, neg = int(sol.out_idxs[j]), int(sol.out_shifts[j]), bool(sol.out_negs[j])
-        got = np.zeros(n_in) if idx < 0 else (-1 if neg else 1) * 2.0 ** sh * coefs[idx]
+    for j, r in enumerate(outs):
+        idx, sign, sh = r if r is not None else (-1, 1, 0)
+        got = np.zeros(n_in) if idx < 0 else sign * 2.0 ** sh * coefs[idx]
         if not np.array_equal(got, k[:, j].astype(np.float64)):
             raise RuntimeError(f"shared_graph: the solver's column {j} is not the kernel's")
-        outputs.append((idx, -1 if neg else 1, sh))
-    return SharedGraph(inputs, [in_shifts[i] for i in inputs], signals, adders, shifts, outputs, extra)
+        outputs.append((idx, sign, sh))
+    return SharedGraph(inputs, [nd[2] for nd in nodes[:n]], signals, adders, shifts, outputs, extra, source)
 
 
 @dataclass
@@ -189,7 +294,7 @@ def shared_circuits(graph: Graph, node: ir.Linear, x: list[Signal],
     km = np.asarray(node.kernel.m)
     w2 = km.reshape(-1, km.shape[-1]).astype(np.int64)
     n_out = w2.shape[1]
-    solved: dict[tuple, SharedGraph] = {}
+    solved: dict[tuple, list[SharedGraph]] = {}
     positions: list[Position] = []
     circuits: list[LinearCircuit] = []
     # one tree per output, every product in LUTs (the Latency circuits, cached across positions)
@@ -200,21 +305,38 @@ def shared_circuits(graph: Graph, node: ir.Linear, x: list[Signal],
         folded = [sum(int(w2[r, j]) * v for r, v in consts) << shift for j in range(n_out)]
         cap = [caps[p * n_out + j] if caps is not None else None for j in range(n_out)]
         dead = tuple(j for j in range(n_out) if cap[j] is not None and cap[j] < 0)  # no output reads it
-        g = None
+        g, cols = None, [_column(None, j, shift, int(bias[j]) + folded[j], cap[j]) for j in range(n_out)]
         if rows and len(dead) < n_out:
             key = (tuple(rows), tuple(x[patch[r]] for r in rows), dead)
-            g = solved.get(key)
-            if g is None:
+            if key not in solved:
                 k = w2[rows].copy()
                 k[:, list(dead)] = 0  # dead columns take no part in the graph (synthesis removes them)
-                g = solved[key] = shared_graph(k, [x[patch[r]] for r in rows])
-        cols = [_column(g, j, shift, int(bias[j]) + folded[j], cap[j]) for j in range(n_out)]
+                solved[key] = graph_candidates(k, [x[patch[r]] for r in rows])
+            g, cols = _cheapest(solved[key], lambda c: [_column(c, j, shift, int(bias[j]) + folded[j], cap[j])
+                                                        for j in range(n_out)])
         trees = all_trees[p * n_out:(p + 1) * n_out]
         if g is not None and sum(c.tree.luts for c in trees) < g.luts + sum(c.tree.luts for c in cols):
             g, cols = None, trees  # too little to share here: one tree per output is cheaper
         positions.append(Position(g, [patch[r] for r in rows] if g is not None else []))
         circuits += cols
     return positions, circuits
+
+
+def _cheapest(candidates: list[SharedGraph], columns) -> tuple[SharedGraph, list[LinearCircuit]]:
+    """Of ``candidates`` no deeper than the first (da4ml's greedy ``wmc``: the pipeline's
+    latency is then never more than with it), the one with the fewest LUTs counted with
+    its output ``columns`` (a negated column, ``-node + bias``, costs its adder); the
+    first of equals. da4ml's two-stage decompositions are about twice as deep: on the
+    jet MLP of ``benchmarks/rtl.py`` they saved 0.4% of the LUTs and added 2 cycles."""
+    limit = candidates[0].depth
+    best = None
+    for c in candidates:
+        if c.depth <= limit:
+            cols = columns(c)
+            luts = c.luts + sum(col.tree.luts for col in cols)
+            if best is None or luts < best[0]:
+                best = (luts, c, cols)
+    return best[1], best[2]
 
 
 def _column(g: SharedGraph | None, j: int, shift: int, bias: int, cap: int | None) -> LinearCircuit:

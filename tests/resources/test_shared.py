@@ -102,3 +102,47 @@ def test_outputs_no_one_reads_cost_nothing(tmp_path):
         dsp_min_bits=1 << 30)).lut
     result = hgq_fpga.verify(models[0], edge_inputs(x[:32]), tmp_path / "prj", backend="rtl")
     assert result.ok, str(result)
+
+
+@pytest.mark.parametrize("n_in, n_out, bits, seed", [(8, 8, 2, 0), (12, 6, 4, 1), (6, 10, 3, 2)])
+def test_every_candidate_graph_computes_the_kernel_exactly(n_in, n_out, bits, seed):
+    """Each solution counted (greedy, delay-constrained, da4ml's two-stage decomposition composed
+    into one graph; each written in both orders) computes the kernel at every node's range."""
+    from hgq_fpga.resources.shared import graph_candidates
+
+    rng = np.random.default_rng(seed)
+    top = (1 << (bits - 1)) - 1
+    k = rng.integers(-top, top + 1, size=(n_in, n_out))
+    xs = [Signal(0, 255) if i % 2 else Signal(-64, 62, 1) for i in range(n_in)]
+    cands = graph_candidates(k, xs)
+    sources = {g.source for g in cands}
+    assert {"wmc", "wmc/scale", "wmc-dc", "wmc-dc/scale"} <= sources
+    assert "decomposed" in sources or "decomposed/scale" in sources, sources  # small kernels: two stages
+    edges = [[s.lo for s in xs], [s.hi for s in xs], [s.lo if i % 2 else s.hi for i, s in enumerate(xs)]]
+    rand = [[int(rng.integers(s.lo >> s.lsb, (s.hi >> s.lsb) + 1)) << s.lsb for s in xs] for _ in range(20)]
+    for g in cands:
+        for x in edges + rand:
+            v = _run(g, x)
+            for j, (idx, sign, sh) in enumerate(g.outputs):
+                got = 0 if idx < 0 else sign * (v[idx] << sh if sh >= 0 else v[idx] >> -sh)
+                assert got == sum(int(k[i, j]) * x[i] for i in range(n_in)) << g.extra, g.source
+    assert shared_graph(k, xs).luts == min(g.luts for g in cands)
+
+
+def test_the_cheapest_graph_no_deeper_than_the_greedy_one_is_written():
+    """An 8x8 kernel of 2-bit weights (benchmarks/rtl.py's layer07): da4ml's two-stage decomposition
+    takes the fewest LUTs but about twice the adder depth, so it is not written (the pipeline's latency
+    would grow); of the graphs as deep as the greedy one, the one with the fewest LUTs is."""
+    from hgq_fpga.resources.shared import _cheapest, graph_candidates
+
+    rng = np.random.default_rng(7)
+    k = rng.integers(-1, 2, size=(8, 8))
+    k[k == 0] = 1
+    xs = [Signal(0, 255)] * 8
+    cands = graph_candidates(k, xs)
+    deep = [g for g in cands if g.source.startswith("decomposed")]
+    assert deep and min(g.luts for g in deep) < min(g.luts for g in cands if g not in deep)
+    assert all(g.depth > cands[0].depth for g in deep)
+    chosen, _ = _cheapest(cands, lambda g: [])
+    assert chosen.depth <= cands[0].depth
+    assert chosen.luts == min(g.luts for g in cands if g.depth <= cands[0].depth) < cands[0].luts
