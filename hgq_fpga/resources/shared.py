@@ -12,10 +12,12 @@ hls4ml's ``distributed_arithmetic`` strategy use the same algorithm): it takes t
 most frequent pair of signed digits of the kernel, ``x_i + x_k << s``, makes it a
 new input and repeats. Each pair is one two-input adder, written once and read by
 every output that contains it. No one solution is the cheapest on every kernel, so
-several are counted and the cheapest, with its output columns, is written
-(:func:`graph_candidates`): ``wmc``, its delay-constrained variant ``wmc-dc``, and,
-on small kernels, da4ml's search over decompositions ``kernel = M0 @ M1`` (HGQ2's
-path), whose two stages are composed into one graph here.
+several are counted (:func:`graph_candidates`): ``wmc``, its delay-constrained
+variant ``wmc-dc``, and, on small kernels, da4ml's search over decompositions
+``kernel = M0 @ M1`` (HGQ2's path), whose two stages are composed into one graph
+here. The one written has the fewest LUTs, with its output columns, of those whose
+longest path is no longer than ``wmc``'s (:func:`path_delay`): a cheaper but deeper
+graph would add pipeline stages.
 
 What is taken from da4ml is the graph only. Every node's range is recomputed
 exactly here: a node is a linear form ``sum_i c_i x_i`` of the independent
@@ -43,7 +45,8 @@ from ..ir import ops as ir
 from .circuit import LinearCircuit, Term, aligned_bias, kernel_patches, linear_circuits
 from .rules import Adder, Signal, adder_cells, adder_tree
 
-__all__ = ["DECOMPOSE_MAX_WEIGHTS", "Position", "SharedGraph", "graph_candidates", "scaled", "shared_circuits", "shared_graph"]
+__all__ = ["CARRY_BIT_PER_LUT", "DECOMPOSE_MAX_WEIGHTS", "Position", "SharedGraph", "graph_candidates", "path_delay", "scaled",
+           "shared_circuits", "shared_graph"]
 
 
 @dataclass
@@ -322,17 +325,42 @@ def shared_circuits(graph: Graph, node: ir.Linear, x: list[Signal],
     return positions, circuits
 
 
+#: an adder's delay in LUT delays: one LUT, and this much per bit of its carry chain (0.02 ns
+#: a bit against 0.5 ns a LUT, the defaults of ``backends.rtl.pipeline.DelayModel``)
+CARRY_BIT_PER_LUT = 0.04
+
+
+def path_delay(g: SharedGraph, columns: list[LinearCircuit]) -> float:
+    """The longest path from an input of ``g`` through an output ``column``, in LUT delays:
+    each adder (and a column's adders or negation) ``1 + CARRY_BIT_PER_LUT * width``."""
+    def adder(s: Signal) -> float:
+        return 1.0 + CARRY_BIT_PER_LUT * (s.top - min(s.lsb, s.top) + 1)
+
+    arrive = [0.0] * len(g.signals)
+    for a in g.adders:
+        arrive[a.out] = max(arrive[a.a], arrive[a.b]) + adder(g.signals[a.out])
+    worst = 0.0
+    for (idx, _, _), col in zip(g.outputs, columns):
+        t, tree = arrive[idx] if idx >= 0 else 0.0, col.tree
+        if tree.root is not None:
+            t += (len(tree.adders) + (tree.sign < 0)) * adder(tree.signals[tree.root])
+        worst = max(worst, t)
+    return worst
+
+
 def _cheapest(candidates: list[SharedGraph], columns) -> tuple[SharedGraph, list[LinearCircuit]]:
-    """Of ``candidates`` no deeper than the first (da4ml's greedy ``wmc``: the pipeline's
-    latency is then never more than with it), the one with the fewest LUTs counted with
-    its output ``columns`` (a negated column, ``-node + bias``, costs its adder); the
-    first of equals. da4ml's two-stage decompositions are about twice as deep: on the
-    jet MLP of ``benchmarks/rtl.py`` they saved 0.4% of the LUTs and added 2 cycles."""
-    limit = candidates[0].depth
-    best = None
+    """Of ``candidates`` whose longest path (:func:`path_delay`, with their output ``columns``)
+    is no longer than the first's (da4ml's greedy ``wmc``: the pipeline's latency then does
+    not grow), the one with the fewest LUTs counted with its columns (a negated column,
+    ``-node + bias``, costs its adder); the first of equals. da4ml's two-stage
+    decompositions are about twice as deep: on the jet MLP of ``benchmarks/rtl.py`` the
+    cheapest graphs whatever their depth saved 0.4% of the LUTs and added 2 cycles."""
+    best, limit = None, None
     for c in candidates:
-        if c.depth <= limit:
-            cols = columns(c)
+        cols = columns(c)
+        delay = path_delay(c, cols)
+        limit = delay if limit is None else limit
+        if delay <= limit + 1e-9:
             luts = c.luts + sum(col.tree.luts for col in cols)
             if best is None or luts < best[0]:
                 best = (luts, c, cols)
