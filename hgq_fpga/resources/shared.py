@@ -140,7 +140,7 @@ def graph_candidates(kernel: np.ndarray, xs: list[Signal]) -> list[SharedGraph]:
     graph); each written both ways :func:`_composed` can (``source`` says which). No one
     of them is the cheapest on every kernel: on the 30 random layers of
     ``benchmarks/rtl.py`` the decomposition saves 39% of ``wmc``'s LUTs on an 8x8 layer of
-    2-bit weights and costs more on others; writing by scale saves 1-5% on most.
+    2-bit weights and costs more on others; writing by scale saves up to 5% on about half.
 
     Raises:
         MissingDependencyError: da4ml 0.5.x is not installed (an ImportError; the CLI exits 3).
