@@ -45,8 +45,8 @@ from ..ir import ops as ir
 from .circuit import LinearCircuit, Term, aligned_bias, kernel_patches, linear_circuits
 from .rules import Adder, Signal, adder_cells, adder_tree
 
-__all__ = ["CARRY_BIT_PER_LUT", "DECOMPOSE_MAX_WEIGHTS", "Position", "SharedGraph", "graph_candidates", "path_delay", "scaled",
-           "shared_circuits", "shared_graph"]
+__all__ = ["CARRY_BIT_PER_LUT", "DECOMPOSE_MAX_WEIGHTS", "Position", "SharedGraph", "graph_candidates",
+           "path_delay", "scaled", "shared_circuits", "shared_graph"]
 
 
 @dataclass
