@@ -15,25 +15,32 @@ fractional bits per element exactly, integer bits from calibration on the
 training set, as for hgq_fpga's own models -- and costed with the same exact
 estimate (``hgq_fpga.estimate``). Accuracy: hgq_fpga's emulated firmware on
 the test split; HGQ2's own ``predict`` (and the transplant's, as a check).
+BLAS, OpenMP and TensorFlow's intra-op pool run one thread each (the machine is shared).
 """
 
 from __future__ import annotations
 
-import argparse
-import json
-import sys
-import time
-from pathlib import Path
+import os
 
-import keras
-import numpy as np
+for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
+    os.environ.setdefault(_v, "1")  # one thread each: the machine is shared (BENCHMARKS.md says so)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
-import hgq_fpga
-from hgq_fpga.constraints.sweep import SweepPoint, pareto_sweep, plot_pareto, save_sweep
-from hgq_fpga.datasets import digits
-from hgq_fpga.layers import QDense
+import hgq_fpga  # noqa: E402
+from hgq_fpga.constraints.sweep import SweepPoint, pareto_sweep, plot_pareto, save_sweep  # noqa: E402
+from hgq_fpga.datasets import digits  # noqa: E402
+from hgq_fpga.layers import QDense  # noqa: E402
 
 UNITS = (64, 32, 32, 10)
 
