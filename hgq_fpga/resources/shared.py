@@ -45,8 +45,8 @@ from ..ir import ops as ir
 from .circuit import LinearCircuit, Term, aligned_bias, kernel_patches, linear_circuits
 from .rules import Adder, Signal, adder_cells, adder_tree
 
-__all__ = ["CARRY_BIT_PER_LUT", "DECOMPOSE_MAX_WEIGHTS", "Position", "SharedGraph", "graph_candidates",
-           "path_delay", "scaled", "shared_circuits", "shared_graph"]
+__all__ = ["DECOMPOSE_MAX_WEIGHTS", "Position", "SharedGraph", "graph_candidates", "path_delay", "scaled",
+           "shared_circuits", "shared_graph"]
 
 
 @dataclass
@@ -158,7 +158,8 @@ def graph_candidates(kernel: np.ndarray, xs: list[Signal]) -> list[SharedGraph]:
     k = np.asarray(kernel, dtype=np.int64)
     qints = [(float(s.lo), float(s.hi), float(2.0 ** s.lsb)) for s in xs]
     lats = [0.0] * k.shape[0]
-    solutions = {m: [cmvm_stage(k.astype(np.float64), m, qints, lats, -1, -1)] for m in ("wmc", "wmc-dc")}
+    kf = k.astype(np.float64)
+    solutions = {m: [cmvm_stage(kf, m, qints, lats, -1, -1)] for m in ("wmc", "wmc-dc")}
     if k.size <= DECOMPOSE_MAX_WEIGHTS:
         stages = list(solve(k.astype(np.float32), qintervals=qints, latencies=lats).solutions)
         if len(stages) > 1:
@@ -325,16 +326,16 @@ def shared_circuits(graph: Graph, node: ir.Linear, x: list[Signal],
     return positions, circuits
 
 
-#: an adder's delay in LUT delays: one LUT, and this much per bit of its carry chain (0.02 ns
-#: a bit against 0.5 ns a LUT, the defaults of ``backends.rtl.pipeline.DelayModel``)
-CARRY_BIT_PER_LUT = 0.04
-
-
 def path_delay(g: SharedGraph, columns: list[LinearCircuit]) -> float:
-    """The longest path from an input of ``g`` through an output ``column``, in LUT delays:
-    each adder (and a column's adders or negation) ``1 + CARRY_BIT_PER_LUT * width``."""
+    """The longest path from an input of ``g`` through an output ``column``, in ns by the
+    pipeline's own :class:`~hgq_fpga.backends.rtl.pipeline.DelayModel`: each adder (and a
+    column's adders or negation) one LUT and its carry chain."""
+    from ..backends.rtl.pipeline import DelayModel  # imported late: the RTL backend imports this module
+
+    model = DelayModel()
+
     def adder(s: Signal) -> float:
-        return 1.0 + CARRY_BIT_PER_LUT * (s.top - min(s.lsb, s.top) + 1)
+        return model.delay("adder", s.top - min(s.lsb, s.top) + 1)
 
     arrive = [0.0] * len(g.signals)
     for a in g.adders:
