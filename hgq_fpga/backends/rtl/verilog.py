@@ -340,7 +340,7 @@ def _layout(graph: Graph, name: str, port: str, lsb: np.ndarray | None,
 #: adder reads another's sum as it is: flattened yosys (``alumacc``) otherwise merges
 #: an adder whose sum only one adder reads, and cannot overflow, into a
 #: multi-operand sum mapped as carry-save logic, which costs up to 18% more or less
-#: LUTs than the adders written (digits of BENCHMARKS.md, issue 16).
+#: LUTs than the adders written (BENCHMARKS.md, issue 16).
 ADDER_MODULE = """module hgq_add #(parameter WA = 1, WB = 1, WY = 1, SA = 0, SB = 0, SUB = 0) (
     input [WA-1:0] a,
     input [WB-1:0] b,
