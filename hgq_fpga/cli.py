@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from .cli_files import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, CliError, checked_data, fresh_output, model_from_args, write_output
-from .cli_rtl import convert_rtl, refuse_hls_flags
+from .cli_rtl import add_prefer, convert_rtl, refuse_hls_flags, refuse_rtl_flags
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CHECK_FAILED", "EXIT_COMPILE_FAILED", "EXIT_INTERRUPTED", "EXIT_OK",
            "EXIT_TOOL_MISSING", "main"]
@@ -48,6 +48,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
     if args.backend == "rtl":
         refuse_hls_flags(args)
+    else:
+        refuse_rtl_flags(args)
     out = fresh_output(args.output, args.overwrite, "project")
     model = model_from_args(args)
     if args.backend == "rtl":
@@ -279,6 +281,7 @@ def _add_convert(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--clock-period", type=_positive, default=5.0, metavar="NS", help="target clock period in ns")
     p.add_argument("--latency-cutoff", type=_positive, default=None, metavar="NS",
                    help="rtl: estimated logic delay allowed between registers (default 70%% of the clock period)")
+    add_prefer(p)
     _hls_options(p)
     p.add_argument("--project-name", default="hgq_fpga_prj", metavar="NAME",
                    help="HLS top-level name (a C++ identifier)")

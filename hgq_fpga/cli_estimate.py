@@ -8,6 +8,7 @@ from pathlib import Path
 
 from .cli import _EPILOG, _FMT, _PART_HELP, _STRATEGY_HELP, _common, _part, _positive
 from .cli_files import EXIT_OK, CliError, checked_data, fresh_output, model_from_args, write_output
+from .cli_rtl import add_prefer, refuse_rtl_flags
 
 __all__ = ["add_estimate", "cmd_estimate"]
 
@@ -17,6 +18,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
     if args.json:
         fresh_output(args.json, args.overwrite, flag="--json")
+    if args.backend != "rtl":
+        refuse_rtl_flags(args)
     if args.backend == "rtl" and args.strategy != "Latency":
         raise CliError(f"--strategy {args.strategy} is an hls4ml strategy; --backend rtl estimates the Verilog "
                        "project of 'convert --backend rtl' (drop --strategy, or drop --backend rtl)")
@@ -26,7 +29,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
 
     with elapsed(f"estimate ({args.strategy if args.backend == 'hls4ml' else 'RTL'})", enabled=sys.stderr.isatty()):
         report = estimate(model, strategy=args.strategy, part=args.part, backend=args.backend,
-                          clock_period=args.clock_period, latency_cutoff=args.latency_cutoff)
+                          clock_period=args.clock_period, latency_cutoff=args.latency_cutoff,
+                          prefer=args.prefer or "latency")
     print(report)
     if x is not None:
         from .constraints.sensitivity import layer_sensitivities
@@ -59,6 +63,7 @@ def add_estimate(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--clock-period", type=_positive, default=5.0, metavar="NS", help="rtl: the clock period in ns")
     p.add_argument("--latency-cutoff", type=_positive, default=None, metavar="NS",
                    help="rtl: estimated logic delay allowed between registers (default 70%% of the clock period)")
+    add_prefer(p)
     p.add_argument("--json", metavar="OUT.json", help="also write the report as JSON")
     p.add_argument("--data", metavar="DATA.npy",
                    help="also measure each layer's sensitivity on these inputs: the LUTs one fractional bit less "

@@ -8,7 +8,23 @@ from typing import Any
 
 from .cli_files import EXIT_CHECK_FAILED, EXIT_OK, CliError
 
-__all__ = ["convert_rtl", "refuse_hls_flags", "synth_rtl"]
+__all__ = ["PREFER_HELP", "add_prefer", "convert_rtl", "refuse_hls_flags", "refuse_rtl_flags", "synth_rtl"]
+
+PREFER_HELP = ("rtl: how each dense/conv layer's adder graph is chosen: 'latency' (default: the fewest LUTs that keep "
+               "the pipeline as short as da4ml's greedy graphs) or 'luts' (the fewest LUTs, as da4ml chooses; "
+               "on small layers of narrow weights up to a third fewer, for a cycle or two more)")
+
+
+def add_prefer(p: argparse.ArgumentParser) -> None:
+    """The ``--prefer`` flag of ``convert`` and ``estimate``."""
+    p.add_argument("--prefer", choices=("latency", "luts"), default=None, help=PREFER_HELP)
+
+
+def refuse_rtl_flags(args: argparse.Namespace) -> None:
+    """An hls4ml backend takes no RTL-only flag: say which was given."""
+    if getattr(args, "prefer", None) is not None:
+        raise CliError(f"--prefer chooses the adder graphs of --backend rtl; --backend {args.backend} writes hls4ml's "
+                       "own (drop --prefer, or give --backend rtl)")
 
 
 def refuse_hls_flags(args: argparse.Namespace) -> None:
@@ -25,7 +41,7 @@ def convert_rtl(args: argparse.Namespace, out: Any, model: Any) -> int:
 
     try:
         project = to_rtl(model, out, clock_period=args.clock_period, latency_cutoff=args.latency_cutoff,
-                         part=args.part, overwrite=args.overwrite)
+                         part=args.part, overwrite=args.overwrite, prefer=args.prefer or "latency")
     except (ValueError, FileExistsError) as e:
         raise CliError(str(e)) from e
     m = project.module

@@ -121,7 +121,8 @@ class ResourceBudget(keras.callbacks.Callback):
             (every product in LUTs), an upper bound of the project's count (each
             layer position keeps the cheaper of its shared graph and those trees),
             and fast; the result's report is the project's own count, with its
-            flip-flops and latency for ``clock_period`` and ``latency_cutoff``.
+            flip-flops and latency for ``clock_period``, ``latency_cutoff`` and ``prefer``
+            (as for :func:`~hgq_fpga.to_rtl`).
         latency: with ``backend="rtl"``, at most this many clock cycles from input to
             output. Training follows the LUT budget; at the end the bits are lowered
             further until the project's pipeline is that short
@@ -184,6 +185,7 @@ class ResourceBudget(keras.callbacks.Callback):
         latency: int | None = None,
         clock_period: float = 5.0,
         latency_cutoff: float | None = None,
+        prefer: str = "latency",
         method: str = "constraint",
         schedule: Schedule | tuple[float, float] | None = None,
         dual_lr: float = 0.05,
@@ -204,7 +206,7 @@ class ResourceBudget(keras.callbacks.Callback):
         self.dsp = None if dsp is None else int(dsp)
         self.x = calibration_data
         self.kwargs = {"strategy": strategy, "part": part, "cost_model": cost_model}
-        self.rtl = rtl_settings(backend, strategy, clock_period, latency_cutoff)
+        self.rtl = rtl_settings(backend, strategy, clock_period, latency_cutoff, prefer)
         if self.rtl is not None:  # the checks count the RTL project's LUTs: every product in LUTs
             from ..resources.estimate import rtl_cost_model
 

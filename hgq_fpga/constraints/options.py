@@ -13,10 +13,17 @@ __all__ = ["METHODS", "check_arguments", "check_latency", "rtl_settings"]
 METHODS = ("constraint", "step", "primal_dual")
 
 
-def rtl_settings(backend: str, strategy: str, clock_period: float, latency_cutoff: float | None) -> dict | None:
-    """``clock_period`` and ``latency_cutoff`` for ``backend="rtl"`` (None for hls4ml); bad values refused."""
+def rtl_settings(backend: str, strategy: str, clock_period: float, latency_cutoff: float | None,
+                 prefer: str = "latency") -> dict | None:
+    """``clock_period``, ``latency_cutoff`` and ``prefer`` for ``backend="rtl"`` (None for hls4ml);
+    bad values refused."""
+    from ..resources.shared import check_prefer
+
     if backend not in ("hls4ml", "rtl"):
         raise ValueError(f"ResourceBudget: backend must be 'hls4ml' or 'rtl'. Received: backend={backend!r}")
+    if check_prefer(prefer, "ResourceBudget") != "latency" and backend != "rtl":
+        raise ValueError(f"ResourceBudget: prefer= chooses the adder graphs of backend='rtl'. "
+                         f"Received: prefer={prefer!r}, backend={backend!r}")
     if backend == "hls4ml":
         return None
     if strategy != "Latency":
@@ -26,7 +33,7 @@ def rtl_settings(backend: str, strategy: str, clock_period: float, latency_cutof
         if v is not None and not (isinstance(v, numbers.Real) and math.isfinite(v) and v > 0) and \
                 not (name == "latency_cutoff" and v == math.inf):
             raise ValueError(f"ResourceBudget: {name} must be a positive number of ns. Received: {name}={v!r}")
-    return {"clock_period": float(clock_period), "latency_cutoff": latency_cutoff}
+    return {"clock_period": float(clock_period), "latency_cutoff": latency_cutoff, "prefer": prefer}
 
 
 def check_latency(latency: Any, backend: str) -> int | None:

@@ -51,6 +51,8 @@ class CircuitAnalysis:
     need: dict[str, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     #: per output tensor of a dense/conv layer under ``'rtl'``: its positions' shared graphs
     shared: dict[str, list] = field(default_factory=dict)
+    #: under ``'rtl'``: how each shared graph is chosen (:data:`~.shared.PREFER`)
+    prefer: str = "latency"
 
     def signals(self, name: str) -> list[Signal]:
         """The signals of a tensor's elements (flat, C order)."""
@@ -74,7 +76,8 @@ class CircuitAnalysis:
         return self.graph.tensors[node.outputs[0]].shape
 
 
-def analyze(graph: Graph, *, strategy: str = "Latency", cost_model: CostModel | None = None) -> CircuitAnalysis:
+def analyze(graph: Graph, *, strategy: str = "Latency", cost_model: CostModel | None = None,
+            prefer: str = "latency") -> CircuitAnalysis:
     """Run every operation's cost rule over ``graph``, in order.
 
     Raises:
@@ -82,7 +85,7 @@ def analyze(graph: Graph, *, strategy: str = "Latency", cost_model: CostModel | 
     """
     from . import cost_rules  # noqa: F401  (registers the rules)
 
-    result = CircuitAnalysis(graph, strategy, cost_model or CostModel(), need=needed_bits(graph))
+    result = CircuitAnalysis(graph, strategy, cost_model or CostModel(), need=needed_bits(graph), prefer=prefer)
     for node in graph.nodes:
         result.costs[node.name] = COST(node, result)
     return result

@@ -101,7 +101,7 @@ def _shared(op: ir.Linear, a: CircuitAnalysis) -> LayerCost:
     then each output's sign, shift and bias."""
     from .shared import shared_circuits
 
-    positions, circuits = shared_circuits(a.graph, op, a.signals(op.inputs[0]), a.caps(op.outputs[0]))
+    positions, circuits = shared_circuits(a.graph, op, a.signals(op.inputs[0]), a.caps(op.outputs[0]), a.prefer)
     a.shared[op.outputs[0]] = positions
     row = _adder_trees(op, a, circuits)
     for p in positions:

@@ -196,6 +196,7 @@ def estimate(
     backend: str = "hls4ml",
     clock_period: float = 5.0,
     latency_cutoff: float | None = None,
+    prefer: str = "latency",
 ) -> ResourceReport:
     """Estimate the LUTs, DSPs and EBOPs of a calibrated model's firmware.
 
@@ -211,7 +212,7 @@ def estimate(
             (the project of :func:`~hgq_fpga.to_rtl` with ``clock_period`` and
             ``latency_cutoff``: its LUTs, CARRYs, flip-flops and latency in cycles;
             every product in LUTs).
-        clock_period, latency_cutoff: ``backend='rtl'``: as for :func:`~hgq_fpga.to_rtl`.
+        clock_period, latency_cutoff, prefer: ``backend='rtl'``: as for :func:`~hgq_fpga.to_rtl`.
 
     Returns:
         a :class:`ResourceReport`.
@@ -224,6 +225,22 @@ def estimate(
         >>> r.lut, r.ff, r.latency_cycles                                   # doctest: +SKIP
         (3012.0, 611, 2)
     """
+    _check_options(strategy, backend, prefer)
+    if graph is None:
+        from ..frontend.keras import build_ir  # a Keras model: built (or taken from the cache) here
+
+        graph = build_ir(model)
+    if backend == "rtl":
+        return estimate_rtl(graph, part=part, cost_model=cost_model, clock_period=clock_period,
+                            latency_cutoff=latency_cutoff, prefer=prefer)
+    cm = cost_model if cost_model is not None else CostModel.for_part(part)
+    return estimate_graph(graph, strategy=strategy, part=part, cost_model=cm)
+
+
+def _check_options(strategy: str, backend: str, prefer: str) -> None:
+    """Refuse a bad ``strategy``, ``backend`` or ``prefer`` of :func:`estimate`, or a mix of them."""
+    from .shared import check_prefer
+
     if strategy not in STRATEGIES:
         raise ValueError(f"estimate: strategy must be one of {STRATEGIES}. Received: strategy={strategy!r}")
     if backend not in BACKENDS:
@@ -231,15 +248,9 @@ def estimate(
     if backend == "rtl" and strategy != "Latency":
         raise ValueError(f"estimate: backend='rtl' writes its own adder trees; strategy={strategy!r} is an hls4ml "
                          "strategy (leave strategy at 'Latency')")
-    if graph is None:
-        from ..frontend.keras import build_ir  # a Keras model: built (or taken from the cache) here
-
-        graph = build_ir(model)
-    if backend == "rtl":
-        return estimate_rtl(graph, part=part, cost_model=cost_model, clock_period=clock_period,
-                            latency_cutoff=latency_cutoff)
-    cm = cost_model if cost_model is not None else CostModel.for_part(part)
-    return estimate_graph(graph, strategy=strategy, part=part, cost_model=cm)
+    if check_prefer(prefer, "estimate") != "latency" and backend != "rtl":
+        raise ValueError(f"estimate: prefer= chooses the adder graphs of backend='rtl'; hls4ml writes its own. "
+                         f"Received: prefer={prefer!r}, backend={backend!r}")
 
 
 def rtl_cost_model(part: str) -> CostModel:
@@ -248,14 +259,14 @@ def rtl_cost_model(part: str) -> CostModel:
 
 
 def estimate_rtl(graph: Graph, *, part: str, cost_model: CostModel | None, clock_period: float,
-                 latency_cutoff: float | None) -> ResourceReport:
+                 latency_cutoff: float | None, prefer: str = "latency") -> ResourceReport:
     """:func:`estimate` with ``backend='rtl'``: the cell counts of the circuit, and the
     flip-flops and latency of its pipeline as :func:`~hgq_fpga.to_rtl` places it."""
     from ..backends.rtl import pipelined, to_verilog
 
     cm = replace(cost_model, dsp_min_bits=1 << 30) if cost_model is not None else rtl_cost_model(part)
     with _cyclic_gc_paused():
-        verilog = to_verilog(graph, shared=True)
+        verilog = to_verilog(graph, shared=True, prefer=prefer)
     report = estimate_graph(graph, strategy="Latency", part=part, cost_model=cm, analysis=verilog.analysis)
     module = pipelined(verilog, clock_period=clock_period, latency_cutoff=latency_cutoff)
     report.backend, report.ff, report.latency_cycles = "rtl", module.ff, module.latency

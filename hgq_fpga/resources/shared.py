@@ -45,8 +45,23 @@ from ..ir import ops as ir
 from .circuit import LinearCircuit, Term, aligned_bias, kernel_patches, linear_circuits
 from .rules import Adder, Signal, adder_cells, adder_tree
 
-__all__ = ["DECOMPOSE_MAX_WEIGHTS", "Position", "SharedGraph", "graph_candidates", "path_delay", "scaled",
-           "shared_circuits", "shared_graph"]
+__all__ = ["DECOMPOSE_MAX_WEIGHTS", "PREFER", "Position", "SharedGraph", "check_prefer", "graph_candidates",
+           "path_delay", "scaled", "shared_circuits", "shared_graph"]
+
+#: how the graph of a layer is chosen among :func:`graph_candidates`: ``"latency"``, the fewest
+#: LUTs among those whose longest path is no longer than da4ml's greedy graph's (the pipeline
+#: does not get longer); ``"luts"``, the fewest LUTs whatever their depth (da4ml's own choice:
+#: its two-stage decompositions can be twice as deep, and take more cycles)
+PREFER = ("latency", "luts")
+
+
+def check_prefer(prefer: object, caller: str) -> str:
+    """``prefer``, or a ValueError naming ``caller``, the value received and the choices."""
+    if prefer not in PREFER:
+        raise ValueError(f"{caller}: prefer must be 'latency' (the fewest LUTs that keep the pipeline as short as "
+                         f"da4ml's greedy graphs) or 'luts' (the fewest LUTs, possibly more cycles). "
+                         f"Received: prefer={prefer!r}")
+    return str(prefer)
 
 
 @dataclass
@@ -275,8 +290,8 @@ class Position:
     sources: list[int]
 
 
-def shared_circuits(graph: Graph, node: ir.Linear, x: list[Signal],
-                    caps: list[int | None] | None = None) -> tuple[list[Position], list[LinearCircuit]]:
+def shared_circuits(graph: Graph, node: ir.Linear, x: list[Signal], caps: list[int | None] | None = None,
+                    prefer: str = "latency") -> tuple[list[Position], list[LinearCircuit]]:
     """The positions of a dense/conv node and one :class:`~.circuit.LinearCircuit` per output
     element (flat, C order), whose terms' sources are nodes of its position's graph.
 
@@ -285,7 +300,8 @@ def shared_circuits(graph: Graph, node: ir.Linear, x: list[Signal],
     with the same input signals share one graph (solved once). An output that no
     output of the model reads (its highest needed bit ``-1``, :func:`~.liveness.needed_bits`)
     is left out of the graph: it is written as its bias, and synthesis would remove
-    its logic anyway. Where the graph costs
+    its logic anyway. ``prefer`` (:data:`PREFER`) picks each graph among the candidates.
+    Where the graph costs
     more LUTs than one adder tree per output (a sparse kernel, few outputs: little to
     share), the position keeps the trees (``graph`` None; the circuits' sources are
     then the node's flat input elements, as in :func:`~.circuit.linear_circuits`).
@@ -317,7 +333,7 @@ def shared_circuits(graph: Graph, node: ir.Linear, x: list[Signal],
                 k[:, list(dead)] = 0  # dead columns take no part in the graph (synthesis removes them)
                 solved[key] = graph_candidates(k, [x[patch[r]] for r in rows])
             g, cols = _cheapest(solved[key], lambda c: [_column(c, j, shift, int(bias[j]) + folded[j], cap[j])
-                                                        for j in range(n_out)])
+                                                        for j in range(n_out)], prefer)
         trees = all_trees[p * n_out:(p + 1) * n_out]
         if g is not None and sum(c.tree.luts for c in trees) < g.luts + sum(c.tree.luts for c in cols):
             g, cols = None, trees  # too little to share here: one tree per output is cheaper
@@ -349,17 +365,19 @@ def path_delay(g: SharedGraph, columns: list[LinearCircuit]) -> float:
     return worst
 
 
-def _cheapest(candidates: list[SharedGraph], columns) -> tuple[SharedGraph, list[LinearCircuit]]:
-    """Of ``candidates`` whose longest path (:func:`path_delay`, with their output ``columns``)
-    is no longer than the first's (da4ml's greedy ``wmc``: the pipeline's latency then does
-    not grow), the one with the fewest LUTs counted with its columns (a negated column,
-    ``-node + bias``, costs its adder); the first of equals. da4ml's two-stage
-    decompositions are about twice as deep: on the jet MLP of ``benchmarks/rtl.py`` the
-    cheapest graphs whatever their depth saved 0.4% of the LUTs and added 2 cycles."""
+def _cheapest(candidates: list[SharedGraph], columns,
+              prefer: str = "latency") -> tuple[SharedGraph, list[LinearCircuit]]:
+    """Of ``candidates`` (with ``prefer="latency"``: those whose longest path, :func:`path_delay`
+    with their output ``columns``, is no longer than the first's, da4ml's greedy ``wmc``, so
+    that the pipeline's latency does not grow), the one with the fewest LUTs counted with its
+    columns (a negated column, ``-node + bias``, costs its adder); the first of equals.
+    da4ml's two-stage decompositions are about twice as deep: on the jet MLP of
+    ``benchmarks/rtl.py`` the cheapest graphs whatever their depth (``prefer="luts"``) saved
+    0.4% of the LUTs and added 2 cycles; on an 8x8 layer of 2-bit weights, 33% and 1 cycle."""
     best, limit = None, None
     for c in candidates:
         cols = columns(c)
-        delay = path_delay(c, cols)
+        delay = path_delay(c, cols) if prefer == "latency" else 0.0
         limit = delay if limit is None else limit
         if delay <= limit + 1e-9:
             luts = c.luts + sum(col.tree.luts for col in cols)

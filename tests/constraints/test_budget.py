@@ -139,18 +139,19 @@ def test_dsp_budget(data):
     assert result.after.dsp == 0
 
 
-def test_budget_of_the_rtl_project(data, full):
-    """backend="rtl": the budget bounds the LUTs of the to_rtl project; the result adds its flip-flops and
-    latency, the numbers of the project itself."""
+@pytest.mark.parametrize("prefer", ["latency", "luts"])
+def test_budget_of_the_rtl_project(data, full, prefer):
+    """backend="rtl": the budget bounds the LUTs of the to_rtl project (written with ``prefer``); the
+    result adds its flip-flops and latency, the numbers of the project itself."""
     x, y, _, _ = data
     budget = 0.3 * full
     model = mlp()
-    cb = ResourceBudget(lut=budget, calibration_data=x, backend="rtl", clock_period=3.0, verbose=0)
+    cb = ResourceBudget(lut=budget, calibration_data=x, backend="rtl", clock_period=3.0, prefer=prefer, verbose=0)
     model.fit(x, y, epochs=2, verbose=0, callbacks=[cb])
     report = cb.result.report
     assert cb.result.feasible and report.backend == "rtl" and report.dsp == 0
     hgq_fpga.calibrate(model, x)
-    again = estimate(model, backend="rtl", clock_period=3.0)
+    again = estimate(model, backend="rtl", clock_period=3.0, prefer=prefer)
     assert again.lut == report.lut <= budget
     assert (again.ff, again.latency_cycles) == (report.ff, report.latency_cycles) and report.latency_cycles >= 1
     assert "latency:" in str(cb.result) or "latency:" in str(report)
@@ -168,6 +169,8 @@ def test_budget_of_the_rtl_project(data, full):
     ({"lut": 100, "backend": "vhdl"}, "backend must be 'hls4ml' or 'rtl'"),
     ({"lut": 100, "backend": "rtl", "strategy": "distributed_arithmetic"}, "backend='rtl' writes its own"),
     ({"lut": 100, "backend": "rtl", "clock_period": 0}, "clock_period must be a positive number"),
+    ({"lut": 100, "backend": "rtl", "prefer": "area"}, r"prefer must be 'latency'.*Received: prefer='area'"),
+    ({"lut": 100, "prefer": "luts"}, r"prefer= chooses the adder graphs of backend='rtl'"),
 ])
 def test_bad_arguments(kwargs, match, data):
     kwargs = {"calibration_data": data[0], **kwargs}

@@ -155,3 +155,5 @@ def test_the_cheapest_graph_no_slower_than_the_greedy_one_is_written():
     chosen, _ = _cheapest(cands, cols)
     assert path_delay(chosen, cols(chosen)) <= limit
     assert luts(chosen) == min(luts(g) for g in cands if path_delay(g, cols(g)) <= limit) < luts(cands[0])
+    smallest, _ = _cheapest(cands, cols, "luts")  # prefer="luts": da4ml's own choice, whatever the depth
+    assert smallest in deep and luts(smallest) == min(luts(g) for g in cands)

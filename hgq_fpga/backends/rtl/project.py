@@ -79,7 +79,8 @@ def yosys_family(part: str) -> str:
 
 def to_rtl(model: Any, output_dir: str | Path, *, flavor: str = "verilog", clock_period: float = 5.0,
            latency_cutoff: float | None = None, part: str = "xcvu13p-flga2577-2-e", top: str = "model",
-           test_inputs: Any = None, overwrite: bool = False, graph: Any = None) -> RtlProject:
+           test_inputs: Any = None, overwrite: bool = False, graph: Any = None,
+           prefer: str = "latency") -> RtlProject:
     """Write a pipelined Verilog project for a calibrated model (see the module docstring).
 
     Args:
@@ -95,6 +96,9 @@ def to_rtl(model: Any, output_dir: str | Path, *, flavor: str = "verilog", clock
             input quantizer's range, edges included).
         overwrite: replace an existing RTL project (only once the new one is complete).
         graph: the IR if already built.
+        prefer: how each dense/conv layer's adder graph is chosen: ``"latency"`` (the
+            fewest LUTs among graphs no deeper than da4ml's greedy one) or ``"luts"`` (the
+            fewest LUTs, as da4ml chooses; up to a third fewer, for a cycle or two more).
 
     Returns:
         an :class:`RtlProject`.
@@ -102,9 +106,12 @@ def to_rtl(model: Any, output_dir: str | Path, *, flavor: str = "verilog", clock
     Raises:
         UnsupportedForVerilog: an operation the writer does not express (named).
         FileExistsError: ``output_dir`` exists (without ``overwrite``, or is not an RTL project).
-        ValueError: a bad flavor, top name, period or cutoff.
+        ValueError: a bad flavor, top name, period, cutoff or ``prefer``.
     """
     from ...frontend.keras import build_ir
+    from ...resources.shared import check_prefer
+
+    check_prefer(prefer, "to_rtl")
 
     if flavor not in FLAVORS:
         raise ValueError(f"to_rtl: flavor must be one of {FLAVORS} (VHDL is not written yet). "
@@ -114,7 +121,7 @@ def to_rtl(model: Any, output_dir: str | Path, *, flavor: str = "verilog", clock
     graph = graph if graph is not None else build_ir(model)
     # adders as hgq_add instances: flattened, yosys maps them to 10% fewer LUTs than the same sums
     # written as expressions (which it partly re-maps to LUT logic; measured on a 12x8 layer)
-    comb = to_verilog(graph, top=top, shared=True)
+    comb = to_verilog(graph, top=top, shared=True, prefer=prefer)
     module = pipelined(comb, clock_period=clock_period, latency_cutoff=latency_cutoff)
     counts = _counts(graph, comb, module, part)
     inputs = _test_inputs(graph, test_inputs)
@@ -122,7 +129,7 @@ def to_rtl(model: Any, output_dir: str | Path, *, flavor: str = "verilog", clock
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = make_staging(target.parent, f".{target.name}.")
     try:
-        _write(staging, module, graph, part, feeds, expected, counts)
+        _write(staging, module, graph, part, feeds, expected, counts, prefer)
         (staging / OWNER_FILE).unlink()
         publish_project(staging, target, overwrite, RTL_PROJECT)
     except BaseException:
@@ -173,7 +180,7 @@ def _hex(words: list[int], bits: int) -> str:
 
 
 def _write(d: Path, module: ClockedModule, graph: Any, part: str, feeds: list[list[int]],
-           expected: list[list[int]], counts: dict[str, int]) -> None:
+           expected: list[list[int]], counts: dict[str, int], prefer: str = "latency") -> None:
     from .scripts import build_scripts, names_json, testbench
 
     top = module.top
@@ -183,8 +190,8 @@ def _write(d: Path, module: ClockedModule, graph: Any, part: str, feeds: list[li
     for p, words in zip(module.outputs, expected):
         files[f"tb_data/{p.name}.hex"] = _hex(words, p.bits)
     files.update(build_scripts(module, part, yosys_family(part)))
-    files[RTL_PROJECT.marker] = json.dumps({**names_json(module, graph, part), "estimate": counts}, indent=1,
-                                           sort_keys=True) + "\n"
+    meta = {**names_json(module, graph, part), "estimate": counts, "prefer": prefer}  # prefer: how graphs were chosen
+    files[RTL_PROJECT.marker] = json.dumps(meta, indent=1, sort_keys=True) + "\n"
     for rel, text in sorted(files.items()):
         path = d / rel
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -14,7 +14,7 @@ __all__ = ["verify_rtl"]
 
 def verify_rtl(model: Any, x: Any, output_dir: str | Path | None = None, *, overwrite: bool = False,
                clock_period: float = 5.0, latency_cutoff: float | None = None,
-               part: str = "xcvu13p-flga2577-2-e", top: str = "model") -> Any:
+               part: str = "xcvu13p-flga2577-2-e", top: str = "model", prefer: str = "latency") -> Any:
     """Run the Keras model (float64), the emulator and the pipelined RTL on ``x``.
 
     The project is written with ``x`` as its ``tb_data`` (so its testbench
@@ -27,7 +27,7 @@ def verify_rtl(model: Any, x: Any, output_dir: str | Path | None = None, *, over
         model: a calibrated hgq_fpga Keras model.
         x: inputs (array, or list of arrays); include overflow and edge values.
         output_dir: keep the project here (default: a temporary folder).
-        overwrite, clock_period, latency_cutoff, part, top: as for :func:`~.project.to_rtl`.
+        overwrite, clock_period, latency_cutoff, part, top, prefer: as for :func:`~.project.to_rtl`.
 
     Returns:
         a :class:`~hgq_fpga.backends.hls4ml.VerifyResult` with ``backend="rtl"``
@@ -54,7 +54,7 @@ def verify_rtl(model: Any, x: Any, output_dir: str | Path | None = None, *, over
         target = Path(output_dir) if output_dir is not None else Path(tmp) / "project"
         t0 = time.perf_counter()
         project = to_rtl(model, target, graph=graph, test_inputs=arrays, clock_period=clock_period,
-                         latency_cutoff=latency_cutoff, part=part, top=top, overwrite=overwrite)
+                         latency_cutoff=latency_cutoff, part=part, top=top, overwrite=overwrite, prefer=prefer)
         t1 = time.perf_counter()
         _, words, _ = simulate_project(project)
         result.seconds = {"convert": t1 - t0, "simulate": time.perf_counter() - t1}

@@ -35,7 +35,7 @@ from ...resources.analysis import analyze
 from ...resources.circuit import LinearCircuit, tensor_signals
 from ...resources.costs import CostModel
 from ...resources.rules import Signal, width_of
-from ...resources.shared import scaled
+from ...resources.shared import check_prefer, scaled
 from .ops import RTL_RULES, UnsupportedForVerilog, lit
 from .pipeline import Net, classify, operands_of
 
@@ -116,7 +116,7 @@ class Writer:
     """Verilog text being written: wires per tensor element, from the circuit analysis."""
 
     def __init__(self, graph: Graph, dsp_min_bits: int | None, adder_instances: bool = True,
-                 shared: bool = False) -> None:
+                 shared: bool = False, prefer: str = "latency") -> None:
         self.g = graph
         self.adder_instances = adder_instances
         self.lines: list[str] = []
@@ -127,7 +127,7 @@ class Writer:
         self.n = 0
         self.in_ports: dict[str, PortLayout] = {}
         cm = CostModel(dsp_min_bits=dsp_min_bits if dsp_min_bits is not None else 1 << 30)
-        self.analysis = analyze(graph, strategy="rtl" if shared else "Latency", cost_model=cm)
+        self.analysis = analyze(graph, strategy="rtl" if shared else "Latency", cost_model=cm, prefer=prefer)
 
     def fresh(self, prefix: str = "w") -> str:
         self.n += 1
@@ -355,8 +355,23 @@ endmodule
 """
 
 
+def _output_ports(graph: Graph, w: Writer) -> tuple[list[PortLayout], list[tuple[str, int, int, str]]]:
+    """The output ports, and each element's wire assigned to its bits of its port."""
+    outputs = []
+    assigns: list[tuple[str, int, int, str]] = []
+    for k, name in enumerate(graph.outputs):
+        port = _layout(graph, name, f"out{k}", w.analysis.lsb.get(name), None)
+        outputs.append(port)
+        for e, wire in enumerate(w.wires[name]):
+            if port.widths[e]:
+                hi = port.offsets[e] + port.widths[e] - 1
+                sh = f" >>> {port.lsb[e]}" if port.lsb[e] else ""
+                assigns.append((port.name, hi, port.offsets[e], f"{wire}{sh}"))
+    return outputs, assigns
+
+
 def to_verilog(graph: Graph, *, top: str = "model", dsp_min_bits: int | None = None,
-               adder_instances: bool = True, shared: bool = False) -> VerilogModule:
+               adder_instances: bool = True, shared: bool = False, prefer: str = "latency") -> VerilogModule:
     """Combinational Verilog of an IR graph.
 
     Args:
@@ -373,6 +388,8 @@ def to_verilog(graph: Graph, *, top: str = "model", dsp_min_bits: int | None = N
             shared across outputs (:mod:`~hgq_fpga.resources.shared`, what
             :func:`~hgq_fpga.to_rtl` ships); False: one adder tree per output (the
             circuit the hls4ml Latency estimate counts).
+        prefer: with ``shared``, how each layer's graph is chosen
+            (:data:`~hgq_fpga.resources.shared.PREFER`): ``"latency"`` or ``"luts"``.
 
     Raises:
         UnsupportedForVerilog: naming the operation or mode.
@@ -381,8 +398,9 @@ def to_verilog(graph: Graph, *, top: str = "model", dsp_min_bits: int | None = N
 
     if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", top):
         raise ValueError(f"to_verilog: top must be a Verilog identifier. Received: top={top!r}")
-    try:
-        w = Writer(graph, dsp_min_bits, adder_instances, shared)  # the circuit analysis: every operation needs a cost rule too
+    prefer = check_prefer(prefer, "to_verilog")
+    try:  # the circuit analysis: every operation needs a cost rule too
+        w = Writer(graph, dsp_min_bits, adder_instances, shared, prefer)
     except UnsupportedOp as e:
         raise UnsupportedForVerilog(f"to_verilog needs the circuit analysis. {e}") from None
     # input ports: the quantizers that read the float inputs
@@ -398,16 +416,7 @@ def to_verilog(graph: Graph, *, top: str = "model", dsp_min_bits: int | None = N
             RTL_RULES(node, w)
         except UnsupportedOp as e:
             raise UnsupportedForVerilog(str(e)) from None
-    outputs = []
-    assigns: list[tuple[str, int, int, str]] = []
-    for k, name in enumerate(graph.outputs):
-        port = _layout(graph, name, f"out{k}", w.analysis.lsb.get(name), None)
-        outputs.append(port)
-        for e, wire in enumerate(w.wires[name]):
-            if port.widths[e]:
-                hi = port.offsets[e] + port.widths[e] - 1
-                sh = f" >>> {port.lsb[e]}" if port.lsb[e] else ""
-                assigns.append((port.name, hi, port.offsets[e], f"{wire}{sh}"))
+    outputs, assigns = _output_ports(graph, w)
     ports = [f"input [{max(p.bits, 1) - 1}:0] {p.name}" for p in inputs]
     ports += [f"output [{max(p.bits, 1) - 1}:0] {p.name}" for p in outputs]
     body = [f"assign {p}[{hi}:{lo}] = {x};" for p, hi, lo, x in assigns]

@@ -119,7 +119,8 @@ def test_existing_folders_are_refused_and_overwrite_replaces_only_projects(tmp_p
 
 
 @pytest.mark.parametrize("bad, match", [({"flavor": "vhdl"}, "flavor"), ({"clock_period": 0}, "clock_period"),
-                                        ({"latency_cutoff": -1.0}, "latency_cutoff"), ({"top": "1x"}, "identifier")])
+                                        ({"latency_cutoff": -1.0}, "latency_cutoff"), ({"top": "1x"}, "identifier"),
+                                        ({"prefer": "area"}, "prefer must be 'latency'.*Received: prefer='area'")])
 def test_bad_options_are_named(bad, match, tmp_path):
     model, _ = dense_layer_model(4, 2)
     with pytest.raises(ValueError, match=match):
@@ -208,6 +209,31 @@ def test_rtl_estimate_reports_the_projects_flip_flops_and_latency(cli, tmp_path)
     code, out, err = cli("estimate", str(tmp_path / "m.keras"), "--backend", "rtl", "--strategy",
                          "distributed_arithmetic")
     assert code == 2 and "--strategy distributed_arithmetic is an hls4ml strategy" in err
+
+
+def test_prefer_luts_writes_the_smallest_graphs_for_more_cycles(cli, tmp_path):
+    """``prefer="luts"`` (da4ml's own choice) on an 8x8 layer of 2-bit weights (benchmarks/rtl.py's
+    layer07): da4ml's two-stage decomposition, a third fewer LUTs than the default's graph by the
+    estimate and by flattened yosys on each shipped project, for one cycle more; still bit-exact."""
+    from hgq_fpga.backends.rtl.build import synthesize_project
+
+    model, x = dense_layer_model(8, 8, weight_bits=2, zero_fraction=0.0, input_bits=8, signed_input=False, seed=7)
+    fast, small = (hgq_fpga.estimate(model, backend="rtl", prefer=p) for p in ("latency", "luts"))
+    assert small.lut < 0.75 * fast.lut and small.latency_cycles == fast.latency_cycles + 1
+    result = hgq_fpga.verify(model, edge_inputs(x), tmp_path / "luts", backend="rtl", prefer="luts")
+    assert result.ok, str(result)
+    for report, path in ((small, tmp_path / "luts"), (fast, to_rtl(model, tmp_path / "latency").path)):
+        synth = synthesize_project(path)
+        assert abs(synth.lut - report.lut) <= 0.05 * report.lut and synth.ff == report.ff
+    meta = json.loads((tmp_path / "luts" / RTL_PROJECT.marker).read_text())
+    assert meta["estimate"]["lut"] == small.lut and meta["prefer"] == "luts"
+    model.save(tmp_path / "m.keras")
+    code, out, err = cli("estimate", str(tmp_path / "m.keras"), "--backend", "rtl", "--prefer", "luts")
+    assert code == 0 and f"latency: {small.latency_cycles} cycles" in out
+    code, out, err = cli("convert", str(tmp_path / "m.keras"), "-o", str(tmp_path / "v"), "--prefer", "luts")
+    assert code == 2 and "--prefer chooses the adder graphs of --backend rtl" in err and not (tmp_path / "v").exists()
+    with pytest.raises(ValueError, match="prefer= chooses the adder graphs of backend='rtl'"):
+        hgq_fpga.estimate(model, prefer="luts")
 
 
 @pytest.mark.slow
