@@ -1,7 +1,7 @@
 """Does the training rule hold the budget by itself? Digits MLP and CNN at fixed LUT budgets, several seeds.
 
 Run:  python benchmarks/budget_holding.py [--models mlp cnn] [--seeds 0 1 2] [--epochs 30]
-                                          [--fractions 0.05 0.1 0.2 0.35 0.5] [--method constraint]
+                                          [--fractions 0.05 0.1 0.2 0.35 0.5] [--method step]
                                           [--schedule WARMUP FINETUNE] [--json out.json]
 
 The budgets are fractions of the unconstrained models of BENCHMARKS.md's
@@ -49,7 +49,7 @@ TABLE = {"mlp": {0.05: 0.889, 0.1: 0.948, 0.2: 0.976, 0.35: 0.970, 0.5: 0.970},
          "cnn": {0.05: 0.724, 0.1: 0.852, 0.2: 0.911, 0.35: 0.948, 0.5: 0.963}}
 
 
-def run(model_kind: str, fraction: float, seed: int, epochs: int, method: str = "constraint",
+def run(model_kind: str, fraction: float, seed: int, epochs: int, method: str = METHODS[0],
         schedule: Schedule | None = None) -> dict:
     d = digits(seed=0, image=model_kind == "cnn")
     keras.utils.set_random_seed(seed)
@@ -78,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.35, 0.5])
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--method", choices=METHODS, default="constraint")
+    parser.add_argument("--method", choices=METHODS, default=METHODS[0])
     parser.add_argument("--schedule", type=float, nargs=2, default=None, metavar=("WARMUP", "FINETUNE"),
                         help="fractions of the epochs (default: no schedule)")
     parser.add_argument("--json", type=Path, default=None)

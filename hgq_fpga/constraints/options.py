@@ -8,9 +8,9 @@ from typing import Any
 
 __all__ = ["METHODS", "check_arguments", "check_latency", "rtl_settings"]
 
-#: the training rules: follow the cost gradient while over the budget, a step sized by the excess
-#: (:class:`~hgq_fpga.constraints.schedule.BudgetStep`), or a Lagrange multiplier
-METHODS = ("constraint", "step", "primal_dual")
+#: the training rules: a step sized by the excess (:class:`~hgq_fpga.constraints.schedule.BudgetStep`;
+#: the default), the cost gradient while over the budget, or a Lagrange multiplier
+METHODS = ("step", "constraint", "primal_dual")
 
 
 def rtl_settings(backend: str, strategy: str, clock_period: float, latency_cutoff: float | None,

@@ -191,9 +191,11 @@ def test_without_calibration_data_the_tracked_ranges_carry_the_budget(data, full
     assert "the model starts at LUT" in out and len(cb.history) == 3  # the start check came after the first batch
     # the model as handed back is calibrated from those ranges: its estimate is the result's
     assert hgq_fpga.is_calibrated(model) and estimate(model).lut == cb.result.report.lut
-    # the training data fit inside the tracked ranges: calibrating on them costs no more
+    # the training data fit inside the tracked ranges: calibrating on them costs about the same, at
+    # most a little more (the bits of the last projection or repair round values up to half a step
+    # past what training saw: torch, 2,999 LUTs against 2,990)
     hgq_fpga.calibrate(model, x)
-    assert estimate(model).lut <= cb.result.report.lut
+    assert estimate(model).lut <= 1.01 * cb.result.report.lut
 
 
 def test_without_data_a_budget_below_the_floor_is_refused_after_one_batch(data):
@@ -381,17 +383,17 @@ def test_the_schedule_freezes_the_bits_in_the_warm_up_and_the_fine_tune(data, fu
 
 
 def test_the_step_rule_brings_a_model_far_over_its_budget_near_it_within_the_first_epoch(data, full):
-    """About 10x over at the start: method="step" projects at once (more than 25% over)
-    and then steps by the excess, so the first epoch's exact check is within 50% of
-    the budget (inside it on TensorFlow; on JAX 40% over, from the differentiable
-    estimate's drift); the cost gradient alone (the default rule, next test) is not inside."""
+    """About 10x over at the start: method="step" (the default) steps by the excess, at
+    most half a bit a batch, so the first epoch's exact check is within 50% of the
+    budget; the cost gradient alone (method="constraint", next test) is not inside."""
     x, y, xv, yv = data
     model = mlp()
     budget = 0.1 * full
-    cb = ResourceBudget(lut=budget, calibration_data=x, verbose=0, method="step")
+    cb = ResourceBudget(lut=budget, calibration_data=x, verbose=0)
+    assert cb.method == "step"
     model.fit(x, y, validation_data=(xv, yv), epochs=3, verbose=0, callbacks=[cb])
     assert cb.history[0]["lut"] <= 1.5 * budget
-    assert cb.steering.projections >= 1 and cb.result.feasible
+    assert cb.steering.step.steps >= 1 and cb.result.feasible
     assert cb.history[-1]["val_accuracy"] > 0.3  # learning (chance: 0.1; collapsed bits gave 0.09-0.16)
 
 
@@ -418,8 +420,8 @@ def test_the_step_rule_undoes_a_step_that_empties_the_model():
 
 
 def test_without_the_step_the_same_model_ends_its_first_epoch_over_the_budget(data, full):
-    """The control for the test above: the cost gradient alone (the default rule)."""
+    """The control for the test above: the cost gradient alone (method="constraint")."""
     x, y, xv, yv = data
-    cb = ResourceBudget(lut=0.1 * full, calibration_data=x, verbose=0)
+    cb = ResourceBudget(lut=0.1 * full, calibration_data=x, verbose=0, method="constraint")
     mlp().fit(x, y, validation_data=(xv, yv), epochs=1, verbose=0, callbacks=[cb])
     assert not cb.history[0]["feasible"] and cb.result.feasible  # the final repair, not training, met it
