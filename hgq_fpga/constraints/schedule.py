@@ -105,7 +105,10 @@ def as_schedule(schedule: Any) -> Schedule:
 class SoftCost:
     """Each hooked layer's differentiable LUTs with all its trainable bits lowered by ``shift``
     (:meth:`luts`), outside the training step. Compiled once with ``tf.function`` on
-    TensorFlow, where the same ops run eagerly take about 20 ms a layer."""
+    TensorFlow, where the same ops run eagerly take about 20 ms a layer, and with ``jax.jit``
+    on JAX (the variables' values passed in and read through a ``keras.StatelessScope``, so
+    that the compiled function sees their current values: 0.9 ms against 41 ms eagerly for
+    the two evaluations of the digits MLP's :meth:`BudgetStep.measure`, after a 0.7 s trace)."""
 
     def __init__(self, model: Any) -> None:
         self.layers = hooked_layers(model)
@@ -122,12 +125,26 @@ class SoftCost:
             import tensorflow as tf
 
             luts = tf.function(luts, autograph=False)
+        elif keras.backend.backend() == "jax":
+            luts = _jax_compiled(luts, [v for layer in self.layers for v in layer.variables])
         self._luts = luts
 
     def luts(self, shift: float = 0.0) -> np.ndarray:
         """Per-layer differentiable LUTs (float64) with the bits lowered by ``shift``."""
         return np.asarray(ops.convert_to_numpy(self._luts(ops.convert_to_tensor(float(shift), "float32"))),
                           np.float64)
+
+
+def _jax_compiled(fn: Callable[[Any], Any], variables: list[Any]) -> Callable[[Any], Any]:
+    """``fn(shift)``, which reads ``variables``, compiled with ``jax.jit`` over their current values."""
+    import jax
+
+    @jax.jit
+    def compiled(values: list[Any], shift: Any) -> Any:
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return fn(shift)
+
+    return lambda shift: compiled([v.value for v in variables], shift)
 
 
 def _slots(optimizer: Any, variable: Any) -> list[Any] | None:
