@@ -266,7 +266,6 @@ class BudgetStep:
         return shift
 
 
-
 class Steering:
     """How the bits move, phase by phase and batch by batch (the training rule of
     :class:`~hgq_fpga.constraints.ResourceBudget`, for its ``hook``).
