@@ -13,7 +13,7 @@ A sweep configuration (YAML or JSON)::
     epochs: 10
     batch_size: 32                 # optional, and so are the next three
     learning_rate: 0.003
-    method: constraint             # or primal_dual
+    method: constraint             # or step (ResourceBudget's default), primal_dual
     budget: {strategy: Latency}    # more ResourceBudget arguments (dsp, part, ...)
 
 Relative ``.npy`` paths are read from the configuration file's folder.

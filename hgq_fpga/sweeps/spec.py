@@ -94,8 +94,8 @@ class SweepSpec:
         self.epochs = _int(self.epochs, "epochs", minimum=1)
         self.batch_size = _int(self.batch_size, "batch_size", minimum=1)
         self.learning_rate = float(self.learning_rate)
-        if self.method not in ("constraint", "primal_dual"):
-            raise ValueError(f"method must be 'constraint' or 'primal_dual'; received method={self.method!r}")
+        if self.method not in ("constraint", "step", "primal_dual"):
+            raise ValueError(f"method must be 'constraint', 'step' or 'primal_dual'; received method={self.method!r}")
         if not isinstance(self.architectures, Mapping) or not self.architectures:
             raise ValueError(f"architectures must map names to builder options; received {self.architectures!r}")
         for name, options in self.architectures.items():

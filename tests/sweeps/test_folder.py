@@ -36,7 +36,7 @@ def test_trials_cover_every_combination_with_readable_keys():
     ({"budgets": []}, "budgets must be a non-empty list"),
     ({"seeds": [1.5]}, "seeds must be integers"),
     ({"epochs": 0}, "epochs must be integers >= 1"),
-    ({"method": "magic"}, "method must be 'constraint' or 'primal_dual'; received method='magic'"),
+    ({"method": "magic"}, "method must be 'constraint', 'step' or 'primal_dual'; received method='magic'"),
     ({"architectures": {"../up": {}}}, "architecture names are letters"),
     ({"architectures": {"a": [1]}}, "architecture 'a': options must be a mapping"),
 ])
