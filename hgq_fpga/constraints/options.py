@@ -21,9 +21,7 @@ def rtl_settings(backend: str, strategy: str, clock_period: float, latency_cutof
 
     if backend not in ("hls4ml", "rtl"):
         raise ValueError(f"ResourceBudget: backend must be 'hls4ml' or 'rtl'. Received: backend={backend!r}")
-    if check_prefer(prefer, "ResourceBudget") != "latency" and backend != "rtl":
-        raise ValueError(f"ResourceBudget: prefer= chooses the adder graphs of backend='rtl'. "
-                         f"Received: prefer={prefer!r}, backend={backend!r}")
+    check_prefer(prefer, "ResourceBudget", backend)
     if backend == "hls4ml":
         return None
     if strategy != "Latency":

@@ -55,12 +55,16 @@ __all__ = ["DECOMPOSE_MAX_WEIGHTS", "PREFER", "Position", "SharedGraph", "check_
 PREFER = ("latency", "luts")
 
 
-def check_prefer(prefer: object, caller: str) -> str:
-    """``prefer``, or a ValueError naming ``caller``, the value received and the choices."""
+def check_prefer(prefer: object, caller: str, backend: str = "rtl") -> str:
+    """``prefer``, or a ValueError naming ``caller`` and the value received: not one of
+    :data:`PREFER`, or other than the default for an hls4ml ``backend`` (which writes its own graphs)."""
     if prefer not in PREFER:
         raise ValueError(f"{caller}: prefer must be 'latency' (the fewest LUTs that keep the pipeline as short as "
                          f"da4ml's greedy graphs) or 'luts' (the fewest LUTs, possibly more cycles). "
                          f"Received: prefer={prefer!r}")
+    if prefer != "latency" and backend != "rtl":
+        raise ValueError(f"{caller}: prefer= chooses the adder graphs of backend='rtl'; hls4ml writes its own. "
+                         f"Received: prefer={prefer!r}, backend={backend!r}")
     return str(prefer)
 
 
