@@ -31,6 +31,8 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+for _v in ("OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ.setdefault(_v, "1")  # BLAS on one thread (the machine is shared); TensorFlow's pools at their defaults
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
 
 import keras  # noqa: E402
