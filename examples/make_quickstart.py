@@ -79,17 +79,18 @@ model.summary()"""),
 ## 2. Training under a LUT budget
 
 `hgq_fpga.ResourceBudget` is a Keras callback. During training it steers the
-bit-widths towards the budget: while a differentiable estimate of the LUTs is
-over the budget, the bits follow the cost alone; while it is within, they
-follow the task loss. After every epoch it computes the **exact** estimate of
+bit-widths towards the budget: when a differentiable estimate of the LUTs
+(calibrated to the exact one) is over the budget after a batch, every layer's
+bits step down by what the excess needs; while it is within, they follow the
+task loss. After every epoch it computes the **exact** estimate of
 the firmware (on the calibrated model); an epoch that ends over the budget is
 followed by a *projection* that lowers the cheapest bits into the budget. At
 the end the model is calibrated on `calibration_data` and, if still over,
 repaired; so the budget is always met by the exact estimate.
 
-While the model is over the budget the training `loss` includes the cost
-(LUTs / budget), so it starts large and falls as the model fits; `val_loss` is
-the classification loss alone. The callback prints one line per epoch, after
+The training `loss` is the classification loss alone: the budget reads the
+model's cost outside the training step (one batch in four, every batch while
+over), so a budgeted epoch costs about what an unbudgeted one does. The callback prints one line per epoch, after
 Keras's own line, and the result at the end. Lines such as `over by 1141 LUTs
 after epoch 5; bits projected into the budget` are normal: training pulls the
 LUT count up during an epoch and the projection brings it back; the final

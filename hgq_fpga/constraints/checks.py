@@ -88,11 +88,14 @@ def excess_text(report: ResourceReport, lut: float | None, dsp: int | None) -> s
 
 
 def start_line(start: ResourceReport, lut: float | None, dsp: int | None, latency: int | None, method: str,
-               phases: tuple[int, int, int]) -> str:
-    """The budget, the starting cost, the schedule, and what the shown loss includes."""
+               phases: tuple[int, int, int], outside: bool = False) -> str:
+    """The budget, the starting cost, the schedule, and what the shown loss includes
+    (``outside``: the cost is read outside the training step, and the loss is the task's)."""
     over = not within_budget(start, lut, dsp)
     ratio = start.lut / lut if lut else 1.0
-    if method == "primal_dual":
+    if outside:
+        term = ""
+    elif method == "primal_dual":
         term = "lambda * LUT/budget (lambda starts at 0 and grows while the model is over)"
     elif over:
         term = f"LUT/budget (now {ratio:.1f}) in every step over the budget"
@@ -102,6 +105,7 @@ def start_line(start: ResourceReport, lut: float | None, dsp: int | None, latenc
     plan = "" if not (warm or fine) else (
         f" Epochs: {warm} warm-up (bits as they start), {bits} learning bits, {fine} fine-tuning the weights "
         f"(bits frozen).")
+    loss = (f"The training loss includes {term} while the bits learn; val_loss is the task loss alone." if term
+            else "The training loss is the task loss: the bits step down after any batch that ends over the budget.")
     return (f"budget: {budget_text(lut, dsp, latency)}; the model starts at LUT {start.lut:.0f}, "
-            f"DSP {start.dsp} ({'over' if over else 'within'}).{plan} The training loss includes {term} "
-            f"while the bits learn; val_loss is the task loss alone.")
+            f"DSP {start.dsp} ({'over' if over else 'within'}).{plan} {loss}")

@@ -42,7 +42,7 @@ def full(data) -> float:
     return estimate(model).lut
 
 
-@pytest.mark.parametrize("method", ["constraint", "primal_dual"])
+@pytest.mark.parametrize("method", ["step", "constraint", "primal_dual"])
 @pytest.mark.parametrize("fraction", [0.1, 0.5])
 def test_budget_is_met_by_the_exact_estimate(method, fraction, data, full):
     x, y, xv, yv = data
@@ -59,6 +59,8 @@ def test_budget_is_met_by_the_exact_estimate(method, fraction, data, full):
     assert [h["lut"] for h in cb.history] == pytest.approx(history.history["lut"], abs=0.5)
     assert all(isinstance(v, int) for v in history.history["lut"])
     assert ("budget_lambda" in history.history) == (method == "primal_dual")
+    # the step rule (LUT budget alone) reads the cost outside the training step; the others in it
+    assert cb.hook.in_step == (method != "step")
     assert [h["epoch"] for h in cb.history] == [0, 1, 2] and cb.result.history is cb.history
     assert all(not hasattr(layer, "_cost_hook") or "_cost_hook" not in layer.__dict__ for layer in model.layers)
 
@@ -77,9 +79,9 @@ def test_a_budget_steers_a_model_trained_before_and_leaves_no_trace(data, full):
                                                             cb.steering.last)))
     cb = ResourceBudget(lut=0.1 * full, calibration_data=x, verbose=0)
     model.fit(x, y, epochs=1, verbose=0, callbacks=[cb, during])
-    # the step recorded the model's cost (about 10x the budget at first; a step traced
-    # without the hook records nothing), and the bits came down to the budget
-    assert seen[0][2] > 5 and cb.result.report.lut <= 0.1 * full
+    # the budget read the model's cost after the first batch (about 10x the budget; it steers
+    # between batches, at the next batch's start), and the bits came down to the budget
+    assert seen[0][2] == 0.0 and seen[1][2] > 5 and cb.result.report.lut <= 0.1 * full
     assert {s[:2] for s in seen} == {(n_variables + 5, n_weights)}
     assert (len(model.non_trainable_variables), len(model.weights)) == (n_variables, n_weights)
 
@@ -247,7 +249,8 @@ def test_fit_verbose_prints_a_line_per_check_and_the_result_once(fit_verbose, da
     # every message starts its own line: none is glued to a progress-bar line
     assert all(line.startswith("budget:") for line in lines), lines
     start, checks = lines[0], lines[1:]
-    assert "the model starts at LUT" in start and "The training loss includes LUT/budget" in start
+    # the default rule with a LUT budget reads the cost outside the training step: no cost term
+    assert "the model starts at LUT" in start and "The training loss is the task loss" in start
     assert [line.split(" after epoch ")[1][:1] for line in checks] == ["1", "2", "3"]
     projected = [h for h in cb.history if h["projected_lut"] is not None]
     assert sum("bits projected into the budget" in line for line in checks) == len(projected)

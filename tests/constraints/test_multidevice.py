@@ -75,7 +75,8 @@ def train():
     model = keras.Sequential([keras.Input((64,)), QDense(32, activation="relu"), QDense(10)])
     model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
-    budget = ResourceBudget(lut=BUDGET, calibration_data=x, verbose=0, sensitivities=False)
+    # the rule that computes the cost in the training step (method="step" reads it outside)
+    budget = ResourceBudget(lut=BUDGET, calibration_data=x, verbose=0, sensitivities=False, method="constraint")
     probe = Probe(budget)
     start = time.perf_counter()
     model.fit(x, y, batch_size=64, epochs=EPOCHS, validation_data=(data.x_test, data.y_test), verbose=0,
