@@ -26,14 +26,19 @@ projections count. Reported per model, the medians over the repeats of:
   train-step ratio; target <= 1.4 on TensorFlow);
 * ``first epoch, free / float``: the first epoch, tracing included (target <= 2).
 
-BLAS and OpenMP are pinned to one thread in every child (``OPENBLAS_NUM_THREADS``,
-``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``); TensorFlow's own pools are left at their
-defaults (both sides alike).
+Every child computes on one thread: BLAS and OpenMP (``OPENBLAS_NUM_THREADS``,
+``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``), TensorFlow's op pools
+(``TF_NUM_INTRAOP_THREADS``, ``TF_NUM_INTEROP_THREADS``) and XLA's CPU client on JAX
+(``XLA_FLAGS``): with TensorFlow's default pools on this shared 2-core machine, one epoch
+in four or so took twice as long as the others, in every kind of run alike. Before each
+``fit`` the garbage of the runs before is collected (a collection inside a first epoch
+took 0.16 s of it).
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import os
 import platform
@@ -50,8 +55,12 @@ RUNS = ("float", "free", "budget")
 
 def _pinned_env(backend: str) -> dict[str, str]:
     env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
-    for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "TF_NUM_INTRAOP_THREADS",
+              "TF_NUM_INTEROP_THREADS"):
         env[k] = "1"
+    # (JAX: XLA's CPU client on one thread as well)
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false "
+                        "intra_op_parallelism_threads=1").strip()
     return env
 
 
@@ -90,6 +99,7 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     def fit(model: keras.Model, extra: list) -> tuple[list[float], float]:
         start = Start()
         stop = Stop(start)
+        gc.collect()  # the garbage of the runs before is not collected inside this one's first epoch
         t0 = time.perf_counter()
         model.fit(data.x_train, data.y_train, epochs=args.epochs, batch_size=32, verbose=0,
                   callbacks=[start, *extra, stop])

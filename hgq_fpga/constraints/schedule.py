@@ -428,7 +428,8 @@ class Steering:
 
     def _read_outside(self, sync: Callable[[], None], dsp_over: bool) -> None:
         """Read the cost now, of the variables as the batch left them (no sync to read: ``sync``
-        runs before anything is assigned), steer, and choose when to read next (:meth:`_interval`)."""
+        runs before anything is assigned), steer, and choose when to read next (:meth:`_interval`;
+        over the budget after the next batch)."""
         self.step.touch = self._touch = sync
         c = float(self.soft.luts(0.0).sum()) * self.scale
         moves = (self.step.steps, self.recalibrations)
@@ -445,17 +446,17 @@ class Steering:
 
     def _interval(self, c: float) -> int:
         """Batches until the next read, within the budget: as many as the rise of ``c`` per batch
-        since the last read takes to use up half the margin ``1 - c`` (at least 1, at most
-        :data:`MAX_INTERVAL`; :data:`RECORD_EVERY` when there is no rise to go by). On the digits
-        MLP ``c`` rises 0.001-0.004 a batch once within: far from the budget a read in 12
-        batches, where one in 4 cost 2.4 ms each on TensorFlow for the 64-256-256-10 MLP
-        (a fifth of its epoch)."""
+        since the last read takes to use up half the margin ``1 - c``, between :data:`RECORD_EVERY`
+        (the fixed schedule this replaced: never more reads than it) and :data:`MAX_INTERVAL`;
+        :data:`RECORD_EVERY` when there is no rise to go by. On the digits MLP ``c`` rises
+        0.001-0.004 a batch once within: far from the budget a read in 12 batches, where one in 4
+        cost 2.4 ms each on TensorFlow for the 64-256-256-10 MLP (a fifth of its epoch)."""
         if c > 1.0:
             return 1
         if self._seen is None or self._count <= self._seen[0]:
             return RECORD_EVERY
         rise = max((c - self._seen[1]) / (self._count - self._seen[0]), MIN_RISE)
-        return int(min(max(0.5 * (1.0 - c) / rise, 1.0), MAX_INTERVAL))
+        return int(min(max(0.5 * (1.0 - c) / rise, RECORD_EVERY), MAX_INTERVAL))
 
     def _urgent(self) -> bool:
         """Whether the cost is read after every batch: primal-dual (its dual step is per batch), or
