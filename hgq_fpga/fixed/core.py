@@ -193,12 +193,12 @@ def overflow_mantissa(
     mode = OverflowMode.from_string(overflow)
     w = xp.maximum(width, 1)
     signed = xp.greater(k, 0)
-    lo = xp.where(signed, -xp.exp2(w - 1), 0 * w)
-    hi = xp.where(signed, xp.exp2(w - 1), xp.exp2(w)) - 1
+    lo = xp.where(signed, -_exp2(w - 1, xp), 0 * w)
+    hi = xp.where(signed, _exp2(w - 1, xp), _exp2(w, xp)) - 1
     if mode is OverflowMode.WRAP and hasattr(xp, "wrap"):
         out = xp.wrap(m, lo, w)  # integers: the same modulo as a bit mask
     elif mode is OverflowMode.WRAP:
-        span = xp.exp2(w)
+        span = _exp2(w, xp)
         out = m - span * xp.floor((m - lo) / span)  # exact: span is a power of two
     elif mode is OverflowMode.SAT:
         out = xp.minimum(xp.maximum(m, lo), hi)
@@ -240,13 +240,13 @@ def quantize_core(
     if xp is np and isinstance(x, np.ndarray) and x.dtype == np.float64 and x.ndim \
             and np.broadcast_shapes(x.shape, np.shape(k), np.shape(i), np.shape(f)) == x.shape:
         return _quantize_numpy(x, k, i, f, rounding, overflow)  # the emulator's case: x is the full shape
-    scale = xp.exp2(f)
+    scale = _exp2(f, xp)
     if OverflowMode.from_string(overflow) is OverflowMode.WRAP and _is_float64(x):
         # a finite extreme (1e308) times 2**f is inf, and inf - inf NaN: beyond 2**52 LSB a value has no
         # fraction to round (so no rounding mode depends on its sign) and wrapping is periodic in x with
         # period 2**(k+i): reduce such x first, exactly (x mod P keeps a subset of x's bits). Only for
         # float64 (Keras's float64 twin, exact data); float32 training never sees such values.
-        period = xp.exp2(k + i)
+        period = _exp2(k + i, xp)
         big = xp.logical_and(xp.greater_equal(xp.abs(x * scale), 2.0**52),
                              xp.greater_equal(xp.abs(x), 0.5 * period))  # only overflowing values (see numpy)
         x = xp.where(big, x - period * xp.floor(x / period), x)
@@ -414,13 +414,24 @@ def from_mantissa(m: Any, f: Any) -> np.ndarray:
     return mv.astype(np.float64) * np.exp2(-_as_bits("f", f))
 
 
+def _exp2(v: Any, xp: Any) -> Any:
+    """``2**v`` for whole-number ``v``: ``xp.exp2`` with numpy and :class:`IntegerOps` (exact);
+    with ``keras.ops`` :func:`~hgq_fpga.quantizers.base.pow2_any` (XLA's ``exp2`` on a CPU
+    is off by an ulp for most exponents beyond +-12 in float32, TensorFlow's is slow)."""
+    if xp is np or not getattr(xp, "__name__", "").startswith("keras"):
+        return xp.exp2(v)
+    from ..quantizers.base import pow2_any  # (xp is keras.ops: Keras is loaded already)
+
+    return pow2_any(v)
+
+
 def _floor_log2(v: Any, xp: Any, exact: bool = True) -> Any:
     """``floor(log2 v)`` for ``v > 0``; exact: ``log2`` then a power-of-two check."""
     e = xp.floor(xp.log2(v))
     if not exact:
         return e
-    e = xp.where(xp.greater(xp.exp2(e), v), e - 1.0, e)
-    return xp.where(xp.less_equal(xp.exp2(e + 1.0), v), e + 1.0, e)
+    e = xp.where(xp.greater(_exp2(e, xp), v), e - 1.0, e)
+    return xp.where(xp.less_equal(_exp2(e + 1.0, xp), v), e + 1.0, e)
 
 
 def ki_from_range(
@@ -449,7 +460,7 @@ def ki_from_range(
         >>> k, i
         (array([1., 0.]), array([ 1., -3.]))
     """
-    a = xp.maximum(hi, -lo - xp.exp2(-f))
+    a = xp.maximum(hi, -lo - _exp2(-f, xp))
     live = xp.greater(a, 0.0)
     e = _floor_log2(xp.where(live, a, 1.0), xp, exact)
     i = xp.where(live, e + 1.0, -f)

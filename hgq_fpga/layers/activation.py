@@ -25,6 +25,7 @@ from keras import ops
 
 from .. import quantizers as qz
 from ..fixed import quantize
+from ..quantizers.base import pow2_any
 from .base import SUPPORTED_ACTIVATIONS, QuantizedLayerMixin, build_once
 
 __all__ = ["QActivation", "EXACT_ACTIVATIONS", "TABLE_ACTIVATIONS"]
@@ -106,8 +107,8 @@ class QActivation(QuantizedLayerMixin, keras.layers.Activation):
         if not self.uses_table or training or iq.calibrating:
             return smooth
         k, width, f = (self.table_format[n] for n in range(3))
-        span = ops.exp2(width)
-        m = q * ops.exp2(f)
+        span = pow2_any(width)
+        m = q * pow2_any(f)
         index = ops.cast(m - span * ops.floor(m / span), "int32")  # two's complement bits
         looked_up = ops.take(self.table, ops.minimum(index, 2**self.table_bits - 1))
         return ops.where(ops.greater(width, 0.5), looked_up, smooth)

@@ -29,6 +29,7 @@ from keras import ops
 
 from .. import quantizers as qz
 from ..fixed import quantize, quantize_core
+from ..quantizers.base import pow2_any
 from .base import QuantizedLayerMixin, build_once
 
 __all__ = ["QSoftmax"]
@@ -165,7 +166,7 @@ class QSoftmax(QuantizedLayerMixin, keras.layers.Layer):
 
 def _lookup(table: Any, x: Any, width: Any, f: Any, size: int) -> Any:
     """``table[bits(x)]``: the two's complement pattern of ``x`` in a ``width``-bit, scale-``f`` format."""
-    span = ops.exp2(width)
-    m = x * ops.exp2(f)
+    span = pow2_any(width)
+    m = x * pow2_any(f)
     index = ops.cast(m - span * ops.floor(m / span), "int32")
     return ops.take(table, ops.minimum(index, size - 1))

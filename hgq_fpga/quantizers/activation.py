@@ -9,7 +9,7 @@ import numpy as np
 from keras import ops
 
 from ..fixed import ki_from_range, quantize_core, round_mantissa
-from .base import BitQuantizerBase, bits_with_gradient, quantize_with_gradient
+from .base import BitQuantizerBase, bits_with_gradient, pow2, quantize_with_gradient
 from .granularity import granular_shape
 
 __all__ = ["ActivationQuantizer", "FRESH", "TRAINED", "CALIBRATED"]
@@ -98,7 +98,7 @@ class ActivationQuantizer(BitQuantizerBase):
         self.built = True
 
     def _round(self, x: Any, f: Any, xp: Any = ops) -> Any:
-        scale = xp.exp2(f)
+        scale = pow2(f) if xp is ops else xp.exp2(f)
         return round_mantissa(x * scale, self.rounding, xp=xp) / scale
 
     def _ki(self, vmin: Any, vmax: Any, f: Any, xp: Any, exact: bool) -> tuple[Any, Any]:

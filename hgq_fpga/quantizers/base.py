@@ -35,6 +35,49 @@ __all__ = [
 LN2 = math.log(2.0)
 
 
+def pow2(f: Any) -> Any:
+    """``2**f`` for a float tensor ``f`` of whole numbers with ``|f| <= 126``, exactly (``keras.ops``).
+
+    On TensorFlow and JAX the float is built from its exponent field (a bitcast of
+    ``(f + bias) << mantissa bits``). TensorFlow's ``Pow`` costs about 9 ns an element
+    on a CPU core (0.57 ms a step for the bits of a 256x256 kernel, a third of what
+    quantization added to a float training step) where the bit construction costs a
+    cast, an add and a shift; and XLA's ``exp2`` on a CPU is off by an ulp for most
+    whole exponents beyond +-12 in float32 (2**13, 2**15, ...), which put JAX's
+    quantization grid off the firmware's. The quantizers' ``f_min``/``f_max`` stay
+    within :data:`F_LIMIT`; :func:`pow2_any` takes any exponent. Other dtypes and
+    backends: ``ops.exp2`` (torch's is exact for whole numbers).
+    """
+    dtype = keras.backend.standardize_dtype(f.dtype)
+    backend = keras.backend.backend()
+    if dtype not in _EXPONENT or backend not in ("tensorflow", "jax"):
+        return ops.exp2(f)
+    itype, bias, shift = _EXPONENT[dtype]
+    bits = ops.left_shift(ops.add(ops.cast(f, itype), bias), shift)
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.bitcast(bits, dtype)
+    import jax
+
+    return jax.lax.bitcast_convert_type(bits, dtype)
+
+
+def pow2_any(v: Any) -> Any:
+    """``2**v`` for whole-number ``v`` of any size: built from the exponent field over the normal
+    floats (``-126 <= v <= 127`` in float32), ``ops.exp2`` beyond (inf above; below, subnormals
+    as the backend computes them: TensorFlow and XLA flush them to 0 on a CPU)."""
+    bias = _EXPONENT.get(keras.backend.standardize_dtype(v.dtype), (None, 127))[1]
+    inside = ops.logical_and(ops.greater_equal(v, float(1 - bias)), ops.less_equal(v, float(bias)))
+    return ops.where(inside, pow2(ops.where(inside, v, 0.0)), ops.exp2(v))
+
+
+#: the exponent field of a float dtype: (integer dtype, bias, mantissa bits)
+_EXPONENT = {"float32": ("int32", 127, 23), "float64": ("int64", 1023, 52)}
+#: ``f_min`` and ``f_max`` of a quantizer stay within ``[-F_LIMIT, F_LIMIT]`` (2**f a normal float32)
+F_LIMIT = 120.0
+
+
 def sum_to_shape(g: Any, shape: tuple[int | None, ...]) -> Any:
     """Sum a broadcast gradient ``g`` back to ``shape`` (same rank, 1 = broadcast)."""
     axes = tuple(a for a, n in enumerate(shape) if n == 1 and g.shape[a] != 1)
@@ -135,10 +178,10 @@ class BitQuantizerBase(keras.layers.Layer):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
-        if not (f_min <= f0 <= f_max):
+        if not (-F_LIMIT <= f_min <= f0 <= f_max <= F_LIMIT):
             raise ValueError(
-                f"{type(self).__name__}: need f_min <= f0 <= f_max. "
-                f"Received: f0={f0}, f_min={f_min}, f_max={f_max}"
+                f"{type(self).__name__}: need -{F_LIMIT:g} <= f_min <= f0 <= f_max <= {F_LIMIT:g} "
+                f"(fractional bits). Received: f0={f0}, f_min={f_min}, f_max={f_max}"
             )
         self.f0 = float(f0)
         self.granularity = Granularity.from_string(granularity)

@@ -33,6 +33,7 @@ from typing import Any
 from keras import ops
 
 from ..compat.keras import all_layers
+from .base import pow2
 
 __all__ = ["SOFT_COEFFS", "csd_count_ops", "linear_luts", "model_luts", "set_lut_penalty"]
 
@@ -57,7 +58,7 @@ def csd_count_ops(q: Any, f: Any) -> Any:
     with ``h = m >> 1``. Returned as float, without gradient.
     """
     q = ops.stop_gradient(q)
-    m = ops.cast(ops.round(ops.abs(q) * ops.power(2.0, ops.round(ops.stop_gradient(f)))), "int32")
+    m = ops.cast(ops.round(ops.abs(q) * pow2(ops.round(ops.stop_gradient(f)))), "int32")
     h = ops.right_shift(m, 1)
     return ops.cast(_popcount32(ops.bitwise_xor(h, ops.add(m, h))), q.dtype)
 

@@ -9,7 +9,7 @@ import numpy as np
 from keras import ops
 
 from ..fixed import FixedFormat, ki_from_range, quantize_core, round_mantissa
-from .base import BitQuantizerBase, bits_with_gradient, quantize_with_gradient
+from .base import BitQuantizerBase, bits_with_gradient, pow2, quantize_with_gradient
 from .granularity import granular_shape
 
 __all__ = ["WeightQuantizer"]
@@ -74,7 +74,7 @@ class WeightQuantizer(BitQuantizerBase):
     def quantize_with(self, w: Any, f: Any) -> Any:
         """Exact quantization of ``w`` with given integer ``f`` (no variables read, no gradient rule)."""
         if self.fixed_i is None:
-            scale = ops.exp2(f)
+            scale = pow2(f)
             return round_mantissa(w * scale, self.rounding, xp=ops) / scale
         k = 0.0 * f + float(self.fixed_k)
         i = 0.0 * f + float(self.fixed_i)

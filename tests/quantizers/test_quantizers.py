@@ -10,6 +10,7 @@ import pytest
 from keras import ops
 
 from hgq_fpga.fixed import OverflowMode, RoundingMode, ki_from_range, quantize, quantize_core
+from hgq_fpga.quantizers.base import F_LIMIT, pow2, pow2_any
 from hgq_fpga.quantizers import (
     CALIBRATED,
     ActivationQuantizer,
@@ -167,6 +168,37 @@ def test_f_is_rounded_to_even_and_clipped():
     assert float(ops.convert_to_numpy(wq.quantize_values(np.array([0.3], "float32")))[0]) == 0.25
     with pytest.raises(ValueError, match="f_min <= f0 <= f_max"):
         WeightQuantizer(f0=30)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_pow2_is_exactly_two_to_every_allowed_whole_f(dtype):
+    """The quantizers' scale 2**f (built from the exponent bits on TensorFlow) is exact over
+    every f a quantizer allows, and the limits are refused beyond that range."""
+    f = np.arange(-F_LIMIT, F_LIMIT + 1)
+    t = ops.convert_to_tensor(f, dtype)  # (float32 on JAX without x64)
+    got = ops.convert_to_numpy(pow2(t))
+    assert got.dtype == np.dtype(keras.backend.standardize_dtype(t.dtype))
+    np.testing.assert_array_equal(got, np.exp2(f).astype(got.dtype))
+    wide = np.array([-2000.0, -126.0, 127.0, 2000.0])  # beyond pow2's range: 0 and inf
+    with np.errstate(over="ignore"):
+        np.testing.assert_array_equal(ops.convert_to_numpy(pow2_any(ops.convert_to_tensor(wide, dtype))),
+                                      np.exp2(wide).astype(got.dtype))
+
+
+@pytest.mark.parametrize("f0", [13, 15, 21, -13, -15])
+def test_weights_land_on_the_grid_of_their_bits_beyond_2_to_the_12(f0):
+    """XLA's exp2 put JAX's scale 2**15 an ulp off: quantized weights were not multiples of 2**-15."""
+    wq = WeightQuantizer(f0=f0, f_min=-20)
+    wq.build((64,))
+    w = np.random.default_rng(0).normal(0.0, 4.0 * 2.0**-f0 if f0 > 0 else 2.0**-f0, 64).astype("float32")
+    q = np.asarray(ops.convert_to_numpy(wq.quantize_values(w)), np.float64)
+    m = q * 2.0**f0
+    np.testing.assert_array_equal(m, np.round(m))  # on the grid
+    np.testing.assert_array_equal(q, quantize(w.astype(np.float64), 1, 40, f0, "RND", "SAT_SYM"))
+    with pytest.raises(ValueError, match=r"-120 <= f_min <= f0 <= f_max <= 120 .*f_max=121"):
+        WeightQuantizer(f0=2, f_max=121)
+    with pytest.raises(ValueError, match="f_min=-121"):
+        ActivationQuantizer(f0=2, f_min=-121)
 
 
 def test_get_accepts_dicts_instances_and_configs():
