@@ -24,14 +24,17 @@ epoch). While the bits learn, three rules steer them:
   is ``task + lambda * LUT / budget`` and ``lambda`` rises by
   ``dual_lr * (LUT / budget - 1)`` after each batch (never below 0).
 
-With ``method="step"`` and a LUT budget alone the training step computes no
-cost at all: the callback reads the differentiable estimate outside it, after
-the batches it reads (one in four; every one while over), so a budgeted
-epoch costs about what an unbudgeted one does, and the training ``loss``
-Keras shows is the task loss. With the other rules (and a DSP budget) the
-layers compute the cost in the step and the ``loss`` includes the cost term
-(``LUT / budget`` in a step over the budget; ``val_loss`` is the task loss
-alone). The callback says which in one line when training starts.
+With ``method="step"`` and a LUT budget alone the callback reads the
+differentiable estimate outside the training step, after the batches it reads
+(one in 4 to 8 within the budget, as its margin needs; every one while over),
+and the step computes the cost only for its gradient, in batches over the
+budget that a step cannot bring down (on TensorFlow and torch; JAX computes it
+in every step, its ``lax.cond`` failing to trace the layers' cost): a budgeted
+epoch costs about what an unbudgeted one does, and the training ``loss`` Keras
+shows is the task loss but in those batches. With the other rules (and a DSP
+budget) the layers compute the cost in the step and the ``loss`` includes the
+cost term (``LUT / budget`` in a step over the budget). ``val_loss`` is the
+task loss alone. The callback says which in one line when training starts.
 
 The guarantee rests on neither: at the end of training the model is
 calibrated and its **exact** estimate checked; if it is over the budget, the
@@ -251,15 +254,16 @@ class ResourceBudget(keras.callbacks.Callback):
             self.x = self.x if len(self.x) > 1 else self.x[0]
         # a fresh hook for each fit, created where the model's variables live (its
         # tf.distribute strategy; on JAX the current keras.distribution)
-        self.hook = CostHook(1.0 / max(self.lut or 1.0, 1.0), model, in_step=not self.reads_outside)
+        self.hook = CostHook(1.0 / max(self.lut or 1.0, 1.0), model)
         attach(model, self.hook)
         _retrace(model)
 
     @property
     def reads_outside(self) -> bool:
-        """Whether the cost is read outside the training step (which then computes none):
-        ``method="step"`` with a LUT budget alone, the one rule that never follows the cost
-        gradient (see :class:`~hgq_fpga.constraints.schedule.Steering`)."""
+        """Whether the cost is read outside the training step (which then computes it only for
+        its gradient, rarely): ``method="step"`` with a LUT budget alone, the one rule that
+        follows the cost gradient only where its step cannot help (see
+        :class:`~hgq_fpga.constraints.schedule.Steering`)."""
         return self.method == "step" and self.lut is not None and self.dsp is None
 
     def _release(self) -> None:
@@ -289,7 +293,8 @@ class ResourceBudget(keras.callbacks.Callback):
         self._phases = self.schedule.phases(int((self.params or {}).get("epochs", 1)))
         self._t_train = self._t_checks = 0.0
         self.steering = Steering(self.model, self.hook, self.method, self.dual_lr, self.lut,
-                                 exact=lambda: exact_estimate(self.model, self.x, **self.kwargs).lut)
+                                 exact=lambda: exact_estimate(self.model, self.x, **self.kwargs).lut,
+                                 outside=self.reads_outside)
         # without data, the estimates use the ranges training tracks: there are some after the first batch
         self._deferred = self.x is None
         if not self._deferred:
@@ -348,7 +353,7 @@ class ResourceBudget(keras.callbacks.Callback):
             self._after_batch()
         self._batch_done = True
 
-    def _after_batch(self) -> None:
+    def _after_batch(self, last: bool = False) -> None:
         self._batch_done = False
         if self._deferred:
             self._sync()
@@ -360,7 +365,7 @@ class ResourceBudget(keras.callbacks.Callback):
             self.steering.set_scale(self._start_lut)
             if self.phase(self._epoch) == PHASES[1]:
                 self.steering.remeasure()
-        self.steering.after_batch(self._dsp_over, self._sync)
+        self.steering.after_batch(self._dsp_over, self._sync, last)
 
     # -- checks -----------------------------------------------------------------
     def _check(self, epoch: int, logs: dict | None = None) -> ResourceReport:
@@ -390,7 +395,7 @@ class ResourceBudget(keras.callbacks.Callback):
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
         if self._batch_done:  # the epoch's last batch
-            self._after_batch()
+            self._after_batch(last=True)
         self._t_train += time.perf_counter() - self._t0
         self._sync()
         self.steering.freeze.hold()  # (frozen phases) exactly the frozen bits, whatever the optimizer did

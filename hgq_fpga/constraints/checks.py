@@ -106,6 +106,7 @@ def start_line(start: ResourceReport, lut: float | None, dsp: int | None, latenc
         f" Epochs: {warm} warm-up (bits as they start), {bits} learning bits, {fine} fine-tuning the weights "
         f"(bits frozen).")
     loss = (f"The training loss includes {term} while the bits learn; val_loss is the task loss alone." if term
-            else "The training loss is the task loss: the bits step down after any batch that ends over the budget.")
+            else "The training loss is the task loss (the bits step down after a batch that ends over the budget; "
+                 "LUT/budget is added only where a step cannot help).")
     return (f"budget: {budget_text(lut, dsp, latency)}; the model starts at LUT {start.lut:.0f}, "
             f"DSP {start.dsp} ({'over' if over else 'within'}).{plan} {loss}")

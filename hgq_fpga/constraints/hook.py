@@ -11,13 +11,13 @@ the model). In each training step the layer
 * adds ``luts`` to ``acc``, which the callback reads after the batch.
 
 With ``method="step"`` and a LUT budget alone, the budget reads the cost
-outside the training step instead (:class:`~hgq_fpga.constraints.schedule.SoftCost`,
-after the batches it reads) and never needs its gradient: the hook's
-``in_step`` is then False and the layers add nothing to the step (a Python
-flag, read when the step is traced), so a budgeted step costs what an
-unbudgeted one does but for the gate of the bits' gradient.
+outside the training step (:class:`~hgq_fpga.constraints.schedule.SoftCost`,
+after the batches it reads) and needs the cost in the step only for its
+gradient, in the batches over the budget that a step cannot bring down
+(after a step undone): ``active`` is 1 only then, so that a budgeted step
+costs what an unbudgeted one does on TensorFlow and torch.
 
-Otherwise the layer computes ``luts`` only in steps where ``active`` is 1 (a
+The layer computes ``luts`` only in steps where ``active`` is 1 (a
 conditional in the traced step on TensorFlow; 0 is recorded otherwise): the callback
 switches it on for one batch in :data:`RECORD_EVERY` while the bits learn
 (reading ``acc`` after it), and for every batch while the cost gradient is on,
@@ -64,9 +64,7 @@ def _variable_scope(model: keras.Model | None) -> Any:
 class CostHook:
     """Variables shared by the hooked layers (see the module docstring)."""
 
-    def __init__(self, scale: float, model: keras.Model | None = None, in_step: bool = True) -> None:
-        #: whether the layers compute the cost in the training step (read when it is traced)
-        self.in_step = bool(in_step)
+    def __init__(self, scale: float, model: keras.Model | None = None) -> None:
         with _variable_scope(model):
             self.weight = keras.Variable(0.0, trainable=False, dtype="float32", name="budget_weight")
             self.task_share = keras.Variable(1.0, trainable=False, dtype="float32", name="budget_task_share")

@@ -60,7 +60,7 @@ def test_budget_is_met_by_the_exact_estimate(method, fraction, data, full):
     assert all(isinstance(v, int) for v in history.history["lut"])
     assert ("budget_lambda" in history.history) == (method == "primal_dual")
     # the step rule (LUT budget alone) reads the cost outside the training step; the others in it
-    assert cb.hook.in_step == (method != "step")
+    assert cb.steering.outside == (method == "step")
     assert [h["epoch"] for h in cb.history] == [0, 1, 2] and cb.result.history is cb.history
     assert all(not hasattr(layer, "_cost_hook") or "_cost_hook" not in layer.__dict__ for layer in model.layers)
 
