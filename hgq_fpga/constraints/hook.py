@@ -15,10 +15,11 @@ outside the training step (:class:`~hgq_fpga.constraints.schedule.SoftCost`,
 after the batches it reads) and needs the cost in the step only for its
 gradient, in the batches over the budget that a step cannot bring down
 (after a step undone): ``active`` is 1 only then, so that a budgeted step
-costs what an unbudgeted one does on TensorFlow and torch.
+costs what an unbudgeted one does.
 
 The layer computes ``luts`` only in steps where ``active`` is 1 (a
-conditional in the traced step on TensorFlow; 0 is recorded otherwise): the callback
+conditional in the traced step on TensorFlow and JAX, Python's on torch; 0 is
+recorded otherwise): with the other rules the callback
 switches it on for one batch in :data:`RECORD_EVERY` while the bits learn
 (reading ``acc`` after it), and for every batch while the cost gradient is on,
 so that the other steps cost what an unbudgeted step costs.
@@ -87,17 +88,14 @@ class CostHook:
         """``compute()`` (a layer's differentiable LUTs) in a step where ``active`` is 1, else 0
         (on torch None: nothing to record or add).
 
-        TensorFlow runs only the branch taken (``tf.cond``); torch runs eagerly, so
-        Python decides; on JAX the layer's ``lax.cond`` branch failed to trace (a
-        tracer of the outer step captured as a constant), so the cost is computed and
-        multiplied by ``active`` there.
+        TensorFlow and JAX run only the branch taken (``tf.cond``, ``lax.cond``: the
+        layers' custom gradients take their tensors as arguments, since one that closed
+        over the step's tensors failed to trace inside ``lax.cond``); torch runs eagerly,
+        so Python decides.
         """
-        backend = keras.backend.backend()
-        if backend == "tensorflow":
-            return ops.cond(ops.greater(self.active, 0.5), compute, lambda: ops.convert_to_tensor(0.0, "float32"))
-        if backend == "torch":
+        if keras.backend.backend() == "torch":
             return compute() if float(ops.convert_to_numpy(self.active)) > 0.5 else None
-        return compute() * ops.cast(self.active, "float32")
+        return ops.cond(ops.greater(self.active, 0.5), compute, lambda: ops.convert_to_tensor(0.0, "float32"))
 
     def loss(self, luts: Any) -> Any:
         """The layer's cost term: ``weight * scale * luts``."""

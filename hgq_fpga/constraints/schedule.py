@@ -246,7 +246,6 @@ class BudgetStep:
         self.touch: Callable[[], None] = lambda: None
         self.packs = [getattr(layer, "bits_pack", None) for layer in soft.layers]
         self.sigma: list[float] = []
-        self.stale = True  # sigma to be measured before the next step
         self.steps = self.undone = 0
         self._moved = 0.0
         self._before: tuple[float, list[Any]] | None = None  # (c, bits) before the last step, until the next read
@@ -254,7 +253,7 @@ class BudgetStep:
 
     def undo_collapse(self, c: float) -> float | None:
         """After a step: if the read ``c`` fell below :data:`COLLAPSE`, restore the bits from before
-        the step and block stepping until the next :meth:`invalidate` (the next bits epoch or check); returns
+        the step and block stepping until the next :meth:`measure` (the next bits epoch or check); returns
         the cost before the step then, else None.
 
         Stepping every layer's bits together compounds: weights that round to zero empty the
@@ -280,21 +279,12 @@ class BudgetStep:
         now, lower = self.soft.luts(0.0), self.soft.luts(1.0)
         self.sigma = [max(float(d), 0.0) * scale for d in now - lower]
         self._moved = 0.0
-        self.blocked = self.stale = False
-
-    def invalidate(self) -> None:
-        """A new bits epoch or calibration: ``sigma`` is measured again before the next step (not
-        before then: most reads step nothing) and stepping is no longer blocked."""
-        self.stale, self.blocked = True, False
+        self.blocked = False
 
     def __call__(self, c: float) -> float:
         """Lower the bits by the step for cost ``c``; returns the shift (bits), 0 if none was due."""
-        if c <= self.TARGET or self.blocked:
-            return 0.0
-        if self.stale:
-            self.measure()
         total = sum(self.sigma)
-        if total <= 0.0:
+        if c <= self.TARGET or total <= 0.0 or self.blocked:
             return 0.0
         shift = min((c - self.TARGET) / total, self.MAX_SHIFT)
         self.touch()
@@ -357,9 +347,6 @@ class Steering:
         # the cost is read outside the step (the step rule with a LUT budget alone)
         self.outside = outside
         self._touch: Callable[[], None] = lambda: None  # before an assignment (outside reads do not sync)
-        # TensorFlow (tf.cond) and torch (eager) skip the cost in steps with active = 0; on JAX
-        # the step computes it anyway, so active stays 1 there and a read averages the steps since the last
-        self.toggle = keras.backend.backend() in ("tensorflow", "torch")
 
     def set_scale(self, exact_lut: float) -> None:
         """Calibrate the differentiable estimate to ``exact_lut`` (``scale = rho / budget``)."""
@@ -378,11 +365,13 @@ class Steering:
         self.step.measure()
 
     def remeasure(self) -> None:
-        """``method="step"``: what a bit less saves per layer is measured again before the next
-        step (:meth:`BudgetStep.invalidate`; two evaluations of the differentiable estimate,
-        which the other rules do not read)."""
+        """``method="step"``: measure what a bit less saves per layer (:meth:`BudgetStep.measure`;
+        two evaluations of the differentiable estimate, which the other rules do not read). Now,
+        not lazily before the next step: measured where the first step of an epoch fell (over
+        the budget, mid-epoch), the digits CNN at 10% seed 0 stepped itself down to 0.533
+        accuracy at 70% of its budget (0.857 measured here)."""
         if self.method == "step":
-            self.step.invalidate()
+            self.step.measure()
 
     def enter(self, phase: str, measure: bool = True) -> None:
         """At the start of an epoch of ``phase``; ``measure``: the scale is known (see :meth:`BudgetStep.measure`)."""
@@ -416,25 +405,24 @@ class Steering:
         self._batches += 1
         self._count += 1
         self._since += self.recording
+        self.step.touch = self._touch = sync  # before anything is assigned
         if self.outside:
             if last or self._urgent() or self._count >= self._next_read:
                 self._read_outside(sync, dsp_over)
-                if self.toggle:  # the next step computes the cost only for its gradient
-                    self._record(self.state[0] > 0.0)
+                self._record(self.state[0] > 0.0)  # the next step computes the cost only for its gradient
             return
         if self._urgent() or self._batches % RECORD_EVERY == 1:  # the 1st, 5th, ... batch of each bits epoch
             sync()
             if self._since:
                 self._rule(self.hook.take() / self._since * self.scale, dsp_over)
                 self._since = 0
-        if self.toggle:  # the next step computes the cost if its gradient is on or it will be read
-            self._record(self._urgent() or self.state[0] > 0.0 or (self._batches + 1) % RECORD_EVERY == 1)
+        # the next step computes the cost (tf.cond, lax.cond, eager torch) if its gradient is on or it will be read
+        self._record(self._urgent() or self.state[0] > 0.0 or (self._batches + 1) % RECORD_EVERY == 1)
 
     def _read_outside(self, sync: Callable[[], None], dsp_over: bool) -> None:
         """Read the cost now, of the variables as the batch left them (no sync to read: ``sync``
         runs before anything is assigned), steer, and choose when to read next (:meth:`_interval`;
         over the budget after the next batch)."""
-        self.step.touch = self._touch = sync
         c = float(self.soft.luts(0.0).sum()) * self.scale
         moves = (self.step.steps, self.recalibrations)
         self._rule(c, dsp_over)
@@ -497,5 +485,6 @@ class Steering:
     def _record(self, on: bool) -> None:
         """Whether the next step computes and records the cost."""
         if on != self.recording:
+            self._touch()
             self.recording = on
             self.hook.active.assign(1.0 if on else 0.0)

@@ -126,23 +126,26 @@ def bits_with_gradient(f: Any, base: Any, live: Any | None = None) -> Any:
         live: optional boolean mask of elements that exist (e.g. nonzero weights).
     """
     f_shape = tuple(f.shape)
+    base = ops.stop_gradient(ops.convert_to_tensor(base, f.dtype))
+    live = ops.ones_like(base) if live is None else ops.cast(ops.stop_gradient(live), f.dtype)
 
+    # base and live are arguments, not closed over: a custom gradient that closes over
+    # tensors of the enclosing trace fails inside JAX's lax.cond (the budget's hook)
     @ops.custom_gradient
-    def _bits(f: Any) -> Any:
+    def _bits(f: Any, base: Any, live: Any) -> Any:
         b = base + ops.round(f)
-        alive = ops.greater(b, 0.0)
-        if live is not None:
-            alive = ops.logical_and(alive, live)
+        alive = ops.logical_and(ops.greater(b, 0.0), ops.greater(live, 0.0))
         out = ops.where(alive, b, 0.0)
 
         def grad(*args: Any, upstream: Any = None) -> Any:
             if upstream is None:
                 (upstream,) = args
-            return sum_to_shape(ops.where(alive, upstream, 0.0), f_shape)
+            return (sum_to_shape(ops.where(alive, upstream, 0.0), f_shape), ops.zeros_like(base),
+                    ops.zeros_like(live))
 
         return out, grad
 
-    return _bits(f)
+    return _bits(f, base, live)
 
 
 class BitQuantizerBase(keras.layers.Layer):
