@@ -89,7 +89,7 @@ the end the model is calibrated on `calibration_data` and, if still over,
 repaired; so the budget is always met by the exact estimate.
 
 The training `loss` is the classification loss alone: the budget reads the
-model's cost outside the training step (one batch in four, every batch while
+model's cost outside the training step (one batch in 4, in 8 far below the budget, every batch while
 over), so a budgeted epoch costs about what an unbudgeted one does. The callback prints one line per epoch, after
 Keras's own line, and the result at the end. Lines such as `over by 1141 LUTs
 after epoch 5; bits projected into the budget` are normal: training pulls the

@@ -26,7 +26,7 @@ epoch). While the bits learn, three rules steer them:
 
 With ``method="step"`` and a LUT budget alone the callback reads the
 differentiable estimate outside the training step, after the batches it reads
-(one in 4 to 8 within the budget, as its margin needs; every one while over),
+(one in 4 within the budget, one in 8 below 80% of it; every one while over),
 and the step computes the cost only for its gradient, in batches over the
 budget that a step cannot bring down: a budgeted epoch costs about what an unbudgeted one does, and the training ``loss`` Keras
 shows is the task loss but in those batches. With the other rules (and a DSP
