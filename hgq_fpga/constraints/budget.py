@@ -229,6 +229,7 @@ class ResourceBudget(keras.callbacks.Callback):
         self.restore_best_feasible, self.do_repair, self.project = restore_best_feasible, repair, project
         self.log_feasible, self.verbose, self.sensitivities = log_feasible, verbose, sensitivities
         self.hook: CostHook | None = None
+        self._steps: dict[bool, Any] = {}  # (outside reads) the training step traced without/with the cost
         self.result: BudgetResult | None = None
         self.history: list[dict[str, Any]] = []
         self.steering: Steering | None = None
@@ -253,6 +254,8 @@ class ResourceBudget(keras.callbacks.Callback):
         # a fresh hook for each fit, created where the model's variables live (its
         # tf.distribute strategy; on JAX the current keras.distribution)
         self.hook = CostHook(1.0 / max(self.lut or 1.0, 1.0), model)
+        self.hook.in_step = not self.reads_outside  # (see _switch_step)
+        self._steps = {}
         attach(model, self.hook)
         _retrace(model)
 
@@ -264,8 +267,22 @@ class ResourceBudget(keras.callbacks.Callback):
         :class:`~hgq_fpga.constraints.schedule.Steering`)."""
         return self.method == "step" and self.lut is not None and self.dsp is None
 
+    def _switch_step(self, in_step: bool) -> None:
+        """Outside reads: the training step with the layers' cost (for its gradient, where a
+        step cannot help) or without it. Each is traced once, the first time it is needed
+        (``make_train_function``); later switches swap the traced functions."""
+        if in_step == self.hook.in_step:
+            return
+        self._steps.setdefault(self.hook.in_step, self.model.train_function)
+        self.hook.in_step = in_step
+        if self._steps.get(in_step) is None:
+            self.model.make_train_function(force=True)
+            self._steps[in_step] = self.model.train_function
+        self.model.train_function = self._steps[in_step]
+
     def _release(self) -> None:
         """Detach the hook; the next ``fit`` traces a step without it."""
+        self._steps = {}
         detach(self.model)
         _retrace(self.model)
 
@@ -292,7 +309,7 @@ class ResourceBudget(keras.callbacks.Callback):
         self._t_train = self._t_checks = 0.0
         self.steering = Steering(self.model, self.hook, self.method, self.dual_lr, self.lut,
                                  exact=lambda: exact_estimate(self.model, self.x, **self.kwargs).lut,
-                                 outside=self.reads_outside)
+                                 outside=self.reads_outside, switch=self._switch_step)
         # without data, the estimates use the ranges training tracks: there are some after the first batch
         self._deferred = self.x is None
         if not self._deferred:

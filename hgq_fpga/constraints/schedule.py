@@ -328,7 +328,8 @@ class Steering:
     """
 
     def __init__(self, model: Any, hook: Any, method: str, dual_lr: float, lut: float | None,
-                 exact: Callable[[], float] | None = None, outside: bool = False) -> None:
+                 exact: Callable[[], float] | None = None, outside: bool = False,
+                 switch: Callable[[bool], None] | None = None) -> None:
         self.model, self.hook, self.method, self.dual_lr, self.lut = model, hook, method, dual_lr, lut
         self.soft = SoftCost(model)
         self.exact, self.recalibrations = exact, 0
@@ -342,8 +343,9 @@ class Steering:
         self._batches = self._since = 0
         # outside reads: bits-phase batches so far (across epochs) and the one of the next read
         self._count, self._next_read = 0, 1
-        # the cost is read outside the step (the step rule with a LUT budget alone)
-        self.outside = outside
+        # the cost is read outside the step (the step rule with a LUT budget alone); switch(True)
+        # puts the cost into the training step (for its gradient), switch(False) takes it out
+        self.outside, self.switch = outside, switch
         self._touch: Callable[[], None] = lambda: None  # before an assignment (outside reads do not sync)
 
     def set_scale(self, exact_lut: float) -> None:
@@ -474,6 +476,8 @@ class Steering:
         """Set the hook's cost weight and task share (assigned only when they change)."""
         if (weight, task_share) != self.state:
             self._touch()
+            if self.outside and self.switch is not None and (weight > 0.0) != (self.state[0] > 0.0):
+                self.switch(weight > 0.0)
             self.state = (weight, task_share)
             self.hook.weight.assign(weight)
             self.hook.task_share.assign(task_share)

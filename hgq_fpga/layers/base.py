@@ -161,7 +161,7 @@ class QuantizedLayerMixin:
         if not training:
             return
         hook = self.cost_hook
-        if hook is not None:
+        if hook is not None and hook.in_step:
             pack = getattr(self, "bits_pack", None)  # (its values: the cost's own, ungated gradient)
             luts = hook.luts(lambda: ops.cast(self.luts_for(pack.values() if pack is not None else fs, qkernel),
                                               "float32"))
