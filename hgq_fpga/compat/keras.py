@@ -9,11 +9,12 @@ hls4ml's Keras 3 frontend uses the same attributes for (1). QKeras (qkeras-v3
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 import keras
 
-__all__ = ["all_layers", "batch_moments", "call_nodes", "functional_of", "qkeras_pruning_mask"]
+__all__ = ["all_layers", "batch_moments", "call_nodes", "functional_of", "jax_training_values",
+           "qkeras_pruning_mask"]
 
 
 def functional_of(model: keras.Model) -> keras.Model:
@@ -48,3 +49,28 @@ def batch_moments(layer: keras.layers.BatchNormalization, x: Any, mask: Any) -> 
 def qkeras_pruning_mask(layer: Any) -> Any:
     """The pruning mask of a QKeras layer (``_mask``), or None."""
     return getattr(layer, "_mask", None)
+
+
+def jax_training_values(model: Any, variables: list[Any]) -> Callable[[], list[Any]]:
+    """The current values of ``variables`` (of ``model``) on JAX, without a state sync.
+
+    During ``fit`` Keras's JAX trainer threads the state through its steps and
+    keeps the latest in ``model._jax_state`` (variables' own values are stale
+    until ``jax_state_sync()``, which assigns every variable, the optimizer's
+    included: most of what a read cost on the digits MLP). Read the values there
+    while it is newer than the variables (not synced), else the variables'."""
+    where: dict[int, tuple[str, int]] = {}
+
+    def values() -> list[Any]:
+        state = getattr(model, "_jax_state", None)
+        if not state or getattr(model, "_jax_state_synced", True):
+            return [v.value for v in variables]
+        if not where:  # (the lists are fixed during fit)
+            for key, listed in (("trainable_variables", model.trainable_variables),
+                                ("non_trainable_variables", model.non_trainable_variables)):
+                where.update((id(v), (key, i)) for i, v in enumerate(listed))
+        found = [where.get(id(v)) for v in variables]
+        return [v.value if at is None or state.get(at[0]) is None else state[at[0]][at[1]]
+                for v, at in zip(variables, found)]
+
+    return values

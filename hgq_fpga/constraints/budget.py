@@ -263,16 +263,13 @@ class ResourceBudget(keras.callbacks.Callback):
 
     @property
     def reads_outside(self) -> bool:
-        """Whether the cost is read outside the training step (which then computes it only for
-        its gradient, rarely): ``method="step"`` with a LUT budget alone, the one rule that
-        follows the cost gradient only where its step cannot help (see
-        :class:`~hgq_fpga.constraints.schedule.Steering`)."""
+        """Whether the cost is read outside the training step: ``method="step"`` with a LUT budget
+        alone, which needs the cost in the step only where a step cannot help (:class:`Steering`)."""
         return self.method == "step" and self.lut is not None and self.dsp is None
 
     def _switch_step(self, in_step: bool) -> None:
-        """Outside reads: the training step with the layers' cost (for its gradient, where a
-        step cannot help) or without it. Each is traced once, the first time it is needed
-        (``make_train_function``); later switches swap the traced functions."""
+        """Outside reads: the training step with the layers' cost (for its gradient) or without;
+        each traced once, when first needed (``make_train_function``), then swapped."""
         if in_step == self.hook.in_step:
             return
         self._steps.setdefault(self.hook.in_step, self.model.train_function)
@@ -359,13 +356,10 @@ class ResourceBudget(keras.callbacks.Callback):
 
     # -- steering ---------------------------------------------------------------
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
-        """The rule for the batch before (the epoch's last one: at :meth:`on_epoch_end`).
-
-        Not in ``on_train_batch_end``: a callback that overrides it turns off Keras's
-        asynchronous dispatch of the batch-end callbacks on JAX and torch, and Keras then
-        converts every batch's logs to Python numbers, waiting for each step (a
-        fine-tune epoch of the 64-256-256-10 MLP took 43 ms on JAX against 29 ms
-        unbudgeted); between two steps is between two steps either way."""
+        """The rule for the batch before (the epoch's last one: at :meth:`on_epoch_end`). Not in
+        ``on_train_batch_end``: overriding that turns off Keras's asynchronous batch-end dispatch
+        on JAX and torch, and every step then waits for its logs (a fine-tune epoch of the
+        64-256-256-10 MLP: 43 ms on JAX against 29 ms unbudgeted)."""
         if self._batch_done:
             self._after_batch()
         self._batch_done = True

@@ -55,6 +55,7 @@ import keras
 import numpy as np
 from keras import ops
 
+from ..compat.keras import jax_training_values
 from .hook import RECORD_EVERY, hooked_layers
 
 __all__ = ["BitFreeze", "BudgetStep", "PHASES", "Schedule", "SoftCost", "Steering", "as_schedule"]
@@ -141,7 +142,7 @@ class SoftCost:
 
 def _jax_compiled(fn: Callable[[Any], Any], variables: list[Any], model: Any) -> Callable[[Any], Any]:
     """``fn(shift)``, which reads ``variables``, compiled with ``jax.jit`` over their current values
-    (:func:`_jax_values`)."""
+    (:func:`~hgq_fpga.compat.keras.jax_training_values`)."""
     import jax
 
     @jax.jit
@@ -149,33 +150,8 @@ def _jax_compiled(fn: Callable[[Any], Any], variables: list[Any], model: Any) ->
         with keras.StatelessScope(state_mapping=list(zip(variables, values))):
             return fn(shift)
 
-    values = _jax_values(model, variables)
+    values = jax_training_values(model, variables)
     return lambda shift: compiled(values(), shift)
-
-
-def _jax_values(model: Any, variables: list[Any]) -> Callable[[], list[Any]]:
-    """The current values of ``variables`` (of ``model``) on JAX, without a state sync.
-
-    During ``fit`` Keras's JAX trainer threads the state through its steps and
-    keeps the latest in ``model._jax_state`` (variables' own values are stale
-    until ``jax_state_sync()``, which assigns every variable, the optimizer's
-    included: most of what a read cost on the digits MLP). Read the values there
-    while it is newer than the variables (not synced), else the variables'."""
-    where: dict[int, tuple[str, int]] = {}
-
-    def values() -> list[Any]:
-        state = getattr(model, "_jax_state", None)
-        if not state or getattr(model, "_jax_state_synced", True):
-            return [v.value for v in variables]
-        if not where:  # (the lists are fixed during fit)
-            for key, listed in (("trainable_variables", model.trainable_variables),
-                                ("non_trainable_variables", model.non_trainable_variables)):
-                where.update((id(v), (key, i)) for i, v in enumerate(listed))
-        found = [where.get(id(v)) for v in variables]
-        return [v.value if at is None or state.get(at[0]) is None else state[at[0]][at[1]]
-                for v, at in zip(variables, found)]
-
-    return values
 
 
 def _slots(optimizer: Any, variable: Any) -> list[Any] | None:
