@@ -426,10 +426,10 @@ class Steering:
 
     def _urgent(self) -> bool:
         """Whether the cost is read after every batch: primal-dual (its dual step is per batch), or
-        ``method="step"`` over the budget (each read may step). The cost gradient of the default
-        rule, on while over, is computed in every step but read (and switched off) one step in
-        :data:`RECORD_EVERY`, from the mean of the steps since the last read: reading after every
-        batch cost 0.4 ms a batch on TensorFlow and a state sync a batch on JAX."""
+        ``method="step"`` over the budget (each read may step). The cost gradient of
+        ``method="constraint"``, on while over, is computed in every step but read (and switched
+        off) one step in :data:`RECORD_EVERY`, from the mean of the steps since the last read:
+        reading after every batch cost 0.4 ms a batch on TensorFlow and a state sync a batch on JAX."""
         return self.method == "primal_dual" or (self.method == "step" and self.last > 1.0)
 
     def _rule(self, c: float, dsp_over: bool) -> None:
