@@ -30,8 +30,8 @@ With ``method="step"`` and a LUT budget alone the callback reads the
 differentiable estimate outside the training step, after the batches it reads
 (one in 4 within the budget, one in 8 below 80% of it; every one while over),
 and the step computes the cost only for its gradient, in batches over the
-budget that a step cannot bring down: a budgeted epoch costs about what an unbudgeted one does, and the training ``loss`` Keras
-shows is the task loss but in those batches. With the other rules (and a DSP
+budget that a step cannot bring down: a budgeted epoch costs little more than an
+unbudgeted one. With the other rules (and a DSP
 budget) the layers compute the cost in the step and the ``loss`` includes the
 cost term (``LUT / budget`` in a step over the budget). ``val_loss`` is the
 task loss alone. The callback says which in one line when training starts.

@@ -288,8 +288,8 @@ class Steering:
     LUT budget alone (``outside``) a read evaluates :class:`SoftCost` on the variables
     as the batch left them, outside the training step, which computes the cost only
     for its gradient, where the step cannot help (on TensorFlow the cost computed in
-    the step made a bits epoch of a 64-256-256-10 MLP 1.9x an unbudgeted one, where it
-    is now about the same). Without that gradient (the bits held still where the
+    the step made a bits epoch of a 64-256-256-10 MLP 1.9x an unbudgeted one, outside it
+    1.2x). Without that gradient (the bits held still where the
     step was blocked) the digits MLP at 5% ended 5 of its later 22 epochs over its
     budget, with it none. The rules:
     ``method="constraint"``, the bits follow the cost gradient alone until a
@@ -384,7 +384,7 @@ class Steering:
         self.step.touch = self._touch = sync  # before anything is assigned
         if self.outside:
             if last or self._urgent() or self._count >= self._next_read:
-                self._read_outside(sync, dsp_over)
+                self._read_outside(dsp_over)
                 self._record(self.state[0] > 0.0)  # the next step computes the cost only for its gradient
             return
         if self._urgent() or self._batches % RECORD_EVERY == 1:  # the 1st, 5th, ... batch of each bits epoch
@@ -395,10 +395,10 @@ class Steering:
         # the next step computes the cost (tf.cond, lax.cond, eager torch) if its gradient is on or it will be read
         self._record(self._urgent() or self.state[0] > 0.0 or (self._batches + 1) % RECORD_EVERY == 1)
 
-    def _read_outside(self, sync: Callable[[], None], dsp_over: bool) -> None:
-        """Read the cost now, of the variables as the batch left them (no sync to read: ``sync``
-        runs before anything is assigned), steer, and choose when to read next (:meth:`_interval`;
-        over the budget after the next batch)."""
+    def _read_outside(self, dsp_over: bool) -> None:
+        """Read the cost now, of the variables as the batch left them (no sync to read: the
+        steering's ``_touch`` syncs before anything is assigned), steer, and choose when to read
+        next (:meth:`_interval`; over the budget after the next batch)."""
         c = float(self.soft.luts(0.0).sum()) * self.scale
         moves = (self.step.steps, self.recalibrations)
         self._rule(c, dsp_over)
