@@ -255,7 +255,14 @@ def quantize_core(
         v = xp.where(xp.logical_and(xp.equal(v, 0.0), xp.not_equal(x, 0.0)), xp.sign(x) * 2.0**-1074, v)
     m = round_mantissa(v, rounding, xp=xp)
     m = overflow_mantissa(m, k, k + i + f, overflow, xp=xp)
+    if _is_keras(xp):  # times 2**-f: the same number while 2**-f is a normal float (|f| <= 126 in float32,
+        return m * _exp2(-f, xp)  # the quantizers' F_LIMIT is 120); a division costs several multiplications
     return m / scale
+
+
+def _is_keras(xp: Any) -> bool:
+    """Whether the namespace ``xp`` is ``keras.ops``."""
+    return xp is not np and getattr(xp, "__name__", "").startswith("keras")
 
 
 def _is_float64(x: Any) -> bool:
@@ -418,7 +425,7 @@ def _exp2(v: Any, xp: Any) -> Any:
     """``2**v`` for whole-number ``v``: ``xp.exp2`` with numpy and :class:`IntegerOps` (exact);
     with ``keras.ops`` :func:`~hgq_fpga.quantizers.base.pow2_any` (XLA's ``exp2`` on a CPU
     is off by an ulp for most exponents beyond +-12 in float32, TensorFlow's is slow)."""
-    if xp is np or not getattr(xp, "__name__", "").startswith("keras"):
+    if not _is_keras(xp):
         return xp.exp2(v)
     from ..quantizers.base import pow2_any  # (xp is keras.ops: Keras is loaded already)
 
@@ -426,7 +433,15 @@ def _exp2(v: Any, xp: Any) -> Any:
 
 
 def _floor_log2(v: Any, xp: Any, exact: bool = True) -> Any:
-    """``floor(log2 v)`` for ``v > 0``; exact: ``log2`` then a power-of-two check."""
+    """``floor(log2 v)`` for ``v > 0``; exact: ``log2`` then a power-of-two check. With ``keras.ops``
+    on TensorFlow and JAX: from the exponent field (:func:`~hgq_fpga.quantizers.base.floor_log2`,
+    exact either way)."""
+    if _is_keras(xp):
+        from ..quantizers.base import floor_log2
+
+        e = floor_log2(v)
+        if e is not None:
+            return e
     e = xp.floor(xp.log2(v))
     if not exact:
         return e

@@ -10,7 +10,7 @@ import pytest
 from keras import ops
 
 from hgq_fpga.fixed import OverflowMode, RoundingMode, ki_from_range, quantize, quantize_core
-from hgq_fpga.quantizers.base import F_LIMIT, pow2, pow2_any
+from hgq_fpga.quantizers.base import F_LIMIT, floor_log2, pow2, pow2_any
 from hgq_fpga.quantizers import (
     CALIBRATED,
     ActivationQuantizer,
@@ -183,6 +183,29 @@ def test_pow2_is_exactly_two_to_every_allowed_whole_f(dtype):
     with np.errstate(over="ignore"):
         np.testing.assert_array_equal(ops.convert_to_numpy(pow2_any(ops.convert_to_tensor(wide, dtype))),
                                       np.exp2(wide).astype(got.dtype))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_floor_log2_is_exact_at_powers_of_two_their_neighbours_and_subnormals(dtype):
+    """floor(log2 v) from the exponent field: every power of two of the dtype and the floats either
+    side of it (where log2 rounds across an integer: log2(2**24 - 1) is 24.0 in float32), the
+    subnormals (a CPU flushes them as operands) and random magnitudes. None on torch (log2 there)."""
+    finfo = np.finfo(dtype)
+    e = np.arange(finfo.minexp - finfo.nmant, finfo.maxexp).astype(dtype)
+    p = np.exp2(e)
+    rng = np.random.default_rng(0)
+    v = np.concatenate([p, np.nextafter(p, np.inf), np.nextafter(p, 0)[e > finfo.minexp - finfo.nmant],
+                        np.abs(rng.standard_normal(4096)) * 10.0 ** rng.integers(-30, 30, 4096)]).astype(dtype)
+    t = ops.convert_to_tensor(v, dtype)
+    got = floor_log2(t)
+    if keras.backend.backend() not in ("tensorflow", "jax"):
+        assert got is None
+        return
+    seen = np.asarray(ops.convert_to_numpy(t), np.float64)  # (JAX without x64: the float32 values)
+    ok = (seen > 0) & np.isfinite(seen)
+    want = np.frexp(seen[ok])[1] - 1.0
+    np.testing.assert_array_equal(np.asarray(ops.convert_to_numpy(got), np.float64)[ok], want)
+    assert ok.sum() > 3 * 250  # (not all flushed away or overflowed: float32 has 277 powers of two)
 
 
 @pytest.mark.parametrize("f0", [13, 15, 21, -13, -15])
