@@ -11,7 +11,7 @@ the model). In each training step the layer
 * adds ``luts`` to ``acc``, which the callback reads after the batch.
 
 With ``method="step"`` and a LUT budget alone, the budget reads the cost
-outside the training step (:class:`~hgq_fpga.constraints.schedule.SoftCost`,
+outside the training step (:class:`~hgq_fpga.constraints.softcost.SoftCost`,
 after the batches it reads) and needs the cost in the step only for its
 gradient, in the batches over the budget that a step cannot bring down
 (after a step undone). The step is then traced without the cost (``in_step``

@@ -428,3 +428,39 @@ def test_without_the_step_the_same_model_ends_its_first_epoch_over_the_budget(da
     cb = ResourceBudget(lut=0.1 * full, calibration_data=x, verbose=0, method="constraint")
     mlp().fit(x, y, validation_data=(xv, yv), epochs=1, verbose=0, callbacks=[cb])
     assert not cb.history[0]["feasible"] and cb.result.feasible  # the final repair, not training, met it
+
+
+def test_a_read_started_after_one_batch_and_taken_later_is_the_cost_of_that_batch(data, full):
+    """The step rule's routine reads (within the budget) are started after a batch and taken when
+    done on JAX (the training step in flight is not waited for): each taken value is exactly the
+    cost of the variables that batch left, though later steps donated their buffers. Elsewhere a
+    read is computed at once."""
+    x, y, _, _ = data
+    started, taken = {}, []
+
+    class Spy(keras.callbacks.Callback):  # (after the budget's on_train_begin, which builds its steering)
+        def on_train_begin(self, logs=None):
+            steering = cb.steering
+            soft, start, read = steering.soft, steering.soft.start, steering._read_outside
+
+            def spy_start(shift=0.0):
+                out = start(shift)
+                started[steering._count] = soft.finish(start(shift))  # the same state, read at once
+                return out
+
+            def spy_read(dsp_over, luts=None, age=0):
+                if luts is not None:
+                    taken.append((luts, age, steering._count - age))
+                return read(dsp_over, luts, age)
+
+            soft.start, steering._read_outside = spy_start, spy_read
+
+    cb = ResourceBudget(lut=0.5 * full, calibration_data=x, verbose=0, schedule=None)
+    mlp().fit(x, y, epochs=3, batch_size=16, verbose=0, callbacks=[cb, Spy()])
+    assert cb.result.feasible
+    if keras.backend.backend() != "jax":
+        assert started and not taken
+        return
+    assert len(taken) >= 5 and all(age >= 1 for _, age, _ in taken)
+    for luts, _, at in taken:  # bit for bit the cost when it was started
+        np.testing.assert_array_equal(luts, started[at])

@@ -1,0 +1,87 @@
+"""The differentiable cost of a budgeted model, read outside its training step.
+
+:class:`SoftCost` evaluates every hooked layer's differentiable LUTs (the sum the
+training rule of :class:`~hgq_fpga.constraints.ResourceBudget` compares with its
+budget) as a compiled function of the variables' current values: ``tf.function``
+with XLA on TensorFlow, ``jax.jit`` on JAX over the state Keras's trainer threads
+(no state sync), eagerly on torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import keras
+import numpy as np
+from keras import ops
+
+from ..compat.keras import jax_training_values
+from .hook import hooked_layers
+
+__all__ = ["SoftCost"]
+
+
+class SoftCost:
+    """Each hooked layer's differentiable LUTs with all its trainable bits lowered by ``shift``
+    (:meth:`luts`), outside the training step. Compiled once with ``tf.function`` on
+    TensorFlow, where the same ops run eagerly take about 20 ms a layer, and with ``jax.jit``
+    on JAX (the variables' values passed in and read through a ``keras.StatelessScope``, so
+    that the compiled function sees their current values: 0.9 ms against 41 ms eagerly for
+    the two evaluations of the digits MLP's :meth:`BudgetStep.measure`, after a 0.7 s trace)."""
+
+    def __init__(self, model: Any) -> None:
+        self.layers = hooked_layers(model)
+
+        def luts(shift: Any) -> Any:
+            out = []
+            for layer in self.layers:
+                pack = getattr(layer, "bits_pack", None)
+                fs = {} if pack is None else {k: v - ops.cast(shift, v.dtype) for k, v in pack.values().items()}
+                out.append(ops.cast(layer.luts_for(fs), "float32"))
+            return ops.stack(out)
+
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            luts = tf.function(luts, autograph=False, jit_compile=True)
+        elif keras.backend.backend() == "jax":
+            luts = _jax_compiled(luts, [v for layer in self.layers for v in layer.variables], model)
+        self._luts = luts
+        self._shifts: dict[float, Any] = {}
+
+    def luts(self, shift: float = 0.0) -> np.ndarray:
+        """Per-layer differentiable LUTs (float64) with the bits lowered by ``shift``."""
+        return self.finish(self.start(shift))
+
+    def start(self, shift: float = 0.0) -> Any:
+        """:meth:`luts`, as the backend's tensor, not waited for: on JAX the computation is
+        dispatched and runs while Python goes on (:meth:`finish` waits for it)."""
+        shift = float(shift)
+        if shift not in self._shifts:  # (made once: on JAX a new array waited for the step in flight, 0.26 ms)
+            self._shifts[shift] = ops.convert_to_tensor(shift, "float32")
+        return self._luts(self._shifts[shift])
+
+    @staticmethod
+    def done(started: Any) -> bool:
+        """Whether a :meth:`start` has finished (JAX's ``is_ready``; other backends compute at once)."""
+        ready = getattr(started, "is_ready", None)
+        return True if ready is None else bool(ready())
+
+    @staticmethod
+    def finish(started: Any) -> np.ndarray:
+        """The LUTs (float64) of a :meth:`start`."""
+        return np.asarray(ops.convert_to_numpy(started), np.float64)
+
+
+def _jax_compiled(fn: Callable[[Any], Any], variables: list[Any], model: Any) -> Callable[[Any], Any]:
+    """``fn(shift)``, which reads ``variables``, compiled with ``jax.jit`` over their current values
+    (:func:`~hgq_fpga.compat.keras.jax_training_values`)."""
+    import jax
+
+    @jax.jit
+    def compiled(values: list[Any], shift: Any) -> Any:
+        with keras.StatelessScope(state_mapping=list(zip(variables, values))):
+            return fn(shift)
+
+    values = jax_training_values(model, variables)
+    return lambda shift: compiled(values(), shift)
