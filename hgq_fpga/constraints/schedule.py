@@ -283,7 +283,7 @@ class Steering:
         # one to MAX_WAIT batches (:meth:`after_batch`); the bits and the scale stay as they were in between
         self._pending: tuple[Any, int] | None = None  # (the started read, the count it was started at)
         self._deferred_reads = outside and keras.backend.backend() == "jax"
-        self._moved = True  # the bits or the scale moved since the last read: the next one is not put off
+        self._changed = True  # the bits or the scale moved since the last read: the next one is not put off
 
     def set_scale(self, exact_lut: float) -> None:
         """Calibrate the differentiable estimate to ``exact_lut`` (``scale = rho / budget``)."""
@@ -352,7 +352,7 @@ class Steering:
                     return
                 self._read_outside(dsp_over, self.soft.finish(pending[0]), self._count - pending[1])
             elif urgent or self._count >= self._next_read:
-                if self._deferred_reads and not (urgent or self._moved):
+                if self._deferred_reads and not (urgent or self._changed):
                     self._pending = (self.soft.start(), self._count)
                     return
                 self._read_outside(dsp_over)
@@ -375,14 +375,15 @@ class Steering:
 
         ``started``: the LUTs of a read started ``age`` batches before (JAX). A read waits for
         the step in flight and then computes: 0.53 ms a read on the digits MLP, where an epoch
-        is 16 ms; started and taken when done (on the 64-256-256-10 MLP, XLA often runs the
-        next step first), it runs while Python goes on.
+        is 16 ms; started and taken when done, it runs while Python goes on (on the
+        64-256-256-10 MLP Python runs ahead of the device, and a read started is often still
+        queued behind the steps dispatched after it a batch later).
         Only within the budget, where the rule does not step, and not the first read after the
         bits or the scale moved: over the budget every read may step, a step's read (is it a
         collapse, :meth:`BudgetStep.undo_collapse`) is not put off, nor the first read of a
         training (10x over the budget, say) or after a check."""
         c = float((self.soft.luts(0.0) if started is None else started).sum()) * self.scale
-        self._moved = False
+        self._changed = False
         moves = (self.step.steps, self.recalibrations)
         self._rule(c, dsp_over)
         if (self.step.steps, self.recalibrations) != moves:  # the bits (or the scale) moved
@@ -393,15 +394,15 @@ class Steering:
     def _fresh(self) -> None:
         """The bits or the scale moved: read after the next batch (a read started before is dropped)."""
         self._next_read = self._count + 1
-        self._pending, self._moved = None, True
+        self._pending, self._changed = None, True
 
     def _interval(self, c: float) -> int:
         """Batches until the next read: after the next batch while over the budget, in
         :data:`MAX_INTERVAL` while ``c`` is below :data:`FAR`, else in :data:`RECORD_EVERY`.
 
-        Between reads ``c`` rises 0.0003 a batch (median) on the digits MLP and CNN at 10% and
-        35%, 0.006 at the 90th percentile, and jumps by up to 0.09 where many bits round across
-        a boundary at once (1,141 pairs of reads, ``benchmarks/budget_holding.py``): no interval
+        Between reads ``c`` rises 0.0004 a batch (median) on the digits MLP and CNN at 5-50% of
+        their cost, 0.005 at the 90th percentile, 0.023 at the 99th, in jumps where many bits
+        round across a boundary at once (6,156 pairs of reads, ``benchmarks/budget_holding.py``): no interval
         rules out an overshoot, which the next read steps back. Yet where it is read matters at
         tight budgets: reads in eight up to 0.95 (not 0.8) took the digits CNN at 10% seed 2 to
         0.530 (0.839 with these), and an interval predicted from the rise since the last read,
