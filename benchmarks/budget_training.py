@@ -3,9 +3,9 @@
 Run:  python benchmarks/budget_training.py [--backends tensorflow jax torch] [--epochs 10] [--repeats 3]
                                            [--models digits 64-256-256-10] [--json out.json]
 
-For each backend (a child process each: the backend is chosen at import) and
-each model, three runs alternate ``--repeats`` times, on the digits training
-split (1,257 samples, batch 32, Adam 3e-3):
+For each backend, model and repeat, three runs train side by side in three
+processes (the backend is chosen at import), on the digits training split
+(1,257 samples, batch 32, Adam 3e-3):
 
 * ``float``: the same architecture with plain Keras ``Dense`` layers;
 * ``free``: hgq_fpga's quantized model (``QDense``), no budget;
@@ -14,6 +14,16 @@ split (1,257 samples, batch 32, Adam 3e-3):
   schedule=Schedule(0.1, 0.2))`` (the options that make it fast: checks take at
   most 10% of the time, and no cost is computed while the bits are frozen) and
   the default rule, sensitivities off (they run after the last epoch).
+
+**In lockstep**: the three processes take turns, one epoch each (float, free,
+budget, then the next epoch), and only the one whose turn it is computes; the
+others wait on a pipe. Everything between two turns (model building, the
+budget's checks, its final repair after the last epoch) runs alone as well.
+The speed of this shared 2-core VM drifts: the same free epoch of the
+64-256-256-10 MLP took 110 ms for a whole run and 200 ms for the next two
+(2026-12-03; CPU time alike, so not the threads' scheduling), and runs one
+after the other put that drift into the ratios (a budget/free of 1.07 in one
+run, 1.37 in the next). Epochs a third of a second apart see the same machine.
 
 An epoch's time is taken from before every callback's ``on_epoch_begin`` to
 after every callback's ``on_epoch_end``, so the budget's checks and
@@ -45,12 +55,15 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 MODELS = {"digits": (64, 32, 32), "64-256-256-10": (256, 256)}
 RUNS = ("float", "free", "budget")
+#: a child's lines to the parent: "<TAG> wait" before each turn, "<TAG> result <json>" at the end
+TAG = "@@budget_training"
 
 
 def _pinned_env(backend: str) -> dict[str, str]:
@@ -64,8 +77,16 @@ def _pinned_env(backend: str) -> dict[str, str]:
     return env
 
 
+def _turn() -> None:
+    """Wait for this child's turn (the parent's ``go`` on stdin)."""
+    print(f"{TAG} wait", flush=True)
+    if sys.stdin.readline().strip() != "go":
+        raise SystemExit("budget_training: the parent went away")
+
+
 def _child(args: argparse.Namespace) -> dict[str, Any]:
-    """Measure every model on the current backend (in a child process)."""
+    """One run (``args.kind``) of one model on the current backend, in turns with its siblings."""
+    _turn()  # (building, calibrating and estimating run alone too)
     import keras
 
     import hgq_fpga
@@ -73,12 +94,15 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     from hgq_fpga.constraints.schedule import Schedule
     from hgq_fpga.layers import QDense
 
-    class Start(keras.callbacks.Callback):
+    class Turns(keras.callbacks.Callback):
+        """First callback: waits for the turn, then starts the epoch's clock."""
+
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
+            _turn()
             self.t0 = time.perf_counter()
 
     class Stop(keras.callbacks.Callback):
-        def __init__(self, start: Start) -> None:
+        def __init__(self, start: Turns) -> None:
             super().__init__()
             self.start, self.times = start, []
 
@@ -86,8 +110,9 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
             self.times.append(time.perf_counter() - self.start.t0)
 
     data = digits(seed=0)
+    hidden = MODELS[args.model]
 
-    def build(hidden: tuple[int, ...], kind: str) -> keras.Model:
+    def build(kind: str) -> keras.Model:
         keras.utils.set_random_seed(0)
         layer = (lambda n, **kw: keras.layers.Dense(n, **kw)) if kind == "float" else QDense
         body = [layer(n, activation="relu") for n in hidden]
@@ -96,65 +121,94 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
                       metrics=["accuracy"])
         return model
 
-    def fit(model: keras.Model, extra: list) -> tuple[list[float], float]:
-        start = Start()
-        stop = Stop(start)
-        gc.collect()  # the garbage of the runs before is not collected inside this one's first epoch
-        t0 = time.perf_counter()
-        model.fit(data.x_train, data.y_train, epochs=args.epochs, batch_size=32, verbose=0,
-                  callbacks=[start, *extra, stop])
-        return stop.times, time.perf_counter() - t0
-
-    out: dict[str, Any] = {}
-    for name in args.models:
-        hidden = MODELS[name]
-        probe = build(hidden, "q")
+    extra: list[Any] = []
+    run: dict[str, Any] = {}
+    if args.kind == "budget":
+        probe = build("q")
         hgq_fpga.calibrate(probe, data.x_train)
-        start_lut = hgq_fpga.estimate(probe).lut
-        budget = 0.2 * start_lut
-        runs: dict[str, list[dict[str, Any]]] = {k: [] for k in RUNS}
-        for _ in range(args.repeats):
-            for kind in RUNS:
-                extra, cb = [], None
-                if kind == "budget":
-                    cb = hgq_fpga.ResourceBudget(lut=budget, calibration_data=data.x_train, sensitivities=False,
-                                                 verbose=0, check_every="auto", schedule=Schedule(0.1, 0.2))
-                    extra = [cb]
-                times, wall = fit(build(hidden, kind), extra)
-                run = {"epochs": times, "fit": wall}
-                if cb is not None:
-                    run["checks"] = len(cb.history)
-                    run["projections"] = sum(h["projected_lut"] is not None for h in cb.history)
-                    run["lut"] = cb.result.report.lut
-                    run["steps"] = cb.steering.step.steps
-                runs[kind].append(run)
-        out[name] = {"start_lut": start_lut, "budget": budget, "runs": runs}
-    return out
+        run["start_lut"] = hgq_fpga.estimate(probe).lut
+        run["budget"] = 0.2 * run["start_lut"]
+        extra = [hgq_fpga.ResourceBudget(lut=run["budget"], calibration_data=data.x_train, sensitivities=False,
+                                         verbose=0, check_every="auto", schedule=Schedule(0.1, 0.2))]
+    model = build(args.kind)
+    start = Turns()
+    stop = Stop(start)
+    gc.collect()  # the garbage of building is not collected inside the first epoch
+    model.fit(data.x_train, data.y_train, epochs=args.epochs, batch_size=32, verbose=0,
+              callbacks=[start, *extra, stop])
+    run["epochs"] = stop.times
+    if extra:
+        cb = extra[0]
+        run["checks"] = len(cb.history)
+        run["projections"] = sum(h["projected_lut"] is not None for h in cb.history)
+        run["lut"] = cb.result.report.lut
+        run["steps"] = cb.steering.step.steps
+    return run
+
+
+def _lockstep(backend: str, model: str, epochs: int) -> dict[str, dict[str, Any]]:
+    """The three runs of ``model``, in turns (:func:`_turn`); their results by kind."""
+    cmd = [sys.executable, __file__, "--model", model, "--epochs", str(epochs), "--kind"]
+    logs = {kind: tempfile.TemporaryFile("w+") for kind in RUNS}  # (a full stderr pipe would block a child)
+    procs = {kind: subprocess.Popen([*cmd, kind], env=_pinned_env(backend), stdin=subprocess.PIPE,
+                                    stdout=subprocess.PIPE, stderr=logs[kind], text=True) for kind in RUNS}
+    results: dict[str, dict[str, Any]] = {}
+    try:
+        for kind, p in procs.items():  # each one to its first turn (its imports run side by side)
+            _until_turn(kind, p, logs[kind])
+        while len(results) < len(procs):
+            for kind, p in procs.items():
+                if kind in results:
+                    continue
+                p.stdin.write("go\n")
+                p.stdin.flush()
+                done = _until_turn(kind, p, logs[kind])
+                if done is not None:
+                    results[kind] = done
+    finally:
+        for p in procs.values():
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+        for log in logs.values():
+            log.close()
+    return results
+
+
+def _until_turn(kind: str, p: subprocess.Popen, log: Any) -> dict[str, Any] | None:
+    """Read ``p``'s lines until it waits for a turn (None) or gives its result."""
+    for line in p.stdout:
+        if line.startswith(f"{TAG} wait"):
+            return None
+        if line.startswith(f"{TAG} result "):
+            return json.loads(line[len(TAG) + 8:])
+    p.wait()
+    log.seek(0)
+    raise RuntimeError(f"budget_training: the {kind} run failed (exit {p.returncode}):\n{log.read()[-3000:]}")
 
 
 def _summary(results: dict[str, Any]) -> list[str]:
     lines = ["| backend | model | float epoch | free epoch | budget epoch | budget/free (all epochs) | free/float | "
              "first epoch free/float | checks | LUT / budget |", "|" + "---|" * 10]
     for backend, models in results.items():
-        for name, m in models.items():
-            runs = m["runs"]
-
+        for name, repeats in models.items():
             def steady(kind: str, i: int) -> float:
-                return statistics.median(runs[kind][i]["epochs"][1:])
+                return statistics.median(repeats[i][kind]["epochs"][1:])
 
             def whole(kind: str, i: int) -> float:
-                return sum(runs[kind][i]["epochs"][1:])
+                return sum(repeats[i][kind]["epochs"][1:])
 
-            n = len(runs["float"])
+            n = len(repeats)
             bf = statistics.median(steady("budget", i) / steady("free", i) for i in range(n))
             bf_all = statistics.median(whole("budget", i) / whole("free", i) for i in range(n))
             ff = statistics.median(steady("free", i) / steady("float", i) for i in range(n))
-            first = statistics.median(runs["free"][i]["epochs"][0] / runs["float"][i]["epochs"][0] for i in range(n))
+            first = statistics.median(repeats[i]["free"]["epochs"][0] / repeats[i]["float"]["epochs"][0]
+                                      for i in range(n))
             med = {k: statistics.median(steady(k, i) for i in range(n)) * 1e3 for k in RUNS}
-            b = runs["budget"][0]
+            b = repeats[0]["budget"]
             lines.append(f"| {backend} | {name} | {med['float']:.0f} ms | {med['free']:.0f} ms | "
                          f"{med['budget']:.0f} ms | {bf:.2f} ({bf_all:.2f}) | {ff:.2f} | {first:.2f} | {b['checks']} "
-                         f"({b['projections']} projected) | {b['lut']:.0f} / {m['budget']:.0f} |")
+                         f"({b['projections']} projected) | {b['lut']:.0f} / {b['budget']:.0f} |")
     return lines
 
 
@@ -166,22 +220,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--json", type=Path, default=None)
-    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--kind", choices=RUNS, help=argparse.SUPPRESS)  # (a child: one run)
+    parser.add_argument("--model", choices=list(MODELS), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    if args.child:
-        print(json.dumps(_child(args)))
+    if args.kind:
+        print(f"{TAG} result {json.dumps(_child(args))}", flush=True)
         return 0
-    results = {}
+    results: dict[str, dict[str, list[dict[str, Any]]]] = {}
     for backend in args.backends:
-        cmd = [sys.executable, __file__, "--child", "--epochs", str(args.epochs), "--repeats", str(args.repeats),
-               "--models", *args.models]
-        done = subprocess.run(cmd, env=_pinned_env(backend), capture_output=True, text=True)
-        if done.returncode:
-            sys.stderr.write(done.stderr[-3000:])
-            return done.returncode
-        results[backend] = json.loads(done.stdout.strip().splitlines()[-1])
+        results[backend] = {name: [_lockstep(backend, name, args.epochs) for _ in range(args.repeats)]
+                            for name in args.models}
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}; "
-          f"{args.epochs} epochs, {args.repeats} repeats")
+          f"{args.epochs} epochs, {args.repeats} repeats, in lockstep")
     print("\n".join(_summary(results)))
     if args.json:
         args.json.write_text(json.dumps(results, indent=1))

@@ -151,7 +151,7 @@ class QuantizedLayerMixin:
         weights); the exact figure is :func:`hgq_fpga.estimate`'s."""
         return self.luts_for(self._bit_values())
 
-    def luts_for(self, fs: dict[int, Any], qkernel: Any = None) -> Any:
+    def luts_for(self, fs: dict[int, Any], qkernel: Any = None, value_only: bool = False) -> Any:
         """Differentiable LUTs for given fractional bits ``fs`` (``{id(quantizer): f}``; others read their own)."""
         return ops.convert_to_tensor(0.0)
 

@@ -74,7 +74,7 @@ class WeightedLayerMixin(QuantizedLayerMixin):
         bw = kq.bits(self.kernel, qkernel, fs.get(id(kq)), exact=exact)
         return ops.sum(self.linear(bx, bw))
 
-    def luts_for(self, fs: dict[int, Any], qkernel: Any = None) -> Any:
+    def luts_for(self, fs: dict[int, Any], qkernel: Any = None, value_only: bool = False) -> Any:
         """Differentiable LUTs of the adder trees (:func:`hgq_fpga.quantizers.cost.linear_luts`)."""
         iq, kq = self.input_quantizer, self.kernel_quantizer
         f_k = fs.get(id(kq))
@@ -84,16 +84,18 @@ class WeightedLayerMixin(QuantizedLayerMixin):
         bw = kq.bits(self.kernel, q, f_k, exact=False)
         digits = csd_count_ops(q, f_k)
         live = ops.cast(ops.greater(digits, 0.0), bx.dtype)
-        return linear_luts(self.linear, bx, bw, digits, self._max_live_bits(ops.stop_gradient(bx), live))
+        return linear_luts(self.linear, bx, bw, digits, self._max_live_bits(ops.stop_gradient(bx), live), value_only)
 
     def _max_live_bits(self, bx: Any, live: Any) -> Any:
         """``sum over outputs of max(bits of the inputs with a live weight)``.
 
-        Dense: exact. Convolution: per output channel, the widest input channel
-        (over positions) with a live weight, times the number of output positions.
+        Dense: exact (on sequences, ``(1, ..., c_in)`` inputs, per position). Convolution:
+        per output channel, the widest input channel (over positions) with a live weight,
+        times the number of output positions.
         """
         if len(self.kernel.shape) == 2:
-            return ops.sum(ops.max(ops.reshape(bx, (-1, 1)) * live, axis=0))
+            per_position = ops.reshape(bx, (-1, int(self.kernel.shape[0]), 1)) * live
+            return ops.sum(ops.max(per_position, axis=1))
         c_in = int(self.kernel.shape[-2])
         per_channel = ops.max(ops.reshape(bx, (-1, c_in)), axis=0)
         widest = ops.max(ops.reshape(live * ops.reshape(per_channel, (c_in, 1)), (-1, int(self.kernel.shape[-1]))), axis=0)

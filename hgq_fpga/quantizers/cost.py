@@ -63,7 +63,7 @@ def csd_count_ops(q: Any, f: Any) -> Any:
     return ops.cast(_popcount32(ops.bitwise_xor(h, ops.add(m, h))), q.dtype)
 
 
-def linear_luts(linear: Any, bx: Any, bw: Any, digits: Any, out_bits: Any) -> Any:
+def linear_luts(linear: Any, bx: Any, bw: Any, digits: Any, out_bits: Any, value_only: bool = False) -> Any:
     """Differentiable LUTs of a linear map's adder trees.
 
     Args:
@@ -74,8 +74,20 @@ def linear_luts(linear: Any, bx: Any, bw: Any, digits: Any, out_bits: Any) -> An
         digits: CSD digit counts of the quantized kernel (:func:`csd_count_ops`).
         out_bits: ``sum over outputs of max(bits of the inputs with a live weight)``
             (the caller knows its layer's structure).
+        value_only: the number alone, for reads outside training (no surrogate-gradient
+            terms; a dense layer's ``(1, n_in)`` input summed elementwise,
+            ``sum_ij bx_i T_ij`` and ``sum_ij T_ij bw_ij``, without ``linear``).
     """
     c = SOFT_COEFFS
+    if value_only:
+        d = digits
+        if len(bx.shape) == 2 and len(d.shape) == 2:
+            per_digit = ops.sum(ops.reshape(bx, (-1, 1)) * d)
+            growth = ops.sum(d * bw)
+        else:
+            per_digit = ops.sum(linear(bx, d))
+            growth = ops.sum(linear(ops.ones_like(bx), d * bw))
+        return c["a"] * per_digit + c["s"] * growth - c["r"] * out_bits
     d = ops.stop_gradient(digits)
     b0 = ops.stop_gradient(bw)
     digits_t = d + d * (bw - b0) / ops.maximum(b0, 1.0)  # value T, gradient T / b^w

@@ -87,3 +87,38 @@ def test_conv_layers_have_a_differentiable_estimate(rng):
     soft = float(keras.ops.convert_to_numpy(model.layers[0].lut_estimate()))
     exact = next(r for r in estimate(model).layers if r.layer == model.layers[0].name).counts["adder"]
     assert exact > 0 and 0.5 < soft / exact < 2.0
+
+
+@pytest.mark.parametrize("shift", [0.0, 1.0, -2.0])
+def test_the_reads_value_only_form_is_the_training_forms_value(rng, shift):
+    """``luts_for(..., value_only=True)`` (what :class:`SoftCost` reads: no gradient trick, and
+    elementwise sums instead of the dense layer's matmuls) computes the number the training
+    step's form does: a dense layer, a dense layer on sequences (its own ``linear``) and a
+    convolution, with the bits as they are and shifted."""
+    model = keras.Sequential([keras.Input((8, 8, 2)), QConv2D(3, 3), keras.layers.Reshape((12, 9)),
+                              QDense(6), keras.layers.Flatten(), QDense(4)])
+    x = rng.standard_normal((64, 8, 8, 2)).astype("float32")
+    model(x[:2])
+    for layer in model.layers:  # bits apart from their initial values, some weights zero
+        if hasattr(layer, "bits_pack"):
+            f = keras.ops.convert_to_numpy(layer.bits_pack.f)
+            layer.bits_pack.f.assign((f + rng.uniform(-2.0, 3.0, f.shape)).astype("float32"))
+    hgq_fpga.calibrate(model, x)
+    for layer in (model.layers[0], model.layers[2], model.layers[4]):
+        fs = {k: v - shift for k, v in layer.bits_pack.values().items()}
+        trained = float(keras.ops.convert_to_numpy(layer.luts_for(fs)))
+        read = float(keras.ops.convert_to_numpy(layer.luts_for(fs, value_only=True)))
+        assert trained != 0.0
+        np.testing.assert_allclose(read, trained, rtol=1e-6, err_msg=layer.name)
+
+
+def test_a_dense_layer_on_sequences_has_a_differentiable_estimate(rng):
+    """``QDense`` on ``(steps, features)`` inputs: one adder tree per step and output (its
+    widest live input counted per step; this raised a shape error before)."""
+    model = keras.Sequential([keras.Input((5, 8)), QDense(4), keras.layers.Flatten(), QDense(2)])
+    x = rng.standard_normal((64, 5, 8)).astype("float32")
+    model(x[:2])
+    hgq_fpga.calibrate(model, x)
+    soft = float(keras.ops.convert_to_numpy(model.layers[0].lut_estimate()))
+    exact = next(r for r in estimate(model).layers if r.layer == model.layers[0].name).counts["adder"]
+    assert exact > 0 and 0.5 < soft / exact < 2.0
