@@ -3,8 +3,8 @@
 Run:  python benchmarks/budget_training.py [--backends tensorflow jax torch] [--epochs 10] [--repeats 3]
                                            [--models digits 64-256-256-10] [--json out.json]
 
-For each backend, model and repeat, three runs train side by side in three
-processes (the backend is chosen at import), on the digits training split
+For each backend, model and repeat, three runs train in three processes, in
+turns (the backend is chosen at import), on the digits training split
 (1,257 samples, batch 32, Adam 3e-3):
 
 * ``float``: the same architecture with plain Keras ``Dense`` layers;

@@ -80,19 +80,15 @@ def linear_luts(linear: Any, bx: Any, bw: Any, digits: Any, out_bits: Any, value
     """
     c = SOFT_COEFFS
     if value_only:
-        d = digits
-        if len(bx.shape) == 2 and len(d.shape) == 2:
-            per_digit = ops.sum(ops.reshape(bx, (-1, 1)) * d)
-            growth = ops.sum(d * bw)
-        else:
-            per_digit = ops.sum(linear(bx, d))
-            growth = ops.sum(linear(ops.ones_like(bx), d * bw))
-        return c["a"] * per_digit + c["s"] * growth - c["r"] * out_bits
-    d = ops.stop_gradient(digits)
-    b0 = ops.stop_gradient(bw)
-    digits_t = d + d * (bw - b0) / ops.maximum(b0, 1.0)  # value T, gradient T / b^w
-    per_digit = ops.sum(linear(bx, digits_t))
-    growth = ops.sum(linear(ops.ones_like(bx), digits_t * bw))
+        t = digits
+        if len(bx.shape) == 2 and len(t.shape) == 2:  # a dense layer: both sums without ``linear``
+            return c["a"] * ops.sum(ops.reshape(bx, (-1, 1)) * t) + c["s"] * ops.sum(t * bw) - c["r"] * out_bits
+    else:
+        d = ops.stop_gradient(digits)
+        b0 = ops.stop_gradient(bw)
+        t = d + d * (bw - b0) / ops.maximum(b0, 1.0)  # value T, gradient T / b^w
+    per_digit = ops.sum(linear(bx, t))
+    growth = ops.sum(linear(ops.ones_like(bx), t * bw))
     return c["a"] * per_digit + c["s"] * growth - c["r"] * out_bits
 
 
