@@ -152,7 +152,8 @@ class QuantizedLayerMixin:
         return self.luts_for(self._bit_values())
 
     def luts_for(self, fs: dict[int, Any], qkernel: Any = None, value_only: bool = False) -> Any:
-        """Differentiable LUTs for given fractional bits ``fs`` (``{id(quantizer): f}``; others read their own)."""
+        """Differentiable LUTs for given fractional bits ``fs`` (``{id(quantizer): f}``; others read their own);
+        ``value_only``: the number alone, without the surrogate gradient (reads outside training)."""
         return ops.convert_to_tensor(0.0)
 
     def _add_cost(self, training: bool | None, fs: dict[int, Any], qkernel: Any = None) -> None:
