@@ -71,6 +71,8 @@ test-tf: $(VENV)/.test
 # TensorFlow; the two-device test (tests/constraints/test_multidevice.py) starts both
 # TensorFlow and JAX itself in the TensorFlow run
 BUDGET_TESTS := tests/constraints/test_budget.py tests/constraints/test_sensitivity.py
+# (numba off here too: with it on, the first RTL budget test on JAX compiled da4ml's solver for 80 s)
+test-jax test-torch: export NUMBA_DISABLE_JIT = 1
 test-jax: $(VENV)/.test
 	KERAS_BACKEND=jax $(PY) -m pytest -m "not slow" tests/fixed tests/quantizers tests/layers tests/test_calibration.py
 	KERAS_BACKEND=jax $(PY) -m pytest $(BUDGET_TESTS)
