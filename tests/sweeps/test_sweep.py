@@ -63,8 +63,9 @@ def _sweep_with_a_victim(runner: str, data, out: Path):
     killed: list[int] = []
     watcher = _kill_when_started(marker, killed)
     archs = {"tiny": {"widths": [8, 10]}, "victim": {"widths": [6, 10], "marker_dir": str(marker)}}
+    # (one seed: four trials each, two per worker, where eight cost CI a minute more and covered nothing else)
     result = sweep("sweep_helpers:mlp_with_victim", data, out, runner=runner, workers=2, retries=1,
-                   **_kw(architectures=archs))
+                   **_kw(architectures=archs, seeds=[0]))
     watcher.join(timeout=1)
     assert len(killed) == 1  # one worker was killed during a trial
     return result
@@ -75,11 +76,11 @@ def test_ray_cluster_gives_the_local_results_trial_for_trial_though_a_worker_die
     local = _sweep_with_a_victim("local", small_digits, tmp_path / "local")
     on_ray = _sweep_with_a_victim("ray", small_digits, tmp_path / "ray")
     for result in (local, on_ray):
-        assert len(result.ran) == 8 and not result.failed
-        assert sorted(r["attempts"] for r in result.rows) == [1] * 7 + [2]  # the killed trial ran again, once
+        assert len(result.ran) == 4 and not result.failed
+        assert sorted(r["attempts"] for r in result.rows) == [1] * 3 + [2]  # the killed trial ran again, once
         trials = sorted(p.name for p in (result.path / "trials").iterdir())
         assert trials == sorted(result.ran)  # each trial stored once, no staging folder left
-        assert len(list(csv.DictReader((result.path / "results.csv").open()))) == 8
+        assert len(list(csv.DictReader((result.path / "results.csv").open()))) == 4
         for name in ("results.parquet", "pareto.png"):
             assert (result.path / name).stat().st_size > 0
     assert _table(local) == _table(on_ray)
@@ -87,7 +88,7 @@ def test_ray_cluster_gives_the_local_results_trial_for_trial_though_a_worker_die
     sens = json.loads((on_ray.path / "trials" / "tiny_lut600_seed0" / "sensitivities.json").read_text())
     assert [s["layer"] for s in sens] == ["dense_0", "logits"] and all(s["lut_saved"] >= 0 for s in sens)
     free = [r["lut"] for r in on_ray.rows if r["budget_lut"] is None]
-    assert len(free) == 4 and min(free) > 600  # the budget mattered
+    assert len(free) == 2 and min(free) > 600  # the budget mattered
     assert len({r["pid"] for r in on_ray.rows}) >= 2  # both nodes took trials
 
 
