@@ -111,7 +111,8 @@ def test_unmirrored_method_is_left_to_da4ml():
 
 
 def test_mid_size_layer_solves_each_stage_once_and_caches():
-    model, _ = dense_layer_model(196, 16, weight_bits=6, zero_fraction=0.2, seed=5)
+    # (64 inputs: the same six stages and two reuses as 196, in 7 s instead of 44 with numba off)
+    model, _ = dense_layer_model(64, 16, weight_bits=6, zero_fraction=0.2, seed=5)
     first = hgq_fpga.estimate(model, strategy="distributed_arithmetic")
     stats = dict(da.STATS)
     # one solve; da4ml's search asks for a stage once per decomposition depth that falls back
