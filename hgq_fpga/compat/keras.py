@@ -59,17 +59,18 @@ def jax_training_values(model: Any, variables: list[Any]) -> Callable[[], list[A
     until ``jax_state_sync()``, which assigns every variable, the optimizer's
     included: most of what a read cost on the digits MLP). Read the values there
     while it is newer than the variables (not synced), else the variables'."""
-    where: dict[int, tuple[str, int]] = {}
+    found: list[tuple[str, int] | None] = []  # each variable's place in the state (the lists are fixed during fit)
 
     def values() -> list[Any]:
         state = getattr(model, "_jax_state", None)
         if not state or getattr(model, "_jax_state_synced", True):
             return [v.value for v in variables]
-        if not where:  # (the lists are fixed during fit)
+        if not found:
+            where: dict[int, tuple[str, int]] = {}
             for key, listed in (("trainable_variables", model.trainable_variables),
                                 ("non_trainable_variables", model.non_trainable_variables)):
                 where.update((id(v), (key, i)) for i, v in enumerate(listed))
-        found = [where.get(id(v)) for v in variables]
+            found.extend(where.get(id(v)) for v in variables)
         return [v.value if at is None or state.get(at[0]) is None else state[at[0]][at[1]]
                 for v, at in zip(variables, found)]
 

@@ -207,7 +207,8 @@ class BudgetStep:
         """``sigma_l``: the drop of ``c`` (differentiable LUTs times ``scale = rho / budget``)
         when layer ``l``'s bits are all one lower."""
         scale = self.scale()
-        now, lower = self.soft.luts(0.0), self.soft.luts(1.0)
+        started = self.soft.start(0.0), self.soft.start(1.0)  # (on JAX the second is dispatched while the first runs)
+        now, lower = (self.soft.finish(s) for s in started)
         self.sigma = [max(float(d), 0.0) * scale for d in now - lower]
         self._moved = 0.0
         self.blocked = False
