@@ -47,13 +47,23 @@ class PackedBits(keras.layers.Layer):
             offset += n
         # plain references, not tracked: the quantizers belong to the owning layer
         object.__setattr__(self, "_members", list(quantizers))
-        object.__setattr__(self, "_splits", list(np.cumsum(sizes)[:-1].astype(int)))
+        object.__setattr__(self, "_splits", [int(n) for n in np.cumsum(sizes)[:-1]])
+        object.__setattr__(self, "_sizes", [int(n) for n in sizes])
         self.built = True
 
     def values(self) -> dict[int, Any]:
         """``{id(quantizer): f tensor}`` from one read and one split of the variable."""
         flat = ops.convert_to_tensor(self.f)
-        parts = ops.split(flat, self._splits) if self._splits else [flat]
+        if not self._splits:
+            parts = [flat]
+        elif keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
+
+            # (one SplitV by sizes: keras.ops.split turns the split points into sizes with 23
+            # more graph ops, traced into every step of every layer)
+            parts = tf.split(flat, self._sizes)
+        else:
+            parts = ops.split(flat, self._splits)
         return {
             id(q): ops.reshape(part, q.bits_shape) for q, part in zip(self._members, parts)
         }
