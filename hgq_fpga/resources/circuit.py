@@ -15,6 +15,7 @@ then the products, narrowest first, then the bias.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass
 
 import numpy as np
@@ -25,12 +26,27 @@ from ..ir.intmath import im2col
 from .rules import AdderTree, Signal, adder_tree, csd_digits, uses_dsp, width_of
 
 __all__ = [
-    "NO_BITS", "LinearCircuit", "Term", "add_circuits", "aligned_bias", "kernel_patches", "linear_circuits", "tensor_signals",
-    "weight_width",
+    "CACHED_CIRCUITS", "NO_BITS", "LinearCircuit", "Term", "add_circuits", "aligned_bias", "clear_cache", "kernel_patches",
+    "linear_circuits", "tensor_signals", "weight_width",
 ]
 
 #: ``lsb`` of an element that is always zero
 NO_BITS = 1 << 30
+
+#: at most this many dense/convolution adder trees are kept from one estimate to the next
+CACHED_CIRCUITS = 8192
+
+# The adder trees of dense/convolution columns, kept across estimates (least recently used
+# input patches go first): (the patch's input signals, shift, dsp, dsp_min_bits) ->
+# (integer weights of the column, bias, cap) -> circuit. A tree is a function of exactly
+# these, so a re-estimate (a repair round, a layer sensitivity, a check while the bits are
+# frozen) builds only the columns whose inputs, weights or bias changed.
+_TREES: OrderedDict[tuple, dict[tuple, LinearCircuit]] = OrderedDict()
+
+
+def clear_cache() -> None:
+    """Forget the adder trees kept from earlier estimates."""
+    _TREES.clear()
 
 
 @dataclass(frozen=True)
@@ -185,24 +201,36 @@ def kernel_patches(graph: Graph, node: ir.Linear) -> np.ndarray:
 def _kernel_circuits(graph: Graph, node: ir.Linear, x: list[Signal], dsp: bool, dsp_min_bits: int,
                      caps: list[int | None] | None) -> list[LinearCircuit]:
     out_t = graph.tensors[node.outputs[0]]
-    f_y = graph.tensors[node.inputs[0]].f + node.kernel.f
-    bm = aligned_bias(node.bias, out_t.f, out_t.shape[-1])
+    shift = out_t.f - (graph.tensors[node.inputs[0]].f + node.kernel.f)
+    biases = [int(b) for b in aligned_bias(node.bias, out_t.f, out_t.shape[-1]).tolist()]
     km = node.kernel.m
     w2 = np.asarray(km).reshape(-1, km.shape[-1])
-    cache: dict[tuple, dict[tuple, LinearCircuit]] = {}  # input signals -> (column, cap) -> circuit
-    columns = [w2[:, j].tolist() for j in range(w2.shape[1])]
+    columns = [tuple(w2[:, j].tolist()) for j in range(w2.shape[1])]
     out = []
     for p, patch in enumerate(kernel_patches(graph, node)):
         srcs = patch.tolist()
-        same_inputs = cache.setdefault(tuple(x[s] if s >= 0 else None for s in srcs), {})  # hashed once per patch
+        key = (tuple(x[s] if s >= 0 else None for s in srcs), shift, dsp, dsp_min_bits)  # hashed once per patch
+        same_inputs = _TREES.get(key)
+        if same_inputs is None:
+            same_inputs = _TREES[key] = {}
+        else:
+            _TREES.move_to_end(key)
         for j, column in enumerate(columns):
             cap = caps[p * len(columns) + j] if caps is not None else None
-            c = same_inputs.get((j, cap))
+            c = same_inputs.get((column, biases[j], cap))
             if c is None:
-                c = same_inputs[(j, cap)] = _linear_one(x, srcs, column, out_t.f - f_y, int(bm[j]), dsp,
-                                                        dsp_min_bits, cap)
+                c = same_inputs[(column, biases[j], cap)] = _linear_one(x, srcs, list(column), shift, biases[j], dsp,
+                                                                       dsp_min_bits, cap)
             out.append(c if c.inputs == srcs else LinearCircuit(c.terms, c.tree, c.dsp_products, srcs))
+    _trim_cache()
     return out
+
+
+def _trim_cache() -> None:
+    """Drop the least recently used patches' trees beyond :data:`CACHED_CIRCUITS`."""
+    total = sum(len(v) for v in _TREES.values())
+    while total > CACHED_CIRCUITS and len(_TREES) > 1:
+        total -= len(_TREES.popitem(last=False)[1])
 
 
 def add_circuits(graph: Graph, node: Op, xs: list[list[Signal]],

@@ -173,3 +173,29 @@ def test_report_states_what_it_does_not_model():
     hgq_fpga.calibrate(model, x)
     assert str(hgq_fpga.estimate(model)).endswith(NOT_MODELLED)
     assert "ReuseFactor 1" in NOT_MODELLED and "io_stream" in NOT_MODELLED
+
+
+@pytest.mark.parametrize("backend", ["hls4ml", "rtl"])
+def test_a_re_estimate_reuses_the_trees_of_unchanged_columns_and_equals_a_fresh_one(rng, backend):
+    """Adder trees are kept across estimates, keyed by what they are a function of (the patch's
+    input signals, the column's integer weights, bias, shift, cap, the DSP rule): after both dense
+    layers change (bits one shorter, calibrated again), the estimate with the kept trees is the one
+    from scratch, and the layers before them get the very same trees back."""
+    from hgq_fpga.resources import circuit
+
+    model = every_op_model(rng)
+    x = rng.standard_normal((256, 16, 3)).astype("float32")
+    hgq_fpga.calibrate(model, x)
+    before = estimate(model, backend=backend)
+    first = analyze(hgq_fpga.build_ir(model))
+    for layer in (layer for layer in model.layers if isinstance(layer, QDense)):
+        f = np.array(keras.ops.convert_to_numpy(layer.kernel_quantizer.f_value()))
+        layer.kernel_quantizer.set_f(f - 1.0)
+    hgq_fpga.calibrate(model, x)
+    kept = estimate(model, backend=backend)
+    again = analyze(hgq_fpga.build_ir(model))
+    reused = [k for k, trees in first.circuits.items() if all(a.tree is b.tree for a, b in zip(trees, again.circuits[k]))]
+    assert reused and len(reused) < len(first.circuits)  # the convolutions' trees kept, the dense layers' rebuilt
+    circuit.clear_cache()
+    fresh = estimate(model, backend=backend)
+    assert kept.lut != before.lut and kept.to_dict() == fresh.to_dict()
