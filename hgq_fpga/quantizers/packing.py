@@ -47,14 +47,13 @@ class PackedBits(keras.layers.Layer):
             offset += n
         # plain references, not tracked: the quantizers belong to the owning layer
         object.__setattr__(self, "_members", list(quantizers))
-        object.__setattr__(self, "_splits", [int(n) for n in np.cumsum(sizes)[:-1]])
         object.__setattr__(self, "_sizes", [int(n) for n in sizes])
         self.built = True
 
     def values(self) -> dict[int, Any]:
         """``{id(quantizer): f tensor}`` from one read and one split of the variable."""
         flat = ops.convert_to_tensor(self.f)
-        if not self._splits:
+        if len(self._sizes) == 1:
             parts = [flat]
         elif keras.backend.backend() == "tensorflow":
             import tensorflow as tf
@@ -63,7 +62,7 @@ class PackedBits(keras.layers.Layer):
             # more graph ops, traced into every step of every layer)
             parts = tf.split(flat, self._sizes)
         else:
-            parts = ops.split(flat, self._splits)
+            parts = ops.split(flat, [int(n) for n in np.cumsum(self._sizes)[:-1]])
         return {
             id(q): ops.reshape(part, q.bits_shape) for q, part in zip(self._members, parts)
         }
