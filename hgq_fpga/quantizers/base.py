@@ -53,7 +53,7 @@ def pow2(f: Any) -> Any:
     if dtype not in _EXPONENT or backend not in ("tensorflow", "jax"):
         return ops.exp2(f)
     itype, bias, shift = _EXPONENT[dtype]
-    return _bitcast(ops.left_shift(ops.add(ops.cast(f, itype), bias), shift), dtype)
+    return _bitcast(ops.cast(f * float(2**shift) + float(bias * 2**shift), itype), dtype)
 
 
 def floor_log2(v: Any) -> Any | None:
