@@ -93,12 +93,10 @@ class QuantizedLayerMixin:
         constraint is violated: the bits then follow only the cost gradient).
         """
         pack = getattr(self, "bits_pack", None)
-        fs = pack.values() if pack is not None else {}
+        if pack is None:
+            return {}
         hook = self.cost_hook
-        if hook is not None and fs:
-            share = ops.cast(hook.task_share, next(iter(fs.values())).dtype)
-            fs = {k: ops.stop_gradient(v) + share * (v - ops.stop_gradient(v)) for k, v in fs.items()}
-        return fs
+        return pack.values(None if hook is None else ops.cast(hook.task_share, pack.f.dtype))
 
     @property
     def cost_hook(self) -> Any:

@@ -11,7 +11,7 @@ from typing import Any
 import keras
 
 from .activation import CALIBRATED, FRESH, TRAINED, ActivationQuantizer
-from .base import BitQuantizerBase, ElementClip, bits_with_gradient, quantize_with_gradient
+from .base import BitQuantizerBase, ElementClip, bits_with_gradient, quantize_with_gradient, scale_gradient
 from .granularity import Granularity, granular_shape
 from .weight import WeightQuantizer
 
@@ -28,6 +28,7 @@ __all__ = [
     "granular_shape",
     "bits_with_gradient",
     "quantize_with_gradient",
+    "scale_gradient",
 ]
 
 

@@ -15,7 +15,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from .base import BitQuantizerBase, ElementClip
+from .base import BitQuantizerBase, ElementClip, scale_gradient
 
 __all__ = ["PackedBits", "pack_bits"]
 
@@ -50,9 +50,16 @@ class PackedBits(keras.layers.Layer):
         object.__setattr__(self, "_sizes", [int(n) for n in sizes])
         self.built = True
 
-    def values(self) -> dict[int, Any]:
-        """``{id(quantizer): f tensor}`` from one read and one split of the variable."""
+    def values(self, gradient_scale: Any = None) -> dict[int, Any]:
+        """``{id(quantizer): f tensor}`` from one read and one split of the variable.
+
+        Args:
+            gradient_scale: a scalar tensor that multiplies the gradient reaching the
+                variable through these values (the budget's ``task_share``), or None.
+        """
         flat = ops.convert_to_tensor(self.f)
+        if gradient_scale is not None:
+            flat = scale_gradient(flat, gradient_scale)
         if len(self._sizes) == 1:
             parts = [flat]
         elif keras.backend.backend() == "tensorflow":

@@ -18,6 +18,7 @@ from hgq_fpga.quantizers import (
     get,
     granular_shape,
     quantize_with_gradient,
+    scale_gradient,
 )
 
 MODES = [(r, o) for r in RoundingMode for o in OverflowMode]
@@ -86,6 +87,21 @@ def test_surrogate_gradients(rng, value_and_grads):
     np.testing.assert_array_equal(gx, np.ones_like(x))
     expected = -math.log(2.0) * np.sum(q - x, axis=0, keepdims=True)
     np.testing.assert_allclose(gf, expected, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("share", [0.0, 0.25, 1.0])
+def test_scale_gradient_passes_the_values_and_scales_only_the_gradient(share, rng, value_and_grads):
+    """The budget's gate on the bits (``task_share``): the values unchanged, their gradient times the share."""
+    x = rng.standard_normal((6, 4)).astype("float32")
+    upstream = rng.standard_normal((6, 4)).astype("float32")
+
+    def fn(x_, s_):
+        return scale_gradient(x_, s_) * ops.convert_to_tensor(upstream)
+
+    out, (gx, gs) = value_and_grads(fn, x, np.float32(share))
+    np.testing.assert_array_equal(out, x * upstream)
+    np.testing.assert_array_equal(gx, share * upstream)
+    assert float(gs) == 0.0
 
 
 def test_weight_quantizer_prunes_and_counts_bits():
