@@ -166,9 +166,9 @@ def scale_gradient(x: Any, scale: Any) -> Any:
     ``d out / d x = scale`` (a scalar tensor, itself without gradient). On TensorFlow and
     JAX a custom gradient: the forward pass is an identity and the backward one multiply,
     where ``stop_gradient(x) + scale * (x - stop_gradient(x))`` computes four elementwise
-    operations forward (on TensorFlow, gating every layer's bits that way made a
-    64-256-256-10 MLP's epoch 5 % longer); torch runs that formula (its custom function would return its input
-    unchanged, which autograd treats as a view).
+    operations forward, on every element of the bits (the budget gates each layer's
+    packed bits in every training step). torch runs that formula (its custom function
+    would return its input unchanged, which autograd treats as a view).
 
     Example:
         >>> import keras
