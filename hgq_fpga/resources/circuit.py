@@ -15,6 +15,7 @@ then the products, narrowest first, then the bias.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -40,13 +41,17 @@ CACHED_CIRCUITS = 8192
 # input patches go first): (the patch's input signals, shift, dsp, dsp_min_bits) ->
 # (integer weights of the column, bias, cap) -> circuit. A tree is a function of exactly
 # these, so a re-estimate (a repair round, a layer sensitivity, a check while the bits are
-# frozen) builds only the columns whose inputs, weights or bias changed.
+# frozen) builds only the columns whose inputs, weights or bias changed. _LOCK guards the
+# ordered dict (estimates may run in several threads); a patch's own dict of trees takes
+# single insertions, which are atomic.
 _TREES: OrderedDict[tuple, dict[tuple, LinearCircuit]] = OrderedDict()
+_LOCK = threading.Lock()
 
 
 def clear_cache() -> None:
     """Forget the adder trees kept from earlier estimates."""
-    _TREES.clear()
+    with _LOCK:
+        _TREES.clear()
 
 
 @dataclass(frozen=True)
@@ -210,11 +215,12 @@ def _kernel_circuits(graph: Graph, node: ir.Linear, x: list[Signal], dsp: bool, 
     for p, patch in enumerate(kernel_patches(graph, node)):
         srcs = patch.tolist()
         key = (tuple(x[s] if s >= 0 else None for s in srcs), shift, dsp, dsp_min_bits)  # hashed once per patch
-        same_inputs = _TREES.get(key)
-        if same_inputs is None:
-            same_inputs = _TREES[key] = {}
-        else:
-            _TREES.move_to_end(key)
+        with _LOCK:
+            same_inputs = _TREES.get(key)
+            if same_inputs is None:
+                same_inputs = _TREES[key] = {}
+            else:
+                _TREES.move_to_end(key)
         for j, column in enumerate(columns):
             cap = caps[p * len(columns) + j] if caps is not None else None
             c = same_inputs.get((column, biases[j], cap))
@@ -228,9 +234,10 @@ def _kernel_circuits(graph: Graph, node: ir.Linear, x: list[Signal], dsp: bool, 
 
 def _trim_cache() -> None:
     """Drop the least recently used patches' trees beyond :data:`CACHED_CIRCUITS`."""
-    total = sum(len(v) for v in _TREES.values())
-    while total > CACHED_CIRCUITS and len(_TREES) > 1:
-        total -= len(_TREES.popitem(last=False)[1])
+    with _LOCK:
+        total = sum(len(v) for v in _TREES.values())
+        while total > CACHED_CIRCUITS and len(_TREES) > 1:
+            total -= len(_TREES.popitem(last=False)[1])
 
 
 def add_circuits(graph: Graph, node: Op, xs: list[list[Signal]],

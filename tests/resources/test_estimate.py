@@ -199,3 +199,29 @@ def test_a_re_estimate_reuses_the_trees_of_unchanged_columns_and_equals_a_fresh_
     circuit.clear_cache()
     fresh = estimate(model, backend=backend)
     assert kept.lut != before.lut and kept.to_dict() == fresh.to_dict()
+
+
+def test_estimates_in_several_threads_share_the_tree_cache_safely(rng, monkeypatch):
+    """The kept trees are shared by every estimate in the process: four threads estimating the
+    same model while the cache is trimmed after every layer (at most 8 trees kept) all get the
+    report of one estimate alone, and none fails on the cache changing under it."""
+    import sys
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hgq_fpga.resources import circuit
+
+    model = every_op_model(rng)
+    x = rng.standard_normal((256, 16, 3)).astype("float32")
+    hgq_fpga.calibrate(model, x)
+    circuit.clear_cache()
+    alone = estimate(model).to_dict()
+    monkeypatch.setattr(circuit, "CACHED_CIRCUITS", 8)
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # threads switch every microsecond: a race shows up
+    try:
+        with ThreadPoolExecutor(4) as pool:
+            reports = list(pool.map(lambda _: estimate(model).to_dict(), range(8)))
+    finally:
+        sys.setswitchinterval(interval)
+    assert all(r == alone for r in reports)
+
