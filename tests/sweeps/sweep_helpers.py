@@ -41,6 +41,16 @@ def pid(shared: Any, x: int) -> tuple[int, str | None]:
     return os.getpid(), os.environ.get("OMP_NUM_THREADS")
 
 
+def xla_pool_threads(shared: Any, x: int) -> int:
+    """How many threads JAX's CPU client runs computations on in this worker (after one computation)."""
+    import jax
+    import jax.numpy as jnp
+
+    jax.jit(lambda v: v * 2)(jnp.ones(3)).block_until_ready()
+    names = [Path(f"/proc/self/task/{t}/comm").read_text().strip() for t in os.listdir("/proc/self/task")]
+    return sum(name.startswith("tf_XLAEigen") for name in names)
+
+
 def mlp_with_victim(marker_dir: str | None = None, **options: Any) -> Any:
     """:func:`hgq_fpga.models.mlp`; with ``marker_dir``, the first trial to build it writes
     ``started`` (its process id) there and waits to be killed by the test."""

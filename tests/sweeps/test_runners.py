@@ -42,6 +42,18 @@ def test_local_workers_get_the_thread_settings_and_are_reused():
     assert len(pids) <= 2 and all(o.value[1] == "1" for o in got.values())
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts threads in /proc")
+def test_a_trial_worker_runs_jax_on_as_many_threads_as_it_has_cpus():
+    """thread_env pins JAX's CPU client too (PJRT_NPROC): without it the pool has one thread a core."""
+    import sweep_helpers
+
+    from hgq_fpga.sweeps.trial import thread_env
+
+    got = collect(sweep_helpers.xla_pool_threads, tasks=[("t", (0,))], runner="local", workers=1,
+                  env=thread_env(1))
+    assert got["t"].value == 1
+
+
 def test_a_killed_local_worker_is_replaced_and_its_task_retried(tmp_path):
     import sweep_helpers
 
