@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import keras
 import numpy as np
@@ -144,59 +144,91 @@ def _gradient(fn: Any, x: np.ndarray) -> np.ndarray | None:
     raise NotImplementedError(f"repair: no gradient for the Keras backend {backend!r}")
 
 
-def _gains(layer: Any) -> np.ndarray:
+def _gain_function(layer: Any, model: keras.Model) -> Callable[[np.ndarray], np.ndarray | None]:
+    """``f -> d(differentiable LUTs)/d(kernel f)`` for one layer, for the rounds of one repair.
+
+    On JAX compiled once (``jax.jit`` over the variables' current values, as the budget's reads
+    are): the gradient taken eagerly traced and dispatched the layer's form op by op every round,
+    0.3 s a layer of the 64-256-256-10 MLP, 7.5 of the 28 s of a 9-round repair."""
+    kq = layer.kernel_quantizer
+    if keras.backend.backend() == "jax":
+        import jax
+
+        from .softcost import jax_compiled
+
+        grad = jax_compiled(jax.grad(lambda t: ops.sum(layer.luts_for({id(kq): t}))), layer.variables, model,
+                            kq.bits_shape)
+        return lambda f: np.asarray(grad(np.asarray(f, np.float32)))
+    return lambda f: _gradient(lambda t: layer.luts_for({id(kq): t}), f)
+
+
+def _gains(layer: Any, gain_fn: Callable[[np.ndarray], np.ndarray | None]) -> np.ndarray:
     """d(differentiable LUTs)/d(kernel f), in the kernel quantizer's bits shape."""
     kq = layer.kernel_quantizer
-    f = np.asarray(ops.convert_to_numpy(kq.f_value()))
-    g = _gradient(lambda t: layer.luts_for({id(kq): t}), f)
+    g = gain_fn(np.asarray(ops.convert_to_numpy(kq.f_value())))
     return np.zeros(kq.bits_shape) if g is None else np.asarray(g, np.float64)
 
 
-def _layer_candidates(n: int, layer: Any, p: np.ndarray, off_dsp: bool, cm: CostModel) -> list[tuple[Any, ...]]:
-    """``(gain / damage, layer index, bit index, gain)`` for every lowerable kernel bit of one layer."""
+def _layer_candidates(layer: Any, p: np.ndarray, off_dsp: bool, cm: CostModel,
+                      gain_fn: Callable[[np.ndarray], np.ndarray | None]) -> tuple[np.ndarray, ...]:
+    """``(gain / damage, flat bit index, gain)`` of every lowerable kernel bit of one layer, in
+    C order of the bits (arrays: the 86k bits of a 64-256-256-10 MLP as tuples took 0.13 s a round)."""
     kq = layer.kernel_quantizer
     w = ops.convert_to_numpy(layer.kernel).astype(np.float64)
     f_bits = np.round(np.asarray(ops.convert_to_numpy(kq.f_value()), np.float64).reshape(kq.bits_shape))
     f = np.broadcast_to(f_bits, w.shape)
-    # float64 here whatever the backend computed in (JAX: float32, where 1e-300 below would be 0)
-    q0 = np.asarray(ops.convert_to_numpy(kq.quantize_with(ops.convert_to_tensor(w), ops.convert_to_tensor(f))),
-                    np.float64)
-    q1 = np.asarray(ops.convert_to_numpy(kq.quantize_with(ops.convert_to_tensor(w), ops.convert_to_tensor(f - 1))),
-                    np.float64)
+    # in numpy, float64: the float32 weights' quantized values exactly (as the layer computes them),
+    # without a backend's eager ops (and 1e-300 below is not 0 as in JAX's float32)
+    q0 = kq.quantize_with(w, f, xp=np)
+    q1 = kq.quantize_with(w, f - 1, xp=np)
     x2 = np.broadcast_to(p.reshape((1,) * (w.ndim - 2) + p.shape), w.shape)
     damage = _reduce_to((q1 - q0) ** 2 * x2, kq.bits_shape)
     live = _reduce_to((q0 != 0).astype(np.float64), kq.bits_shape) > 0
-    gain = _gains(layer).reshape(kq.bits_shape)
+    gain = _gains(layer, gain_fn).reshape(kq.bits_shape)
     if off_dsp:  # wide weights first: off the DSPs
         bits = np.where(q0 != 0, np.floor(np.log2(np.abs(q0) + 1e-300)) + f + 2, 0)
         wide = _reduce_to((bits >= cm.dsp_min_bits).astype(np.float64), kq.bits_shape)
         gain = np.where(wide > 0, 1e6 + gain, gain)
     live &= (f_bits > kq.f_min) & (gain > 0)
-    return [(gain[idx] / (damage[idx] + 1e-30), n, idx, float(gain[idx])) for idx in zip(*np.nonzero(live))]
+    flat = np.flatnonzero(live)
+    g = gain.ravel()[flat]
+    return g / (damage.ravel()[flat] + 1e-30), flat, g
 
 
-def _n_take(ranked: list[tuple[Any, ...]], report: ResourceReport, lut: float | None, step_fraction: float) -> int:
-    """How many ranked bits to lower this round.
+def _n_take(gains: np.ndarray, report: ResourceReport, lut: float | None, step_fraction: float) -> int:
+    """How many ranked bits (``gains``: theirs, in rank order) to lower this round.
 
     Enough bits to cover the excess by the differentiable gains (at least
     ``step_fraction`` of the candidates, at most half of them).
     """
     excess = max(report.lut - (lut if lut is not None else report.lut), 0.0)
-    gains = np.cumsum([r[3] for r in ranked])
-    need = int(np.searchsorted(gains, excess)) + 1 if excess > 0 else 1
-    return min(max(need, math.ceil(step_fraction * len(ranked))), max(1, len(ranked) // 2))
+    need = int(np.searchsorted(np.cumsum(gains), excess)) + 1 if excess > 0 else 1
+    return min(max(need, math.ceil(step_fraction * len(gains))), max(1, len(gains) // 2))
 
 
-def _lower_bits(layers: list[Any], take: list[tuple[Any, ...]], result: RepairResult) -> None:
-    """Lower the chosen fractional bits by one and count them per layer in ``result``."""
-    for n in {t[1] for t in take}:
+def _lower_bits(layers: list[Any], which: np.ndarray, flat: np.ndarray, result: RepairResult) -> None:
+    """Lower the chosen fractional bits (layer ``which[k]``, flat bit index ``flat[k]``) by one and
+    count them per layer in ``result``."""
+    for n in np.unique(which):
         kq = layers[n].kernel_quantizer
         f = np.round(np.asarray(ops.convert_to_numpy(kq.f_value()), np.float64).reshape(kq.bits_shape))
-        chosen = [t[2] for t in take if t[1] == n]
-        for idx in chosen:
-            f[idx] -= 1
+        chosen = flat[which == n]
+        f.reshape(-1)[chosen] -= 1  # (each bit at most once)
         kq.set_f(f)
         result.lowered[layers[n].name] = result.lowered.get(layers[n].name, 0) + len(chosen)
+
+
+def _ranked(layers: list[Any], power: list[np.ndarray], off_dsp: bool, cm: CostModel,
+            gain_fns: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every layer's candidates, best first: ``(layer index, flat bit index, gain)``. Ties keep
+    the layers' order and each layer's C order (a stable sort)."""
+    parts = [_layer_candidates(layer, p, off_dsp, cm, fn) for layer, p, fn in zip(layers, power, gain_fns)]
+    ratio = np.concatenate([r for r, _, _ in parts])
+    which = np.concatenate([np.full(len(flat), n) for n, (_, flat, _) in enumerate(parts)])
+    flat = np.concatenate([flat for _, flat, _ in parts])
+    gain = np.concatenate([g for _, _, g in parts])
+    order = np.argsort(-ratio, kind="stable")
+    return which[order], flat[order], gain[order]
 
 
 def repair_to_budget(
@@ -228,16 +260,15 @@ def repair_to_budget(
         return result
     layers = hooked_layers(model)
     power = _input_power(model, layers, x)
+    gain_fns = [_gain_function(layer, model) for layer in layers]
     cm = report.model
     for _ in range(max_rounds):
         off_dsp = dsp is not None and report.dsp > dsp
-        ranked = []
-        for n, (layer, p) in enumerate(zip(layers, power)):
-            ranked.extend(_layer_candidates(n, layer, p, off_dsp, cm))
-        if not ranked:
+        which, flat, gains = _ranked(layers, power, off_dsp, cm, gain_fns)
+        if not len(gains):
             break
-        ranked.sort(key=lambda r: -r[0])
-        _lower_bits(layers, ranked[:_n_take(ranked, report, lut, step_fraction)], result)
+        take = _n_take(gains, report, lut, step_fraction)
+        _lower_bits(layers, which[:take], flat[:take], result)
         result.rounds += 1
         recalibrate(model, x)
         report = estimate(model, **kwargs)

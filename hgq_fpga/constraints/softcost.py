@@ -18,7 +18,7 @@ from keras import ops
 from ..compat.keras import jax_training_values
 from .hook import hooked_layers
 
-__all__ = ["SoftCost"]
+__all__ = ["SoftCost", "jax_compiled"]
 
 
 class SoftCost:
@@ -54,7 +54,7 @@ class SoftCost:
             luts = tf.function(luts, autograph=False, jit_compile=True).get_concrete_function(
                 tf.TensorSpec([], tf.float32))
         elif keras.backend.backend() == "jax":
-            luts = _jax_compiled(luts, [v for layer in self.layers for v in layer.variables], model)
+            luts = jax_compiled(luts, [v for layer in self.layers for v in layer.variables], model)
         self._luts = luts
         self._shifts: dict[float, Any] = {}
 
@@ -82,9 +82,9 @@ class SoftCost:
         return np.asarray(ops.convert_to_numpy(started), np.float64)
 
 
-def _jax_compiled(fn: Callable[[Any], Any], variables: list[Any], model: Any) -> Callable[[Any], Any]:
-    """``fn(shift)``, which reads some of ``variables``, compiled with ``jax.jit`` over their current
-    values (:func:`~hgq_fpga.compat.keras.jax_training_values`).
+def jax_compiled(fn: Callable[[Any], Any], variables: list[Any], model: Any, shape: tuple[int, ...] = ()) -> Callable[[Any], Any]:
+    """``fn(x)`` (``x`` a float32 array of ``shape``), which reads some of ``variables``, compiled with
+    ``jax.jit`` over their current values (:func:`~hgq_fpga.compat.keras.jax_training_values`).
 
     Only the variables ``fn`` reads are passed (found by tracing it once abstractly, 46 ms on the
     digits MLP): a jitted call's dispatch costs about 2.5 us an argument, and a read of the digits
@@ -98,13 +98,13 @@ def _jax_compiled(fn: Callable[[Any], Any], variables: list[Any], model: Any) ->
             read[id(variable)] = variable
             return super().get_current_value(variable)
 
-    def run(scope: type, listed: list[Any], values: list[Any], shift: Any) -> Any:
+    def run(scope: type, listed: list[Any], values: list[Any], x: Any) -> Any:
         with scope(state_mapping=list(zip(listed, values))):
-            return fn(shift)
+            return fn(x)
 
-    jax.eval_shape(lambda values, shift: run(Recording, variables, values, shift), [v.value for v in variables],
-                   jax.ShapeDtypeStruct((), "float32"))
+    jax.eval_shape(lambda values, x: run(Recording, variables, values, x), [v.value for v in variables],
+                   jax.ShapeDtypeStruct(tuple(shape), "float32"))
     used = [v for v in variables if id(v) in read]
-    compiled = jax.jit(lambda values, shift: run(keras.StatelessScope, used, values, shift))
+    compiled = jax.jit(lambda values, x: run(keras.StatelessScope, used, values, x))
     values = jax_training_values(model, used)
-    return lambda shift: compiled(values(), shift)
+    return lambda x: compiled(values(), x)

@@ -71,14 +71,18 @@ class WeightQuantizer(BitQuantizerBase):
         self._add_bits(granular_shape(shape, self.granularity))
         self.built = True
 
-    def quantize_with(self, w: Any, f: Any) -> Any:
-        """Exact quantization of ``w`` with given integer ``f`` (no variables read, no gradient rule)."""
+    def quantize_with(self, w: Any, f: Any, xp: Any = ops) -> Any:
+        """Exact quantization of ``w`` with given integer ``f`` (no variables read, no gradient rule).
+
+        ``xp``: ``keras.ops`` (tensors), or numpy for arrays (the same numbers, in the arrays'
+        dtype: float64 arrays of float32 weights give the float32 results exactly).
+        """
         if self.fixed_i is None:
-            scale = pow2(f)
-            return round_mantissa(w * scale, self.rounding, xp=ops) / scale
+            scale = pow2(f) if xp is ops else xp.exp2(f)
+            return round_mantissa(w * scale, self.rounding, xp=xp) / scale
         k = 0.0 * f + float(self.fixed_k)
         i = 0.0 * f + float(self.fixed_i)
-        return quantize_core(w, k, i, f, self.rounding, self.overflow, xp=ops)
+        return quantize_core(w, k, i, f, self.rounding, self.overflow, xp=xp)
 
     def quantize_values(self, w: Any) -> Any:
         """The exact quantized values (no gradient): what the firmware holds."""
