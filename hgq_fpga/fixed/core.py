@@ -93,8 +93,15 @@ class _RoundParts:
 def round_mantissa(v: Any, rounding: RoundingMode | str, *, xp: Any = np) -> Any:
     """Round ``v`` (a value in units of the LSB) to an integer.
 
-    The comparisons are exact: ``v`` is compared with the representable
-    midpoint ``floor(v) + 0.5`` instead of subtracting.
+    The comparisons are exact. A tie (and "above") compares ``v`` with the
+    midpoint ``floor(v) + 0.5``, representable below ``2**p`` (``p`` the
+    mantissa bits: ``2**23`` in float32); from there on ``v`` is a whole number
+    (nothing is dropped) and the midpoint rounds onto ``v`` or its neighbour,
+    so a tie must also drop something (``v > floor(v)``). "At or above one
+    half" (``RND``) compares the dropped fraction ``v - floor(v)`` with 0.5:
+    exact for every ``v`` but negative ones above ``-0.5``, where it rounds but
+    never across 0.5 (comparing with the midpoint, float32 ``RND`` rounded an
+    even whole ``v`` from ``2**23`` to ``2**24`` up to ``v + 1``).
 
     Args:
         v: values already scaled by ``2**f``.
@@ -108,11 +115,17 @@ def round_mantissa(v: Any, rounding: RoundingMode | str, *, xp: Any = np) -> Any
     fl = xp.floor(v)
     if mode is RoundingMode.TRN:
         return fl
-    mid = fl + 0.5
+    mids: list[Any] = []  # (computed once, by the first part that needs it)
+
+    def mid() -> Any:
+        if not mids:
+            mids.append(fl + 0.5)
+        return mids[0]
+
     parts = _RoundParts(
-        above=lambda: xp.greater(v, mid),
-        tie=lambda: xp.equal(v, mid),
-        at_or_above=lambda: xp.greater_equal(v, mid),
+        above=lambda: xp.greater(v, mid()),
+        tie=lambda: xp.logical_and(xp.equal(v, mid()), xp.greater(v, fl)),
+        at_or_above=lambda: xp.greater_equal(v - fl, 0.5),
         inexact=lambda: xp.greater(v, fl),
         negative=lambda: xp.less(v, 0.0),
     )

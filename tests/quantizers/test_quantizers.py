@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from hgq_fpga.fixed import OverflowMode, RoundingMode, ki_from_range, quantize, quantize_core
+from hgq_fpga.fixed import OverflowMode, RoundingMode, ki_from_range, quantize, quantize_core, round_mantissa
 from hgq_fpga.quantizers.base import F_LIMIT, floor_log2, pow2, pow2_any
 from hgq_fpga.quantizers import (
     CALIBRATED,
@@ -102,6 +102,41 @@ def test_scale_gradient_passes_the_values_and_scales_only_the_gradient(share, rn
     np.testing.assert_array_equal(out, x * upstream)
     np.testing.assert_array_equal(gx, share * upstream)
     assert float(gs) == 0.0
+
+
+@pytest.mark.parametrize("fixed_i", [None, 1], ids=["i-from-values", "i=1"])
+@pytest.mark.parametrize("rounding,overflow", MODES, ids=[f"{r}-{o}" for r, o in MODES])
+def test_weight_quantize_with_numpy_on_float64_copies_equals_the_keras_path(rounding, overflow, fixed_i, rng):
+    """The repair ranks bits on ``quantize_with(..., xp=np)`` of float64 copies of the float32
+    weights: the numbers the layer computes, on ties, far beyond 1 (overflow), signs and zeros."""
+    shape = (48, 40)
+    # (a fixed format up to 24 bits wide: float32 holds its saturation bounds; from the values, f up
+    # to 24 with weights of any size, beyond 2**23 units of the LSB)
+    f = rng.integers(-6, 25 if fixed_i is None else 23, shape).astype(np.float64)
+    # float32 weights: ties at the grid's half steps, neighbours of ties, and random values
+    tie = (rng.integers(-(2**10), 2**10, shape) + 0.5) * np.exp2(-f)
+    w = np.where(rng.random(shape) < 0.5, tie, rng.normal(0, 4.0, shape)).astype(np.float32)
+    w[:4] = np.nextafter(w[:4], np.float32(np.inf))
+    w[4:6] = 0.0
+    wq = WeightQuantizer(rounding=str(rounding), overflow=str(overflow), i=fixed_i)
+    wq.build(shape)
+    keras_q = np.asarray(ops.convert_to_numpy(wq.quantize_with(ops.convert_to_tensor(w), ops.convert_to_tensor(
+        f.astype(np.float32)))), np.float64)
+    numpy_q = wq.quantize_with(w.astype(np.float64), f, xp=np)
+    assert numpy_q.dtype == np.float64
+    np.testing.assert_array_equal(numpy_q, keras_q)
+
+
+@pytest.mark.parametrize("rounding", list(RoundingMode), ids=str)
+def test_rounding_whole_float32_mantissas_from_2_to_the_23_keeps_them(rounding):
+    """From 2**23 a float32 is a whole number and ``floor(v) + 0.5`` is not representable: every
+    rounding mode must return ``v`` itself (RND returned v + 1 for even v), as numpy does in float64."""
+    v = np.concatenate([np.arange(2**23 - 4, 2**23 + 8), np.arange(2**24 - 8, 2**24 + 16, 2),
+                        [2.0**30, 2.0**60]]).astype(np.float32)
+    v = np.concatenate([v, -v])
+    got = np.asarray(ops.convert_to_numpy(round_mantissa(ops.convert_to_tensor(v), rounding, xp=ops)), np.float64)
+    np.testing.assert_array_equal(got, v.astype(np.float64))
+    np.testing.assert_array_equal(round_mantissa(v.astype(np.float64), rounding), v.astype(np.float64))
 
 
 def test_weight_quantizer_prunes_and_counts_bits():
