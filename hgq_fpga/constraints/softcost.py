@@ -82,7 +82,8 @@ class SoftCost:
         return np.asarray(ops.convert_to_numpy(started), np.float64)
 
 
-def jax_compiled(fn: Callable[[Any], Any], variables: list[Any], model: Any, shape: tuple[int, ...] = ()) -> Callable[[Any], Any]:
+def jax_compiled(fn: Callable[[Any], Any], variables: list[Any], model: Any,
+                 shape: tuple[int, ...] = ()) -> Callable[[Any], Any]:
     """``fn(x)`` (``x`` a float32 array of ``shape``), which reads some of ``variables``, compiled with
     ``jax.jit`` over their current values (:func:`~hgq_fpga.compat.keras.jax_training_values`).
 

@@ -115,13 +115,7 @@ def round_mantissa(v: Any, rounding: RoundingMode | str, *, xp: Any = np) -> Any
     fl = xp.floor(v)
     if mode is RoundingMode.TRN:
         return fl
-    mids: list[Any] = []  # (computed once, by the first part that needs it)
-
-    def mid() -> Any:
-        if not mids:
-            mids.append(fl + 0.5)
-        return mids[0]
-
+    mid = lambda: fl + 0.5  # noqa: E731 (only the tie modes need it; RND compares v - floor(v))
     parts = _RoundParts(
         above=lambda: xp.greater(v, mid()),
         tie=lambda: xp.logical_and(xp.equal(v, mid()), xp.greater(v, fl)),
