@@ -33,16 +33,32 @@ class SoftCost:
     (``luts_for(..., value_only=True)``: no surrogate-gradient terms, and a dense layer's
     sums elementwise instead of through two matrix products, whose operands XLA recomputed
     inside each) made a read of the 64-256-256-10 MLP 1.02 -> 0.68 ms on TensorFlow and
-    0.89 -> 0.47 ms on JAX (isolated reads, best of 7 x 100; the same LUTs)."""
+    0.89 -> 0.47 ms on JAX (isolated reads, best of 7 x 100; the same LUTs). A dense layer's
+    read is one product a weight feeding both of its reductions
+    (:func:`~hgq_fpga.quantizers.cost.dense_read_luts`: XLA had fused each of three reductions with
+    its own copy of the quantization and digit count), and an unshifted read takes a kernel's
+    digits and bits from its mantissas: ``python benchmarks/budget_reads.py`` (BENCHMARKS.md)
+    measured 325-367 -> 155-205 us on JAX and 559-596 -> 370 us on TensorFlow for the
+    64-256-256-10 MLP (best of 5 x 100, two runs alternating with the code before)."""
 
     def __init__(self, model: Any) -> None:
         self.layers = hooked_layers(model)
+        self._model = model
+        self._compiled: dict[bool, Callable[[Any], Any]] = {}
+        self._shifts: dict[float, Any] = {}
+
+    def _form(self, shifted: bool) -> Callable[[Any], Any]:
+        """The per-layer LUTs as a function of the shift. Unshifted (the reads between steps),
+        the layers read their own bits, and a kernel's digits and bits come from its mantissas
+        (:meth:`~hgq_fpga.quantizers.WeightQuantizer.digits_and_bits`: the same numbers in half the
+        operations a weight); shifted, from the bits less the shift, quantized as they are."""
 
         def luts(shift: Any) -> Any:
             out = []
             for layer in self.layers:
                 pack = getattr(layer, "bits_pack", None)
-                fs = {} if pack is None else {k: v - ops.cast(shift, v.dtype) for k, v in pack.values().items()}
+                fs = {} if pack is None or not shifted else {
+                    k: v - ops.cast(shift, v.dtype) for k, v in pack.values().items()}
                 out.append(ops.cast(layer.luts_for(fs, value_only=True), "float32"))
             return ops.stack(out)
 
@@ -51,12 +67,11 @@ class SoftCost:
 
             # (the concrete function: calling the tf.function dispatched on its arguments first,
             # 0.17 of 0.8 ms a read of the 64-256-256-10 MLP)
-            luts = tf.function(luts, autograph=False, jit_compile=True).get_concrete_function(
+            return tf.function(luts, autograph=False, jit_compile=True).get_concrete_function(
                 tf.TensorSpec([], tf.float32))
-        elif keras.backend.backend() == "jax":
-            luts = jax_compiled(luts, [v for layer in self.layers for v in layer.variables], model)
-        self._luts = luts
-        self._shifts: dict[float, Any] = {}
+        if keras.backend.backend() == "jax":
+            return jax_compiled(luts, [v for layer in self.layers for v in layer.variables], self._model)
+        return luts
 
     def luts(self, shift: float = 0.0) -> np.ndarray:
         """Per-layer differentiable LUTs (float64) with the bits lowered by ``shift``."""
@@ -68,7 +83,10 @@ class SoftCost:
         shift = float(shift)
         if shift not in self._shifts:  # (made once: on JAX a new array waited for the step in flight, 0.26 ms)
             self._shifts[shift] = ops.convert_to_tensor(shift, "float32")
-        return self._luts(self._shifts[shift])
+        shifted = shift != 0.0
+        if shifted not in self._compiled:  # (compiled when first read: the shifted form only by BudgetStep)
+            self._compiled[shifted] = self._form(shifted)
+        return self._compiled[shifted](self._shifts[shift])
 
     @staticmethod
     def done(started: Any) -> bool:

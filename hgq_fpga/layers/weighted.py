@@ -8,7 +8,7 @@ from typing import Any
 from keras import ops
 
 from .. import quantizers as qz
-from ..quantizers.cost import csd_count_ops, linear_luts
+from ..quantizers.cost import csd_count_ops, dense_read_luts, linear_luts
 from .base import QuantizedLayerMixin, build_once, check_activation, input_bits
 
 __all__ = ["WeightedLayerMixin"]
@@ -75,14 +75,24 @@ class WeightedLayerMixin(QuantizedLayerMixin):
         return ops.sum(self.linear(bx, bw))
 
     def luts_for(self, fs: dict[int, Any], qkernel: Any = None, value_only: bool = False) -> Any:
-        """Differentiable LUTs of the adder trees (:func:`hgq_fpga.quantizers.cost.linear_luts`)."""
+        """Differentiable LUTs of the adder trees (:func:`hgq_fpga.quantizers.cost.linear_luts`).
+
+        A read of the kernel's own bits (``value_only``, no kernel bits in ``fs``) takes its
+        digits and bits from the mantissas (:meth:`~hgq_fpga.quantizers.WeightQuantizer.digits_and_bits`)."""
         iq, kq = self.input_quantizer, self.kernel_quantizer
-        f_k = fs.get(id(kq))
-        f_k = kq.f_value() if f_k is None else f_k
-        q = kq.quantize_values(self.kernel) if qkernel is None else qkernel
         bx = input_bits(iq, self._input_shape, fs.get(id(iq)), exact=False)
-        bw = kq.bits(self.kernel, q, f_k, exact=False)
-        digits = csd_count_ops(q, f_k)
+        f_k = fs.get(id(kq))
+        # a read of the kernel's own bits: digits and bits from the mantissas (half the operations)
+        fast = kq.digits_and_bits(self.kernel) if value_only and f_k is None and qkernel is None else None
+        if fast is not None:
+            digits, bw = fast
+        else:
+            f_k = kq.f_value() if f_k is None else f_k
+            q = kq.quantize_values(self.kernel) if qkernel is None else qkernel
+            bw = kq.bits(self.kernel, q, f_k, exact=False)
+            digits = csd_count_ops(q, f_k)
+        if value_only and len(bx.shape) == 2 and len(digits.shape) == 2:  # a dense layer's read
+            return dense_read_luts(bx, bw, digits)
         live = ops.cast(ops.greater(digits, 0.0), bx.dtype)
         return linear_luts(self.linear, bx, bw, digits, self._max_live_bits(ops.stop_gradient(bx), live), value_only)
 

@@ -28,6 +28,7 @@ from .granularity import Granularity
 __all__ = [
     "BitQuantizerBase",
     "ElementClip",
+    "bit_length",
     "bits_with_gradient",
     "quantize_with_gradient",
     "scale_gradient",
@@ -80,6 +81,30 @@ def floor_log2(v: Any) -> Any | None:
     e = ops.right_shift(raw, shift)
     sub = ops.right_shift(_bitcast(ops.cast(raw, dtype), itype), shift) - (bias - 1 + shift)
     return ops.cast(ops.where(ops.equal(e, 0), sub, e) - bias, dtype)
+
+
+def bit_length(n: Any) -> Any:
+    """Bits of whole numbers ``n >= 0``: ``floor(log2 n) + 1``, and 0 for 0 (float in, float out).
+
+    On TensorFlow and JAX (float32, float64) the biased exponent field less ``bias - 1``: 0 for
+    ``n = 0`` (its field is 0, clipped) and exact for every whole ``n`` the dtype holds (normal
+    from 1 on); a bitcast, a shift, a subtraction and a clip. Elsewhere ``log2`` corrected with
+    exact powers of two.
+
+    Example:
+        >>> import keras
+        >>> [float(x) for x in bit_length(keras.ops.convert_to_tensor([0.0, 1.0, 7.0, 8.0, 2.0**24]))]
+        [0.0, 1.0, 3.0, 4.0, 25.0]
+    """
+    dtype = keras.backend.standardize_dtype(n.dtype)
+    if dtype in _EXPONENT and keras.backend.backend() in ("tensorflow", "jax"):
+        itype, bias, shift = _EXPONENT[dtype]
+        field = ops.right_shift(_bitcast(n, itype), shift)
+        return ops.cast(ops.maximum(field - (bias - 1), 0), dtype)
+    e = ops.floor(ops.log2(ops.maximum(n, 1.0)))
+    e = ops.where(ops.greater(ops.exp2(e), n), e - 1.0, e)
+    e = ops.where(ops.less_equal(ops.exp2(e + 1.0), n), e + 1.0, e)
+    return ops.where(ops.greater(n, 0.0), e + 1.0, 0.0 * n)
 
 
 def _bitcast(x: Any, dtype: str) -> Any:

@@ -33,9 +33,11 @@ from typing import Any
 from keras import ops
 
 from ..compat.keras import all_layers
-from .base import pow2
+from .base import bit_length, pow2
 
-__all__ = ["SOFT_COEFFS", "csd_count_ops", "linear_luts", "model_luts", "set_lut_penalty"]
+__all__ = [
+    "SOFT_COEFFS", "csd_count_ops", "dense_read_luts", "linear_luts", "mantissa_digits_and_bits", "model_luts", "set_lut_penalty",
+]
 
 #: ``a`` (per digit and input bit), ``s`` (per digit and weight bit), ``r`` (per output).
 SOFT_COEFFS = {"a": 1.08, "s": 0.19, "r": 1.24}
@@ -63,6 +65,28 @@ def csd_count_ops(q: Any, f: Any) -> Any:
     return ops.cast(_popcount32(ops.bitwise_xor(h, ops.add(m, h))), q.dtype)
 
 
+def mantissa_digits_and_bits(m: Any) -> tuple[Any, Any]:
+    """Nonzero CSD digits and bits (``k + i + f``) of fixed-point values with integer mantissas ``m``
+    (float, whole numbers below ``2**31``), no gradient. A value ``m 2**-f`` has ``i + f = bitlen(m)``
+    if positive and ``bitlen(|m| - 1)`` if negative (two's complement holds ``-2**n`` in ``n + 1``
+    bits, sign included), so with ``k = [m < 0]``
+
+    .. math::
+
+        \\mathrm{bits} = k + \\mathrm{bitlen}(|m|) - k \\, [|m| \\text{ a power of two}]
+
+    (0 for ``m = 0``): ``|m| - 1`` itself is not formed (it rounds in float32 from ``2**24`` on,
+    where ``|m|`` is exact), and a power of two is ``|m| & (|m| - 1) = 0`` on the integer.
+    """
+    a = ops.abs(m)
+    k = ops.cast(ops.less(m, 0.0), m.dtype)
+    whole = ops.cast(a, "int32")
+    h = ops.right_shift(whole, 1)
+    digits = ops.cast(_popcount32(ops.bitwise_xor(h, ops.add(whole, h))), m.dtype)
+    power = ops.cast(ops.equal(ops.bitwise_and(whole, whole - 1), 0), m.dtype)
+    return digits, k + bit_length(a) - k * power
+
+
 def linear_luts(linear: Any, bx: Any, bw: Any, digits: Any, out_bits: Any, value_only: bool = False) -> Any:
     """Differentiable LUTs of a linear map's adder trees.
 
@@ -75,14 +99,11 @@ def linear_luts(linear: Any, bx: Any, bw: Any, digits: Any, out_bits: Any, value
         out_bits: ``sum over outputs of max(bits of the inputs with a live weight)``
             (the caller knows its layer's structure).
         value_only: the number alone, for reads outside training (no surrogate-gradient
-            terms; a dense layer's ``(1, n_in)`` input summed elementwise,
-            ``sum_ij bx_i T_ij`` and ``sum_ij T_ij bw_ij``, without ``linear``).
+            terms; a dense layer's reads take :func:`dense_read_luts`).
     """
     c = SOFT_COEFFS
     if value_only:
         t = digits
-        if len(bx.shape) == 2 and len(t.shape) == 2:  # a dense layer: both sums without ``linear``
-            return c["a"] * ops.sum(ops.reshape(bx, (-1, 1)) * t) + c["s"] * ops.sum(t * bw) - c["r"] * out_bits
     else:
         d = ops.stop_gradient(digits)
         b0 = ops.stop_gradient(bw)
@@ -90,6 +111,26 @@ def linear_luts(linear: Any, bx: Any, bw: Any, digits: Any, out_bits: Any, value
     per_digit = ops.sum(linear(bx, t))
     growth = ops.sum(linear(ops.ones_like(bx), t * bw))
     return c["a"] * per_digit + c["s"] * growth - c["r"] * out_bits
+
+
+def dense_read_luts(bx: Any, bw: Any, digits: Any) -> Any:
+    """The value of :func:`linear_luts` for a dense layer's ``(1, n_in)`` input bits, in one pass:
+
+    .. math::
+
+        c_{ij} = T_{ij} (a b^x_i + s b^w_{ij}), \\qquad
+        \\mathrm{LUT} = \\sum_{ij} c_{ij} - r \\sum_j \\max_{i: c_{ij} > 0} b^x_i
+
+    (``c_ij > 0`` exactly where the weight is live: ``T > 0`` has ``b^w >= 1``). One product a
+    weight feeds both reductions: XLA fused each of the three sums of the matmul-free form
+    (``a sum bx T``, ``s sum T bw``, the live maximum) with its own copy of the whole
+    quantization and digit count, and a read of a 256x256 kernel took 184 us against 72.
+    """
+    c = SOFT_COEFFS
+    column = ops.reshape(bx, (-1, 1))
+    per_weight = digits * (c["a"] * column + c["s"] * bw)
+    widest = ops.max(ops.where(ops.greater(per_weight, 0.0), column, 0.0), axis=0)
+    return ops.sum(per_weight) - c["r"] * ops.sum(widest)
 
 
 def model_luts(model: Any) -> Any:

@@ -10,6 +10,7 @@ from keras import ops
 
 from ..fixed import FixedFormat, ki_from_range, quantize_core, round_mantissa
 from .base import BitQuantizerBase, bits_with_gradient, pow2, quantize_with_gradient
+from .cost import mantissa_digits_and_bits
 from .granularity import granular_shape
 
 __all__ = ["WeightQuantizer"]
@@ -129,6 +130,31 @@ class WeightQuantizer(BitQuantizerBase):
         else:
             base = float(self.fixed_k + self.fixed_i)
         return bits_with_gradient(f, base, ops.not_equal(q, 0.0))
+
+    def digits_and_bits(self, w: Any) -> tuple[Any, Any] | None:
+        """Value only: each weight's nonzero CSD digits and :meth:`bits`, from its mantissa.
+
+        With ``i=None`` the quantized weight is ``m 2**-f`` with the integer mantissa
+        ``m = round(w 2**f)`` (``f`` the variable's, rounded): both from ``m``
+        (:func:`~hgq_fpga.quantizers.cost.mantissa_digits_and_bits`), the numbers :meth:`bits`
+        and :func:`~hgq_fpga.quantizers.cost.csd_count_ops` compute from the quantized value in
+        about twice the operations a weight (``2**-f``, ``log2``: for the budget's reads of the
+        cost, where it was most of the compute). Exact for every mantissa below ``2**31``, where
+        :meth:`bits` forms ``|q| - 2**-f``, which float32 rounds for a negative power of two from
+        ``2**25`` LSBs on (one bit more). None with a fixed ``i`` (overflow applies).
+
+        Example:
+            >>> q = WeightQuantizer(f0=2)
+            >>> q.build((4,))
+            >>> digits, bits = q.digits_and_bits(np.array([0.75, -0.25, 0.1, -1.75], "float32"))
+            >>> [float(d) for d in digits], [float(b) for b in bits]
+            ([2.0, 1.0, 0.0, 2.0], [2.0, 1.0, 0.0, 4.0])
+        """
+        if self.fixed_i is not None:
+            return None
+        w = ops.stop_gradient(ops.convert_to_tensor(w))
+        m = round_mantissa(w * pow2(ops.cast(self.f_exact(), w.dtype)), self.rounding, xp=ops)
+        return mantissa_digits_and_bits(m)
 
     def format_of(self, q: Any) -> FixedFormat:
         """The per-element format of quantized values ``q`` (numpy), as :meth:`bits` counts it.

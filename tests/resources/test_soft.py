@@ -122,3 +122,52 @@ def test_a_dense_layer_on_sequences_has_a_differentiable_estimate(rng):
     soft = float(keras.ops.convert_to_numpy(model.layers[0].lut_estimate()))
     exact = next(r for r in estimate(model).layers if r.layer == model.layers[0].name).counts["adder"]
     assert exact > 0 and 0.5 < soft / exact < 2.0
+
+
+@pytest.mark.parametrize("rounding", ["RND", "TRN", "RND_CONV", "RND_ZERO", "TRN_ZERO"])
+def test_a_kernels_digits_and_bits_from_its_mantissas_are_the_exact_rules(rng, rounding):
+    """:meth:`WeightQuantizer.digits_and_bits` (the reads' shortcut) against the exact rules in
+    numpy: CSD digits of the integer mantissa, and the width ``k + i + f`` of
+    :meth:`format_of`; weights on ties, at 0 and +-1 LSB, at powers of two (``-2**n`` takes one
+    bit fewer than ``+2**n``), and mantissas up to ``2**30``, with ``f`` from -3 to 24."""
+    from hgq_fpga.quantizers import WeightQuantizer
+
+    n = 4000
+    f = rng.integers(-3, 25, n).astype("float32")
+    mant = np.concatenate([rng.integers(-(2**12), 2**12, n // 2),
+                           np.sign(rng.standard_normal(n // 4)) * 2.0 ** rng.integers(0, 30, n // 4),
+                           rng.choice([0, 1, -1, 2, -2, 3, -3], n // 4)]).astype(np.float64)
+    nudge = rng.choice([0.0, 0.5, -0.5, 0.25, -0.7], n)  # ties and values between the grid points
+    w = ((mant + np.where(np.abs(mant) < 2**23, nudge, 0.0)) * 2.0 ** -f).astype("float32")
+    q = WeightQuantizer(rounding=rounding, f0=0.0, f_min=-3.0, f_max=24.0)
+    q.build((n,))
+    q.set_f(f)
+    digits, bits = (keras.ops.convert_to_numpy(t) for t in q.digits_and_bits(w))
+    qv = np.asarray(keras.ops.convert_to_numpy(q.quantize_values(w)), np.float64)
+    m = (qv * 2.0 ** f).astype(np.int64)
+    assert np.array_equal(digits.astype(np.int64), csd_count(m))
+    assert np.array_equal(bits.astype(np.int64), q.format_of(qv).width)
+    assert np.any(m == -1) and np.any(np.abs(m) >= 2**29)
+
+
+def test_the_unshifted_read_takes_the_mantissas_and_computes_the_same_luts(rng, monkeypatch):
+    """A read of the layers' own bits (``luts_for({}, value_only=True)``, the kernel's digits and
+    bits from its mantissas) equals, exactly, the general value-only form given the same bits."""
+    from hgq_fpga.quantizers import WeightQuantizer
+
+    shortcut, taken = WeightQuantizer.digits_and_bits, []
+    monkeypatch.setattr(WeightQuantizer, "digits_and_bits", lambda self, w: taken.append(1) or shortcut(self, w))
+    model = keras.Sequential([keras.Input((8, 8, 2)), QConv2D(3, 3), keras.layers.Flatten(), QDense(6), QDense(4)])
+    x = rng.standard_normal((64, 8, 8, 2)).astype("float32")
+    model(x[:2])
+    for layer in (model.layers[0], model.layers[2], model.layers[3]):
+        f = keras.ops.convert_to_numpy(layer.bits_pack.f)
+        layer.bits_pack.f.assign((f + rng.uniform(-6.0, 6.0, f.shape)).astype("float32"))
+    hgq_fpga.calibrate(model, x)
+    for layer in (model.layers[0], model.layers[2], model.layers[3]):
+        general = keras.ops.convert_to_numpy(layer.luts_for(layer.bits_pack.values(), value_only=True))
+        assert not taken
+        read = keras.ops.convert_to_numpy(layer.luts_for({}, value_only=True))
+        assert taken and float(general) > 0.0
+        taken.clear()
+        assert float(read) == float(general), layer.name
