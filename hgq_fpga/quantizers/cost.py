@@ -36,7 +36,8 @@ from ..compat.keras import all_layers
 from .base import bit_length, pow2
 
 __all__ = [
-    "SOFT_COEFFS", "csd_count_ops", "dense_read_luts", "linear_luts", "mantissa_digits_and_bits", "model_luts", "set_lut_penalty",
+    "SOFT_COEFFS", "csd_count_ops", "dense_read_luts", "linear_luts", "mantissa_digits_and_bits", "model_luts",
+    "set_lut_penalty",
 ]
 
 #: ``a`` (per digit and input bit), ``s`` (per digit and weight bit), ``r`` (per output).
@@ -61,8 +62,13 @@ def csd_count_ops(q: Any, f: Any) -> Any:
     """
     q = ops.stop_gradient(q)
     m = ops.cast(ops.round(ops.abs(q) * pow2(ops.round(ops.stop_gradient(f)))), "int32")
+    return ops.cast(_csd_nonzero(m), q.dtype)
+
+
+def _csd_nonzero(m: Any) -> Any:
+    """Nonzero CSD digits of non-negative int32 ``m``: ``popcount(h XOR (m + h))``, ``h = m >> 1``."""
     h = ops.right_shift(m, 1)
-    return ops.cast(_popcount32(ops.bitwise_xor(h, ops.add(m, h))), q.dtype)
+    return _popcount32(ops.bitwise_xor(h, ops.add(m, h)))
 
 
 def mantissa_digits_and_bits(m: Any) -> tuple[Any, Any]:
@@ -81,8 +87,7 @@ def mantissa_digits_and_bits(m: Any) -> tuple[Any, Any]:
     a = ops.abs(m)
     k = ops.cast(ops.less(m, 0.0), m.dtype)
     whole = ops.cast(a, "int32")
-    h = ops.right_shift(whole, 1)
-    digits = ops.cast(_popcount32(ops.bitwise_xor(h, ops.add(whole, h))), m.dtype)
+    digits = ops.cast(_csd_nonzero(whole), m.dtype)
     power = ops.cast(ops.equal(ops.bitwise_and(whole, whole - 1), 0), m.dtype)
     return digits, k + bit_length(a) - k * power
 
