@@ -87,7 +87,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import time
 from typing import Any
 
 import keras
@@ -97,7 +96,7 @@ from ..calibration import TRACKED, check_inputs
 from .options import METHODS, check_arguments, check_latency, rtl_settings
 from ..resources import CostModel, ResourceReport, estimate
 from .budget_result import HISTORY_COLUMNS, BudgetResult, exact_estimate, minimum_cost, restore, snapshot
-from .checks import CheckLog, excess_text, first_input, say, start_line
+from .checks import CheckClock, CheckLog, excess_text, first_input, say, start_line
 from .hook import CostHook, attach, detach, hooked_layers
 from .schedule import PHASES, Schedule, Steering, as_schedule
 from .repair import RepairResult, recalibrate, repair_to_budget, shorten_pipeline, within_budget
@@ -108,8 +107,6 @@ __all__ = ["BACKENDS", "HISTORY_COLUMNS", "METHODS", "BudgetResult", "ResourceBu
 PROJECTION_MARGIN = 0.95
 #: the Keras backends ResourceBudget trains on
 BACKENDS = ("tensorflow", "jax", "torch")
-#: with ``check_every="auto"``, the exact checks take at most this share of the training time
-CHECK_SHARE = 0.1
 
 
 
@@ -148,7 +145,7 @@ class ResourceBudget(keras.callbacks.Callback):
         monitor, mode: the metric for choosing the best feasible epoch.
         check_every: epochs between exact checks (default 1), or ``"auto"``: a check
             after an epoch whenever the checks so far took at most
-            :data:`CHECK_SHARE` (10%) of the training time. The end of the bits phase
+            :data:`~hgq_fpga.constraints.checks.CHECK_SHARE` (10%) of the training time. The end of the bits phase
             and the last epoch are always checked; the warm-up never is.
         restore_best_feasible: restore the best feasible epoch's weights at the end.
         repair: run the repair step if the final model is over the budget
@@ -238,7 +235,7 @@ class ResourceBudget(keras.callbacks.Callback):
         self._projections, self._dsp_over, self._pending = 0, False, []
         self._rescale, self._start_lut, self._deferred = False, 0.0, False
         self._phases, self._epoch, self._batch_done = (0, 1, 0), 0, False
-        self._t_train = self._t_checks = self._t0 = 0.0
+        self.clock = CheckClock()
 
     # -- setup ------------------------------------------------------------------
     def set_model(self, model: keras.Model) -> None:
@@ -305,9 +302,11 @@ class ResourceBudget(keras.callbacks.Callback):
         self.history = self.checks.history
         self._pending, self._batch_done = [], False
         self._phases = self.schedule.phases(int((self.params or {}).get("epochs", 1)))
-        self._t_train = self._t_checks = 0.0
+        self.clock = CheckClock()
         self.steering = Steering(self.model, self.hook, self.method, self.dual_lr, self.lut,
-                                 exact=lambda: exact_estimate(self.model, self.x, **self.kwargs).lut,
+                                 # (its recalibrations, inside epochs, are check time)
+                                 exact=lambda: self.clock.inside(
+                                     lambda: exact_estimate(self.model, self.x, **self.kwargs).lut),
                                  outside=self.reads_outside, switch=self._switch_step)
         # without data, the estimates use the ranges training tracks: there are some after the first batch
         self._deferred = self.x is None
@@ -352,7 +351,7 @@ class ResourceBudget(keras.callbacks.Callback):
         self._sync()
         self._epoch = epoch
         self.steering.enter(self.phase(epoch), measure=not self._deferred)
-        self._t0 = time.perf_counter()
+        self.clock.start_epoch()
 
     # -- steering ---------------------------------------------------------------
     def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
@@ -382,14 +381,13 @@ class ResourceBudget(keras.callbacks.Callback):
     def _check(self, epoch: int, logs: dict | None = None) -> ResourceReport:
         """The exact estimate now, calibrated on ``calibration_data`` (without it, on the
         ranges tracked in training); with ``logs``, record and log it for ``epoch``."""
-        t0 = time.perf_counter()
-        report = exact_estimate(self.model, self.x, **self.kwargs)
-        self.steering.set_scale(report.lut)
-        self._dsp_over = self.dsp is not None and report.dsp > self.dsp
-        if logs is not None:
-            lam = float(ops.convert_to_numpy(self.hook.weight)) if self.method == "primal_dual" else None
-            self.checks.record(self.model, epoch, self.phase(epoch), report, logs, lam)
-        self._t_checks += time.perf_counter() - t0
+        with self.clock.check():
+            report = exact_estimate(self.model, self.x, **self.kwargs)
+            self.steering.set_scale(report.lut)
+            self._dsp_over = self.dsp is not None and report.dsp > self.dsp
+            if logs is not None:
+                lam = float(ops.convert_to_numpy(self.hook.weight)) if self.method == "primal_dual" else None
+                self.checks.record(self.model, epoch, self.phase(epoch), report, logs, lam)
         return report
 
     def _due(self, epoch: int, last: bool) -> bool:
@@ -400,19 +398,20 @@ class ResourceBudget(keras.callbacks.Callback):
         if epoch < warm:
             return False
         if self.check_every == "auto":
-            return self._t_checks <= CHECK_SHARE * self._t_train
+            return self.clock.allows_check
         return (epoch + 1) % self.check_every == 0
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
         if self._batch_done:  # the epoch's last batch
             self._after_batch(last=True)
-        self._t_train += time.perf_counter() - self._t0
+        self.clock.end_epoch()
         self._sync()
         self.steering.freeze.hold()  # (frozen phases) exactly the frozen bits, whatever the optimizer did
         last = epoch + 1 >= (self.params or {}).get("epochs", epoch + 1)
         if epoch + 1 == self._phases[0] and not last:  # the warm-up's end: calibrate the step's cost
-            self.steering.set_scale(exact_estimate(self.model, self.x, **self.kwargs).lut)
+            with self.clock.check():
+                self.steering.set_scale(exact_estimate(self.model, self.x, **self.kwargs).lut)
         if not self._due(epoch, last):
             return
         report = self._check(epoch, logs)
@@ -439,19 +438,18 @@ class ResourceBudget(keras.callbacks.Callback):
         """Lower bits until the exact estimate is within the budget (the repair
         step), then go on training from there; the training-time calibration
         state is kept."""
-        t0 = time.perf_counter()
-        saved = snapshot(self.model)
-        try:
-            # a little below the budget, so that the next epoch's drift stays within it
-            lut = None if self.lut is None else self.lut * PROJECTION_MARGIN
-            done = repair_to_budget(self.model, self.x, lut=lut, dsp=self.dsp, **self.kwargs)
-        finally:
-            restore(self.model, saved)
-        self._projections += 1
-        self.steering.set_scale(done.after.lut)
-        if self.steering.freeze.values:  # fine-tune: the projected bits are the frozen ones now
-            self.steering.freeze.take(self.model)
-        self._t_checks += time.perf_counter() - t0
+        with self.clock.check():
+            saved = snapshot(self.model)
+            try:
+                # a little below the budget, so that the next epoch's drift stays within it
+                lut = None if self.lut is None else self.lut * PROJECTION_MARGIN
+                done = repair_to_budget(self.model, self.x, lut=lut, dsp=self.dsp, **self.kwargs)
+            finally:
+                restore(self.model, saved)
+            self._projections += 1
+            self.steering.set_scale(done.after.lut)
+            if self.steering.freeze.values:  # fine-tune: the projected bits are the frozen ones now
+                self.steering.freeze.take(self.model)
         return done
 
     def on_train_end(self, logs: dict | None = None) -> None:
@@ -482,7 +480,8 @@ class ResourceBudget(keras.callbacks.Callback):
                                                   dsp=self.dsp, rtl=self.rtl, **self.kwargs)
         calibration = TRACKED if self.x is None else f"calibration_data ({len(first_input(self.x))} samples)"
         self.result = BudgetResult(report, repair, self.lut, self.dsp, best_epoch, self.history, calibration,
-                                   latency=self.latency)
+                                   latency=self.latency, train_seconds=self.clock.train,
+                                   check_seconds=self.clock.checks)
         if self.sensitivities and self.x is not None:
             from .sensitivity import layer_sensitivities
 

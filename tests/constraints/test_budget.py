@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import keras
 import numpy as np
 import pytest
@@ -383,6 +385,34 @@ def test_the_schedule_freezes_the_bits_in_the_warm_up_and_the_fine_tune(data, fu
     checked = [h["epoch"] for h in cb.history]
     assert 0 not in checked and {7, 9} <= set(checked)
     assert {h["phase"] for h in cb.history if h["epoch"] == 9} == {"fine-tune"}
+
+
+def test_every_exact_estimate_in_training_counts_as_check_time(data, full, monkeypatch):
+    """``check_every="auto"`` keeps the exact estimates under 10% of the training time: the
+    step rule's recalibrations (inside epochs) and the warm-up's end count as check time, not as
+    training time (the result shows both)."""
+    import hgq_fpga.constraints.budget as budget_module
+
+    x, y, xv, yv = data
+    spent: list[float] = []
+    real = budget_module.exact_estimate
+
+    def timed(*args, **kwargs):
+        t0 = time.perf_counter()
+        try:
+            return real(*args, **kwargs)
+        finally:
+            spent.append(time.perf_counter() - t0)
+
+    monkeypatch.setattr(budget_module, "exact_estimate", timed)
+    model = mlp()
+    cb = ResourceBudget(lut=0.1 * full, calibration_data=x, verbose=0, check_every="auto", schedule=Schedule(0.2, 0.0))
+    model.fit(x, y, validation_data=(xv, yv), epochs=5, verbose=0, callbacks=[cb])
+    assert cb.steering.recalibrations >= 1 and cb.result.feasible
+    # every exact estimate of the training (the start, the warm-up's end, recalibrations, checks) is check time
+    assert len(spent) >= 3 + cb.steering.recalibrations
+    assert cb.result.check_seconds >= sum(spent) > 0.0 and cb.result.train_seconds > 0.0
+    assert f"exact estimates during training: {cb.result.check_seconds:.1f} s" in str(cb.result)
 
 
 def test_the_step_rule_brings_a_model_far_over_its_budget_near_it_within_the_first_epoch(data, full):
