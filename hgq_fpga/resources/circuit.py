@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -54,12 +55,12 @@ def clear_cache() -> None:
         _TREES.clear()
 
 
-@dataclass(frozen=True)
-class Term:
+class Term(NamedTuple):
     """One term of an adder tree: ``sign * source * 2**shift``.
 
     ``source`` is a slot of the circuit's ``inputs``; ``None`` for a constant (``value``).
     ``multiplier`` is set for a product computed by a DSP (``source * multiplier``).
+    (A named tuple: an estimate makes one a CSD digit.)
     """
 
     sign: int
@@ -118,9 +119,13 @@ def _linear_one(
     dsp: bool,
     dsp_min_bits: int,
     cap: int | None = None,
+    memo: dict | None = None,
 ) -> LinearCircuit:
     """``sum_k weights[k] * x[sources[k]] * 2**shift + bias`` as an adder tree
-    (a source ``-1`` is padding: zero); ``cap``: the highest bit used downstream."""
+    (a source ``-1`` is padding: zero); ``cap``: the highest bit used downstream.
+    ``memo``: a dict kept across the calls of one layer, for the CSD digits of each
+    weight value and each shifted input (the same ones recur in every column)."""
+    memo = {} if memo is None else memo
     terms: list[Term] = []
     signals: list[tuple[int, Signal]] = []
     products: list[tuple[int, int]] = []
@@ -140,13 +145,19 @@ def _linear_one(
                 signals.append((1, Signal(lo << shift, hi << shift, s.lsb + low + shift)))
                 products.append((bx, bw))
                 continue
-        digits = csd_digits(w)
+        digits = memo.get(w)
+        if digits is None:
+            digits = memo[w] = csd_digits(w)
         if len(digits) > 1:  # the product w * x has an exact range: sum its digits first
             lo, hi = sorted((s.lo * w << shift, s.hi * w << shift))
             groups.append((list(range(len(terms), len(terms) + len(digits))), (lo, hi)))
         for sign, e in digits:
             terms.append(Term(sign, slot, e + shift))
-            signals.append((sign, s.shifted(e + shift)))
+            key = (src, e + shift)  # (a tuple key: the weights' int keys above cannot collide with it)
+            copy = memo.get(key)
+            if copy is None:
+                copy = memo[key] = s.shifted(e + shift)
+            signals.append((sign, copy))
     if bias:
         terms.append(Term(1, None, 0, value=bias))
         signals.append((1, Signal(bias, bias, 0)))
@@ -212,6 +223,7 @@ def _kernel_circuits(graph: Graph, node: ir.Linear, x: list[Signal], dsp: bool, 
     w2 = np.asarray(km).reshape(-1, km.shape[-1])
     columns = [tuple(w2[:, j].tolist()) for j in range(w2.shape[1])]
     out = []
+    memo: dict = {}  # (every patch reads the same x: its shifted copies recur across patches too)
     for p, patch in enumerate(kernel_patches(graph, node)):
         srcs = patch.tolist()
         key = (tuple(x[s] if s >= 0 else None for s in srcs), shift, dsp, dsp_min_bits)  # hashed once per patch
@@ -226,7 +238,7 @@ def _kernel_circuits(graph: Graph, node: ir.Linear, x: list[Signal], dsp: bool, 
             c = same_inputs.get((column, biases[j], cap))
             if c is None:
                 c = same_inputs[(column, biases[j], cap)] = _linear_one(x, srcs, list(column), shift, biases[j], dsp,
-                                                                       dsp_min_bits, cap)
+                                                                       dsp_min_bits, cap, memo)
             out.append(c if c.inputs == srcs else LinearCircuit(c.terms, c.tree, c.dsp_products, srcs))
     _trim_cache()
     return out

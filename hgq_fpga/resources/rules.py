@@ -49,7 +49,9 @@ from __future__ import annotations
 
 import heapq
 import math
-from dataclasses import dataclass, field
+from collections import namedtuple
+from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -73,19 +75,35 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True)
-class Signal:
-    """An integer signal: every value lies in ``[lo, hi]`` and is a multiple of ``2**lsb``."""
+_SignalFields = namedtuple("_SignalFields", ("lo", "hi", "lsb", "top"))
+_new_tuple = tuple.__new__
 
-    lo: int
-    hi: int
-    lsb: int = 0
-    #: index of the top bit of the two's complement form (the sign bit if signed);
-    #: computed once (the estimate reads it for every adder)
-    top: int = field(init=False, repr=False, compare=False)
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "top", width_of(self.lo, self.hi) - 1)  # a frozen dataclass's own field
+class Signal(_SignalFields):
+    """An integer signal: every value lies in ``[lo, hi]`` and is a multiple of ``2**lsb``.
+
+    ``top`` is the index of the top bit of the two's complement form (the sign bit
+    if signed), computed once when the signal is made (the estimate reads it for
+    every adder). Immutable and hashable (equal signals have equal ``lo``, ``hi``,
+    ``lsb``); a tuple underneath: an estimate makes a few signals per
+    multiplication, and a frozen dataclass's construction was a fifth of its time.
+
+    >>> Signal(-3, 4, 1)
+    Signal(lo=-3, hi=4, lsb=1)
+    >>> Signal(-3, 4, 1).top, Signal(0, 255).top
+    (3, 7)
+    """
+
+    __slots__ = ()
+
+    def __new__(cls, lo: int, hi: int, lsb: int = 0) -> Signal:
+        return _new_tuple(cls, (lo, hi, lsb, width_of(lo, hi) - 1))
+
+    def __getnewargs__(self) -> tuple[int, int, int]:
+        return self[0], self[1], self[2]
+
+    def __repr__(self) -> str:
+        return f"Signal(lo={self[0]}, hi={self[1]}, lsb={self[2]})"
 
     @property
     def signed(self) -> bool:
@@ -191,13 +209,18 @@ def adder_cells(a: Signal, b: Signal, subtract: bool = False, top: int | None = 
     else:
         lo, hi = a.lo + b.lo, a.hi + b.hi
     out = Signal(lo, hi, min(a.lsb, b.lsb))
-    out_top = out.top if top is None else min(top, out.top)
+    luts, carry = _adder_count(a, b, subtract, out.top if top is None else min(top, out.top))
+    return luts, carry, out
+
+
+def _adder_count(a: Signal, b: Signal, subtract: bool, out_top: int) -> tuple[int, int]:
+    """:func:`adder_cells`'s ``(luts, carry4)`` for a result whose top bit is ``out_top``."""
     if a.constant or b.constant:
         # adding a constant: the chain's XOR inputs are the other operand or its inverse;
         # ``c - x`` is ``c + ~x + 1``, whose carry enters at x's lowest bit (``0 - x`` too)
         var = b if a.constant else a
         start = var.lsb if subtract and a.constant else max(var.lsb, _lowest_one(a.lo if a.constant else b.lo))
-        return 0, carry_cells(out_top - start + 1), out
+        return 0, carry_cells(out_top - start + 1)
     start = max(a.lsb, b.lsb)
     # above both operands' top bits the sum bits reuse the propagate signal of
     # the top pair (sign extension): no new LUT. From ``start`` up, an operand
@@ -211,7 +234,7 @@ def adder_cells(a: Signal, b: Signal, subtract: bool = False, top: int | None = 
         # minuend's zero low bits enter it as (unknown) inputs
         luts += a.lsb - b.lsb
         start = b.lsb
-    return luts, carry_cells(out_top - start + 1), out
+    return luts, carry_cells(out_top - start + 1)
 
 
 def _lowest_one(c: int) -> int:
@@ -219,9 +242,10 @@ def _lowest_one(c: int) -> int:
     return (c & -c).bit_length() - 1 if c else 1 << 30
 
 
-@dataclass(frozen=True)
-class Adder:
-    """One adder of a tree: ``out = a + b`` or ``a - b`` (indices into the tree's signals)."""
+class Adder(NamedTuple):
+    """One adder of a tree: ``out = a + b`` or ``a - b`` (indices into the tree's signals).
+
+    (A named tuple, as :class:`Signal`: made 0.5 us faster than a frozen dataclass, once an adder.)"""
 
     a: int
     b: int
@@ -287,13 +311,15 @@ class _TreeBuilder:
             (sx, kx), (sy, ky) = (sy, ky), (sx, kx)
         subtract = sx != sy
         sign = sx if not subtract else 1
-        luts, carry, out = adder_cells(self.signals[kx], self.signals[ky], subtract, top=self.cap)
-        if exact is not None:
+        a, b = self.signals[kx], self.signals[ky]
+        if exact is None:
+            luts, carry, out = adder_cells(a, b, subtract, top=self.cap)
+        else:  # the exact range of the sum: the adder pays for no bit above its top
             lo, hi = exact if sign > 0 else (-exact[1], -exact[0])
-            narrow = Signal(lo, hi, out.lsb)
-            top = narrow.top if self.cap is None else min(narrow.top, self.cap)
-            luts, carry, _ = adder_cells(self.signals[kx], self.signals[ky], subtract, top=top)
-            out = narrow
+            out = Signal(lo, hi, min(a.lsb, b.lsb))
+            wide = width_of(a.lo - b.hi, a.hi - b.lo) if subtract else width_of(a.lo + b.lo, a.hi + b.hi)
+            top = min(out.top, wide - 1) if self.cap is None else min(out.top, wide - 1, self.cap)
+            luts, carry = _adder_count(a, b, subtract, top)
         self.signals.append(out)
         self.adders.append(Adder(kx, ky, subtract, len(self.signals) - 1, luts, carry))
         return (sign, len(self.signals) - 1)
@@ -305,6 +331,9 @@ class _TreeBuilder:
         gives the same pairs as sorting the pool before every addition, in
         ``O(n log n)`` instead of ``O(n^2 log n)`` for ``n`` terms.
         """
+        if len(pool) == 2:  # (most groups: a weight of two digits) the heap's one step, without the heap
+            x, y = pool if self.key(pool[0]) < self.key(pool[1]) else pool[::-1]
+            return [self.combine(x, y, exact)]
         heap = [(self.key(t), t) for t in pool]
         heapq.heapify(heap)
         while len(heap) > 1:

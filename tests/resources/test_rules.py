@@ -159,3 +159,28 @@ def test_small_rules_grow_with_width():
     assert saturate_luts(8, 0) == 0 and saturate_luts(8, 3) > 8
     assert [table_luts(a, 4) for a in (4, 6, 7, 8, 9)] == [4, 4, 8, 16, 40]
     assert table_luts(10, 0) == 0
+
+
+def test_a_signal_is_an_immutable_value_with_its_top_bit():
+    """Signals key the adder-tree cache and travel to worker processes: equal by value,
+    hashable, immutable, and a pickle round trip keeps them (``top`` included)."""
+    import pickle
+
+    a, b = Signal(-5, 12, 1), Signal(-5, 12, 1)
+    assert a == b and hash(a) == hash(b) and {a: 1}[b] == 1
+    assert a != Signal(-5, 12, 0) and a != Signal(-5, 13, 1)
+    assert a.top == width_of(-5, 12) - 1 and a.signed and not a.constant
+    assert pickle.loads(pickle.dumps(a)) == a and pickle.loads(pickle.dumps(a)).top == a.top
+    with pytest.raises(AttributeError):
+        a.lo = 0  # type: ignore[misc]
+    assert repr(a) == "Signal(lo=-5, hi=12, lsb=1)"
+
+
+def test_a_sum_of_digits_with_its_exact_range_is_narrower_than_interval_arithmetic():
+    """The digits of one constant product are summed with the product's exact range: for
+    ``7 x = 8 x - x`` (x in [0, 15]) the result needs 7 bits, not the 8 of [0 - 15, 120]."""
+    x = Signal(0, 15)
+    tree = adder_tree([(1, x.shifted(3)), (-1, x)], groups=[([0, 1], (0, 105))])
+    loose = adder_tree([(1, x.shifted(3)), (-1, x)])
+    assert tree.signals[tree.root] == Signal(0, 105, 0) and tree.signals[tree.root].top == 6
+    assert loose.signals[loose.root].top == 7 and tree.luts <= loose.luts
