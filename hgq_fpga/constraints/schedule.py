@@ -37,6 +37,14 @@ least-squares step ``delta_l ~ sigma_l`` emptied the widest layer first); the
 task gradient then moves bits back up where they matter, so training trades
 bits between layers and elements at a fixed total.
 
+A layer's bits are ``round(f)``: where every ``f`` sits on a whole number (after
+the warm-up, whose bits stay at their start, and after a projection), no step
+under half a bit changes the cost and the next changes every element at once.
+So at the start of each bits epoch :func:`spread_whole_bits` moves every ``f``
+that is a whole number ``n`` to ``n + u`` with ``u`` spread evenly over
+``[-0.49, 0.49)``: the bits are the same, and a shift ``delta`` lowers the
+share ``(delta - 0.01) / 0.98`` of them, about the linear step above.
+
 Example:
     >>> Schedule(0.1, 0.2).phases(30)
     (3, 21, 6)
@@ -58,7 +66,8 @@ from keras import ops
 from .hook import RECORD_EVERY, hooked_layers
 from .softcost import SoftCost
 
-__all__ = ["BitFreeze", "BudgetStep", "PHASES", "Schedule", "SoftCost", "Steering", "as_schedule"]
+__all__ = ["BitFreeze", "BudgetStep", "PHASES", "Schedule", "SoftCost", "Steering", "as_schedule",
+           "spread_whole_bits"]
 
 #: reads outside the step (``method="step"``): this many batches apart while ``c`` is below FAR,
 #: RECORD_EVERY apart from FAR to the budget
@@ -150,6 +159,35 @@ class BitFreeze:
 
     def clear(self) -> None:
         self.values = []
+
+
+#: spread_whole_bits's offsets lie in [-SPREAD / 2, SPREAD / 2): inside the rounding interval of ``f``
+SPREAD = 0.98
+_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
+
+
+def spread_whole_bits(packs: list[Any]) -> int:
+    """Move each fractional bit variable ``f`` that is a whole number ``n`` to
+    ``n + SPREAD * (frac(k * g) - 1/2)``, ``k`` its index in the layer's packed
+    variable and ``g = (sqrt(5) - 1) / 2`` (offsets evenly spread over any run of
+    ``k``, and the same in every run), clipped to the variable's bounds.
+    ``round(f)``, and so every bit and every cost, is unchanged; the ``f`` already
+    between whole numbers (moved by training or by a step) are left as they are.
+    Returns how many moved."""
+    moved = 0
+    for pack in packs:
+        if pack is None:
+            continue
+        f = np.array(ops.convert_to_numpy(pack.f))
+        whole = f == np.round(f)
+        if not whole.any():
+            continue
+        offsets = SPREAD * (np.mod(np.arange(f.size) * _GOLDEN, 1.0) - 0.5)
+        clip = pack.f.constraint
+        spread = np.clip(np.where(whole, f + offsets.astype(f.dtype), f), clip.low, clip.high)
+        pack.f.assign(spread.astype(f.dtype))
+        moved += int(whole.sum())
+    return moved
 
 
 def _packs(model: Any) -> list[Any]:
@@ -266,6 +304,7 @@ class Steering:
         self.model, self.hook, self.method, self.dual_lr, self.lut = model, hook, method, dual_lr, lut
         self.soft = SoftCost(model)
         self.exact, self.recalibrations = exact, 0
+        self.spread = 0  # fractional bits moved off whole numbers (spread_whole_bits)
         self.step = BudgetStep(self.soft, lambda: self.scale, self._recalibrate if exact is not None else None)
         self.freeze = BitFreeze()
         self.scale = float(ops.convert_to_numpy(hook.scale))
@@ -323,6 +362,8 @@ class Steering:
                 self._since = 0
             self._batches = 0
             self._record(not self.outside or self.state[0] > 0.0)
+            if self.method == "step":  # (the other rules follow gradients, which need no spread)
+                self.spread += spread_whole_bits(self.step.packs)
             if measure:
                 self.remeasure()
         elif not self.freeze.values:  # warm-up, or the start of the fine-tune: the bits stay as they are
