@@ -184,9 +184,11 @@ def spread_whole_bits(packs: list[Any]) -> int:
             continue
         offsets = SPREAD * (np.mod(np.arange(f.size) * _GOLDEN, 1.0) - 0.5)
         clip = pack.f.constraint
-        spread = np.clip(np.where(whole, f + offsets.astype(f.dtype), f), clip.low, clip.high)
-        pack.f.assign(spread.astype(f.dtype))
-        moved += int(whole.sum())
+        spread = np.clip(np.where(whole, f + offsets.astype(f.dtype), f), clip.low, clip.high).astype(f.dtype)
+        changed = int(np.sum(spread != f))  # (not those held at a whole-number bound by the clip)
+        if changed:
+            pack.f.assign(spread)
+            moved += changed
     return moved
 
 

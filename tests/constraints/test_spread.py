@@ -90,3 +90,21 @@ def test_a_budgeted_training_spreads_the_bits_after_the_warm_up():
     landed = [(c, after) for (c, stepped), (after, _) in zip(reads, reads[1:]) if stepped]
     assert len(landed) >= 3 and all(0.85 < after < c for c, after in landed), landed
     assert cb.result.feasible and cb.steering.spread >= size
+
+
+def test_bits_held_at_a_bound_are_not_counted_again():
+    """An ``f`` at a whole-number bound of its clip keeps it where the offset points outside:
+    such elements are neither assigned nor counted, in this call or the next."""
+    model = _mlp()
+    pack = model.layers[0].bits_pack
+    high = float(np.max(pack.f.constraint.high))
+    f = np.array(ops.convert_to_numpy(pack.f))
+    f[:20] = np.float32(high)
+    pack.f.assign(f)
+    offsets = SPREAD * (np.mod(np.arange(f.size) * ((np.sqrt(5.0) - 1.0) / 2.0), 1.0) - 0.5)
+    held = int(np.sum(offsets[:20] > 0))
+    assert 0 < held < 20 and float(high) == round(high)
+    assert spread_whole_bits([pack]) == f.size - held
+    after = np.array(ops.convert_to_numpy(pack.f))
+    assert np.all(after[:20][offsets[:20] > 0] == np.float32(high))
+    assert spread_whole_bits([pack]) == 0
