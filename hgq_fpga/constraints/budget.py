@@ -66,8 +66,8 @@ never break its progress bar), and the result at the end.
 Backends and devices: the callback trains on TensorFlow, JAX and PyTorch
 (the same tests pass on each), on one device or, on TensorFlow and JAX, several:
 ``tf.distribute.MirroredStrategy`` (build, compile and fit the model under
-``strategy.scope()``) and ``keras.distribution.DataParallel`` on JAX (set it, or enter its scope, before
-the model is built; Keras then needs every batch, the last one included, to
+``strategy.scope()``) and ``keras.distribution.DataParallel`` on JAX (set it,
+or enter its scope, before the model is built; Keras then needs every batch, the last one included, to
 divide evenly among the devices). The cost the steps record is the model's
 (not a sum over replicas), and the checks, projections and the final repair
 run on the host as on one device. On JAX the callback syncs the training

@@ -11,7 +11,7 @@ from keras import ops
 import hgq_fpga
 from hgq_fpga.constraints import ResourceBudget
 from hgq_fpga.constraints.budget import BACKENDS
-from hgq_fpga.constraints.schedule import SPREAD, Schedule, SoftCost, spread_whole_bits
+from hgq_fpga.constraints.schedule import _GOLDEN, SPREAD, Schedule, SoftCost, spread_whole_bits
 from hgq_fpga.datasets import digits
 from hgq_fpga.layers import QDense
 
@@ -101,7 +101,7 @@ def test_bits_held_at_a_bound_are_not_counted_again():
     f = np.array(ops.convert_to_numpy(pack.f))
     f[:20] = np.float32(high)
     pack.f.assign(f)
-    offsets = SPREAD * (np.mod(np.arange(f.size) * ((np.sqrt(5.0) - 1.0) / 2.0), 1.0) - 0.5)
+    offsets = SPREAD * (np.mod(np.arange(f.size) * _GOLDEN, 1.0) - 0.5)
     held = int(np.sum(offsets[:20] > 0))
     assert 0 < held < 20 and float(high) == round(high)
     assert spread_whole_bits([pack]) == f.size - held
