@@ -10,7 +10,7 @@ brought back as numpy. The models of ``benchmarks/budget_training.py`` (the digi
 so that the bits and weights are not their initial values. Reported per model: the best and the
 median of ``--repeats`` blocks of ``--calls`` reads, in microseconds a read, for the unshifted
 read (the bits as they are: the reads between steps) and the shifted one (bits lowered by one,
-:class:`~hgq_fpga.constraints.schedule.BudgetStep`'s measurement), blocks alternating.
+:class:`~hgq_fpga.constraints.step.BudgetStep`'s measurement), blocks alternating.
 
 Each backend runs in its own process, with BLAS, OpenMP, TensorFlow's pools and JAX's CPU
 client (``PJRT_NPROC``) pinned to one thread. Keep the machine otherwise idle.

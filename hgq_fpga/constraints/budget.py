@@ -9,7 +9,7 @@ epoch). While the bits learn, three rules steer them:
   the exact one) is compared with the budget after a batch. While it is
   within, the bits follow the task loss alone; a batch that ends over it is
   followed by a step that lowers every layer's bits by the excess over the
-  cost per bit (:class:`~hgq_fpga.constraints.schedule.BudgetStep`, aiming at
+  cost per bit (:class:`~hgq_fpga.constraints.step.BudgetStep`, aiming at
   95% of the budget); a step that empties the model is undone. It holds the
   budget by itself (BENCHMARKS.md, "Does the training rule hold the budget?",
   and the guide). Where a step cannot help (after a step that collapsed the
@@ -105,7 +105,6 @@ __all__ = ["BACKENDS", "HISTORY_COLUMNS", "METHODS", "BudgetResult", "ResourceBu
 PROJECTION_MARGIN = 0.95
 #: the Keras backends ResourceBudget trains on
 BACKENDS = ("tensorflow", "jax", "torch")
-
 
 
 class ResourceBudget(keras.callbacks.Callback):
@@ -449,6 +448,7 @@ class ResourceBudget(keras.callbacks.Callback):
                 restore(self.model, saved)
             self._projections += 1
             self.steering.set_scale(done.after.lut)
+            self.steering.spread_due = True  # (the repair's bits are whole numbers)
             if self.steering.freeze.values:  # fine-tune: the projected bits are the frozen ones now
                 self.steering.freeze.take(self.model)
         return done

@@ -8,7 +8,7 @@ from typing import Any
 
 __all__ = ["METHODS", "check_arguments", "check_latency", "rtl_settings"]
 
-#: the training rules: a step sized by the excess (:class:`~hgq_fpga.constraints.schedule.BudgetStep`;
+#: the training rules: a step sized by the excess (:class:`~hgq_fpga.constraints.step.BudgetStep`;
 #: the default), the cost gradient while over the budget, or a Lagrange multiplier
 METHODS = ("step", "constraint", "primal_dual")
 

@@ -15,35 +15,8 @@ recipe of Schaefer et al.: float warm-up, bit-width learning, frozen bits):
 Phase lengths are ``floor(fraction * epochs)``, so a short run (fewer than 5
 epochs with the defaults) is all bits phase, as before the schedule existed.
 
-:class:`BudgetStep` is the step that holds the budget during the bits phase.
-After a batch whose (calibrated) differentiable cost ``c = LUT / budget`` is
-over ``target``, it lowers every layer's fractional bits by the same
-
-.. math::
-
-    \delta = \min\Big(\frac{c - \mathrm{target}}{\sum_l \sigma_l},\ 0.5\Big)
-
-where ``sigma_l`` is the drop of ``c`` when layer ``l``'s bits are all one
-lower (measured on the differentiable estimate; after every bit of shift
-the exact estimate calibrates ``c`` and ``sigma`` again, since the
-differentiable form drifts from it as bits fall). That is the shift which brings the linearized cost back to
-``target``: a step sized by how far over the model is, where the optimizer's
-step (Adam's gradient normalization makes it about one learning rate,
-whatever the excess) is far too small for a model that starts at several
-times its budget. Capped at half a bit per batch, so that the linearization
-(and the differentiable estimate, fitted at 2-8 bits) is not trusted far
-from where it was measured. The same shift for every layer (the
-least-squares step ``delta_l ~ sigma_l`` emptied the widest layer first); the
-task gradient then moves bits back up where they matter, so training trades
-bits between layers and elements at a fixed total.
-
-A layer's bits are ``round(f)``: where every ``f`` sits on a whole number (after
-the warm-up, whose bits stay at their start, and after a projection), no step
-under half a bit changes the cost and the next changes every element at once.
-So at the start of each bits epoch :func:`spread_whole_bits` moves every ``f``
-that is a whole number ``n`` to ``n + u`` with ``u`` spread evenly over
-``[-0.49, 0.49)``: the bits are the same, and a shift ``delta`` lowers the
-share ``(delta - 0.01) / 0.98`` of them, about the linear step above.
+The step that holds the budget while the bits learn, and the spread of the
+fractional bits before it, are in :mod:`~hgq_fpga.constraints.step`.
 
 Example:
     >>> Schedule(0.1, 0.2).phases(30)
@@ -65,6 +38,7 @@ from keras import ops
 
 from .hook import RECORD_EVERY, hooked_layers
 from .softcost import SoftCost
+from .step import BudgetStep, spread_whole_bits
 
 __all__ = ["BitFreeze", "BudgetStep", "PHASES", "Schedule", "SoftCost", "Steering", "as_schedule",
            "spread_whole_bits"]
@@ -161,117 +135,10 @@ class BitFreeze:
         self.values = []
 
 
-#: spread_whole_bits's offsets lie in [-SPREAD / 2, SPREAD / 2): inside the rounding interval of ``f``
-SPREAD = 0.98
-_GOLDEN = (math.sqrt(5.0) - 1.0) / 2.0
-
-
-def spread_whole_bits(packs: list[Any]) -> int:
-    """Move each fractional bit variable ``f`` that is a whole number ``n`` to
-    ``n + SPREAD * (frac(k * g) - 1/2)``, ``k`` its index in the layer's packed
-    variable and ``g = (sqrt(5) - 1) / 2`` (offsets evenly spread over any run of
-    ``k``, and the same in every run), clipped to the variable's bounds.
-    ``round(f)``, and so every bit and every cost, is unchanged; the ``f`` already
-    between whole numbers (moved by training or by a step) are left as they are.
-    Returns how many moved."""
-    moved = 0
-    for pack in packs:
-        if pack is None:
-            continue
-        f = np.array(ops.convert_to_numpy(pack.f))
-        whole = f == np.round(f)
-        if not whole.any():
-            continue
-        offsets = SPREAD * (np.mod(np.arange(f.size) * _GOLDEN, 1.0) - 0.5)
-        clip = pack.f.constraint
-        spread = np.clip(np.where(whole, f + offsets.astype(f.dtype), f), clip.low, clip.high).astype(f.dtype)
-        changed = int(np.sum(spread != f))  # (not those held at a whole-number bound by the clip)
-        if changed:
-            pack.f.assign(spread)
-            moved += changed
-    return moved
-
-
 def _packs(model: Any) -> list[Any]:
     """The packed fractional-bit variable of each hooked layer that has one."""
     return [layer.bits_pack for layer in hooked_layers(model) if getattr(layer, "bits_pack", None) is not None]
 
-
-class BudgetStep:
-    """The bits phase's step (see the module docstring); ``scale()`` is the calibrated ``rho / budget``
-    (the steering's, as the hook holds it)."""
-
-    #: aim a little below the budget, so that the drift of the batches until the next read (the
-    #: task gradient raising bits) and of the differentiable estimate from the exact one stays
-    #: within it (0.98 left 17-20% of the later epochs over on the digits MLP at 5-10%; 0.95, 2-5%)
-    TARGET = 0.95
-    #: at most this many bits per batch
-    MAX_SHIFT = 0.5
-    #: a read below this right after a step: the step fell off a cliff (undone)
-    COLLAPSE = 0.5
-
-    def __init__(self, soft: SoftCost, scale: Callable[[], float],
-                 recalibrate: Callable[[], None] | None = None) -> None:
-        self.soft, self.scale, self.recalibrate = soft, scale, recalibrate
-        #: called before the bits are read or assigned (the steering's: a JAX state sync)
-        self.touch: Callable[[], None] = lambda: None
-        self.packs = [getattr(layer, "bits_pack", None) for layer in soft.layers]
-        self.sigma: list[float] = []
-        self.steps = self.undone = 0
-        self._moved = 0.0
-        self._before: tuple[float, list[Any]] | None = None  # (c, bits) before the last step, until the next read
-        self.blocked = False
-
-    def undo_collapse(self, c: float) -> float | None:
-        """After a step: if the read ``c`` fell below :data:`COLLAPSE`, restore the bits from before
-        the step and block stepping until the next :meth:`measure` (the next bits epoch or check); returns
-        the cost before the step then, else None.
-
-        Stepping every layer's bits together compounds: weights that round to zero empty the
-        next layer's inputs. After a projection the bits sit on whole numbers, so fractional
-        steps change nothing until their sum crosses a rounding boundary, and then every
-        element crosses it at once: the digits CNN at 5% went from 1.2 to 0.01 of its budget in
-        one batch and trained on with every weight zero."""
-        before, self._before = self._before, None
-        if before is None or c >= self.COLLAPSE:
-            return None
-        self.touch()
-        for pack, bits in zip(self.packs, before[1]):
-            if pack is not None:
-                pack.f.assign(bits)
-        self.undone += 1
-        self.blocked = True
-        return before[0]
-
-    def measure(self) -> None:
-        """``sigma_l``: the drop of ``c`` (differentiable LUTs times ``scale = rho / budget``)
-        when layer ``l``'s bits are all one lower."""
-        scale = self.scale()
-        started = self.soft.start(0.0), self.soft.start(1.0)  # (on JAX the second is dispatched while the first runs)
-        now, lower = (self.soft.finish(s) for s in started)
-        self.sigma = [max(float(d), 0.0) * scale for d in now - lower]
-        self._moved = 0.0
-        self.blocked = False
-
-    def __call__(self, c: float) -> float:
-        """Lower the bits by the step for cost ``c``; returns the shift (bits), 0 if none was due."""
-        total = sum(self.sigma)
-        if c <= self.TARGET or total <= 0.0 or self.blocked:
-            return 0.0
-        shift = min((c - self.TARGET) / total, self.MAX_SHIFT)
-        self.touch()
-        self._before = (c, [None if p is None else np.array(ops.convert_to_numpy(p.f)) for p in self.packs])
-        for pack, sigma in zip(self.packs, self.sigma):
-            if pack is None or sigma <= 0.0:  # nothing left to gain there
-                continue
-            f = np.array(ops.convert_to_numpy(pack.f))
-            clip = pack.f.constraint
-            pack.f.assign(np.clip(f - shift, clip.low, clip.high).astype(f.dtype))
-        self.steps += 1
-        self._moved += shift
-        if self._moved >= 1.0:  # far from where c and sigma were calibrated: again, exactly if possible
-            (self.recalibrate or self.measure)()
-        return shift
 
 
 class Steering:
@@ -307,6 +174,7 @@ class Steering:
         self.soft = SoftCost(model)
         self.exact, self.recalibrations = exact, 0
         self.spread = 0  # fractional bits moved off whole numbers (spread_whole_bits)
+        self.spread_due = True  # the bits may sit on whole numbers: at the start, after a projection
         self.step = BudgetStep(self.soft, lambda: self.scale, self._recalibrate if exact is not None else None)
         self.freeze = BitFreeze()
         self.scale = float(ops.convert_to_numpy(hook.scale))
@@ -321,11 +189,10 @@ class Steering:
         # puts the cost into the training step (for its gradient), switch(False) takes it out
         self.outside, self.switch = outside, switch
         self._touch: Callable[[], None] = lambda: None  # before an assignment (outside reads do not sync)
-        # JAX: a routine read (within the budget) is started after one batch and taken when done, after
-        # one to MAX_WAIT batches (:meth:`after_batch`); the bits and the scale stay as they were in between
+        # JAX: a read (but the epoch's last) is started after one batch and taken when done, after one
+        # to MAX_WAIT batches (one while over the budget; :meth:`after_batch`); nothing is assigned between
         self._pending: tuple[Any, int] | None = None  # (the started read, the count it was started at)
         self._deferred_reads = outside and keras.backend.backend() == "jax"
-        self._changed = True  # the bits or the scale moved since the last read: the next one is not put off
 
     def set_scale(self, exact_lut: float) -> None:
         """Calibrate the differentiable estimate to ``exact_lut`` (``scale = rho / budget``)."""
@@ -364,8 +231,9 @@ class Steering:
                 self._since = 0
             self._batches = 0
             self._record(not self.outside or self.state[0] > 0.0)
-            if self.method == "step":  # (the other rules follow gradients, which need no spread)
+            if self.method == "step" and self.spread_due:  # (gradient rules need no spread)
                 self.spread += spread_whole_bits(self.step.packs)
+                self.spread_due = False
             if measure:
                 self.remeasure()
         elif not self.freeze.values:  # warm-up, or the start of the fine-tune: the bits stay as they are
@@ -388,15 +256,15 @@ class Steering:
         self._since += self.recording
         self.step.touch = self._touch = sync  # before anything is assigned
         if self.outside:
-            urgent = last or self._urgent()
             pending, self._pending = self._pending, None
-            if pending is not None and not urgent:
-                if self._count - pending[1] < MAX_WAIT and not SoftCost.done(pending[0]):
+            if pending is not None and not last:  # (the epoch's last batch is read as it is)
+                wait = 1 if self._urgent() else MAX_WAIT
+                if self._count - pending[1] < wait and not SoftCost.done(pending[0]):
                     self._pending = pending  # (taken when done: waiting for it waits for the step in flight)
                     return
                 self._read_outside(dsp_over, self.soft.finish(pending[0]), self._count - pending[1])
-            elif urgent or self._count >= self._next_read:
-                if self._deferred_reads and not (urgent or self._changed):
+            elif last or self._urgent() or self._count >= self._next_read:
+                if self._deferred_reads and not last:
                     self._pending = (self.soft.start(), self._count)
                     return
                 self._read_outside(dsp_over)
@@ -421,13 +289,11 @@ class Steering:
         the step in flight and then computes: 0.53 ms a read on the digits MLP, where an epoch
         is 16 ms; started and taken when done, it runs while Python goes on (on the
         64-256-256-10 MLP Python runs ahead of the device, and a read started is often still
-        queued behind the steps dispatched after it a batch later).
-        Only within the budget, where the rule does not step, and not the first read after the
-        bits or the scale moved: over the budget every read may step, a step's read (is it a
-        collapse, :meth:`BudgetStep.undo_collapse`) is not put off, nor the first read of a
-        training (10x over the budget, say) or after a check."""
+        queued behind the steps dispatched after it a batch later). Over the budget, and after
+        a step (is it a collapse, :meth:`BudgetStep.undo_collapse`), it is taken after one
+        batch: the rule acts a batch later than on the other backends (and 23 reads waited
+        for the step in flight in 20 epochs of the digits MLP, where 36 did when these were not put off)."""
         c = float((self.soft.luts(0.0) if started is None else started).sum()) * self.scale
-        self._changed = False
         moves = (self.step.steps, self.recalibrations)
         self._rule(c, dsp_over)
         if (self.step.steps, self.recalibrations) != moves:  # the bits (or the scale) moved
@@ -438,7 +304,7 @@ class Steering:
     def _fresh(self) -> None:
         """The bits or the scale moved: read after the next batch (a read started before is dropped)."""
         self._next_read = self._count + 1
-        self._pending, self._changed = None, True
+        self._pending = None
 
     def _interval(self, c: float) -> int:
         """Batches until the next read: after the next batch while over the budget, in

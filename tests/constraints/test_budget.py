@@ -82,8 +82,10 @@ def test_a_budget_steers_a_model_trained_before_and_leaves_no_trace(data, full):
     cb = ResourceBudget(lut=0.1 * full, calibration_data=x, verbose=0)
     model.fit(x, y, epochs=1, verbose=0, callbacks=[cb, during])
     # the budget read the model's cost after the first batch (about 10x the budget; it steers
-    # between batches, at the next batch's start), and the bits came down to the budget
-    assert seen[0][2] == 0.0 and seen[1][2] > 5 and cb.result.report.lut <= 0.1 * full
+    # between batches, at the next batch's start; on JAX the read is taken a batch later), and
+    # the bits came down to the budget
+    late = keras.backend.backend() == "jax"
+    assert seen[0][2] == 0.0 and seen[1 + late][2] > 5 and cb.result.report.lut <= 0.1 * full
     assert {s[:2] for s in seen} == {(n_variables + 5, n_weights)}
     assert (len(model.non_trainable_variables), len(model.weights)) == (n_variables, n_weights)
 
@@ -124,30 +126,33 @@ def test_the_weights_an_epoch_keeps_are_the_ones_validated(data, full):
     where the check projects. Stepping after validation once restored, as the best epoch, a digits
     MLP at 5% validated at 0.926 whose weights scored 0.554."""
     x, y, xv, yv = data
-    model = mlp()
-    at_validation: list[list[np.ndarray]] = []
-    at_end: list[list[np.ndarray]] = []
-    last_steps: list[int] = []  # the steps taken by the rule for each epoch's last batch
+    cases = []  # per run: did an epoch's last read step, in an epoch not projected?
+    for batch_size in (100, 64):  # (which epoch's last read steps depends on the backend's arithmetic)
+        model = mlp()
+        at_validation: list[list[np.ndarray]] = []
+        at_end: list[list[np.ndarray]] = []
+        last_steps: list[int] = []  # the steps taken by the rule for each epoch's last batch
 
-    class Probe(keras.callbacks.Callback):  # after the budget in the list: sees what it left
-        def on_train_batch_begin(self, batch, logs=None):
-            self.steps = cb.steering.step.steps
+        class Probe(keras.callbacks.Callback):  # after the budget in the list: sees what it left
+            def on_train_batch_begin(self, batch, logs=None):
+                self.steps = cb.steering.step.steps
 
-        def on_test_begin(self, logs=None):
-            at_validation.append(_bits(model))
+            def on_test_begin(self, logs=None):
+                at_validation.append(_bits(model))
 
-        def on_epoch_end(self, epoch, logs=None):
-            at_end.append(_bits(model))
-            last_steps.append(cb.steering.step.steps - self.steps)
+            def on_epoch_end(self, epoch, logs=None):
+                at_end.append(_bits(model))
+                last_steps.append(cb.steering.step.steps - self.steps)
 
-    cb = ResourceBudget(lut=0.35 * full, calibration_data=x, verbose=0, sensitivities=False)
-    model.fit(x, y, validation_data=(xv, yv), epochs=4, batch_size=100, verbose=0, callbacks=[cb, Probe()])
-    assert len(at_validation) == len(at_end) == len(cb.history) == 4
-    # the case at stake: the last batch's read stepped, in an epoch not projected
-    assert any(n and h["projected_lut"] is None for n, h in zip(last_steps, cb.history)), last_steps
-    for h, validated, ended in zip(cb.history, at_validation, at_end):
-        if h["projected_lut"] is None:
-            assert all(np.array_equal(a, b) for a, b in zip(validated, ended)), h["epoch"]
+        cb = ResourceBudget(lut=0.35 * full, calibration_data=x, verbose=0, sensitivities=False)
+        model.fit(x, y, validation_data=(xv, yv), epochs=4, batch_size=batch_size, verbose=0,
+                  callbacks=[cb, Probe()])
+        assert len(at_validation) == len(at_end) == len(cb.history) == 4
+        cases.append(any(n and h["projected_lut"] is None for n, h in zip(last_steps, cb.history)))
+        for h, validated, ended in zip(cb.history, at_validation, at_end):
+            if h["projected_lut"] is None:
+                assert all(np.array_equal(a, b) for a, b in zip(validated, ended)), h["epoch"]
+    assert any(cases)  # the case at stake occurred
 
 
 def test_repair_brings_a_model_within_budget(data):
@@ -487,7 +492,7 @@ def test_the_digits_cnn_at_5_percent_keeps_its_weights():
 def test_a_step_that_empties_the_model_is_undone(data):
     """The safety net behind the spread: a read below half the budget right after a step restores
     the bits from before it, bit for bit, and blocks stepping until the next measurement."""
-    from hgq_fpga.constraints.schedule import BudgetStep, SoftCost
+    from hgq_fpga.constraints.step import BudgetStep, SoftCost
 
     model = mlp()
     hgq_fpga.calibrate(model, data[0])

@@ -11,7 +11,8 @@ from keras import ops
 import hgq_fpga
 from hgq_fpga.constraints import ResourceBudget
 from hgq_fpga.constraints.budget import BACKENDS
-from hgq_fpga.constraints.schedule import _GOLDEN, SPREAD, Schedule, SoftCost, spread_whole_bits
+from hgq_fpga.constraints.schedule import Schedule, SoftCost
+from hgq_fpga.constraints.step import _GOLDEN, SPREAD, spread_whole_bits
 from hgq_fpga.datasets import digits
 from hgq_fpga.layers import QDense
 
