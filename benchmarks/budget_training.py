@@ -3,20 +3,23 @@
 Run:  python benchmarks/budget_training.py [--backends tensorflow jax torch] [--epochs 10] [--repeats 3]
                                            [--models digits 64-256-256-10] [--json out.json]
 
-For each backend, model and repeat, three runs train in three processes, in
+For each backend, model and repeat, four runs train in four processes, in
 turns (the backend is chosen at import), on the digits training split
 (1,257 samples, batch 32, Adam 3e-3):
 
 * ``float``: the same architecture with plain Keras ``Dense`` layers;
 * ``free``: hgq_fpga's quantized model (``QDense``), no budget;
+* ``control``: the same as ``free``, in its own process: ``control / free`` is the
+  noise floor of the ratios (two identical runs; on this VM it has been as far as 1.35
+  from 1, where processes settle into faster and slower states that last the whole run);
 * ``budget``: the quantized model with ``ResourceBudget(lut=20% of its
   starting cost, calibration_data=x_train, check_every="auto",
   schedule=Schedule(0.1, 0.2))`` (the options that make it fast: checks take at
   most 10% of the time, and no cost is computed while the bits are frozen) and
   the default rule, sensitivities off (they run after the last epoch).
 
-**In lockstep**: the three processes take turns, one epoch each (float, free,
-budget, then the next epoch), and only the one whose turn it is computes; the
+**In lockstep**: the four processes take turns, one epoch each (float, free,
+control, budget, then the next epoch), and only the one whose turn it is computes; the
 others wait on a pipe. Everything between two turns (model building, the
 budget's checks, its final repair after the last epoch) runs alone as well.
 The speed of this shared 2-core VM drifts: the same free epoch of the
@@ -32,6 +35,7 @@ projections count. Reported per model, the medians over the repeats of:
 * ``budget / free``: the median epoch after the first (target <= 1.2), and in
   brackets the sum of those epochs (the checks included: they run after some
   epochs only);
+* ``control / free``: the same for two identical runs (the noise floor);
 * ``free / float``: the median epoch of the quantized model over the float one (the
   train-step ratio; target <= 1.4 on TensorFlow);
 * ``first epoch, free / float``: the first epoch, tracing included (target <= 2).
@@ -65,7 +69,7 @@ from pathlib import Path
 from typing import Any
 
 MODELS = {"digits": (64, 32, 32), "64-256-256-10": (256, 256)}
-RUNS = ("float", "free", "budget")
+RUNS = ("float", "free", "control", "budget")
 #: a child's lines to the parent: "<TAG> wait" before each turn, "<TAG> result <json>" at the end
 TAG = "@@budget_training"
 
@@ -153,7 +157,7 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _lockstep(backend: str, model: str, epochs: int) -> dict[str, dict[str, Any]]:
-    """The three runs of ``model``, in turns (:func:`_turn`); their results by kind."""
+    """The runs of ``model``, in turns (:func:`_turn`); their results by kind."""
     cmd = [sys.executable, __file__, "--model", model, "--epochs", str(epochs), "--kind"]
     logs = {kind: tempfile.TemporaryFile("w+") for kind in RUNS}  # (a full stderr pipe would block a child)
     procs = {kind: subprocess.Popen([*cmd, kind], env=_pinned_env(backend), stdin=subprocess.PIPE,
@@ -194,8 +198,8 @@ def _until_turn(kind: str, p: subprocess.Popen, log: Any) -> dict[str, Any] | No
 
 
 def _summary(results: dict[str, Any]) -> list[str]:
-    lines = ["| backend | model | float epoch | free epoch | budget epoch | budget/free (all epochs) | free/float | "
-             "first epoch free/float | checks | LUT / budget |", "|" + "---|" * 10]
+    lines = ["| backend | model | float epoch | free epoch | budget epoch | budget/free (all epochs) | control/free | "
+             "free/float | first epoch free/float | checks | LUT / budget |", "|" + "---|" * 11]
     for backend, models in results.items():
         for name, repeats in models.items():
             def steady(kind: str, i: int) -> float:
@@ -208,12 +212,13 @@ def _summary(results: dict[str, Any]) -> list[str]:
             bf = statistics.median(steady("budget", i) / steady("free", i) for i in range(n))
             bf_all = statistics.median(whole("budget", i) / whole("free", i) for i in range(n))
             ff = statistics.median(steady("free", i) / steady("float", i) for i in range(n))
+            cf = statistics.median(steady("control", i) / steady("free", i) for i in range(n))
             first = statistics.median(repeats[i]["free"]["epochs"][0] / repeats[i]["float"]["epochs"][0]
                                       for i in range(n))
             med = {k: statistics.median(steady(k, i) for i in range(n)) * 1e3 for k in RUNS}
             b = repeats[0]["budget"]
             lines.append(f"| {backend} | {name} | {med['float']:.0f} ms | {med['free']:.0f} ms | "
-                         f"{med['budget']:.0f} ms | {bf:.2f} ({bf_all:.2f}) | {ff:.2f} | {first:.2f} | {b['checks']} "
+                         f"{med['budget']:.0f} ms | {bf:.2f} ({bf_all:.2f}) | {cf:.2f} | {ff:.2f} | {first:.2f} | {b['checks']} "
                          f"({b['projections']} projected) | {b['lut']:.0f} / {b['budget']:.0f} |")
     return lines
 
