@@ -26,9 +26,9 @@ bits between layers and elements at a fixed total.
 A layer's bits are ``round(f)``: where every ``f`` sits on a whole number (after
 the warm-up, whose bits stay at their start, and after a projection), no step
 under half a bit changes the cost and the next changes every element at once.
-So at the start of the first bits epoch, and of the first after each projection,
-:func:`spread_whole_bits` moves every ``f`` that is a whole number ``n`` to ``n + u`` with ``u`` spread evenly over
-``[-0.49, 0.49)``: the bits are the same, and a shift ``delta`` lowers the
+So the first bits epoch, and the first after each projection, starts with
+:func:`spread_whole_bits`: every ``f`` that is a whole number ``n`` moves to ``n + u``,
+``u`` spread evenly over ``[-0.49, 0.49)``: the bits are the same, and a shift ``delta`` lowers the
 share ``(delta - 0.01) / 0.98`` of them, about the linear step above.
 """
 
