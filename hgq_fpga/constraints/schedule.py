@@ -140,7 +140,6 @@ def _packs(model: Any) -> list[Any]:
     return [layer.bits_pack for layer in hooked_layers(model) if getattr(layer, "bits_pack", None) is not None]
 
 
-
 class Steering:
     """How the bits move, phase by phase and batch by batch (the training rule of
     :class:`~hgq_fpga.constraints.ResourceBudget`, for its ``hook``).

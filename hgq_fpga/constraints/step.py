@@ -77,7 +77,6 @@ def spread_whole_bits(packs: list[Any]) -> int:
     return moved
 
 
-
 def _shift_bits(values: list[Any], clips: list[Any], shift: Any) -> tuple[list[Any], list[Any]]:
     """Copies of the bit variables' ``values`` and the values lowered by ``shift``, clipped to their bounds.
     The copies (``* 1``: a new array, not the one the variable holds, which JAX's next training step
