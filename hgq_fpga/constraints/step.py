@@ -86,9 +86,9 @@ def _shift_bits(values: list[Any], clips: list[Any], shift: Any) -> tuple[list[A
 
 
 def _compiled(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """``fn`` as one compiled call on JAX, else as it is: on the host,
-    a step read the bits back, waiting for the training step in flight, and its dozen small operations
-    took 0.6-1.7 ms on JAX's digits MLP (a 10 ms epoch)."""
+    """``fn`` as one compiled call on JAX, else as it is. (A step on the host read the bits back, waiting
+    for the training step in flight, and its dozen small operations took 0.6-1.7 ms on JAX's digits MLP,
+    a 10 ms epoch.)"""
     if keras.backend.backend() != "jax":
         return fn
     import jax
@@ -173,13 +173,14 @@ class BudgetStep:
         if self._shift is None:
             clips = [p.f.constraint for p in packs]
             self._shift = _compiled(lambda values, by: _shift_bits(values, clips, by))
-        before, after = self._shift([p.f.value for p in packs], np.float32(shift))
-        saved = dict(zip(map(id, packs), before))
-        self._before = (c, [None if p is None else saved[id(p)] for p in self.packs])
-        lowered = {id(p) for p, sigma in zip(self.packs, self.sigma) if p is not None and sigma > 0.0}
-        for pack, f in zip(packs, after):
-            if id(pack) in lowered:  # (not where a bit less gains nothing)
-                pack.f.assign(f)
+        pairs = zip(*self._shift([p.f.value for p in packs], np.float32(shift)))
+        kept = []
+        for pack, sigma in zip(self.packs, self.sigma):
+            old, new = next(pairs) if pack is not None else (None, None)
+            kept.append(old)
+            if pack is not None and sigma > 0.0:  # (not where a bit less gains nothing)
+                pack.f.assign(new)
+        self._before = (c, kept)
         self.steps += 1
         self._moved += shift
         if self._moved >= 1.0:  # far from where c and sigma were calibrated: again, exactly if possible
