@@ -89,12 +89,6 @@ class SoftCost:
         return self._compiled[shifted](self._shifts[shift])
 
     @staticmethod
-    def done(started: Any) -> bool:
-        """Whether a :meth:`start` has finished (JAX's ``is_ready``; other backends compute at once)."""
-        ready = getattr(started, "is_ready", None)
-        return True if ready is None else bool(ready())
-
-    @staticmethod
     def finish(started: Any) -> np.ndarray:
         """The LUTs (float64) of a :meth:`start`."""
         return np.asarray(ops.convert_to_numpy(started), np.float64)
