@@ -46,6 +46,7 @@ class SoftCost:
         self._model = model
         self._compiled: dict[bool, Callable[[Any], Any]] = {}
         self._shifts: dict[float, Any] = {}
+        self._totals: dict[int, Callable[[Any], Any]] = {}
 
     def _form(self, shifted: bool) -> Callable[[Any], Any]:
         """The per-layer LUTs as a function of the shift. Unshifted (the reads between steps),
@@ -62,16 +63,40 @@ class SoftCost:
                 out.append(ops.cast(layer.luts_for(fs, value_only=True), "float32"))
             return ops.stack(out)
 
+        # (on TensorFlow the concrete function: calling the tf.function dispatched on its arguments
+        # first, 0.17 of 0.8 ms a read of the 64-256-256-10 MLP)
+        return self._compile(luts, ())
+
+    def _compile(self, fn: Callable[[Any], Any], shape: tuple[int, ...]) -> Callable[[Any], Any]:
+        """``fn`` of one float32 tensor of ``shape``, compiled for the backend (as :meth:`_form`)."""
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
-            # (the concrete function: calling the tf.function dispatched on its arguments first,
-            # 0.17 of 0.8 ms a read of the 64-256-256-10 MLP)
-            return tf.function(luts, autograph=False, jit_compile=True).get_concrete_function(
-                tf.TensorSpec([], tf.float32))
+            return tf.function(fn, autograph=False, jit_compile=True).get_concrete_function(
+                tf.TensorSpec(shape, tf.float32))
         if keras.backend.backend() == "jax":
-            return jax_compiled(luts, [v for layer in self.layers for v in layer.variables], self._model)
-        return luts
+            return jax_compiled(fn, [v for layer in self.layers for v in layer.variables], self._model, shape)
+        return fn
+
+    def totals(self, shifts: np.ndarray) -> np.ndarray:
+        """The model's differentiable LUTs (float64) with all its trainable bits lowered by each of
+        ``shifts`` (a 1-D array), in one compiled call: a loop over the shifts (``keras.ops.map``)
+        whose body, one evaluation of every layer, is compiled once. :class:`~hgq_fpga.constraints.step.BudgetStep`
+        searches its step with it."""
+        shifts = np.asarray(shifts, np.float32).reshape(-1)
+        n = int(shifts.size)
+        if n not in self._totals:
+            def total(shift: Any) -> Any:
+                out = ops.convert_to_tensor(0.0, "float32")
+                for layer in self.layers:
+                    pack = getattr(layer, "bits_pack", None)
+                    fs = {} if pack is None else {k: v - ops.cast(shift, v.dtype) for k, v in pack.values().items()}
+                    out = out + ops.cast(layer.luts_for(fs, value_only=True), "float32")
+                return out
+
+            self._totals[n] = self._compile(lambda s: ops.map(total, s), (n,))
+        # (JAX takes the numpy array as it is)
+        return self.finish(self._totals[n](shifts if keras.backend.backend() == "jax" else ops.convert_to_tensor(shifts)))
 
     def luts(self, shift: float = 0.0) -> np.ndarray:
         """Per-layer differentiable LUTs (float64) with the bits lowered by ``shift``."""
