@@ -24,9 +24,8 @@ task gradient then moves bits back up where they matter, so training trades
 bits between layers and elements at a fixed total.
 
 The linear step is where the search starts, not the step taken: the cost of
-a shift is not linear in it. Training leaves many ``f`` just above a rounding
-boundary (the bits it has just raised), so the first hundredths of a bit cut
-far more than their share: on the digits CNN at 10% of its cost, a linear
+a shift is not linear in it, and after some training the first hundredths of
+a bit cut far more than their share: on the digits CNN at 10% of its cost, a linear
 step of 0.07 bits meant to take ``c`` from 1.01 to 0.95 took it to 0.58-0.79,
 and the accuracy from 0.87 to 0.32-0.58, epoch after epoch (the linear shift's
 cost, evaluated before the step, predicted it). So :meth:`BudgetStep.search`

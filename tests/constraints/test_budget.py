@@ -506,9 +506,9 @@ def test_a_step_that_empties_the_model_is_undone(data):
 
 
 def test_a_step_searches_its_shift_on_the_cost_where_the_linear_step_overshoots(data):
-    """A third of the bits just above their rounding boundary (where training leaves bits it has just
-    raised) make the cost fall steeply at first: the linear step ``(c - TARGET) / sum(sigma)`` lowers
-    those and a share of the rest. The step takes the smallest shift of its grid whose
+    """A third of the bits just above their rounding boundary make the cost fall steeply at first (as
+    it did after some training on the digits CNN): the linear step ``(c - TARGET) / sum(sigma)``
+    lowers those and a share of the rest. The step takes the smallest shift of its grid whose
     differentiable cost (each evaluated here on its own) is within the target, and the cost after the
     step is the one it searched: shallower than the linear step's. (On the digits CNN at 10% the
     linear steps took the cost from 1.01 of the budget to 0.58-0.79, and the accuracy from 0.87 to

@@ -60,7 +60,7 @@ def test_spread_keeps_every_bit_and_makes_a_small_shift_count():
 def test_a_budgeted_training_spreads_the_bits_after_the_warm_up():
     """The step rule (the default) spreads the bits when the warm-up ends, and then each step
     lands where it aims: the cost read after it is below the one it stepped from, and not far
-    under the target (0.95). Without the spread, on this model and seed, a half-bit step from
+    under the target (0.9). Without the spread, on this model and seed, a half-bit step from
     1.20 of the budget changed nothing and the next one fell to 0.58 (every bit crossed its
     rounding boundary at once)."""
     d = digits(seed=0)
