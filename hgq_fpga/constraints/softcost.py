@@ -48,20 +48,24 @@ class SoftCost:
         self._shifts: dict[float, Any] = {}
         self._totals: dict[int, Callable[[Any], Any]] = {}
 
-    def _form(self, shifted: bool) -> Callable[[Any], Any]:
-        """The per-layer LUTs as a function of the shift. Unshifted (the reads between steps),
-        the layers read their own bits, and a kernel's digits and bits come from its mantissas
+    def _layer_luts(self, shift: Any, shifted: bool) -> list[Any]:
+        """Each layer's LUTs (traced). Unshifted (the reads between steps), the layers read their own
+        bits, and a kernel's digits and bits come from its mantissas
         (:meth:`~hgq_fpga.quantizers.WeightQuantizer.digits_and_bits`: the same numbers in half the
-        operations a weight); shifted, from the bits less the shift, quantized as they are."""
+        operations a weight); shifted, from the bits less ``shift``, each kernel quantized at them."""
+        out = []
+        for layer in self.layers:
+            pack = getattr(layer, "bits_pack", None)
+            fs = {} if pack is None or not shifted else {
+                k: v - ops.cast(shift, v.dtype) for k, v in pack.values().items()}
+            out.append(ops.cast(layer.luts_for(fs, value_only=True), "float32"))
+        return out
+
+    def _form(self, shifted: bool) -> Callable[[Any], Any]:
+        """The per-layer LUTs as a compiled function of the shift (:meth:`_layer_luts`)."""
 
         def luts(shift: Any) -> Any:
-            out = []
-            for layer in self.layers:
-                pack = getattr(layer, "bits_pack", None)
-                fs = {} if pack is None or not shifted else {
-                    k: v - ops.cast(shift, v.dtype) for k, v in pack.values().items()}
-                out.append(ops.cast(layer.luts_for(fs, value_only=True), "float32"))
-            return ops.stack(out)
+            return ops.stack(self._layer_luts(shift, shifted))
 
         # (on TensorFlow the concrete function: calling the tf.function dispatched on its arguments
         # first, 0.17 of 0.8 ms a read of the 64-256-256-10 MLP)
@@ -88,10 +92,8 @@ class SoftCost:
         if n not in self._totals:
             def total(shift: Any) -> Any:
                 out = ops.convert_to_tensor(0.0, "float32")
-                for layer in self.layers:
-                    pack = getattr(layer, "bits_pack", None)
-                    fs = {} if pack is None else {k: v - ops.cast(shift, v.dtype) for k, v in pack.values().items()}
-                    out = out + ops.cast(layer.luts_for(fs, value_only=True), "float32")
+                for luts in self._layer_luts(shift, True):
+                    out = out + luts
                 return out
 
             self._totals[n] = self._compile(lambda s: ops.map(total, s), (n,))
