@@ -94,7 +94,9 @@ def test_the_reads_value_only_form_is_the_training_forms_value(rng, shift):
     """``luts_for(..., value_only=True)`` (what :class:`SoftCost` reads: no gradient trick, and
     elementwise sums instead of the dense layer's matmuls) computes the number the training
     step's form does: a dense layer, a dense layer on sequences (its own ``linear``) and a
-    convolution, with the bits as they are and shifted."""
+    convolution, with the bits as they are and shifted. A read of shifted bits is the training
+    form's value once the bits are shifted (the kernel quantized at the lowered bits, as a step
+    leaves it), not of the kernel at its own bits."""
     model = keras.Sequential([keras.Input((8, 8, 2)), QConv2D(3, 3), keras.layers.Reshape((12, 9)),
                               QDense(6), keras.layers.Flatten(), QDense(4)])
     x = rng.standard_normal((64, 8, 8, 2)).astype("float32")
@@ -106,8 +108,11 @@ def test_the_reads_value_only_form_is_the_training_forms_value(rng, shift):
     hgq_fpga.calibrate(model, x)
     for layer in (model.layers[0], model.layers[2], model.layers[4]):
         fs = {k: v - shift for k, v in layer.bits_pack.values().items()}
-        trained = float(keras.ops.convert_to_numpy(layer.luts_for(fs)))
         read = float(keras.ops.convert_to_numpy(layer.luts_for(fs, value_only=True)))
+        own = np.array(keras.ops.convert_to_numpy(layer.bits_pack.f))
+        layer.bits_pack.f.assign(own - np.float32(shift))  # the step, made
+        trained = float(keras.ops.convert_to_numpy(layer.luts_for(layer.bits_pack.values())))
+        layer.bits_pack.f.assign(own)
         assert trained != 0.0
         np.testing.assert_allclose(read, trained, rtol=1e-6, err_msg=layer.name)
 
