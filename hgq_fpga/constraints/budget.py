@@ -281,9 +281,7 @@ class ResourceBudget(keras.callbacks.Callback):
     def _sync(self) -> None:
         """On JAX: put the state the training step threads back into the model's variables, to read
         them and so that what the callback assigns reaches the next step (Keras: once an epoch)."""
-        sync = getattr(self.model, "jax_state_sync", None)
-        if sync is not None:
-            sync()
+        getattr(self.model, "jax_state_sync", lambda: None)()
 
     @property
     def talks(self) -> bool:
@@ -422,6 +420,7 @@ class ResourceBudget(keras.callbacks.Callback):
             lut = f"LUT {report.lut:.0f}" + (f" <= {self.lut:g}" if self.lut is not None else "")
             self._pending.append(f"budget: within after epoch {epoch + 1}: {lut}, {dsp}")
             return
+        self.steering.hedge |= self.phase(epoch) == PHASES[1] and epoch > self._phases[0]  # (Steering._rule)
         line = f"budget: over by {excess_text(report, self.lut, self.dsp)} after epoch {epoch + 1}"
         if self.project and not last:
             done = self._project()

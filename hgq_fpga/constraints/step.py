@@ -180,21 +180,25 @@ class BudgetStep:
             self._sigma = [max(float(d), 0.0) * scale for d in self.soft.finish(now) - self.soft.finish(lower)]
         return self._sigma
 
-    def search(self, linear: float) -> float:
+    def search(self, linear: float, target: float | None = None) -> float:
         """The step's shift: the smallest of ``linear * k / GRID`` (``k = 1 .. GRID``) after which the
-        differentiable cost is at most :data:`TARGET` (all evaluated in one call,
-        :meth:`SoftCost.totals`), else ``linear``."""
+        differentiable cost is at most ``target`` (:data:`TARGET` unless given; all evaluated in one
+        call, :meth:`SoftCost.totals`), else ``linear``."""
         shifts = np.float32(linear) * np.arange(1, self.GRID + 1, dtype=np.float32) / np.float32(self.GRID)
-        within = np.flatnonzero(self.soft.totals(shifts) * self.scale() <= self.TARGET)
+        target = self.TARGET if target is None else target
+        within = np.flatnonzero(self.soft.totals(shifts) * self.scale() <= target)
         return float(shifts[within[0]]) if within.size else float(linear)
 
-    def __call__(self, c: float) -> float:
-        """Lower the bits by the step for cost ``c``; returns the shift (bits), 0 if none was due."""
+    def __call__(self, c: float, target: float | None = None) -> float:
+        """Lower the bits by the step for cost ``c`` down to ``target`` (:data:`TARGET` unless given: the
+        epoch's last read aims at :data:`~hgq_fpga.constraints.schedule.END`); returns the shift
+        (bits), 0 if none was due."""
         total = sum(self.sigma)
-        if c <= self.TARGET or total <= 0.0 or self.blocked:
+        target = self.TARGET if target is None else target
+        if c <= target or total <= 0.0 or self.blocked:
             return 0.0
         self.touch()
-        shift = self.search(min((c - self.TARGET) / total, self.MAX_SHIFT))
+        shift = self.search(min((c - target) / total, self.MAX_SHIFT), target)
         packs = [p for p in self.packs if p is not None]
         if self._shift is None:
             clips = [p.f.constraint for p in packs]

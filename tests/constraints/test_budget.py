@@ -11,7 +11,7 @@ import pytest
 import hgq_fpga
 from hgq_fpga.constraints import ResourceBudget, minimum_cost, repair_to_budget
 from hgq_fpga.constraints.budget import BACKENDS
-from hgq_fpga.constraints.schedule import READ_LAG, Schedule
+from hgq_fpga.constraints.schedule import END, READ_LAG, Schedule
 from hgq_fpga.datasets import digits
 from hgq_fpga.layers import QDense
 from hgq_fpga.resources import CostModel, estimate
@@ -537,6 +537,35 @@ def test_a_step_searches_its_shift_on_the_cost_where_the_linear_step_overshoots(
     assert after > costs[-1] + 0.03  # the linear step's cost, where it would have landed
 
 
+def test_once_an_epoch_ended_over_the_epochs_last_read_steps_down_to_a_margin(data, full):
+    """The budget turns the hedge on exactly when a check after the first bits epoch found the model
+    over; then the epoch's last read (the check follows it), within the budget but above END, steps
+    the cost down to END. Not before, and no other read within the budget steps."""
+    x, y, _, _ = data
+    cb = ResourceBudget(lut=0.05 * full, calibration_data=x, verbose=0, schedule=None, check_every=1)
+    mlp(seed=1).fit(x, y, epochs=4, batch_size=16, verbose=0, callbacks=[cb])
+    late_over = [h["epoch"] for h in cb.history if h["epoch"] >= 1 and not h["feasible"]]
+    steering = cb.steering
+    assert late_over and steering.hedge  # (this seed ends a later epoch over on each backend)
+
+    soft, step = steering.soft, steering.step
+    step.touch = steering._touch = lambda: None  # (fit is over: nothing to sync)
+
+    def read(hedge: bool, last: bool) -> tuple[int, float]:
+        """Steps taken by one read at c = 0.99 (the scale set so), and the cost after it."""
+        steering.hedge = hedge
+        steering.scale = 0.99 / float(soft.luts(0.0).sum())
+        step.measure()
+        before = step.steps
+        steering._rule(0.99, False, last)
+        return step.steps - before, float(soft.luts(0.0).sum()) * steering.scale
+
+    assert read(hedge=False, last=True) == (0, pytest.approx(0.99, rel=1e-6))
+    assert read(hedge=True, last=False) == (0, pytest.approx(0.99, rel=1e-6))
+    steps, after = read(hedge=True, last=True)
+    assert steps == 1 and END - 0.03 < after <= END
+
+
 def test_without_the_step_the_same_model_ends_its_first_epoch_over_the_budget(data, full):
     """The control for the test above: the cost gradient alone (method="constraint")."""
     x, y, xv, yv = data
@@ -563,10 +592,10 @@ def test_a_read_started_after_one_batch_and_taken_later_is_the_cost_of_that_batc
                 started[steering._count] = soft.finish(start(shift))  # the same state, read at once
                 return out
 
-            def spy_read(dsp_over, luts=None, age=0):
+            def spy_read(dsp_over, luts=None, age=0, last=False):
                 if luts is not None:
                     taken.append((luts, age, steering._count - age))
-                return read(dsp_over, luts, age)
+                return read(dsp_over, luts, age, last)
 
             soft.start, steering._read_outside = spy_start, spy_read
 
@@ -595,8 +624,8 @@ def test_two_runs_of_the_same_seed_read_the_same_costs_and_end_alike(data, full)
                 steering = cb.steering
                 read = steering._read_outside
 
-                def spy_read(dsp_over, luts=None, age=0):
-                    read(dsp_over, luts, age)
+                def spy_read(dsp_over, luts=None, age=0, last=False):
+                    read(dsp_over, luts, age, last)
                     reads.append((steering._count, steering.last))
 
                 steering._read_outside = spy_read
