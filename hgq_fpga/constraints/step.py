@@ -36,6 +36,10 @@ is). A shifted evaluation quantizes each kernel at the lowered bits, as the
 step will leave it (at its own bits it counted digits the shift rounds away,
 and missed the cost after a step by 5% of the budget in a test).
 
+The same step, with ``target`` :data:`~hgq_fpga.constraints.schedule.END` (0.97),
+keeps a margin at an epoch's end once an epoch has ended over the budget
+(:meth:`~hgq_fpga.constraints.schedule.Steering._rule`).
+
 A layer's bits are ``round(f)``: where every ``f`` sits on a whole number (after
 the warm-up, whose bits stay at their start, and after a projection), no step
 under half a bit changes the cost and the next changes every element at once.
