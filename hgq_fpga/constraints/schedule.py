@@ -352,7 +352,8 @@ class Steering:
 
         ``method="step"`` steps from over 1 down to :data:`BudgetStep.TARGET`. Once an epoch
         after the first bits epoch has ended over the budget by the exact estimate (``hedge``,
-        set by the budget's check), the epoch's last read also steps from above :data:`END` down
+        set by the budget's check), the epoch's last read (reads outside the step, a LUT budget
+        alone: the last batch is always read there) also steps from above :data:`END` down
         to END: the differentiable estimate, calibrated to the exact one at each check, misses it
         at the next by a few percent (TensorFlow's digits MLP at 5%, three seeds: the exact over
         the epoch's last read 0.99-1.03 from the 10th to the 90th percentile, up to 1.16), and
