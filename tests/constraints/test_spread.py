@@ -79,9 +79,9 @@ def test_a_budgeted_training_spreads_the_bits_after_the_warm_up():
         def on_train_begin(self, logs=None):
             rule = cb.steering._rule
 
-            def spy(c, dsp_over):
+            def spy(c, dsp_over, last=False):
                 steps = cb.steering.step.steps
-                out = rule(c, dsp_over)
+                out = rule(c, dsp_over, last)
                 reads.append((c, cb.steering.step.steps > steps))
                 return out
 
