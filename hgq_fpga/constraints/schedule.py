@@ -272,7 +272,7 @@ class Steering:
                 if self._count - pending[1] < READ_LAG:
                     self._pending = pending
                     return
-                self._read_outside(dsp_over, self.soft.finish(pending[0]), self._count - pending[1], last)
+                self._read_outside(dsp_over, self.soft.finish(pending[0]), self._count - pending[1])
             elif urgent or self._count >= self._next_read:
                 if self._deferred_reads and not (urgent or self._changed):
                     self._pending = (self.soft.start(), self._count)
@@ -294,7 +294,8 @@ class Steering:
                       last: bool = False) -> None:
         """Read the cost now, of the variables as the batch left them (no sync to read: the
         steering's ``_touch`` syncs before anything is assigned), steer, and choose when to read
-        next (:meth:`_interval`; over the budget after the next batch).
+        next (:meth:`_interval`; over the budget after the next batch). ``last``: the epoch's
+        last batch (read at once, never put off; see :meth:`_rule`).
 
         ``started``: the LUTs of a read started ``age`` batches before (JAX). A read waits for
         the step in flight and then computes: 0.53 ms a read on the digits MLP, where an epoch
