@@ -184,12 +184,11 @@ class BudgetStep:
             self._sigma = [max(float(d), 0.0) * scale for d in self.soft.finish(now) - self.soft.finish(lower)]
         return self._sigma
 
-    def search(self, linear: float, target: float | None = None) -> float:
+    def search(self, linear: float, target: float) -> float:
         """The step's shift: the smallest of ``linear * k / GRID`` (``k = 1 .. GRID``) after which the
-        differentiable cost is at most ``target`` (:data:`TARGET` unless given; all evaluated in one
-        call, :meth:`SoftCost.totals`), else ``linear``."""
+        differentiable cost is at most ``target`` (all evaluated in one call,
+        :meth:`SoftCost.totals`), else ``linear``."""
         shifts = np.float32(linear) * np.arange(1, self.GRID + 1, dtype=np.float32) / np.float32(self.GRID)
-        target = self.TARGET if target is None else target
         within = np.flatnonzero(self.soft.totals(shifts) * self.scale() <= target)
         return float(shifts[within[0]]) if within.size else float(linear)
 
