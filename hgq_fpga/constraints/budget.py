@@ -300,6 +300,7 @@ class ResourceBudget(keras.callbacks.Callback):
                                  exact=lambda: self.clock.inside(
                                      lambda: exact_estimate(self.model, self.x, **self.kwargs).lut),
                                  outside=self.reads_outside, switch=self._switch_step)
+        self.steering.prepare()
         # without data, the estimates use the ranges training tracks: there are some after the first batch
         self._deferred = self.x is None
         if not self._deferred:

@@ -204,6 +204,14 @@ class Steering:
         self._deferred_reads = outside and keras.backend.backend() == "jax"
         self._changed = True  # the bits or the scale moved since the last read: the next one is not put off
 
+    def prepare(self) -> None:
+        """Compile the steering's reads (and, with the step rule and a LUT budget, the step's
+        search and shift) before the training step is traced (:meth:`SoftCost.prepare`)."""
+        if self.method == "step" and self.lut is not None:
+            self.step.prepare()
+        else:
+            self.soft.prepare()
+
     def set_scale(self, exact_lut: float) -> None:
         """Calibrate the differentiable estimate to ``exact_lut`` (``scale = rho / budget``)."""
         soft = float(self.soft.luts(0.0).sum())

@@ -100,6 +100,22 @@ class SoftCost:
         # (JAX takes the numpy array as it is)
         return self.finish(self._totals[n](shifts if keras.backend.backend() == "jax" else ops.convert_to_tensor(shifts)))
 
+    def prepare(self, grid: int = 0) -> None:
+        """Compile the reads now (the unshifted form; with ``grid``, also the shifted form and
+        :meth:`totals` of ``grid`` shifts), before the training step is traced: compiled on first
+        use instead, inside the first bits epoch, every later epoch of TensorFlow's digits MLP
+        took longer (``python benchmarks/budget_training.py``, 20 epochs, a budget that compiled
+        at the start and one that did not in the same lockstep, five repeats: budget/free
+        1.12-1.24, median 1.16, against 1.20-1.25, median 1.23; each repeat lower). Why is not
+        established: the compiled functions, unused, slow nothing when registered before the
+        first step. Nothing to compile on torch."""
+        if keras.backend.backend() == "torch":
+            return
+        self.finish(self.start(0.0))
+        if grid:
+            self.finish(self.start(1.0))
+            self.totals(np.zeros(grid, np.float32))
+
     def luts(self, shift: float = 0.0) -> np.ndarray:
         """Per-layer differentiable LUTs (float64) with the bits lowered by ``shift``."""
         return self.finish(self.start(shift))

@@ -166,6 +166,21 @@ class BudgetStep:
         self.blocked = True
         return before[0]
 
+    def _shifted(self, shift: float) -> tuple[list[Any], list[Any]]:
+        """The bit variables' values and the values lowered by ``shift`` (:func:`_shift_bits`, compiled once)."""
+        packs = [p for p in self.packs if p is not None]
+        if self._shift is None:
+            clips = [p.f.constraint for p in packs]
+            self._shift = _compiled(lambda values, by: _shift_bits(values, clips, by))
+        return self._shift([p.f.value for p in packs], np.float32(shift))
+
+    def prepare(self) -> None:
+        """Compile what a step evaluates (:meth:`SoftCost.prepare` with the search's :data:`GRID`,
+        and the shift itself) before training starts (why: :meth:`SoftCost.prepare`)."""
+        self.soft.prepare(self.GRID)
+        if keras.backend.backend() == "jax":
+            self._shifted(0.0)
+
     def measure(self) -> None:
         """``sigma_l``: the drop of ``c`` (differentiable LUTs times ``scale = rho / budget``)
         when layer ``l``'s bits are all one lower, of the bits now. Its two evaluations are
@@ -202,11 +217,7 @@ class BudgetStep:
             return 0.0
         self.touch()
         shift = self.search(min((c - target) / total, self.MAX_SHIFT), target)
-        packs = [p for p in self.packs if p is not None]
-        if self._shift is None:
-            clips = [p.f.constraint for p in packs]
-            self._shift = _compiled(lambda values, by: _shift_bits(values, clips, by))
-        pairs = zip(*self._shift([p.f.value for p in packs], np.float32(shift)))
+        pairs = zip(*self._shifted(shift))
         kept = []
         for pack, sigma in zip(self.packs, self.sigma):
             old, new = next(pairs) if pack is not None else (None, None)

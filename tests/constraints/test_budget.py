@@ -566,6 +566,39 @@ def test_once_an_epoch_ended_over_the_epochs_last_read_steps_down_to_a_margin(da
     assert steps == 1 and END - 0.03 < after <= END
 
 
+@pytest.mark.parametrize("method", ["step", "constraint"])
+def test_the_budget_compiles_its_reads_before_the_first_training_step(method, data, full, monkeypatch):
+    """``SoftCost.prepare``: every compiled form the rule evaluates (the read; with the step rule also
+    the shifted form and the search's totals of GRID shifts) is compiled in ``on_train_begin``, none
+    in training (compiled there, in the first bits epoch, every later TensorFlow epoch took longer:
+    BENCHMARKS.md). On torch the forms run eagerly, and the search's is built when it first searches."""
+    from hgq_fpga.constraints.softcost import SoftCost
+    from hgq_fpga.constraints.step import BudgetStep
+
+    x, y, _, _ = data
+    compiled: list[tuple[tuple[int, ...], bool]] = []
+    started = [False]
+    real = SoftCost._compile
+
+    def spy(self, fn, shape):
+        compiled.append((tuple(shape), started[0]))
+        return real(self, fn, shape)
+
+    class Start(keras.callbacks.Callback):
+        def on_train_batch_begin(self, batch, logs=None):
+            started[0] = True
+
+    monkeypatch.setattr(SoftCost, "_compile", spy)
+    cb = ResourceBudget(lut=0.1 * full, calibration_data=x, verbose=0, method=method)
+    mlp().fit(x, y, epochs=2, verbose=0, callbacks=[cb, Start()])
+    assert cb.result.feasible and (method != "step" or cb.steering.step.steps >= 1)
+    if keras.backend.backend() == "torch":  # (the search's form is built when it first searches)
+        assert ((BudgetStep.GRID,), False) not in compiled and (method != "step" or ((BudgetStep.GRID,), True) in compiled)
+        return
+    expected = [(), (), (BudgetStep.GRID,)] if method == "step" else [()]
+    assert compiled == [(shape, False) for shape in expected]
+
+
 def test_without_the_step_the_same_model_ends_its_first_epoch_over_the_budget(data, full):
     """The control for the test above: the cost gradient alone (method="constraint")."""
     x, y, xv, yv = data
