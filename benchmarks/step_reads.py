@@ -24,8 +24,8 @@ Also reported: the first round of each way, which compiles what it adds (the
 ``no reads`` step is compiled by the ``fit`` before, the outside read by
 ``SoftCost.prepare``; the other two compile the step again with the read).
 ``ResourceBudget`` reads outside the step (BENCHMARKS.md, "Reads inside JAX's
-training step": the in-step read saved 0-4% of a bits epoch in
-``benchmarks/budget_training.py`` and its compile cost 0.3-0.9 s a ``fit``).
+training step": the in-step read saved at most 2-5% of a bits epoch in
+``benchmarks/budget_training.py`` and its compile cost 0.5-0.9 s a ``fit``).
 
 BLAS and JAX's CPU client (``PJRT_NPROC``, ``XLA_FLAGS``) pinned to one thread
 (set before JAX is imported). Keep the machine otherwise idle.
