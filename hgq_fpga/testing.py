@@ -32,6 +32,13 @@ from .calibration import calibrate, is_calibrated
 from .layers.base import QuantizedLayerMixin
 from .quantizers import TRAINED
 
+def _expect(ok: Any, message: str) -> None:
+    """Fail the calling test with ``message``: an ``AssertionError``, raised also under ``python -O``
+    (which strips ``assert`` statements, and pytest rewrites them only in test modules)."""
+    if not ok:
+        raise AssertionError(message)
+
+
 try:  # the harness runs under pytest; importing this module does not need it
     import pytest
 except ImportError:  # pragma: no cover
@@ -85,7 +92,7 @@ class StageChecks:
         probe = [edge_inputs(x).astype(np.float64) for x in xs]
         twin = model_outputs(as_float64(model), probe)
         emu = emulate(model, probe if len(probe) > 1 else probe[0])
-        assert np.array_equal(twin, emu), f"{int(np.count_nonzero(twin != emu))} mismatches"
+        _expect(np.array_equal(twin, emu), f"Keras and the emulator: {int(np.count_nonzero(twin != emu))} mismatches")
 
     def test_exact_cost_is_finite_and_zero_when_pruned(self) -> None:
         from .quantizers import WeightQuantizer
@@ -93,7 +100,8 @@ class StageChecks:
 
         model, xs = self._calibrated()
         report = estimate(model)
-        assert np.isfinite(report.lut) and report.lut >= 0 and report.dsp >= 0
+        _expect(np.isfinite(report.lut) and report.lut >= 0 and report.dsp >= 0,
+                f"estimate(): LUT {report.lut}, DSP {report.dsp} (expected finite and >= 0)")
         layer = self._layer_of(model)  # type: ignore[attr-defined]
         weights = [q for q in layer.quantizers if isinstance(q, WeightQuantizer) and q.built]
         if not weights:
@@ -102,7 +110,7 @@ class StageChecks:
             q.set_f(np.full(q.bits_shape, q.f_min, "float32"))  # the lowest bits: every weight rounds to 0
         calibrate(model, xs)
         row = next(r for r in estimate(model).layers if r.layer == layer.name)
-        assert (row.lut, row.dsp, row.ebops) == (0.0, 0, 0.0), row
+        _expect((row.lut, row.dsp, row.ebops) == (0.0, 0, 0.0), f"every weight pruned, the layer still costs: {row}")
 
     #: a regex the hls4ml conversion's refusal must match, for configurations hls4ml cannot build
     hls4ml_refuses: ClassVar[str | None] = None
@@ -117,7 +125,7 @@ class StageChecks:
                 verify(model, xs)
             return
         result = verify(model, [edge_inputs(x).astype(np.float64) for x in xs])
-        assert result.ok, str(result)
+        _expect(result.ok, str(result))
 
 
 class LayerTestCase(StageChecks):
@@ -163,8 +171,8 @@ class LayerTestCase(StageChecks):
         xs = self.make_data()
         y = model_outputs(model, xs)
         expected = tuple(model.output.shape[1:])
-        assert y.shape == (self.batch_size,) + expected, (y.shape, expected)
-        assert np.all(np.isfinite(y))
+        _expect(y.shape == (self.batch_size,) + expected, f"output shape {y.shape}, expected {(self.batch_size,) + expected}")
+        _expect(np.all(np.isfinite(y)), f"{int(np.sum(~np.isfinite(y)))} outputs are NaN or Inf")
 
     def test_training_step_moves_every_variable(self) -> None:
         # a zero bias quantizes without error and gives its bits no gradient
@@ -180,17 +188,18 @@ class LayerTestCase(StageChecks):
         after = variable_values(layer)
         ids = {id(v) for v in layer.trainable_weights}
         trainable = {key for key, v in zip(before, layer.weights) if id(v) in ids}
-        assert any(p.endswith("/f") for p in trainable), "no trainable bit-width variable"
+        _expect(any(p.endswith("/f") for p in trainable), f"no trainable bit-width variable among {sorted(trainable)}")
         frozen = [p for p in trainable if np.array_equal(before[p], after[p])]
-        assert not frozen, f"training step did not change: {frozen}"
+        _expect(not frozen, f"training step did not change: {frozen}")
         for q in layer.input_quantizers:
-            assert float(ops.convert_to_numpy(q.state)) == TRAINED
+            state = float(ops.convert_to_numpy(q.state))
+            _expect(state == TRAINED, f"{q.name}: state {state} after a training step, expected {TRAINED} (trained)")
 
     def test_config_roundtrip(self) -> None:
         layer = self.make_layer()
         config = layer.get_config()
         clone = self.layer_cls.from_config(config)
-        assert clone.get_config() == config
+        _expect(clone.get_config() == config, f"from_config(get_config()) differs: {clone.get_config()} != {config}")
         m1, m2 = self.make_model(layer), self.make_model(clone)
         m2.set_weights(m1.get_weights())
         xs = self.make_data()
@@ -205,11 +214,11 @@ class LayerTestCase(StageChecks):
         path = tmp_path / "model.keras"
         model.save(path)
         loaded = keras.saving.load_model(path)
-        assert is_calibrated(loaded)
+        _expect(is_calibrated(loaded), "the loaded .keras model is not calibrated (the saved one was)")
         probe = self.make_data(seed=7)
         np.testing.assert_array_equal(model_outputs(model, probe), model_outputs(loaded, probe))
         v1, v2 = variable_values(self._layer_of(model)), variable_values(self._layer_of(loaded))
-        assert v1.keys() == v2.keys()
+        _expect(v1.keys() == v2.keys(), f"variables after loading {sorted(v2)}, before {sorted(v1)}")
         for key in v1:
             np.testing.assert_array_equal(v1[key], v2[key], err_msg=key)
 
@@ -240,14 +249,15 @@ class LayerTestCase(StageChecks):
         layer = self._layer_of(model)
         expected = model_outputs(model, xs)  # fresh: rounding only
         calibrate(model, xs)
-        assert is_calibrated(model)
+        _expect(is_calibrated(model), "calibrate() left the model uncalibrated")
         if not getattr(layer, "uses_table", False):  # a table changes the outputs on purpose
             np.testing.assert_array_equal(model_outputs(model, xs), expected)
         # far outside the calibrated range the WRAP quantizer must wrap
         big = [x * 64.0 + 3.0 for x in xs]
         for q, x in zip(layer.input_quantizers, big):
             wrapped = ops.convert_to_numpy(q.quantize_values(x))
-            assert np.max(np.abs(wrapped)) < np.max(np.abs(x))
+            _expect(np.max(np.abs(wrapped)) < np.max(np.abs(x)),
+                    f"{q.name}: inputs up to {np.max(np.abs(x))} quantized to {np.max(np.abs(wrapped))}, expected them wrapped")
 
 
 def perturb_bits(model: keras.Model, rng: np.random.Generator, *, prune_fraction: float = 0.2) -> None:
@@ -327,9 +337,9 @@ def assert_verilog_matches_emulator(graph: Any, x: Any) -> str:
     got = simulate_model(graph, x, module=module)
     want = emulate_mantissas(graph, x)
     for g, w, port in zip(got, want, module.outputs):
-        assert port.f == w.f
+        _expect(port.f == w.f, f"output {port.name}: {port.f} fractional bits, the emulator's {w.f}")
         g, w = np.asarray(g, dtype=object), np.asarray(w.m, dtype=object)
-        assert g.shape == w.shape
+        _expect(g.shape == w.shape, f"output {port.name}: shape {g.shape}, the emulator's {w.shape}")
         mismatches = int(np.sum(g != w))
-        assert mismatches == 0, f"{mismatches} of {g.size} outputs differ"
+        _expect(mismatches == 0, f"output {port.name}: {mismatches} of {g.size} outputs differ from the emulator's")
     return module.source

@@ -1,5 +1,10 @@
 """Every quantized layer through the shared harness (hgq_fpga.testing)."""
 
+import os
+import subprocess
+import sys
+import textwrap
+
 import keras
 
 from hgq_fpga.layers import (
@@ -134,3 +139,29 @@ class TestQAveragePooling2D(LayerTestCase):
     layer_kwargs = {"pool_size": (2, 2)}
     input_shapes = [(4, 4, 2)]
     float_cls = keras.layers.AveragePooling2D
+
+
+def test_the_harness_fails_a_broken_layer_also_under_python_O(tmp_path):
+    """A check of the harness fails with a message that names what differs, also under ``python -O``,
+    which strips ``assert`` statements (the harness raises ``AssertionError`` itself)."""
+    script = tmp_path / "broken.py"
+    script.write_text(textwrap.dedent("""
+        from hgq_fpga.layers import QDense
+        from hgq_fpga.testing import LayerTestCase
+
+        class Broken(QDense):  # its config names one unit more than it has
+            def get_config(self):
+                return {**super().get_config(), "units": self.units + 1}
+
+        class Case(LayerTestCase):
+            layer_cls = Broken
+            layer_kwargs = {"units": 5}
+            input_shapes = [(7,)]
+
+        Case().test_config_roundtrip()
+        print("no failure")
+    """))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    out = subprocess.run([sys.executable, "-O", str(script)], capture_output=True, text=True, env=env, timeout=600)
+    assert out.returncode != 0 and "no failure" not in out.stdout
+    assert "AssertionError: from_config(get_config()) differs" in out.stderr and "'units': 7" in out.stderr
