@@ -256,7 +256,7 @@ def from_qkeras(model: keras.Model, calibration_data: Any = None, *, inputs_on_g
                                        bias_quantizer=quantized_bits(8, 2, alpha=1))(h))
 
         model = hgq_fpga.from_qkeras(qmodel)
-        assert np.array_equal(model.predict(data), qmodel.predict(data))
+        np.testing.assert_array_equal(model.predict(data), qmodel.predict(data))
         print(hgq_fpga.estimate(model))
     """
     _require_qkeras()

@@ -32,13 +32,6 @@ from .calibration import calibrate, is_calibrated
 from .layers.base import QuantizedLayerMixin
 from .quantizers import TRAINED
 
-def _expect(ok: Any, message: str) -> None:
-    """Fail the calling test with ``message``: an ``AssertionError``, raised also under ``python -O``
-    (which strips ``assert`` statements, and pytest rewrites them only in test modules)."""
-    if not ok:
-        raise AssertionError(message)
-
-
 try:  # the harness runs under pytest; importing this module does not need it
     import pytest
 except ImportError:  # pragma: no cover
@@ -48,6 +41,14 @@ except ImportError:  # pragma: no cover
 def _slow(fn: Any) -> Any:
     """Mark a harness check ``slow`` (it compiles C++)."""
     return pytest.mark.slow(fn) if pytest is not None else fn
+
+
+def _expect(ok: Any, message: str) -> None:
+    """Fail the calling test with ``message``: an ``AssertionError``, raised also under ``python -O``
+    (which strips ``assert`` statements, and pytest rewrites them only in test modules)."""
+    if not ok:
+        raise AssertionError(message)
+
 
 __all__ = ["LayerTestCase", "assert_verilog_matches_emulator", "dense_layer_model", "edge_inputs", "model_outputs",
            "perturb_bits", "variable_values"]
