@@ -60,19 +60,34 @@ def _wait_for(predicate, timeout: float = 240.0) -> bool:
     return False
 
 
+def _communicate(proc: subprocess.Popen, timeout: float = 120.0) -> tuple[str, str]:
+    """``proc.communicate``; a child still running after ``timeout`` seconds gets SIGABRT, and the test fails
+    with where each of its threads was (the children run with ``PYTHONFAULTHANDLER=1``)."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.send_signal(signal.SIGABRT)
+        try:
+            _, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _, err = proc.communicate()
+        pytest.fail(f"the child was still running {timeout:.0f} s after the signal; its threads:\n{err[-6000:]}")
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=["SIGTERM", "SIGKILL"])
 def test_verify_killed_while_gxx_runs(saved, tmp_path, sig):
     tmp = tmp_path / "tmpdir"
     tmp.mkdir()
-    env = {**os.environ, "TMPDIR": str(tmp), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "TMPDIR": str(tmp), "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen([SCRIPT, "verify", str(saved / "m.keras"), str(saved / "x.npy")], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         assert _wait_for(lambda: bool(_processes_in(tmp))), "g++ never started"
         proc.send_signal(sig)
-        out, err = proc.communicate(timeout=60)
+        out, err = _communicate(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -100,7 +115,8 @@ CHILD = textwrap.dedent("""
     def slow(staging, hls_model):  # the project is half-way: written, not yet moved into place
         original(staging, hls_model)
         print("writing", flush=True)
-        time.sleep(120)
+        for _ in range(2400):  # Python code running, as a real write is; one long sleep would be a C call
+            time.sleep(0.05)   # that a signal delivered to another thread (TF has many) does not interrupt
 
     project._reproducible = slow
     sigterm_as_interrupt()
@@ -117,7 +133,7 @@ CHILD = textwrap.dedent("""
 def test_convert_killed_while_writing(saved, tmp_path, sig):
     out = tmp_path / "out"
     out.mkdir()
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONFAULTHANDLER": "1"}
     proc = subprocess.Popen([sys.executable, "-c", CHILD, str(saved / "m.keras"), str(out / "prj")], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -125,7 +141,7 @@ def test_convert_killed_while_writing(saved, tmp_path, sig):
         staging = [p for p in out.iterdir() if p.name.startswith(".prj.")]
         assert len(staging) == 1 and (staging[0] / OWNER_FILE).is_file()
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
+        _, err = _communicate(proc)
     finally:
         if proc.poll() is None:
             proc.kill()
