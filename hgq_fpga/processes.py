@@ -15,12 +15,14 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
 __all__ = ["die_with_parent", "kill_group", "run_in_group", "sigterm_as_interrupt", "signal_received", "start_group"]
 
 _PR_SET_PDEATHSIG = 1
+_SLICE = 0.5  # seconds the main thread waits on a child before Python looks at its signals again
 _RECEIVED: list[int] = []  # signals turned into KeyboardInterrupt, even where some code swallowed it
 
 
@@ -59,9 +61,17 @@ def run_in_group(command: list[str], cwd: str | Path, *, desc: str, progress: bo
     from .progress import elapsed
 
     proc = start_group(command, cwd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    end = None if timeout is None else time.monotonic() + timeout
     try:
         with elapsed(desc, enabled=progress):
-            output, _ = proc.communicate(timeout=timeout)
+            while True:  # in slices: a SIGTERM that the kernel gives to another thread is acted on within
+                try:      # _SLICE seconds, not when the build ends (the handler runs in the main thread only)
+                    left = _SLICE if end is None else min(_SLICE, end - time.monotonic())
+                    output, _ = proc.communicate(timeout=max(left, 0.0))
+                    break
+                except subprocess.TimeoutExpired:
+                    if end is not None and time.monotonic() >= end:
+                        raise subprocess.TimeoutExpired(command, timeout) from None
     except BaseException:
         kill_group(proc)
         raise

@@ -179,3 +179,31 @@ def test_a_swallowed_sigterm_still_ends_with_the_interrupted_code():
     done = subprocess.run([sys.executable, "-c", SWALLOWED], env=env, capture_output=True, text=True, timeout=120)
     assert "finished" in done.stdout and "Exception ignored" in done.stderr
     assert done.returncode == 130 and "interrupted" in done.stderr
+
+
+OTHER_THREAD = textwrap.dedent("""
+    import signal, subprocess, threading, time
+    from hgq_fpga.processes import run_in_group, sigterm_as_interrupt
+
+    sigterm_as_interrupt()
+
+    def other():  # the kernel may give a process's SIGTERM to any thread that does not block it
+        time.sleep(1.0)
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+    threading.Thread(target=other, daemon=True).start()
+    start = time.monotonic()
+    try:
+        run_in_group(["sleep", "300"], ".", desc="sleep")
+    except KeyboardInterrupt:
+        alive = subprocess.run(["pgrep", "-f", "^sleep 300$"], capture_output=True).returncode == 0
+        print(f"interrupted after {time.monotonic() - start:.1f} s; sleep alive: {alive}")
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pthread_kill to a thread; reads pgrep")
+def test_sigterm_given_to_another_thread_still_stops_a_build():
+    done = subprocess.run([sys.executable, "-c", OTHER_THREAD], capture_output=True, text=True, timeout=200)
+    assert done.stdout.startswith("interrupted after"), done.stdout + done.stderr
+    waited = float(done.stdout.split()[2])
+    assert waited < 60 and done.stdout.rstrip().endswith("sleep alive: False"), done.stdout
