@@ -19,10 +19,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-__all__ = ["die_with_parent", "kill_group", "run_in_group", "sigterm_as_interrupt", "signal_received", "start_group"]
+__all__ = ["WAIT_SLICE", "die_with_parent", "kill_group", "run_in_group", "sigterm_as_interrupt", "signal_received",
+           "start_group"]
 
 _PR_SET_PDEATHSIG = 1
-_SLICE = 0.5  # seconds the main thread waits on a child before Python looks at its signals again
+#: seconds a wait on a child (a build, a worker) lasts before Python looks at its signals again
+WAIT_SLICE = 0.5
 _RECEIVED: list[int] = []  # signals turned into KeyboardInterrupt, even where some code swallowed it
 
 
@@ -65,8 +67,8 @@ def run_in_group(command: list[str], cwd: str | Path, *, desc: str, progress: bo
     try:
         with elapsed(desc, enabled=progress):
             while True:  # in slices: a SIGTERM that the kernel gives to another thread is acted on within
-                try:      # _SLICE seconds, not when the build ends (the handler runs in the main thread only)
-                    left = _SLICE if end is None else min(_SLICE, end - time.monotonic())
+                try:      # WAIT_SLICE seconds, not when the build ends (the handler runs in the main thread only)
+                    left = WAIT_SLICE if end is None else min(WAIT_SLICE, end - time.monotonic())
                     output, _ = proc.communicate(timeout=max(left, 0.0))
                     break
                 except subprocess.TimeoutExpired:

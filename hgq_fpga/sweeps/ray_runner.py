@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ..optional import require
+from ..processes import WAIT_SLICE
 from .runners import OnResult, Outcome, Task, error_text
 
 __all__ = ["CLUSTER_EXTRA", "require_ray", "run_on_ray"]
@@ -70,7 +71,7 @@ def run_on_ray(
         deaths: dict[str, list[str]] = {}
         pending = {remote.remote(fn, shared_ref, args): key for key, args in tasks}
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=1)
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=WAIT_SLICE)  # slices: see processes.py
             for ref in done:
                 key = pending.pop(ref)
                 try:

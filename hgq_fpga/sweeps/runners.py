@@ -49,6 +49,8 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection, wait
 from typing import Any
 
+from ..processes import WAIT_SLICE
+
 __all__ = ["RUNNERS", "Outcome", "check_runner", "error_text", "run_tasks"]
 
 RUNNERS = ("inline", "local", "ray")
@@ -240,7 +242,9 @@ class _LocalPool:
     def _collect(self, pool: list[_Worker | None], retries: int, on_result: OnResult) -> None:
         """Wait for replies or deaths; hand on the results, queue the retries."""
         busy = [w for w in pool if w is not None and w.key is not None]
-        ready = wait([w.receive for w in busy])  # readable: a reply, or end of file when the worker died
+        ready: list = []
+        while not ready:  # in slices, so that a SIGTERM given to another thread is acted on (processes.py)
+            ready = wait([w.receive for w in busy], timeout=WAIT_SLICE)  # a reply, or end of file: the worker died
         for w in busy:
             if w.receive not in ready:
                 continue

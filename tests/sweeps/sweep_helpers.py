@@ -31,6 +31,12 @@ def die_once(folder: str, x: int) -> int:
     return x
 
 
+def nap(marker: str, seconds: float) -> None:
+    """Write ``marker`` (the task has started), then sleep ``seconds``."""
+    Path(marker).write_text(str(os.getpid()))
+    time.sleep(seconds)
+
+
 def die_always(folder: str, x: int) -> int:
     os.kill(os.getpid(), signal.SIGKILL)
     return x

@@ -3,7 +3,10 @@ worker's task retried (bounded), a task's own error not retried."""
 
 from __future__ import annotations
 
+import subprocess
 import sys
+import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -138,3 +141,38 @@ def test_sweep_refuses_a_builder_from_main_before_any_work(tmp_path):
     with pytest.raises(ValueError, match=r"defined in the script being run \(__main__\)"):
         sweep(build, "digits", tmp_path / "s", budgets=[100], epochs=1)
     assert not (tmp_path / "s").exists()
+
+
+OTHER_THREAD = textwrap.dedent("""
+    import os, signal, sys, threading, time
+    from pathlib import Path
+    sys.path.insert(0, sys.argv[1])
+    from sweep_helpers import nap
+    from hgq_fpga.processes import sigterm_as_interrupt
+    from hgq_fpga.sweeps import run_tasks
+
+    marker = Path(sys.argv[2])
+    sigterm_as_interrupt()
+
+    def other():  # once the task runs, SIGTERM to this thread: the kernel may pick any thread for a process's signal
+        while not marker.exists():
+            time.sleep(0.05)
+        signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+    threading.Thread(target=other, daemon=True).start()
+    start = time.monotonic()
+    try:
+        run_tasks(nap, [("a", (300,))], shared=str(marker), on_result=print, runner="local", workers=1, retries=0)
+    except KeyboardInterrupt:
+        worker = int(marker.read_text())
+        print(f"interrupted after {time.monotonic() - start:.1f} s; worker alive: {os.path.exists(f'/proc/{worker}')}")
+""")
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="pthread_kill to a thread; reads /proc")
+def test_sigterm_given_to_another_thread_stops_a_local_sweep(tmp_path):
+    here = str(Path(__file__).resolve().parent)
+    done = subprocess.run([sys.executable, "-c", OTHER_THREAD, here, str(tmp_path / "started")], capture_output=True,
+                          text=True, timeout=250)
+    assert done.stdout.startswith("interrupted after"), done.stdout + done.stderr
+    assert float(done.stdout.split()[2]) < 120 and done.stdout.rstrip().endswith("worker alive: False"), done.stdout
