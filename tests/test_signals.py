@@ -194,10 +194,15 @@ OTHER_THREAD = textwrap.dedent("""
     threading.Thread(target=other, daemon=True).start()
     start = time.monotonic()
     try:
-        run_in_group(["sleep", "300"], ".", desc="sleep")
+        run_in_group(["sleep", "300.25"], ".", desc="sleep")
     except KeyboardInterrupt:
-        alive = subprocess.run(["pgrep", "-f", "^sleep 300$"], capture_output=True).returncode == 0
-        print(f"interrupted after {time.monotonic() - start:.1f} s; sleep alive: {alive}")
+        waited = time.monotonic() - start
+        for _ in range(100):  # SIGKILLed, the sleep may take a moment to go
+            alive = subprocess.run(["pgrep", "-f", "^sleep 300.25$"], capture_output=True).returncode == 0
+            if not alive:
+                break
+            time.sleep(0.1)
+        print(f"interrupted after {waited:.1f} s; sleep alive: {alive}")
 """)
 
 
