@@ -21,6 +21,7 @@ The tests compare the results with da4ml's on random kernels.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 from da4ml.cmvm.core import to_solution
 from da4ml.cmvm.core.state_opr import cost_add, qint_add
@@ -43,6 +44,15 @@ _MAX_ROWS, _MAX_SEQ, _MAX_BITS = 1 << 25, 1 << 31, 62
 def _ctz(low: int) -> int:
     """Index of the single set bit of ``low``."""
     return _CTZ[((low * _DEBRUIJN_SIGNED) >> 58) & 63]
+
+
+if numba.config.DISABLE_JIT:  # interpreted: numpy warns of the wrapping multiply that compiled code does silently
+    _ctz_wrapping = _ctz
+
+    def _ctz(low: int) -> int:
+        """Index of the single set bit of ``low`` (the same code, numpy's overflow warning off)."""
+        with np.errstate(over="ignore"):
+            return _ctz_wrapping(low)
 
 
 @njit(cache=True)
