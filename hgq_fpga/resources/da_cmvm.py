@@ -47,12 +47,11 @@ def _ctz(low: int) -> int:
 
 
 if numba.config.DISABLE_JIT:  # interpreted: numpy warns of the wrapping multiply that compiled code does silently
-    _ctz_wrapping = _ctz
-
     def _ctz(low: int) -> int:
-        """Index of the single set bit of ``low`` (the same code, numpy's overflow warning off)."""
-        with np.errstate(over="ignore"):
-            return _ctz_wrapping(low)
+        """Index of the single set bit of ``low``: the same product, in Python's exact integers (bits
+        58-63 of the exact product are those of the product wrapped to 64 bits). Not under
+        ``np.errstate``, which cost 4 us a call: 27 s of a 73 s budget test of an RTL project."""
+        return int(_CTZ[((int(low) * _DEBRUIJN_SIGNED) >> 58) & 63])
 
 
 @njit(cache=True)
