@@ -167,6 +167,44 @@ def test_repair_brings_a_model_within_budget(data):
     assert repair_to_budget(model, x, lut=before).rounds == 0
 
 
+def test_a_second_repair_of_the_model_lowers_the_same_bits_as_a_first(data):
+    """The gain functions a repair compiles (JAX) are kept for the next repair of the same model: it
+    reads the weights and bits as they are then, so a repair from the same state lowers the very
+    same bits, and one from changed weights the bits a fresh computation ranks; a model whose
+    variables changed (a budget's hook attached) compiles anew."""
+    from hgq_fpga.constraints import repair as repair_module
+    from hgq_fpga.constraints.hook import CostHook, attach, detach
+
+    x, y, _, _ = data
+    model = mlp(2)
+    model.fit(x, y, epochs=2, verbose=0)
+    hgq_fpga.calibrate(model, x)
+    saved, target = model.get_weights(), 0.5 * estimate(model).lut
+    first = repair_to_budget(model, x, lut=target)
+    after = [np.array(keras.ops.convert_to_numpy(layer.kernel_quantizer.f_value())) for layer in model.layers]
+    model.set_weights(saved)
+    second = repair_to_budget(model, x, lut=target)
+    assert first.rounds >= 1 and (second.rounds, second.lowered, second.after.lut) == (
+        first.rounds, first.lowered, first.after.lut)
+    assert all(np.array_equal(a, np.asarray(keras.ops.convert_to_numpy(layer.kernel_quantizer.f_value())))
+               for a, layer in zip(after, model.layers))
+    layer = model.layers[0]
+    f = np.asarray(keras.ops.convert_to_numpy(layer.kernel_quantizer.f_value()))
+    kept = repair_module._gain_function(layer, model)
+    layer.kernel.assign(keras.ops.convert_to_numpy(layer.kernel) * 3.0)  # weights changed since
+    entry = layer.__dict__.pop("_repair_gain", None)
+    fresh = repair_module._gain_function(layer, model)(f)
+    if entry is not None:
+        layer.__dict__["_repair_gain"] = entry
+    assert np.array_equal(kept(f), fresh)
+    attach(model, CostHook(1.0, model))
+    try:
+        repair_module._gain_function(layer, model)
+        assert layer.__dict__.get("_repair_gain") is not entry or entry is None
+    finally:
+        detach(model)
+
+
 def test_dsp_budget(data):
     x, y, _, _ = data
     model = mlp(3)
