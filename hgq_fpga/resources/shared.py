@@ -35,6 +35,8 @@ Example:
 
 from __future__ import annotations
 
+import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -45,8 +47,8 @@ from ..ir import ops as ir
 from .circuit import LinearCircuit, Term, aligned_bias, kernel_patches, linear_circuits
 from .rules import Adder, Signal, adder_cells, adder_tree
 
-__all__ = ["DECOMPOSE_MAX_WEIGHTS", "PREFER", "Position", "SharedGraph", "check_prefer", "graph_candidates",
-           "path_delay", "scaled", "shared_circuits", "shared_graph"]
+__all__ = ["DECOMPOSE_MAX_WEIGHTS", "PREFER", "SOLVED_KEPT", "Position", "SharedGraph", "check_prefer",
+           "graph_candidates", "path_delay", "scaled", "shared_circuits", "shared_graph"]
 
 #: how the graph of a layer is chosen among :func:`graph_candidates`: ``"latency"``, the fewest
 #: LUTs among those whose longest path is no longer than da4ml's greedy graph's (the pipeline
@@ -68,9 +70,10 @@ def check_prefer(prefer: object, caller: str, backend: str = "rtl") -> str:
     return str(prefer)
 
 
-@dataclass
+@dataclass(frozen=True)
 class SharedGraph:
-    """One kernel applied to one set of input signals, as an adder graph.
+    """One kernel applied to one set of input signals, as an adder graph (frozen: the
+    candidates of a kernel are kept and handed out again, :func:`graph_candidates`).
 
     ``signals[k]`` is node ``k``'s value at the scale of the kernel product times
     ``2**extra`` (the graph's own scale); the first ``len(inputs)`` nodes are the
@@ -138,6 +141,11 @@ def _node(coef: list[int], xs: list[Signal]) -> Signal:
 #: (``da4ml.cmvm.api.solve``, its search over decomposition depths; slower than one stage)
 DECOMPOSE_MAX_WEIGHTS = 1024
 
+#: how many kernels' candidate graphs :func:`graph_candidates` keeps (the least recently used go first)
+SOLVED_KEPT = 64
+_SOLVED: OrderedDict[tuple, tuple[SharedGraph, ...]] = OrderedDict()
+_SOLVED_LOCK = threading.Lock()
+
 
 def shared_graph(kernel: np.ndarray, xs: list[Signal]) -> SharedGraph:
     """The shared adder graph of ``x @ kernel`` for integer ``kernel`` (``n_in x n_out``)
@@ -161,10 +169,34 @@ def graph_candidates(kernel: np.ndarray, xs: list[Signal]) -> list[SharedGraph]:
     ``benchmarks/rtl.py`` the decomposition saves 39% of ``wmc``'s LUTs on an 8x8 layer of
     2-bit weights and costs more on others; writing by scale saves up to 5% on about half.
 
+    The last :data:`SOLVED_KEPT` kernels' candidates are kept (keyed by the kernel and the
+    input signals, which are all they depend on): a model estimated, then written or
+    estimated again unchanged (the budget's result and a report, a conversion after an
+    estimate) solves each kernel once. The solvers run interpreted where numba is off
+    (``NUMBA_DISABLE_JIT``), and the RTL latency budget test solved each of its four kernels
+    twice: 19 of its 33 s.
+
     Raises:
         MissingDependencyError: da4ml 0.5.x is not installed (an ImportError; the CLI exits 3).
         RuntimeError: a solver's graph does not reproduce ``kernel``.
     """
+    k = np.asarray(kernel, dtype=np.int64)
+    key = (k.shape, k.tobytes(), tuple(xs))
+    with _SOLVED_LOCK:
+        kept = _SOLVED.get(key)
+        if kept is not None:
+            _SOLVED.move_to_end(key)
+            return list(kept)
+    out = _solve_candidates(k, xs)
+    with _SOLVED_LOCK:
+        _SOLVED[key] = tuple(out)
+        while len(_SOLVED) > SOLVED_KEPT:
+            _SOLVED.popitem(last=False)
+    return out
+
+
+def _solve_candidates(k: np.ndarray, xs: list[Signal]) -> list[SharedGraph]:
+    """:func:`graph_candidates`, solved (not kept)."""
     try:
         from .da import solve
         from .da_cmvm import cmvm_stage
@@ -173,8 +205,6 @@ def graph_candidates(kernel: np.ndarray, xs: list[Signal]) -> list[SharedGraph]:
 
         raise MissingDependencyError(f"The RTL backend solves its adder graphs with da4ml 0.5.x, a dependency of hgq_fpga "
                           f"that is missing here ({e}). Install it with: pip install 'da4ml>=0.5.2,<0.6'") from None
-
-    k = np.asarray(kernel, dtype=np.int64)
     qints = [(float(s.lo), float(s.hi), float(2.0 ** s.lsb)) for s in xs]
     lats = [0.0] * k.shape[0]
     kf = k.astype(np.float64)

@@ -157,3 +157,36 @@ def test_the_cheapest_graph_no_slower_than_the_greedy_one_is_written():
     assert luts(chosen) == min(luts(g) for g in cands if path_delay(g, cols(g)) <= limit) < luts(cands[0])
     smallest, _ = _cheapest(cands, cols, "luts")  # prefer="luts": da4ml's own choice, whatever the depth
     assert smallest in deep and luts(smallest) == min(luts(g) for g in cands)
+
+
+def test_a_kernel_solved_before_is_not_solved_again(monkeypatch):
+    """graph_candidates keeps the last SOLVED_KEPT kernels' graphs: the same kernel and inputs give the
+    same graphs without running the solver; another kernel, other input ranges, or a kernel pushed
+    out by SOLVED_KEPT others are solved."""
+    import hgq_fpga.resources.da_cmvm as da_cmvm
+    import hgq_fpga.resources.shared as shared
+
+    calls = []
+    real = da_cmvm.cmvm_stage
+    monkeypatch.setattr(da_cmvm, "cmvm_stage", lambda *a, **k: calls.append(1) or real(*a, **k))
+    monkeypatch.setattr(shared, "_SOLVED", type(shared._SOLVED)())
+    rng = np.random.default_rng(7)
+    k = rng.integers(-8, 8, size=(6, 4))
+    xs = [Signal(-16, 15)] * 6
+    first = shared.graph_candidates(k, xs)
+    solved = len(calls)
+    assert solved >= 2  # wmc and wmc-dc at least
+    again = shared.graph_candidates(k.copy(), list(xs))
+    assert len(calls) == solved and again == first and again is not first
+    for other_k, other_xs in ((k, [Signal(0, 15)] * 6), (k + np.eye(6, 4, dtype=k.dtype), xs)):
+        before = len(calls)  # other ranges, another kernel: solved
+        shared.graph_candidates(other_k, other_xs)
+        assert len(calls) > before
+    for i in range(shared.SOLVED_KEPT):
+        shared._SOLVED[("filler", i)] = ()
+    shared.graph_candidates(k[:, :2], xs)  # the next kernel kept pushes out the oldest ones
+    before = len(calls)
+    assert shared.graph_candidates(k, xs) == first  # pushed out: solved again, the same graphs
+    assert len(calls) > before
+    with pytest.raises(AttributeError):
+        first[0].extra = 1  # kept graphs are frozen
