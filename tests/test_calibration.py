@@ -100,3 +100,44 @@ def test_single_sample_calibration_warns():
     with warnings.catch_warnings():
         warnings.simplefilter("error", CalibrationWarning)
         hgq_fpga.calibrate(model, x)  # enough samples: silent
+
+
+def _ranges(model: keras.Model) -> list[np.ndarray]:
+    from hgq_fpga.calibration import iter_quantizers
+    from hgq_fpga.quantizers import ActivationQuantizer
+
+    return [np.asarray(ops.convert_to_numpy(v)) for _, q in iter_quantizers(model) if isinstance(q, ActivationQuantizer)
+            for v in (q.vmin, q.vmax)]
+
+
+def test_the_ranges_are_those_of_one_eager_pass_over_all_the_data(rng):
+    """Batches of 10 over 64 samples (the last one short; on JAX a compiled pass, filled up with
+    copies of a sample) record exactly the ranges of one eager call on all of them, and a second
+    calibration reads the weights as they are then (none kept from the first)."""
+    from hgq_fpga.calibration import iter_quantizers
+    from hgq_fpga.quantizers import ActivationQuantizer
+
+    model = small_cnn()
+    x = (rng.standard_normal((64, 6, 6, 1)) * 3).astype("float32")
+    x[7, 2, 3, 0] = 40.0  # extreme samples: in the first batch, and in the short last one
+    x[63] = -x[63] * 5
+    seen = []
+    for _ in range(2):
+        hgq_fpga.calibrate(model, x, batch_size=10)
+        quantizers = [q for _, q in iter_quantizers(model) if isinstance(q, ActivationQuantizer)]
+        for q in quantizers:
+            q.reset_ranges()
+            q.calibrating = True
+        try:
+            model(x, training=False)  # eager, all at once
+        finally:
+            for q in quantizers:
+                q.calibrating = False
+        eager = _ranges(model)
+        hgq_fpga.calibrate(model, x, batch_size=10)
+        for got, want in zip(_ranges(model), eager, strict=True):
+            np.testing.assert_array_equal(got, want)
+        seen.append(eager)
+        conv = model.get_layer("conv")
+        conv.set_weights([w * 3.0 for w in conv.get_weights()])  # the next round's ranges are wider
+    assert any(not np.array_equal(a, b) for a, b in zip(*seen))

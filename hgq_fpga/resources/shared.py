@@ -39,6 +39,7 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 from fractions import Fraction
+from typing import Any
 
 import numpy as np
 
@@ -180,23 +181,7 @@ def graph_candidates(kernel: np.ndarray, xs: list[Signal]) -> list[SharedGraph]:
         MissingDependencyError: da4ml 0.5.x is not installed (an ImportError; the CLI exits 3).
         RuntimeError: a solver's graph does not reproduce ``kernel``.
     """
-    k = np.asarray(kernel, dtype=np.int64)
-    key = (k.shape, k.tobytes(), tuple(xs))
-    with _SOLVED_LOCK:
-        kept = _SOLVED.get(key)
-        if kept is not None:
-            _SOLVED.move_to_end(key)
-            return list(kept)
-    out = _solve_candidates(k, xs)
-    with _SOLVED_LOCK:
-        _SOLVED[key] = tuple(out)
-        while len(_SOLVED) > SOLVED_KEPT:
-            _SOLVED.popitem(last=False)
-    return out
-
-
-def _solve_candidates(k: np.ndarray, xs: list[Signal]) -> list[SharedGraph]:
-    """:func:`graph_candidates`, solved (not kept)."""
+    # the solvers first, kept graphs or not: a missing da4ml is reported on every call
     try:
         from .da import solve
         from .da_cmvm import cmvm_stage
@@ -205,6 +190,23 @@ def _solve_candidates(k: np.ndarray, xs: list[Signal]) -> list[SharedGraph]:
 
         raise MissingDependencyError(f"The RTL backend solves its adder graphs with da4ml 0.5.x, a dependency of hgq_fpga "
                           f"that is missing here ({e}). Install it with: pip install 'da4ml>=0.5.2,<0.6'") from None
+    k = np.asarray(kernel, dtype=np.int64)
+    key = (k.shape, k.tobytes(), tuple(xs))
+    with _SOLVED_LOCK:
+        kept = _SOLVED.get(key)
+        if kept is not None:
+            _SOLVED.move_to_end(key)
+            return list(kept)
+    out = _solve_candidates(k, xs, solve, cmvm_stage)
+    with _SOLVED_LOCK:
+        _SOLVED[key] = tuple(out)
+        while len(_SOLVED) > SOLVED_KEPT:
+            _SOLVED.popitem(last=False)
+    return out
+
+
+def _solve_candidates(k: np.ndarray, xs: list[Signal], solve: Any, cmvm_stage: Any) -> list[SharedGraph]:
+    """:func:`graph_candidates`, solved (not kept) with da4ml's ``solve`` and :func:`~.da_cmvm.cmvm_stage`."""
     qints = [(float(s.lo), float(s.hi), float(2.0 ** s.lsb)) for s in xs]
     lats = [0.0] * k.shape[0]
     kf = k.astype(np.float64)

@@ -1,0 +1,114 @@
+"""Calibration on JAX: one compiled pass against eager calls, first call in a process and later ones.
+
+Run:  python benchmarks/jax_calibration.py [--repeats 3] [--model digits|64-256-256-10]
+
+Each run is a fresh process on the JAX backend (BLAS, OpenMP and XLA's CPU client on one
+thread), in turns: ``compiled`` calls :func:`hgq_fpga.calibrate` (on JAX a ``jax.jit`` of
+the model's stateless call, every batch the same shape); ``eager`` records the same ranges
+the way calibrate did before, calling the model on each batch of 1,024 samples eagerly (JAX
+compiles each operation for each shape it meets). Both run on the digits training split
+(1,257 samples: a batch of 1,024 and one of 233) and are checked to record the same
+ranges. Reported per kind, the medians over the repeats of: the first call in the process
+(compilation included), the median of five later calls, and the first
+:func:`~hgq_fpga.constraints.repair.repair_to_budget` of the calibrated model to 20% of its
+LUTs (its probe of the layers' inputs and its recalibrations).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+MODELS = {"digits": (64, 32, 32), "64-256-256-10": (256, 256)}
+KINDS = ("compiled", "eager")
+TAG = "@@jax_calibration"
+
+
+def _env() -> dict[str, str]:
+    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", PJRT_NPROC="1")
+    for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[k] = "1"
+    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)  # (no compiled program from an earlier process)
+    return env
+
+
+def _child(kind: str, model_name: str) -> dict[str, Any]:
+    import keras
+    import numpy as np
+    from keras import ops
+
+    import hgq_fpga
+    from hgq_fpga.calibration import BATCH_SIZE, iter_quantizers
+    from hgq_fpga.constraints.repair import repair_to_budget
+    from hgq_fpga.datasets import digits
+    from hgq_fpga.layers import QDense
+    from hgq_fpga.quantizers import ActivationQuantizer
+
+    data = digits(seed=0)
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.Input((64,)), *[QDense(n, activation="relu") for n in MODELS[model_name]],
+                              QDense(10)])
+    quantizers = [q for _, q in iter_quantizers(model) if isinstance(q, ActivationQuantizer)]
+
+    def eager() -> None:
+        x = np.asarray(data.x_train, np.float64)
+        for q in quantizers:
+            q.reset_ranges()
+            q.calibrating = True
+        try:
+            for s in range(0, len(x), BATCH_SIZE):
+                model(x[s:s + BATCH_SIZE], training=False)
+        finally:
+            for q in quantizers:
+                q.calibrating = False
+
+    run = (lambda: hgq_fpga.calibrate(model, data.x_train)) if kind == "compiled" else eager
+    times = []
+    for _ in range(6):
+        t = time.perf_counter()
+        run()
+        times.append(time.perf_counter() - t)
+    ranges = float(sum(np.sum(ops.convert_to_numpy(v)) for q in quantizers for v in (q.vmin, q.vmax)))
+    hgq_fpga.calibrate(model, data.x_train)  # (the eager kind left the quantizers uncalibrated)
+    lut = hgq_fpga.estimate(model).lut
+    t = time.perf_counter()
+    repair_to_budget(model, data.x_train, lut=0.2 * lut)
+    repair = time.perf_counter() - t
+    return {"first": times[0], "later": statistics.median(times[1:]), "repair": repair, "ranges": ranges}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--model", choices=list(MODELS), default="digits")
+    parser.add_argument("--kind", choices=KINDS, help=argparse.SUPPRESS)  # (a child)
+    args = parser.parse_args(argv)
+    if args.kind:
+        print(f"{TAG} {json.dumps(_child(args.kind, args.model))}", flush=True)
+        return 0
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
+    for _ in range(args.repeats):
+        for kind in KINDS:
+            out = subprocess.run([sys.executable, __file__, "--kind", kind, "--model", args.model], env=_env(),
+                                 capture_output=True, text=True, check=True).stdout
+            runs[kind].append(json.loads(next(line for line in out.splitlines() if line.startswith(TAG))[len(TAG):]))
+    ranges = {r["ranges"] for rs in runs.values() for r in rs}
+    if len(ranges) != 1:
+        raise SystemExit(f"jax_calibration: the two kinds recorded different ranges: {sorted(ranges)}")
+    print(f"{args.model} MLP, {args.repeats} repeats in turns, medians (s):")
+    print("| calibration | first call | later calls | first repair to 20% |\n|---|---|---|---|")
+    for kind in KINDS:
+        med = {k: statistics.median(r[k] for r in runs[kind]) for k in ("first", "later", "repair")}
+        print(f"| {kind} | {med['first']:.2f} | {med['later']:.3f} | {med['repair']:.2f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
