@@ -3,10 +3,11 @@
 Run:  python benchmarks/jax_calibration.py [--repeats 3] [--model digits|64-256-256-10]
 
 Each run is a fresh process on the JAX backend (BLAS, OpenMP and XLA's CPU client on one
-thread), in turns: ``compiled`` calls :func:`hgq_fpga.calibrate` (on JAX a ``jax.jit`` of
-the model's stateless call, every batch the same shape); ``eager`` records the same ranges
-the way calibrate did before, calling the model on each batch of 1,024 samples eagerly (JAX
-compiles each operation for each shape it meets). Both run on the digits training split
+thread), in turns, each calling :func:`hgq_fpga.calibrate`: ``compiled`` as it is (on JAX
+a ``jax.jit`` of the model's stateless call, every batch the same shape); ``eager`` with its
+forward passes replaced by eager calls of the model on each batch of 1,024 samples, as
+calibrate ran them before (JAX compiles each operation for each shape it meets; the
+replaced function is the private ``hgq_fpga.calibration._record_compiled``). Both run on the digits training split
 (1,257 samples: a batch of 1,024 and one of 233) and are checked to record the same
 ranges. Reported per kind, the medians over the repeats of: the first call in the process
 (compilation included), the median of five later calls, and the first
@@ -57,26 +58,23 @@ def _child(kind: str, model_name: str) -> dict[str, Any]:
                               QDense(10)])
     quantizers = [q for _, q in iter_quantizers(model) if isinstance(q, ActivationQuantizer)]
 
-    def eager() -> None:
-        x = np.asarray(data.x_train, np.float64)
-        for q in quantizers:
-            q.reset_ranges()
-            q.calibrating = True
-        try:
-            for s in range(0, len(x), BATCH_SIZE):
-                model(x[s:s + BATCH_SIZE], training=False)
-        finally:
-            for q in quantizers:
-                q.calibrating = False
+    def eager_passes(model: Any, arrays: list[Any], starts: Any, size: int) -> None:
+        for s in starts:
+            batch = [a[s:s + BATCH_SIZE] for a in arrays]
+            model(batch if len(batch) > 1 else batch[0], training=False)
 
-    run = (lambda: hgq_fpga.calibrate(model, data.x_train)) if kind == "compiled" else eager
+    if kind == "eager":  # calibrate() as it was before: its passes eager, the rest the same
+        hgq_fpga.calibration._record_compiled = eager_passes
+
+    def run() -> None:
+        hgq_fpga.calibrate(model, data.x_train)
+
     times = []
     for _ in range(6):
         t = time.perf_counter()
         run()
         times.append(time.perf_counter() - t)
     ranges = float(sum(np.sum(ops.convert_to_numpy(v)) for q in quantizers for v in (q.vmin, q.vmax)))
-    hgq_fpga.calibrate(model, data.x_train)  # (the eager kind left the quantizers uncalibrated)
     lut = hgq_fpga.estimate(model).lut
     t = time.perf_counter()
     repair_to_budget(model, data.x_train, lut=0.2 * lut)
