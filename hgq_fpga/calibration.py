@@ -164,12 +164,9 @@ def calibrate(
 ) -> CalibrationResult:
     """Record activation ranges on ``x`` and fix integer bits so ``x`` never overflows.
 
-    The model runs on ``x`` in batches of ``batch_size``, eagerly on TensorFlow and
-    PyTorch; on JAX as one compiled function (the model's stateless call under
-    ``jax.jit``, kept on the model for the next calibration), every batch of one shape
-    (the last one filled up with copies of a sample, :func:`filled_batch`): the ranges
-    are the same, and the digits MLP's first calibration in a process takes a fraction
-    of the eager one's time (``benchmarks/jax_calibration.py``).
+    The model runs on ``x`` in batches of ``batch_size``: eagerly on TensorFlow and PyTorch,
+    on JAX as one compiled stateless call kept on the model, every batch of one shape
+    (:func:`filled_batch`; the same ranges, ``benchmarks/jax_calibration.py``).
 
     Args:
         model: a built Keras model with hgq_fpga layers.
@@ -301,19 +298,18 @@ def _record_compiled(model: keras.Model, arrays: list[np.ndarray], starts: Any, 
     compiled. The compiled call is kept on the model while its variables stay the same."""
     import jax
 
-    tv, ntv = model.trainable_variables, model.non_trainable_variables
-    key = tuple(id(v) for v in tv) + (None,) + tuple(id(v) for v in ntv)
-    kept = model.__dict__.get("_hgq_calibration_pass")
-    if kept is None or kept[0] != key:
-        def run(tvals: list[Any], ntvals: list[Any], inputs: list[Any]) -> list[Any]:
-            _, ntvals = model.stateless_call(tvals, ntvals, inputs if len(inputs) > 1 else inputs[0],
-                                             training=False)
-            return ntvals
+    from .compat.keras import kept_on
 
-        kept = model.__dict__["_hgq_calibration_pass"] = (key, jax.jit(run))
+    def run(tvals: list[Any], ntvals: list[Any], inputs: list[Any]) -> list[Any]:
+        _, ntvals = model.stateless_call(tvals, ntvals, inputs if len(inputs) > 1 else inputs[0], training=False)
+        return ntvals
+
+    tv, ntv = model.trainable_variables, model.non_trainable_variables
+    key = (tuple(id(v) for v in tv), tuple(id(v) for v in ntv))
+    compiled = kept_on(model, "_hgq_calibration_pass", key, lambda: jax.jit(run))
     tvals, ntvals = [v.value for v in tv], [v.value for v in ntv]
     for s in starts:
-        ntvals = kept[1](tvals, ntvals, filled_batch(arrays, s, size))
+        ntvals = compiled(tvals, ntvals, filled_batch(arrays, s, size))
     for v, value in zip(ntv, ntvals):
         v.assign(value)
 

@@ -13,7 +13,7 @@ from typing import Any, Callable
 
 import keras
 
-__all__ = ["all_layers", "batch_moments", "call_nodes", "functional_of", "jax_training_values",
+__all__ = ["all_layers", "batch_moments", "call_nodes", "functional_of", "jax_training_values", "kept_on",
            "qkeras_pruning_mask"]
 
 
@@ -75,3 +75,14 @@ def jax_training_values(model: Any, variables: list[Any]) -> Callable[[], list[A
                 for v, at in zip(variables, found)]
 
     return values
+
+
+def kept_on(obj: Any, name: str, key: Any, make: Callable[[], Any]) -> Any:
+    """``make()``, kept on the Keras layer or model ``obj`` while ``key`` stays the same (made
+    again when it changes): in ``obj.__dict__``, past Keras's attribute tracking, so that it is
+    never saved nor listed among ``obj``'s layers or variables. For compiled functions of a
+    model's variables (``key``: the model and its variables' ids, say)."""
+    held = obj.__dict__.get(name)
+    if held is None or held[0] != key:
+        held = obj.__dict__[name] = (key, make())
+    return held[1]

@@ -31,6 +31,7 @@ import numpy as np
 from keras import ops
 
 from ..calibration import BATCH_SIZE, calibrate, calibrate_from_ranges, check_inputs, filled_batch
+from ..compat.keras import kept_on
 from ..resources import CostModel, ResourceReport, estimate
 from .hook import hooked_layers
 
@@ -130,9 +131,7 @@ def _probe(model: keras.Model, layers: list[Any]) -> Callable[[list[np.ndarray]]
         return lambda batch: listed(probe(batch if len(batch) > 1 else batch[0], training=False))
     import jax
 
-    key = (tuple(id(layer) for layer in layers), tuple(id(v) for v in model.variables))
-    kept = model.__dict__.get("_hgq_probe")
-    if kept is None or kept[0] != key:
+    def make() -> Callable[[list[np.ndarray]], list[Any]]:
         probe = keras.Model(inputs, [layer.input for layer in layers])
         tv, ntv = probe.trainable_variables, probe.non_trainable_variables
 
@@ -141,9 +140,10 @@ def _probe(model: keras.Model, layers: list[Any]) -> Callable[[list[np.ndarray]]
             return listed(outs)
 
         compiled = jax.jit(run)
-        kept = model.__dict__["_hgq_probe"] = (
-            key, lambda batch: compiled([v.value for v in tv], [v.value for v in ntv], batch))
-    return kept[1]
+        return lambda batch: compiled([v.value for v in tv], [v.value for v in ntv], batch)
+
+    key = (tuple(id(layer) for layer in layers), tuple(id(v) for v in model.variables))
+    return kept_on(model, "_hgq_probe", key, make)
 
 
 def _reduce_to(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -197,12 +197,8 @@ def _gain_function(layer: Any, model: keras.Model) -> Callable[[np.ndarray], np.
         # the same model with the same variables (a budget's hook adds some while it trains: the
         # training state's places of the values read, found once, would shift)
         key = (model, tuple(id(v) for v in (*model.trainable_variables, *model.non_trainable_variables)))
-        kept = layer.__dict__.get("_repair_gain")  # (not a tracked attribute: never saved)
-        if kept is None or kept[0] is not key[0] or kept[1] != key[1]:
-            kept = (*key, jax_compiled(jax.grad(lambda t: ops.sum(layer.luts_for({id(kq): t}))), layer.variables,
-                                       model, kq.bits_shape))
-            layer.__dict__["_repair_gain"] = kept
-        grad = kept[2]
+        grad = kept_on(layer, "_repair_gain", key, lambda: jax_compiled(
+            jax.grad(lambda t: ops.sum(layer.luts_for({id(kq): t}))), layer.variables, model, kq.bits_shape))
         return lambda f: np.asarray(grad(np.asarray(f, np.float32)))
     return lambda f: _gradient(lambda t: layer.luts_for({id(kq): t}), f)
 
