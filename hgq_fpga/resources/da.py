@@ -56,8 +56,13 @@ _CACHE_SIZE = 16
 
 
 def clear_cache() -> None:
-    """Forget the cached pipelines and zero :data:`STATS`."""
+    """Forget the cached pipelines, the RTL backend's kept adder graphs
+    (:func:`~.shared.graph_candidates`) and zero :data:`STATS`."""
+    from . import shared  # (imported here: shared imports this module when it solves)
+
     _PIPELINES.clear()
+    with shared._SOLVED_LOCK:
+        shared._SOLVED.clear()
     STATS.clear()
 
 

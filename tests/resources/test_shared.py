@@ -190,3 +190,9 @@ def test_a_kernel_solved_before_is_not_solved_again(monkeypatch):
     assert len(calls) > before
     with pytest.raises(AttributeError):
         first[0].extra = 1  # kept graphs are frozen
+    from hgq_fpga.resources.da import clear_cache
+
+    clear_cache()  # forgets them too
+    before = len(calls)
+    shared.graph_candidates(k, xs)
+    assert len(calls) > before
