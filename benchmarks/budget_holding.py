@@ -2,14 +2,15 @@
 
 Run:  python benchmarks/budget_holding.py [--models mlp cnn] [--seeds 0 1 2] [--epochs 30]
                                           [--fractions 0.05 0.1 0.2 0.35 0.5] [--method step]
-                                          [--schedule WARMUP FINETUNE] [--json out.json]
+                                          [--schedule WARMUP FINETUNE [ANNEAL] | none] [--json out.json]
 
 The budgets are fractions of the unconstrained models of BENCHMARKS.md's
 budget table (MLP 85,616 LUTs, CNN 72,426: 30 epochs, seed 0), so that the
 accuracies compare with that table's. Each run trains the model of
 ``examples/budget_sweep.py`` from its seed (the digits split is seed 0's for
 every run) with ``ResourceBudget(lut=..., calibration_data=x_train,
-check_every=1, method=--method, schedule=--schedule)``, 30 epochs,
+check_every=1, method=--method, schedule=--schedule)`` (without ``--schedule``: the
+callback's default schedule), 30 epochs,
 batch 32, Adam 3e-3, and ``validation_data`` the test split (as the table's).
 ``check_every=1`` takes the exact estimate after every epoch, so every epoch
 that ends over the budget is seen (and projected).
@@ -23,6 +24,7 @@ ended over the budget (and so were projected), out of all such epochs.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import statistics
@@ -51,14 +53,19 @@ TABLE = {"mlp": {0.05: 0.889, 0.1: 0.948, 0.2: 0.976, 0.35: 0.970, 0.5: 0.970},
          "cnn": {0.05: 0.724, 0.1: 0.852, 0.2: 0.911, 0.35: 0.948, 0.5: 0.963}}
 
 
+#: ``run``'s schedule when none is given: ResourceBudget's default
+DEFAULT = "default"
+
+
 def run(model_kind: str, fraction: float, seed: int, epochs: int, method: str = METHODS[0],
-        schedule: Schedule | None = None) -> dict:
+        schedule: Schedule | str | None = DEFAULT) -> dict:
     d = digits(seed=0, image=model_kind == "cnn")
     keras.utils.set_random_seed(seed)
     model = compiled(model_kind)
     budget = fraction * FULL[model_kind]
+    chosen = {} if schedule == DEFAULT else {"schedule": schedule}
     cb = hgq_fpga.ResourceBudget(lut=budget, calibration_data=d.x_train, check_every=1, sensitivities=False,
-                                 verbose=0, method=method, schedule=schedule)
+                                 verbose=0, method=method, **chosen)
     t0 = time.perf_counter()
     model.fit(d.x_train, d.y_train, validation_data=(d.x_test, d.y_test), epochs=epochs, batch_size=32, verbose=0,
               callbacks=[cb])
@@ -67,7 +74,7 @@ def run(model_kind: str, fraction: float, seed: int, epochs: int, method: str = 
     accuracy = float(np.mean(np.argmax(out.reshape(len(out), -1), axis=1) == d.y_test))
     late = [h for h in cb.history if h["epoch"] >= epochs / 4]
     return {"model": model_kind, "fraction": fraction, "seed": seed, "budget": budget, "method": method,
-            "schedule": None if schedule is None else [schedule.warmup, schedule.finetune],
+            "schedule": dataclasses.astuple(cb.schedule),
             "lut": cb.result.report.lut, "feasible": cb.result.feasible, "accuracy": accuracy,
             "late_epochs": len(late), "late_over": sum(not h["feasible"] for h in late),
             "over": sum(not h["feasible"] for h in cb.history), "repair_rounds": cb.result.repair.rounds,
@@ -81,11 +88,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--fractions", type=float, nargs="+", default=[0.05, 0.1, 0.2, 0.35, 0.5])
     parser.add_argument("--epochs", type=int, default=30)
     parser.add_argument("--method", choices=METHODS, default=METHODS[0])
-    parser.add_argument("--schedule", type=float, nargs=2, default=None, metavar=("WARMUP", "FINETUNE"),
-                        help="fractions of the epochs (default: no schedule)")
+    parser.add_argument("--schedule", nargs="+", default=None, metavar="WARMUP FINETUNE [ANNEAL] | none",
+                        help="fractions of the epochs, or none (default: ResourceBudget's default schedule)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
-    schedule = None if args.schedule is None else Schedule(*args.schedule)
+    if args.schedule is None:
+        schedule = DEFAULT
+    elif args.schedule == ["none"]:
+        schedule = None
+    elif len(args.schedule) in (2, 3):
+        schedule = Schedule(*map(float, args.schedule))
+    else:
+        parser.error(f"--schedule takes WARMUP FINETUNE [ANNEAL] or none; received {' '.join(args.schedule)}")
     rows = []
     for kind in args.models:
         for fraction in args.fractions:

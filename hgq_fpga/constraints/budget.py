@@ -1,9 +1,9 @@
 """``ResourceBudget``: train under a LUT/DSP budget, with a guarantee.
 
-The epochs may follow a schedule (``schedule=``, :mod:`~hgq_fpga.constraints.schedule`):
-a warm-up at the starting bits, then the bits learn under the budget, then
-they are frozen while the weights fine-tune (default: the bits learn in every
-epoch). While the bits learn, three rules steer them:
+The epochs follow a schedule (``schedule=``, :mod:`~hgq_fpga.constraints.schedule`):
+optionally a warm-up at the starting bits, the bits learning under the budget, and
+frozen bits while the weights fine-tune; by default the bits learn in every epoch
+and the learning rate anneals over the last 20%. While the bits learn, three rules steer them:
 
 * ``method="step"`` (default): the differentiable LUT estimate (calibrated to
   the exact one) is compared with the budget after a batch. While it is
@@ -58,10 +58,9 @@ the end (before the final check). The rule acts on an epoch's last batch
 before ``fit``'s validation, so the weights checked and kept are the ones
 validated.
 
-Messages follow ``fit(verbose=...)`` unless ``verbose=`` is given: one line
-at the start (budget, starting cost, what the loss includes), one per check
-and one per projection (printed after Keras's line for that epoch, so they
-never break its progress bar), and the result at the end.
+Messages follow ``fit(verbose=...)`` unless ``verbose=`` is given: one line at the start
+(budget, starting cost, schedule, what the loss includes), one per check and one per projection
+(after Keras's line for that epoch, never breaking its progress bar), and the result at the end.
 
 Backends and devices: the callback trains on TensorFlow, JAX and PyTorch
 (the same tests pass on each), on one device or, on TensorFlow and JAX, several:
@@ -71,9 +70,8 @@ or enter its scope, before the model is built; Keras then needs every batch, the
 divide evenly among the devices). The cost the steps record is the model's
 (not a sum over replicas), and the checks, projections and the final repair
 run on the host as on one device. On JAX the callback syncs the training
-state into the model's variables on the batches whose cost it reads
-(``jax_state_sync``), which Keras otherwise does once per epoch. PyTorch trains
-eagerly: the cost is computed only in the steps that read it, as on TensorFlow.
+state into the model's variables on the batches whose cost it reads (``jax_state_sync``),
+which Keras otherwise does once per epoch. PyTorch trains eagerly.
 
 Example:
     >>> budget = hgq_fpga.ResourceBudget(lut=20_000, calibration_data=x_train)  # doctest: +SKIP
@@ -96,7 +94,7 @@ from ..resources import CostModel, ResourceReport, estimate
 from .budget_result import HISTORY_COLUMNS, BudgetResult, exact_estimate, minimum_cost, restore, snapshot
 from .checks import CheckClock, CheckLog, excess_text, first_input, say, start_line
 from .hook import CostHook, attach, detach, hooked_layers
-from .schedule import PHASES, Schedule, Steering, as_schedule
+from .schedule import PHASES, Anneal, Schedule, Steering, as_schedule
 from .repair import RepairResult, recalibrate, repair_to_budget, shorten_pipeline, within_budget
 
 __all__ = ["BACKENDS", "HISTORY_COLUMNS", "METHODS", "BudgetResult", "ResourceBudget", "exact_estimate", "minimum_cost"]
@@ -105,6 +103,7 @@ __all__ = ["BACKENDS", "HISTORY_COLUMNS", "METHODS", "BudgetResult", "ResourceBu
 PROJECTION_MARGIN = 0.95
 #: the Keras backends ResourceBudget trains on
 BACKENDS = ("tensorflow", "jax", "torch")
+NOTE = "; activation ranges of the first training batch"  # (the floor without calibration data)
 
 
 class ResourceBudget(keras.callbacks.Callback):
@@ -134,10 +133,10 @@ class ResourceBudget(keras.callbacks.Callback):
             (:func:`~hgq_fpga.constraints.repair.shorten_pipeline`), which raises
             ``RuntimeError`` if the weights reach their lowest bits first.
         method: ``"step"`` (default), ``"constraint"`` or ``"primal_dual"``.
-        schedule: the phases (:class:`~hgq_fpga.constraints.schedule.Schedule`: warm-up
-            with the starting bits, bits learning under the budget, frozen bits while
-            the weights fine-tune), as fractions of ``epochs``, e.g. ``Schedule(0.1, 0.2)``.
-            None (default): the bits learn in every epoch.
+        schedule: the phases and the anneal (:class:`~hgq_fpga.constraints.schedule.Schedule`:
+            warm-up, bits learning under the budget, frozen bits while the weights fine-tune;
+            the learning rate's half cosine over the last ``anneal``), fractions of ``epochs``, e.g.
+            ``Schedule(0.1, 0.2)``. Default: bits in every epoch, anneal 0.2. None: neither.
         dual_lr: step of ``lambda`` for ``primal_dual``.
         monitor, mode: the metric for choosing the best feasible epoch.
         check_every: epochs between exact checks (default 1), or ``"auto"``: a check
@@ -192,7 +191,7 @@ class ResourceBudget(keras.callbacks.Callback):
         latency_cutoff: float | None = None,
         prefer: str = "latency",
         method: str = "step",
-        schedule: Schedule | tuple[float, float] | None = None,
+        schedule: Schedule | tuple[float, ...] | None = Schedule(0.0, 0.0),
         dual_lr: float = 0.05,
         monitor: str = "val_accuracy",
         mode: str = "max",
@@ -293,7 +292,9 @@ class ResourceBudget(keras.callbacks.Callback):
         self.checks = CheckLog(self.lut, self.dsp, self.monitor, self.mode, self.log_feasible)
         self.history = self.checks.history
         self._pending, self._batch_done = [], False
-        self._phases = self.schedule.phases(int((self.params or {}).get("epochs", 1)))
+        epochs = int((self.params or {}).get("epochs", 1))
+        self._phases = self.schedule.phases(epochs)
+        self.anneal = Anneal(self.model.optimizer, epochs, self.schedule.annealed(epochs))
         self.clock = CheckClock()
         self.steering = Steering(self.model, self.hook, self.method, self.dual_lr, self.lut,
                                  # (its recalibrations, inside epochs, are check time)
@@ -314,18 +315,15 @@ class ResourceBudget(keras.callbacks.Callback):
             raise ValueError(
                 f"ResourceBudget: the budget (lut={self.lut}, dsp={self.dsp}) is below the smallest cost "
                 f"this architecture can reach: {floor.lut:.0f} LUTs, {floor.dsp} DSPs (every output "
-                f"keeping a single power-of-two weight{self._ranges_note()}). Raise the budget or use a "
-                f"smaller model."
+                f"keeping a single power-of-two weight{'' if self.x is not None else NOTE}). Raise the budget "
+                f"or use a smaller model."
             )
         start = self._check(epoch=-1)
-        # the differentiable estimate reads the training-time ranges, which the first
-        # step sets: recalibrate it to the exact estimate after that step
+        # the differentiable estimate reads the ranges the first step sets: recalibrate it after that step
         self._start_lut, self._rescale = start.lut, True
         if self.talks:
-            say(start_line(start, self.lut, self.dsp, self.latency, self.method, self._phases, self.reads_outside))
-
-    def _ranges_note(self) -> str:
-        return "" if self.x is not None else "; activation ranges of the first training batch"
+            say(start_line(start, self.lut, self.dsp, self.latency, self.method, self._phases, self.reads_outside,
+                           self.anneal.n if self.anneal.active else 0))
 
     def _flush(self) -> None:
         """Print the lines held back until Keras has finished its line for the epoch."""
@@ -344,6 +342,7 @@ class ResourceBudget(keras.callbacks.Callback):
         self._sync()
         self._epoch = epoch
         self.steering.enter(self.phase(epoch), measure=not self._deferred)
+        self.anneal.at(epoch)
         self.clock.start_epoch()
 
     # -- steering ---------------------------------------------------------------
@@ -455,6 +454,7 @@ class ResourceBudget(keras.callbacks.Callback):
 
     def on_train_end(self, logs: dict | None = None) -> None:
         self.steering.freeze.clear()
+        self.anneal.restore()
         self._release()
         best_epoch = None
         best = self.checks.best

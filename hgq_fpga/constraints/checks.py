@@ -93,9 +93,10 @@ def excess_text(report: ResourceReport, lut: float | None, dsp: int | None) -> s
 
 
 def start_line(start: ResourceReport, lut: float | None, dsp: int | None, latency: int | None, method: str,
-               phases: tuple[int, int, int], outside: bool = False) -> str:
-    """The budget, the starting cost, the schedule, and what the shown loss includes
-    (``outside``: the cost is read outside the training step, and the loss is the task's)."""
+               phases: tuple[int, int, int], outside: bool = False, anneal: int = 0) -> str:
+    """The budget, the starting cost, the schedule (``anneal``: the last epochs that anneal the
+    learning rate), and what the shown loss includes (``outside``: the cost is read outside the
+    training step, and the loss is the task's)."""
     over = not within_budget(start, lut, dsp)
     ratio = start.lut / lut if lut else 1.0
     if outside:
@@ -110,6 +111,8 @@ def start_line(start: ResourceReport, lut: float | None, dsp: int | None, latenc
     plan = "" if not (warm or fine) else (
         f" Epochs: {warm} warm-up (bits as they start), {bits} learning bits, {fine} fine-tuning the weights "
         f"(bits frozen).")
+    if anneal:
+        plan += f" The learning rate anneals over the last {anneal} epoch{'s' if anneal > 1 else ''} (half cosine)."
     loss = (f"The training loss includes {term} while the bits learn; val_loss is the task loss alone." if term
             else "The training loss is the task loss (the bits step down after a batch that ends over the budget; "
                  "LUT/budget is added only where a step cannot help).")

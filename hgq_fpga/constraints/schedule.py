@@ -15,6 +15,12 @@ recipe of Schaefer et al.: float warm-up, bit-width learning, frozen bits):
 Phase lengths are ``floor(fraction * epochs)``, so a short run (fewer than 5
 epochs with the defaults) is all bits phase, as before the schedule existed.
 
+Independently of the phases, the last ``anneal`` fraction of the epochs lowers
+the optimizer's learning rate along a half cosine towards 0 (:class:`Anneal`),
+so that the last epochs settle instead of sampling the noise of a constant
+rate: on the digits MLP at 20% of its cost, 3 seeds, 30 epochs, the kept
+model's accuracy rose from 0.9685 to 0.9728 (BENCHMARKS.md).
+
 The step that holds the budget while the bits learn, and the spread of the
 fractional bits before it, are in :mod:`~hgq_fpga.constraints.step`.
 
@@ -23,6 +29,8 @@ Example:
     (3, 21, 6)
     >>> Schedule(0.1, 0.2).phases(4)
     (0, 4, 0)
+    >>> Schedule(0.0, 0.0, anneal=0.2).annealed(30)
+    6
 """
 
 from __future__ import annotations
@@ -40,7 +48,7 @@ from .hook import RECORD_EVERY, hooked_layers
 from .softcost import SoftCost
 from .step import BudgetStep, spread_whole_bits
 
-__all__ = ["BitFreeze", "BudgetStep", "PHASES", "Schedule", "SoftCost", "Steering", "as_schedule",
+__all__ = ["Anneal", "BitFreeze", "BudgetStep", "PHASES", "Schedule", "SoftCost", "Steering", "as_schedule",
            "spread_whole_bits"]
 
 #: reads outside the step (``method="step"``): this many batches apart while ``c`` is below FAR,
@@ -65,13 +73,15 @@ PHASES = ("warm-up", "bits", "fine-tune")
 
 @dataclasses.dataclass(frozen=True)
 class Schedule:
-    """Fractions of the epochs for the warm-up and the fine-tune phases (the bits phase is the rest)."""
+    """Fractions of the epochs for the warm-up and the fine-tune phases (the bits phase is the rest),
+    and the last fraction of them over which the learning rate anneals (:class:`Anneal`; 0: never)."""
 
     warmup: float = 0.1
     finetune: float = 0.2
+    anneal: float = 0.2
 
     def __post_init__(self) -> None:
-        for name in ("warmup", "finetune"):
+        for name in ("warmup", "finetune", "anneal"):
             v = getattr(self, name)
             if not (isinstance(v, numbers.Real) and not isinstance(v, bool) and 0.0 <= v < 1.0):
                 raise ValueError(f"ResourceBudget: schedule {name} is a fraction of the epochs in [0, 1). "
@@ -88,18 +98,72 @@ class Schedule:
             warm = fine = 0
         return warm, epochs - warm - fine, fine
 
+    def annealed(self, epochs: int) -> int:
+        """How many of the last epochs of a run of ``epochs`` anneal the learning rate (none if all would)."""
+        n = int(math.floor(self.anneal * epochs + 1e-9))
+        return n if n < epochs else 0
+
 
 def as_schedule(schedule: Any) -> Schedule:
-    """``schedule=`` of :class:`ResourceBudget`: a :class:`Schedule`, a ``(warmup, finetune)`` pair or None
-    (every epoch learns bits)."""
+    """``schedule=`` of :class:`ResourceBudget`: a :class:`Schedule`, a ``(warmup, finetune)`` pair or
+    ``(warmup, finetune, anneal)`` triple, or None (every epoch learns bits; the learning rate is left alone)."""
     if schedule is None:
-        return Schedule(0.0, 0.0)
+        return Schedule(0.0, 0.0, 0.0)
     if isinstance(schedule, Schedule):
         return schedule
-    if isinstance(schedule, (tuple, list)) and len(schedule) == 2:
+    if isinstance(schedule, (tuple, list)) and len(schedule) in (2, 3):
         return Schedule(*schedule)
-    raise ValueError(f"ResourceBudget: schedule must be a Schedule, a (warmup, finetune) pair of fractions of "
-                     f"the epochs, or None (bits learn in every epoch). Received: schedule={schedule!r}")
+    raise ValueError(f"ResourceBudget: schedule must be a Schedule, a (warmup, finetune) pair or (warmup, "
+                     f"finetune, anneal) triple of fractions of the epochs, or None (bits learn in every epoch, "
+                     f"the learning rate left alone). Received: schedule={schedule!r}")
+
+
+class Anneal:
+    r"""The optimizer's learning rate over the last ``n`` of ``epochs`` epochs: a half cosine from
+    the rate :math:`\eta_0` it had when ``fit`` started towards 0, one value an epoch (its middle's,
+    so that no epoch trains at 0):
+
+    .. math:: \eta_e = \eta_0 \cdot \tfrac12 \left(1 + \cos \pi\,\frac{e - (E - n) + 1/2}{n}\right),
+              \qquad E - n \le e < E.
+
+    :meth:`restore` puts :math:`\eta_0` back (at the end of ``fit``). A rate that is not a plain
+    variable (a ``LearningRateSchedule`` or a callable: the user's own decay) is left alone
+    (``active`` False).
+
+    Example:
+        >>> [round(Anneal.factor(e, 30, 6), 3) for e in range(23, 30)]
+        [1.0, 0.983, 0.854, 0.629, 0.371, 0.146, 0.017]
+    """
+
+    def __init__(self, optimizer: Any, epochs: int, n: int) -> None:
+        rate = getattr(optimizer, "learning_rate", None) if n > 0 else None
+        self.rate = rate if isinstance(rate, keras.Variable) else None
+        self.base = None if self.rate is None else float(ops.convert_to_numpy(self.rate))
+        self.epochs, self.n = epochs, n
+
+    @property
+    def active(self) -> bool:
+        """Whether the rate anneals in this run."""
+        return self.rate is not None
+
+    @staticmethod
+    def factor(epoch: int, epochs: int, n: int) -> float:
+        r""":math:`\eta_e / \eta_0` for ``epoch`` (from 0)."""
+        start = epochs - n
+        if n <= 0 or epoch < start:
+            return 1.0
+        return 0.5 * (1.0 + math.cos(math.pi * (min(epoch - start, n - 1) + 0.5) / n))
+
+    def at(self, epoch: int) -> None:
+        """Set the rate for ``epoch`` (at its start)."""
+        if self.rate is not None and epoch >= self.epochs - self.n:
+            self.rate.assign(self.base * self.factor(epoch, self.epochs, self.n))
+
+    def restore(self) -> None:
+        """Put the rate of ``fit``'s start back."""
+        if self.rate is not None:
+            self.rate.assign(self.base)
+            self.rate = None
 
 
 def _slots(optimizer: Any, variable: Any) -> list[Any] | None:
