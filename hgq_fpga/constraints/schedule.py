@@ -19,7 +19,7 @@ Independently of the phases, the last ``anneal`` fraction of the epochs lowers
 the optimizer's learning rate along a half cosine towards 0 (:class:`Anneal`),
 so that the last epochs settle instead of sampling the noise of a constant
 rate: on the digits MLP at 20% of its cost, 3 seeds, 30 epochs, the kept
-model's accuracy rose from 0.9685 to 0.9728 (BENCHMARKS.md).
+model's mean accuracy 0.969 -> 0.973 (BENCHMARKS.md, ``benchmarks/budget_holding.py``).
 
 The step that holds the budget while the bits learn, and the spread of the
 fractional bits before it, are in :mod:`~hgq_fpga.constraints.step`.

@@ -47,7 +47,7 @@ def train(data, schedule, *extra: keras.callbacks.Callback, optimizer=None):
     probe = keras.callbacks.LambdaCallback(
         on_train_batch_begin=lambda batch, logs: seen.append(rate(model)) if batch == 0 else None)
     kwargs = {} if schedule == "default" else {"schedule": schedule}
-    cb = ResourceBudget(lut=3000, calibration_data=x, verbose=0, **kwargs)
+    cb = ResourceBudget(lut=3000, calibration_data=x, verbose=0, sensitivities=False, **kwargs)
     model.fit(x, y, epochs=EPOCHS, batch_size=32, verbose=0, callbacks=[cb, *extra, probe])
     return model, cb, seen
 
@@ -93,7 +93,8 @@ def test_the_start_line_names_the_annealed_epochs(data, capsys):
     x, y = data
     model = mlp()
     model.fit(x, y, epochs=EPOCHS, batch_size=32, verbose=0,
-              callbacks=[ResourceBudget(lut=3000, calibration_data=x, verbose=1, schedule=(0.0, 0.0, 0.4))])
+              callbacks=[ResourceBudget(lut=3000, calibration_data=x, verbose=1, schedule=(0.0, 0.0, 0.4),
+                                        sensitivities=False)])
     first = capsys.readouterr().out.splitlines()[0]
     assert "The learning rate anneals over the last 2 epochs (half cosine)." in first
 
