@@ -120,15 +120,16 @@ def as_schedule(schedule: Any) -> Schedule:
 
 class Anneal:
     r"""The optimizer's learning rate over the last ``n`` of ``epochs`` epochs: a half cosine from
-    the rate :math:`\eta_0` it had when ``fit`` started towards 0, one value an epoch (its middle's,
-    so that no epoch trains at 0):
+    the rate :math:`\eta_0` it has when the first of them starts towards 0, one value an epoch (its
+    middle's, so that no epoch trains at 0):
 
     .. math:: \eta_e = \eta_0 \cdot \tfrac12 \left(1 + \cos \pi\,\frac{e - (E - n) + 1/2}{n}\right),
               \qquad E - n \le e < E.
 
-    :meth:`restore` puts :math:`\eta_0` back (at the end of ``fit``). A rate that is not a plain
-    variable (a ``LearningRateSchedule`` or a callable: the user's own decay) is left alone
-    (``active`` False).
+    :meth:`restore` puts :math:`\eta_0` back (at the end of ``fit``), so that only the anneal's own
+    changes are undone (a rate lowered before it by, say, ``ReduceLROnPlateau`` stays lowered, and is
+    the one annealed). A rate that is not a plain variable (a ``LearningRateSchedule`` or a callable:
+    the user's own decay) is left alone (``active`` False).
 
     Example:
         >>> [round(Anneal.factor(e, 30, 6), 3) for e in range(23, 30)]
@@ -138,7 +139,7 @@ class Anneal:
     def __init__(self, optimizer: Any, epochs: int, n: int) -> None:
         rate = getattr(optimizer, "learning_rate", None) if n > 0 else None
         self.rate = rate if isinstance(rate, keras.Variable) else None
-        self.base = None if self.rate is None else float(ops.convert_to_numpy(self.rate))
+        self.base: float | None = None  # the rate at the first annealed epoch
         self.epochs, self.n = epochs, n
 
     @property
@@ -157,13 +158,15 @@ class Anneal:
     def at(self, epoch: int) -> None:
         """Set the rate for ``epoch`` (at its start)."""
         if self.rate is not None and epoch >= self.epochs - self.n:
+            if self.base is None:
+                self.base = float(ops.convert_to_numpy(self.rate))
             self.rate.assign(self.base * self.factor(epoch, self.epochs, self.n))
 
     def restore(self) -> None:
-        """Put the rate of ``fit``'s start back."""
-        if self.rate is not None:
+        """Put the rate of the anneal's start back (nothing if it did not start)."""
+        if self.rate is not None and self.base is not None:
             self.rate.assign(self.base)
-            self.rate = None
+        self.base = None
 
 
 def _slots(optimizer: Any, variable: Any) -> list[Any] | None:

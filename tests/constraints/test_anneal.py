@@ -78,6 +78,20 @@ def test_the_anneal_trains_exactly_as_keras_own_scheduler_with_the_same_rates(da
     assert any(not np.array_equal(a, c) for a, c in zip(annealed.get_weights(), plain.get_weights()))
 
 
+class Lower(keras.callbacks.Callback):
+    """Lowers the rate to a tenth at epoch 1, as ``ReduceLROnPlateau`` would."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch == 1:
+            self.model.optimizer.learning_rate.assign(RATE / 10)
+
+
+def test_a_rate_lowered_before_the_anneal_is_the_one_annealed_and_stays_lowered(data):
+    model, _, seen = train(data, "default", Lower())
+    assert seen == pytest.approx([RATE] + [RATE / 10] * 3 + [RATE / 20], rel=1e-6)
+    assert rate(model) == pytest.approx(RATE / 10, rel=1e-6)  # not the rate fit started with
+
+
 def test_none_and_a_users_own_learning_rate_schedule_are_left_alone(data):
     _, cb, seen = train(data, None)
     assert not cb.anneal.active and seen == pytest.approx([RATE] * EPOCHS)
