@@ -231,7 +231,7 @@ class ResourceBudget(keras.callbacks.Callback):
         self._projections, self._dsp_over, self._pending = 0, False, []
         self._rescale, self._start_lut, self._deferred = False, 0.0, False
         self._phases, self._epoch, self._batch_done = (0, 1, 0), 0, False
-        self.clock = CheckClock()
+        self.clock, self.anneal = CheckClock(), Anneal(None, 1, 0)
 
     # -- setup ------------------------------------------------------------------
     def set_model(self, model: keras.Model) -> None:
@@ -278,8 +278,7 @@ class ResourceBudget(keras.callbacks.Callback):
         _retrace(self.model)
 
     def _sync(self) -> None:
-        """On JAX: put the state the training step threads back into the model's variables, to read
-        them and so that what the callback assigns reaches the next step (Keras: once an epoch)."""
+        """JAX: the step's state back into the model's variables, to read and assign them (Keras: once an epoch)."""
         getattr(self.model, "jax_state_sync", lambda: None)()
 
     @property
@@ -294,6 +293,7 @@ class ResourceBudget(keras.callbacks.Callback):
         self._pending, self._batch_done = [], False
         epochs = int((self.params or {}).get("epochs", 1))
         self._phases = self.schedule.phases(epochs)
+        self.anneal.restore()  # (a fit interrupted within the anneal: its rate back first)
         self.anneal = Anneal(self.model.optimizer, epochs, self.schedule.annealed(epochs))
         self.clock = CheckClock()
         self.steering = Steering(self.model, self.hook, self.method, self.dual_lr, self.lut,
