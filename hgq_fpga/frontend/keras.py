@@ -93,8 +93,14 @@ def _pair(v: Any, n: int) -> tuple[int, ...]:
     return tuple(int(a) for a in v) if isinstance(v, (tuple, list)) else (int(v),) * n
 
 
+def _kernel(layer: Any) -> Constant:
+    """A dense or convolution layer's ``qkernel``, computed in numpy (:meth:`WeightQuantizer.firmware_values`)."""
+    return weights(layer.kernel_quantizer.firmware_values(layer.kernel), layer.kernel_quantizer)
+
+
 def _bias(layer: Any) -> Constant | None:
-    return weights(layer.qbias, layer.bias_quantizer) if layer.use_bias else None
+    """Its ``qbias`` (None without a bias), in numpy as :func:`_kernel`."""
+    return weights(layer.bias_quantizer.firmware_values(layer.bias), layer.bias_quantizer) if layer.use_bias else None
 
 
 def _register_layers() -> None:
@@ -103,7 +109,7 @@ def _register_layers() -> None:
     @LAYERS.register(ql.QDense)
     def _dense(layer: Any, b: GraphBuilder, srcs: list[str], shape: tuple[int, ...]) -> str:
         x = quantize(b, layer.name, srcs[0], layer.input_quantizer)
-        op = ir.Dense(kernel=weights(layer.qkernel, layer.kernel_quantizer), bias=_bias(layer))
+        op = ir.Dense(kernel=_kernel(layer), bias=_bias(layer))
         return activation(b, layer.name, b.add(op, [x], layer.name, shape), layer.activation)
 
     @LAYERS.register(ql.QConv1D, ql.QConv2D)
@@ -113,7 +119,7 @@ def _register_layers() -> None:
                 f"layer {layer.name!r} ({type(layer).__name__}): groups={layer.groups} is not supported")
         x = quantize(b, layer.name, srcs[0], layer.input_quantizer)
         rank = len(shape) - 1
-        op = ir.Conv(kernel=weights(layer.qkernel, layer.kernel_quantizer), bias=_bias(layer),
+        op = ir.Conv(kernel=_kernel(layer), bias=_bias(layer),
                      strides=_pair(layer.strides, rank), padding=layer.padding,
                      dilation=_pair(layer.dilation_rate, rank))
         return activation(b, layer.name, b.add(op, [x], layer.name, shape), layer.activation)

@@ -332,6 +332,21 @@ class BitQuantizerBase(keras.layers.Layer):
             raise ValueError(f"{self.name}: not built yet; call the layer on data first.")
         return ops.reshape(ops.convert_to_tensor(self._own_f), self.bits_shape)
 
+    def f_array(self) -> np.ndarray:
+        """:meth:`f_value`'s numbers as a numpy array, read without a backend operation (an eager slice
+        and reshape compile on JAX, once per shape and offset)."""
+        if self._packed is not None:
+            var, offset = self._packed
+            flat = np.asarray(ops.convert_to_numpy(var)).reshape(-1)
+            return flat[offset : offset + self.bits_size].reshape(self.bits_shape)
+        if self._own_f is None:
+            raise ValueError(f"{self.name}: not built yet; call the layer on data first.")
+        return np.asarray(ops.convert_to_numpy(self._own_f)).reshape(self.bits_shape)
+
+    def f_exact_array(self) -> np.ndarray:
+        """:meth:`f_exact` as a float64 numpy array (``round``, half to even, as ``ops.round``)."""
+        return np.round(self.f_array().astype(np.float64))
+
     @property
     def f(self) -> Any:
         """The current (float) fractional bits, shape ``bits_shape``."""

@@ -127,6 +127,36 @@ def test_weight_quantize_with_numpy_on_float64_copies_equals_the_keras_path(roun
     np.testing.assert_array_equal(numpy_q, keras_q)
 
 
+@pytest.mark.parametrize("granularity", ["element", "channel", "tensor"])
+@pytest.mark.parametrize("fixed_i", [None, 1], ids=["i-from-values", "i=1"])
+def test_firmware_values_in_numpy_are_the_layers_quantized_weights(granularity, fixed_i, rng):
+    """What the frontend reads (``firmware_values``, numpy) is ``qkernel`` / ``qbias`` (the backend's
+    operations), bit for bit, and ``format_of`` takes the same ``f``: the layers' bits packed into
+    one variable, fractional bits on their rounding ties (2.5 rounds to 2, 3.5 to 4), weights on
+    ties of their grid, beyond the saturation and zero."""
+    from hgq_fpga.layers import QDense
+
+    layer = QDense(24, kernel_quantizer={"granularity": granularity, "i": fixed_i, "overflow": "WRAP"},
+                   bias_quantizer={"granularity": granularity})
+    layer.build((None, 16))
+    assert layer.bits_pack is not None  # (the case read through the packed variable)
+    for q, v in ((layer.kernel_quantizer, layer.kernel), (layer.bias_quantizer, layer.bias)):
+        f = rng.integers(-2, 9, q.bits_shape) + rng.choice([0.0, 0.5, 0.25], q.bits_shape)
+        q.set_f(f)
+        f_int = np.round(f)  # half to even
+        w = np.where(rng.random(v.shape) < 0.5, (rng.integers(-300, 300, v.shape) + 0.5) * np.exp2(-f_int),
+                     rng.normal(0, 3.0, v.shape)).astype(np.float32)
+        w.flat[:3] = 0.0
+        v.assign(w)
+        backend = np.asarray(ops.convert_to_numpy(q.quantize_values(v)))
+        numpy = q.firmware_values(v)
+        assert numpy.dtype == np.float32
+        np.testing.assert_array_equal(numpy, backend)
+        np.testing.assert_array_equal(q.f_exact_array(), np.asarray(ops.convert_to_numpy(q.f_exact())))
+    np.testing.assert_array_equal(layer.kernel_quantizer.firmware_values(layer.kernel),
+                                  np.asarray(ops.convert_to_numpy(layer.qkernel)))
+
+
 @pytest.mark.parametrize("rounding", list(RoundingMode), ids=str)
 def test_rounding_whole_float32_mantissas_from_2_to_the_23_keeps_them(rounding):
     """From 2**23 a float32 is a whole number and ``floor(v) + 0.5`` is not representable: every
