@@ -15,27 +15,15 @@ later ones. Both kinds are checked to give the same LUTs.
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import statistics
-import subprocess
-import sys
 import time
 from typing import Any
+
+from jax_children import parse_and_run
 
 MODELS = {"digits": (64, 32, 32), "64-256-256-10": (256, 256)}
 KINDS = ("numpy", "backend")
 TAG = "@@jax_first_estimate"
-
-
-def _env() -> dict[str, str]:
-    env = dict(os.environ, KERAS_BACKEND="jax", TF_CPP_MIN_LOG_LEVEL="3", PJRT_NPROC="1")
-    for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
-        env[k] = "1"
-    env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
-    env.pop("JAX_COMPILATION_CACHE_DIR", None)  # (no compiled program from an earlier process)
-    return env
 
 
 def _child(kind: str, model_name: str) -> dict[str, Any]:
@@ -67,20 +55,10 @@ def _child(kind: str, model_name: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--model", choices=list(MODELS), default="digits")
-    parser.add_argument("--kind", choices=KINDS, help=argparse.SUPPRESS)  # (a child)
-    args = parser.parse_args(argv)
-    if args.kind:
-        print(f"{TAG} {json.dumps(_child(args.kind, args.model))}", flush=True)
+    done = parse_and_run(__doc__, __file__, KINDS, list(MODELS), TAG, _child, argv)
+    if done is None:  # (a child)
         return 0
-    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in KINDS}
-    for _ in range(args.repeats):
-        for kind in KINDS:
-            out = subprocess.run([sys.executable, __file__, "--kind", kind, "--model", args.model], env=_env(),
-                                 capture_output=True, text=True, check=True).stdout
-            runs[kind].append(json.loads(next(line for line in out.splitlines() if line.startswith(TAG))[len(TAG):]))
+    args, runs = done
     luts = {tuple(r["luts"]) for rs in runs.values() for r in rs}
     if len(luts) != 1:
         raise SystemExit(f"jax_first_estimate: the two kinds estimated different LUTs: {sorted(luts)}")
