@@ -206,7 +206,7 @@ def _gain_function(layer: Any, model: keras.Model) -> Callable[[np.ndarray], np.
 def _gains(layer: Any, gain_fn: Callable[[np.ndarray], np.ndarray | None]) -> np.ndarray:
     """d(differentiable LUTs)/d(kernel f), in the kernel quantizer's bits shape."""
     kq = layer.kernel_quantizer
-    g = gain_fn(np.asarray(ops.convert_to_numpy(kq.f_value())))
+    g = gain_fn(kq.f_array())
     return np.zeros(kq.bits_shape) if g is None else np.asarray(g, np.float64)
 
 
@@ -216,7 +216,7 @@ def _layer_candidates(layer: Any, p: np.ndarray, off_dsp: bool, cm: CostModel,
     C order of the bits (arrays: the 86k bits of a 64-256-256-10 MLP as tuples took 0.13 s a round)."""
     kq = layer.kernel_quantizer
     w = ops.convert_to_numpy(layer.kernel).astype(np.float64)
-    f_bits = np.round(np.asarray(ops.convert_to_numpy(kq.f_value()), np.float64).reshape(kq.bits_shape))
+    f_bits = kq.f_exact_array()
     f = np.broadcast_to(f_bits, w.shape)
     # in numpy, float64: the float32 weights' quantized values exactly (as the layer computes them),
     # without a backend's eager ops (and 1e-300 below is not 0 as in JAX's float32)
@@ -252,7 +252,7 @@ def _lower_bits(layers: list[Any], which: np.ndarray, flat: np.ndarray, result: 
     count them per layer in ``result``."""
     for n in np.unique(which):
         kq = layers[n].kernel_quantizer
-        f = np.round(np.asarray(ops.convert_to_numpy(kq.f_value()), np.float64).reshape(kq.bits_shape))
+        f = kq.f_exact_array()
         chosen = flat[which == n]
         f.reshape(-1)[chosen] -= 1  # (each bit at most once)
         kq.set_f(f)

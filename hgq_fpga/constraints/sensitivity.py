@@ -31,7 +31,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from keras import ops
 
 from ..calibration import calibrate, check_inputs
 from ..resources import CostModel, estimate
@@ -135,7 +134,7 @@ def layer_sensitivities(model: Any, x: Any, *, strategy: str = "Latency", part: 
         result = Sensitivities(n_samples=len(arrays[0]))
         for layer in hooked_layers(model):
             kq = layer.kernel_quantizer
-            f0 = np.array(ops.convert_to_numpy(kq.f_value()))
+            f0 = np.array(kq.f_array())
             try:
                 kq.set_f(f0 - 1.0)
                 calibrate(model, x)
