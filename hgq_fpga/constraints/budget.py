@@ -83,6 +83,7 @@ Example:
 from __future__ import annotations
 
 import dataclasses
+import warnings
 from typing import Any
 
 import keras
@@ -90,12 +91,13 @@ from keras import ops
 
 from ..calibration import TRACKED, check_inputs
 from .options import METHODS, check_arguments, check_latency, rtl_settings
-from ..resources import CostModel, ResourceReport, estimate
+from ..resources import CostModel, ResourceReport
 from .budget_result import HISTORY_COLUMNS, BudgetResult, exact_estimate, minimum_cost, restore, snapshot
 from .checks import CheckClock, CheckLog, excess_text, first_input, say, start_line
+from .hold import hold, interrupted, let_go_of, release, retrace
 from .hook import CostHook, attach, detach, hooked_layers
 from .schedule import PHASES, Anneal, Schedule, Steering, as_schedule
-from .repair import RepairResult, recalibrate, repair_to_budget, shorten_pipeline, within_budget
+from .repair import RepairResult, final_guarantee, repair_to_budget, within_budget
 
 __all__ = ["BACKENDS", "HISTORY_COLUMNS", "METHODS", "BudgetResult", "ResourceBudget", "exact_estimate", "minimum_cost"]
 
@@ -246,12 +248,13 @@ class ResourceBudget(keras.callbacks.Callback):
         if self.x is not None:
             self.x = check_inputs(model, self.x, what="calibration_data")
             self.x = self.x if len(self.x) > 1 else self.x[0]
+        let_go_of(model)  # (a budget's fit of this model interrupted before: its state off first)
         # a fresh hook for each fit, where the model's variables live (tf.distribute, keras.distribution)
         self.hook = CostHook(1.0 / max(self.lut or 1.0, 1.0), model)
         self.hook.in_step = not self.reads_outside  # (see _switch_step)
         self._steps = {}
         attach(model, self.hook)
-        _retrace(model)
+        retrace(model)
 
     @property
     def reads_outside(self) -> bool:
@@ -274,8 +277,20 @@ class ResourceBudget(keras.callbacks.Callback):
     def _release(self) -> None:
         """Detach the hook; the next ``fit`` traces a step without it."""
         self._steps = {}
+        release(self.model)
         detach(self.model)
-        _retrace(self.model)
+        retrace(self.model)
+
+    def _let_go(self, warn: bool) -> None:
+        """This budget's ``fit`` stopped before ``on_train_end`` (:mod:`~hgq_fpga.constraints.hold`):
+        take its state off the model (the frozen bits' hold, the annealed rate, the hook)."""
+        annealed = self.anneal.base is not None
+        self.steering.freeze.clear()
+        self.anneal.restore()
+        self._release()
+        if warn:
+            warnings.warn(interrupted(self.model.name, self.lut, self.dsp, self._epoch, annealed), UserWarning,
+                          stacklevel=3)
 
     def _sync(self) -> None:
         """JAX: the step's state back into the model's variables, to read and assign them (Keras: once an epoch)."""
@@ -302,6 +317,7 @@ class ResourceBudget(keras.callbacks.Callback):
                                      lambda: exact_estimate(self.model, self.x, **self.kwargs).lut),
                                  outside=self.reads_outside, switch=self._switch_step)
         self.steering.prepare()
+        hold(self.model, self._let_go)  # (until on_train_end: a later fit lets go if this one is interrupted)
         # without data, the estimates use the ranges training tracks: there are some after the first batch
         self._deferred = self.x is None
         if not self._deferred:
@@ -461,24 +477,8 @@ class ResourceBudget(keras.callbacks.Callback):
         if self.restore_best_feasible and best is not None:
             self.model.set_weights(best[2])
             best_epoch = best[1]
-        recalibrate(self.model, self.x)
-        report = estimate(self.model, **self.kwargs)
-        repair = RepairResult(0, {}, report, report)
-        if not within_budget(report, self.lut, self.dsp):
-            if not self.do_repair:
-                self._flush()
-                raise RuntimeError(
-                    f"ResourceBudget: the trained model is over the budget (LUT {report.lut:.0f} for "
-                    f"{self.lut}, DSP {report.dsp} for {self.dsp}) and repair=False"
-                )
-            repair = repair_to_budget(self.model, self.x, lut=self.lut, dsp=self.dsp, **self.kwargs)
-            report = repair.after
-        if self.rtl is not None:  # the project's own count (at most the trees'), flip-flops and latency
-            report = estimate(self.model, backend="rtl", part=self.kwargs["part"],
-                              cost_model=self.kwargs["cost_model"], **self.rtl)
-            if self.latency is not None and report.latency_cycles > self.latency:
-                report, repair = shorten_pipeline(self.model, self.x, self.latency, report, repair, lut=self.lut,
-                                                  dsp=self.dsp, rtl=self.rtl, **self.kwargs)
+        report, repair = final_guarantee(self.model, self.x, self.lut, self.dsp, repair=self.do_repair, rtl=self.rtl,
+                                         latency=self.latency, before_refusal=self._flush, **self.kwargs)
         calibration = TRACKED if self.x is None else f"calibration_data ({len(first_input(self.x))} samples)"
         self.result = BudgetResult(report, repair, self.lut, self.dsp, best_epoch, self.history, calibration,
                                    latency=self.latency, train_seconds=self.clock.train,
@@ -491,9 +491,3 @@ class ResourceBudget(keras.callbacks.Callback):
         if self.talks:
             say(str(self.result))
 
-
-def _retrace(model: keras.Model) -> None:
-    """Make Keras trace its steps anew: a training step traced without the hook
-    would not see it (TensorFlow), and on JAX the state the steps thread (and,
-    under a distribution, its shardings) gains or loses the hook's variables."""
-    model.train_function = model.test_function = model.predict_function = None

@@ -35,7 +35,7 @@ from ..compat.keras import kept_on
 from ..resources import CostModel, ResourceReport, estimate
 from .hook import hooked_layers
 
-__all__ = ["RepairResult", "recalibrate", "repair_to_budget", "shorten_pipeline", "within_budget"]
+__all__ = ["RepairResult", "final_guarantee", "recalibrate", "repair_to_budget", "shorten_pipeline", "within_budget"]
 
 
 @dataclass
@@ -355,3 +355,36 @@ def shorten_pipeline(model: keras.Model, x: Any, latency: int, report: ResourceR
         f"ResourceBudget: lowering the weights' bits did not bring the RTL project to latency={latency} cycles "
         f"(it takes {report.latency_cycles} at clock_period={rtl['clock_period']:g} ns); raise latency=, give a "
         f"longer clock_period or latency_cutoff, or use a shallower model")
+
+
+def final_guarantee(model: keras.Model, x: Any, lut: float | None, dsp: int | None, *, repair: bool = True,
+                    rtl: dict[str, Any] | None = None, latency: int | None = None,
+                    before_refusal: Callable[[], None] = lambda: None,
+                    **kwargs: Any) -> tuple[ResourceReport, RepairResult]:
+    """The end of a budgeted training (:class:`~hgq_fpga.constraints.ResourceBudget`): calibrate
+    on ``x`` (None: the ranges tracked in training), take the exact estimate and, over the
+    budget, :func:`repair_to_budget`; with ``rtl`` (the RTL project's settings) the report is
+    the project's own count, its pipeline shortened to ``latency`` cycles
+    (:func:`shorten_pipeline`). Returns the final report and what the repair did.
+
+    Raises:
+        RuntimeError: over the budget with ``repair=False`` (after ``before_refusal()``), or
+            the repair or the pipeline cannot get within it.
+    """
+    recalibrate(model, x)
+    report = estimate(model, **kwargs)
+    done = RepairResult(0, {}, report, report)
+    if not within_budget(report, lut, dsp):
+        if not repair:
+            before_refusal()
+            raise RuntimeError(
+                f"ResourceBudget: the trained model is over the budget (LUT {report.lut:.0f} for "
+                f"{lut}, DSP {report.dsp} for {dsp}) and repair=False"
+            )
+        done = repair_to_budget(model, x, lut=lut, dsp=dsp, **kwargs)
+        report = done.after
+    if rtl is not None:  # the project's own count (at most the trees'), flip-flops and latency
+        report = estimate(model, backend="rtl", part=kwargs["part"], cost_model=kwargs["cost_model"], **rtl)
+        if latency is not None and report.latency_cycles > latency:
+            report, done = shorten_pipeline(model, x, latency, report, done, lut=lut, dsp=dsp, rtl=rtl, **kwargs)
+    return report, done
