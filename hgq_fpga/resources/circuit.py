@@ -15,8 +15,6 @@ then the products, narrowest first, then the bias.
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -25,6 +23,7 @@ import numpy as np
 from ..ir import Constant, Graph, Op
 from ..ir import ops as ir
 from ..ir.intmath import im2col
+from .recent import Recent
 from .rules import AdderTree, Signal, adder_tree, csd_digits, uses_dsp, width_of
 
 __all__ = [
@@ -42,17 +41,15 @@ CACHED_CIRCUITS = 8192
 # input patches go first): (the patch's input signals, shift, dsp, dsp_min_bits) ->
 # (integer weights of the column, bias, cap) -> circuit. A tree is a function of exactly
 # these, so a re-estimate (a repair round, a layer sensitivity, a check while the bits are
-# frozen) builds only the columns whose inputs, weights or bias changed. _LOCK guards the
-# ordered dict (estimates may run in several threads); a patch's own dict of trees takes
-# single insertions, which are atomic.
-_TREES: OrderedDict[tuple, dict[tuple, LinearCircuit]] = OrderedDict()
-_LOCK = threading.Lock()
+# frozen) builds only the columns whose inputs, weights or bias changed. The cache has its
+# lock (estimates may run in several threads); a patch's own dict of trees takes single
+# insertions, which are atomic.
+_TREES: Recent[dict[tuple, LinearCircuit]] = Recent(CACHED_CIRCUITS, weight=len)
 
 
 def clear_cache() -> None:
     """Forget the adder trees kept from earlier estimates."""
-    with _LOCK:
-        _TREES.clear()
+    _TREES.clear()
 
 
 class Term(NamedTuple):
@@ -227,12 +224,7 @@ def _kernel_circuits(graph: Graph, node: ir.Linear, x: list[Signal], dsp: bool, 
     for p, patch in enumerate(kernel_patches(graph, node)):
         srcs = patch.tolist()
         key = (tuple(x[s] if s >= 0 else None for s in srcs), shift, dsp, dsp_min_bits)  # hashed once per patch
-        with _LOCK:
-            same_inputs = _TREES.get(key)
-            if same_inputs is None:
-                same_inputs = _TREES[key] = {}
-            else:
-                _TREES.move_to_end(key)
+        same_inputs = _TREES.setdefault(key, dict)
         for j, column in enumerate(columns):
             cap = caps[p * len(columns) + j] if caps is not None else None
             c = same_inputs.get((column, biases[j], cap))
@@ -240,16 +232,8 @@ def _kernel_circuits(graph: Graph, node: ir.Linear, x: list[Signal], dsp: bool, 
                 c = same_inputs[(column, biases[j], cap)] = _linear_one(x, srcs, list(column), shift, biases[j], dsp,
                                                                        dsp_min_bits, cap, memo)
             out.append(c if c.inputs == srcs else LinearCircuit(c.terms, c.tree, c.dsp_products, srcs))
-    _trim_cache()
+    _TREES.trim()  # (the least recently used patches' trees beyond CACHED_CIRCUITS)
     return out
-
-
-def _trim_cache() -> None:
-    """Drop the least recently used patches' trees beyond :data:`CACHED_CIRCUITS`."""
-    with _LOCK:
-        total = sum(len(v) for v in _TREES.values())
-        while total > CACHED_CIRCUITS and len(_TREES) > 1:
-            total -= len(_TREES.popitem(last=False)[1])
 
 
 def add_circuits(graph: Graph, node: Op, xs: list[list[Signal]],

@@ -32,7 +32,7 @@ counts solves, cache hits and stage runs. The first use compiles the stage
 from __future__ import annotations
 
 import os
-from collections import Counter, OrderedDict
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from math import ceil, log2
 from typing import Any
@@ -42,6 +42,7 @@ import numpy as np
 from ..ir import ops as ir
 from .analysis import CircuitAnalysis
 from .circuit import kernel_patches
+from .recent import Recent
 
 __all__ = ["MIRRORED_DA4ML", "STATS", "clear_cache", "da_cost", "kernel_input_kif", "solve", "traced_cost"]
 
@@ -51,8 +52,7 @@ __all__ = ["MIRRORED_DA4ML", "STATS", "clear_cache", "da_cost", "kernel_input_ki
 STATS: Counter = Counter()
 #: the da4ml series whose solver :func:`solve` and :mod:`.da_cmvm` reproduce (others: da4ml's own)
 MIRRORED_DA4ML = "0.5."
-_PIPELINES: OrderedDict = OrderedDict()  # pipelines and traced costs, most recent last
-_CACHE_SIZE = 16
+_PIPELINES: Recent[Any] = Recent(16)  # pipelines and traced costs
 
 
 def clear_cache() -> None:
@@ -61,8 +61,7 @@ def clear_cache() -> None:
     from . import shared  # (imported here: shared imports this module when it solves)
 
     _PIPELINES.clear()
-    with shared._SOLVED_LOCK:
-        shared._SOLVED.clear()
+    shared._SOLVED.clear()
     STATS.clear()
 
 
@@ -133,15 +132,16 @@ def traced_cost(kernel: np.ndarray, k: np.ndarray, i: np.ndarray, f: np.ndarray,
     hard_dc = int(os.environ.get("DA_HARD_DC", 2))
     key = ("trace", hard_dc, kernel.shape, np.asarray(kernel, np.float64).tobytes(),
            *(np.asarray(v, np.int64).tobytes() for v in (k, i, f)), None if bias is None else bias.tobytes())
-    if key in _PIPELINES:
+    kept = _PIPELINES.get(key)
+    if kept is not None:
         STATS["trace_hits"] += 1
-        return _remember(key, _PIPELINES[key])
+        return kept
     options = {"hard_dc": hard_dc, "search_all_decompose_dc": True}
     inp = FixedVariableArray.from_kif(k, i, f, HWConfig(1, -1, -1), solver_options=options)
     out = _matmul(inp, np.asarray(kernel))
     if bias is not None:
         out = out + bias
-    return _remember(key, float(comb_trace(inp, out).cost))
+    return _PIPELINES.put(key, float(comb_trace(inp, out).cost))
 
 
 def _matmul(inp: Any, kernel: np.ndarray) -> Any:
@@ -184,9 +184,10 @@ def solve(kernel: np.ndarray, method0: str = "wmc", method1: str = "auto", hard_
             bool(search_all_decompose_dc))
     key = (kernel.shape, str(kernel.dtype), kernel.tobytes(), tuple(qints), tuple(lats), opts)
     STATS["solves"] += 1
-    if key in _PIPELINES:
+    kept = _PIPELINES.get(key)
+    if kept is not None:
         STATS["cache_hits"] += 1
-        return _remember(key, _PIPELINES[key])
+        return kept
     try:
         if not str(getattr(da4ml, "__version__", "")).startswith(MIRRORED_DA4ML):
             raise ValueError(f"da4ml {getattr(da4ml, '__version__', '?')}: not the algorithm mirrored here")
@@ -198,16 +199,7 @@ def solve(kernel: np.ndarray, method0: str = "wmc", method1: str = "auto", hard_
         STATS["fallbacks"] += 1
         pipeline = da4ml_solve(kernel, method0, method1, hard_dc, decompose_dc, List(qints), List(lats),
                                adder_size, carry_size, search_all_decompose_dc)
-    return _remember(key, pipeline)
-
-
-def _remember(key: tuple, value: Any) -> Any:
-    """Keep ``value`` as the most recent entry of the cache (the oldest beyond its size go)."""
-    _PIPELINES[key] = value
-    _PIPELINES.move_to_end(key)
-    while len(_PIPELINES) > _CACHE_SIZE:
-        _PIPELINES.popitem(last=False)
-    return value
+    return _PIPELINES.put(key, pipeline)
 
 
 def _search(kernel: np.ndarray, qints: list, lats: list, method0: str, method1: str, hard_dc: int,

@@ -35,8 +35,6 @@ Example:
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -46,6 +44,7 @@ import numpy as np
 from ..ir import Graph
 from ..ir import ops as ir
 from .circuit import LinearCircuit, Term, aligned_bias, kernel_patches, linear_circuits
+from .recent import Recent
 from .rules import Adder, Signal, adder_cells, adder_tree
 
 __all__ = ["DECOMPOSE_MAX_WEIGHTS", "PREFER", "SOLVED_KEPT", "Position", "SharedGraph", "check_prefer",
@@ -144,8 +143,7 @@ DECOMPOSE_MAX_WEIGHTS = 1024
 
 #: how many kernels' candidate graphs :func:`graph_candidates` keeps (the least recently used go first)
 SOLVED_KEPT = 64
-_SOLVED: OrderedDict[tuple, tuple[SharedGraph, ...]] = OrderedDict()
-_SOLVED_LOCK = threading.Lock()
+_SOLVED: Recent[tuple[SharedGraph, ...]] = Recent(SOLVED_KEPT)
 
 
 def shared_graph(kernel: np.ndarray, xs: list[Signal]) -> SharedGraph:
@@ -192,16 +190,11 @@ def graph_candidates(kernel: np.ndarray, xs: list[Signal]) -> list[SharedGraph]:
                           f"that is missing here ({e}). Install it with: pip install 'da4ml>=0.5.2,<0.6'") from None
     k = np.asarray(kernel, dtype=np.int64)
     key = (k.shape, k.tobytes(), tuple(xs))
-    with _SOLVED_LOCK:
-        kept = _SOLVED.get(key)
-        if kept is not None:
-            _SOLVED.move_to_end(key)
-            return list(kept)
+    kept = _SOLVED.get(key)
+    if kept is not None:
+        return list(kept)
     out = _solve_candidates(k, xs, solve, cmvm_stage)
-    with _SOLVED_LOCK:
-        _SOLVED[key] = tuple(out)
-        while len(_SOLVED) > SOLVED_KEPT:
-            _SOLVED.popitem(last=False)
+    _SOLVED.put(key, tuple(out))
     return out
 
 

@@ -165,11 +165,12 @@ def test_a_kernel_solved_before_is_not_solved_again(monkeypatch):
     out by SOLVED_KEPT others are solved."""
     import hgq_fpga.resources.da_cmvm as da_cmvm
     import hgq_fpga.resources.shared as shared
+    from hgq_fpga.resources.recent import Recent
 
     calls = []
     real = da_cmvm.cmvm_stage
     monkeypatch.setattr(da_cmvm, "cmvm_stage", lambda *a, **k: calls.append(1) or real(*a, **k))
-    monkeypatch.setattr(shared, "_SOLVED", type(shared._SOLVED)())
+    monkeypatch.setattr(shared, "_SOLVED", Recent(shared.SOLVED_KEPT))
     rng = np.random.default_rng(7)
     k = rng.integers(-8, 8, size=(6, 4))
     xs = [Signal(-16, 15)] * 6
@@ -183,7 +184,7 @@ def test_a_kernel_solved_before_is_not_solved_again(monkeypatch):
         shared.graph_candidates(other_k, other_xs)
         assert len(calls) > before
     for i in range(shared.SOLVED_KEPT):
-        shared._SOLVED[("filler", i)] = ()
+        shared._SOLVED.put(("filler", i), ())
     shared.graph_candidates(k[:, :2], xs)  # the next kernel kept pushes out the oldest ones
     before = len(calls)
     assert shared.graph_candidates(k, xs) == first  # pushed out: solved again, the same graphs
