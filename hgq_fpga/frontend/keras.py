@@ -144,8 +144,8 @@ def _register_other_layers() -> None:
     @LAYERS.register(ql.QBatchNormalization)
     def _batchnorm(layer: Any, b: GraphBuilder, srcs: list[str], shape: tuple[int, ...]) -> str:
         x = quantize(b, layer.name, srcs[0], layer.input_quantizer)
-        op = ir.Scale(scale=weights(layer.qkernel, layer.kernel_quantizer),
-                      offset=weights(layer.qbias, layer.bias_quantizer))
+        scale, offset = layer.firmware_values()  # (qkernel, qbias in numpy)
+        op = ir.Scale(scale=weights(scale, layer.kernel_quantizer), offset=weights(offset, layer.bias_quantizer))
         return b.add(op, [x], layer.name, shape)
 
     @LAYERS.register(ql.QAdd, ql.QConcatenate)

@@ -100,6 +100,28 @@ class TestQBatchNormalization(LayerTestCase):
     float_cls = keras.layers.BatchNormalization
 
 
+def test_batchnorm_firmware_values_in_numpy_are_qkernel_and_qbias():
+    """What the frontend reads of a batch normalization (numpy) is the layer's ``qkernel`` and ``qbias``
+    bit for bit: trained-looking statistics, random bits, some of them pruned, on each backend."""
+    import numpy as np
+
+    from hgq_fpga.testing import perturb_bits
+
+    rng = np.random.default_rng(5)
+    model = keras.Sequential([keras.Input((4, 16)), QBatchNormalization()])
+    bn = model.layers[0]
+    bn.gamma.assign(rng.normal(1.0, 0.5, 16).astype("float32"))
+    bn.beta.assign(rng.normal(0.0, 2.0, 16).astype("float32"))
+    bn.moving_mean.assign(rng.normal(0.0, 3.0, 16).astype("float32"))
+    bn.moving_variance.assign(rng.uniform(1e-4, 9.0, 16).astype("float32"))
+    for seed in range(4):
+        perturb_bits(model, np.random.default_rng(seed))
+        scale, offset = bn.firmware_values()
+        assert isinstance(scale, np.ndarray) and np.count_nonzero(scale) > 0
+        assert np.array_equal(scale, np.asarray(keras.ops.convert_to_numpy(bn.qkernel)))
+        assert np.array_equal(offset, np.asarray(keras.ops.convert_to_numpy(bn.qbias)))
+
+
 class TestQAdd(LayerTestCase):
     layer_cls = QAdd
     input_shapes = [(5,), (5,)]
