@@ -308,7 +308,6 @@ class ResourceBudget(keras.callbacks.Callback):
         self._pending, self._batch_done = [], False
         epochs = int((self.params or {}).get("epochs", 1))
         self._phases = self.schedule.phases(epochs)
-        self.anneal.restore()  # (a fit interrupted within the anneal: its rate back first)
         self.anneal = Anneal(self.model.optimizer, epochs, self.schedule.annealed(epochs))
         self.clock = CheckClock()
         self.steering = Steering(self.model, self.hook, self.method, self.dual_lr, self.lut,

@@ -92,30 +92,6 @@ def test_a_rate_lowered_before_the_anneal_is_the_one_annealed_and_stays_lowered(
     assert rate(model) == pytest.approx(RATE / 10, rel=1e-6)  # not the rate fit started with
 
 
-class Stop(keras.callbacks.Callback):
-    """Interrupts ``fit`` (as Ctrl-C would) once the last epoch has started."""
-
-    def on_train_batch_begin(self, batch, logs=None):
-        if batch == 2 and self.params["epochs"] - 1 == self.epoch:
-            raise KeyboardInterrupt
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.epoch = epoch
-
-
-def test_a_fit_interrupted_within_the_anneal_gets_its_rate_back_when_the_budget_fits_again(data):
-    x, y = data
-    model = mlp()
-    cb = ResourceBudget(lut=3000, calibration_data=x, verbose=0, sensitivities=False)
-    with pytest.raises(KeyboardInterrupt):
-        model.fit(x, y, epochs=EPOCHS, batch_size=32, verbose=0, callbacks=[cb, Stop()])
-    assert rate(model) == pytest.approx(RATE / 2, rel=1e-6)  # left annealed: no callback runs after Ctrl-C
-    seen = []
-    probe = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(rate(model)))
-    model.fit(x, y, epochs=EPOCHS, batch_size=32, verbose=0, callbacks=[cb, probe])
-    assert seen == pytest.approx([RATE] * 4 + [RATE / 2], rel=1e-6) and rate(model) == pytest.approx(RATE)
-
-
 def test_none_and_a_users_own_learning_rate_schedule_are_left_alone(data):
     _, cb, seen = train(data, None)
     assert not cb.anneal.active and seen == pytest.approx([RATE] * EPOCHS)

@@ -20,7 +20,9 @@ from hgq_fpga.layers import QDense
 pytestmark = pytest.mark.skipif(keras.backend.backend() not in BACKENDS,
                                 reason=f"ResourceBudget trains on {', '.join(BACKENDS)}")
 
-EPOCHS = 5
+EPOCHS = 3
+#: the last epoch fine-tunes with the bits frozen (task gradient on the bits scaled by 0), annealed
+FINE_TUNE = (0.0, 0.34, 0.34)
 RATE = 3e-3
 
 
@@ -53,7 +55,7 @@ class Stop(keras.callbacks.Callback):
 
 
 def interrupted(data, at: int, error: type[BaseException] = KeyboardInterrupt, **kwargs):
-    """A model whose budgeted fit (5 epochs, half its starting cost) stopped in epoch ``at``."""
+    """A model whose budgeted fit (``EPOCHS`` epochs, half its starting cost) stopped in epoch ``at``."""
     x, y = data
     model = mlp()
     budget = ResourceBudget(lut=3000, calibration_data=x, verbose=0, sensitivities=False, **kwargs)
@@ -72,14 +74,13 @@ def rate(model: keras.Model) -> float:
 
 def test_a_fit_after_one_stopped_in_the_fine_tune_trains_the_bits_without_the_budget(data):
     x, y = data
-    # the last two epochs fine-tune with the bits frozen (task gradient on the bits scaled by 0), the last annealed
-    model, budget = interrupted(data, at=EPOCHS - 1, schedule=(0.0, 0.4, 0.2))
+    model, budget = interrupted(data, at=EPOCHS - 1, schedule=FINE_TUNE)
     assert rate(model) == pytest.approx(RATE / 2, rel=1e-6)  # what Ctrl-C leaves: no callback ran
     assert all(layer.cost_hook is budget.hook for layer in hooked_layers(model))
     frozen = bits(model)
     with pytest.warns(UserWarning, match=r"fit of model 'digits_mlp' under the budget \(lut=3000.0, dsp=None\) "
-                                         r"stopped in epoch 5 .*learning rate put back"):
-        model.fit(x, y, epochs=2, batch_size=32, verbose=0)
+                                         r"stopped in epoch 3 .*learning rate put back"):
+        model.fit(x, y, epochs=1, batch_size=32, verbose=0)
     assert all(layer.cost_hook is None for layer in hooked_layers(model)) and not hook_variables(model)
     assert HELD not in model.__dict__ and "make_train_function" not in model.__dict__
     assert rate(model) == pytest.approx(RATE, rel=1e-7)
@@ -103,16 +104,16 @@ def test_a_step_after_a_fit_stopped_over_the_budget_has_no_cost_term_in_its_loss
     assert all(layer.cost_hook is None for layer in hooked_layers(model)) and not hook_variables(model)
 
 
-def test_the_budget_fitting_again_lets_go_silently_and_trains_as_a_fresh_one(data):
+def test_a_budget_fitting_the_model_again_lets_go_of_the_interrupted_one_silently(data):
     x, y = data
-    model, budget = interrupted(data, at=EPOCHS - 1)
+    model, budget = interrupted(data, at=EPOCHS - 1, schedule=FINE_TUNE)
     seen: list[float] = []
     probe = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: seen.append(rate(model)))
-    other = ResourceBudget(lut=3000, calibration_data=x, verbose=0, sensitivities=False)
+    other = ResourceBudget(lut=3000, calibration_data=x, verbose=0, sensitivities=False, schedule=FINE_TUNE)
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         model.fit(x, y, epochs=EPOCHS, batch_size=32, verbose=0, callbacks=[other, probe])
     # a new budget: the old one's annealed rate put back before its own anneal starts from it
-    assert seen == pytest.approx([RATE] * 4 + [RATE / 2], rel=1e-6) and rate(model) == pytest.approx(RATE)
+    assert seen == pytest.approx([RATE] * (EPOCHS - 1) + [RATE / 2], rel=1e-6) and rate(model) == pytest.approx(RATE)
     assert other.result.feasible and budget.result is None
     assert all(layer.cost_hook is None for layer in hooked_layers(model)) and HELD not in model.__dict__
