@@ -83,7 +83,6 @@ Example:
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import Any
 
 import keras
@@ -94,7 +93,7 @@ from .options import METHODS, check_arguments, check_latency, rtl_settings
 from ..resources import CostModel, ResourceReport
 from .budget_result import HISTORY_COLUMNS, BudgetResult, exact_estimate, minimum_cost, restore, snapshot
 from .checks import CheckClock, CheckLog, excess_text, first_input, say, start_line
-from .hold import hold, interrupted, let_go_of, release, retrace
+from .hold import hold, interrupted, let_go_of, release, retrace, warn_caller
 from .hook import CostHook, attach, detach, hooked_layers
 from .schedule import PHASES, Anneal, Schedule, Steering, as_schedule
 from .repair import RepairResult, final_guarantee, repair_to_budget, within_budget
@@ -289,8 +288,7 @@ class ResourceBudget(keras.callbacks.Callback):
         self.anneal.restore()
         self._release()
         if warn:
-            warnings.warn(interrupted(self.model.name, self.lut, self.dsp, self._epoch, annealed), UserWarning,
-                          stacklevel=3)
+            warn_caller(interrupted(self.model.name, self.lut, self.dsp, self._epoch, annealed))
 
     def _sync(self) -> None:
         """JAX: the step's state back into the model's variables, to read and assign them (Keras: once an epoch)."""

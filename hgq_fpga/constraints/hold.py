@@ -30,9 +30,14 @@ Example (what a user sees)::
 
 from __future__ import annotations
 
+import inspect
+import os
+import warnings
 from typing import Any, Callable
 
-__all__ = ["hold", "interrupted", "let_go_of", "release", "retrace"]
+import keras
+
+__all__ = ["hold", "interrupted", "let_go_of", "release", "retrace", "warn_caller"]
 
 #: the ``let_go`` of the budget that holds a model, in the model's ``__dict__``
 HELD = "_hgq_fpga_budget_hold"
@@ -85,3 +90,17 @@ def interrupted(name: str, lut: float | None, dsp: int | None, epoch: int, annea
             f"so this training runs without the budget. That fit made no budget.result and its model may be "
             f"over the budget: fit again with the ResourceBudget, or call "
             f"hgq_fpga.constraints.repair_to_budget(model, x, lut=...).")
+
+
+#: the folders whose frames a warning skips: Keras's and this package's
+_INTERNAL = tuple(os.path.dirname(os.path.abspath(m.__file__)) + os.sep for m in (keras,)) + (
+    os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep,)
+
+
+def warn_caller(message: str) -> None:
+    """``warnings.warn(message)`` (a ``UserWarning``) attributed to the first caller outside Keras and
+    hgq_fpga: the user's ``fit`` or ``train_on_batch`` line, not Keras's wrapper of it."""
+    stack = inspect.stack(context=0)
+    level = next((i + 1 for i, frame in enumerate(stack[1:], start=1)
+                  if not os.path.abspath(frame.filename).startswith(_INTERNAL)), 2)
+    warnings.warn(message, UserWarning, stacklevel=level)

@@ -79,8 +79,10 @@ def test_a_fit_after_one_stopped_in_the_fine_tune_trains_the_bits_without_the_bu
     assert all(layer.cost_hook is budget.hook for layer in hooked_layers(model))
     frozen = bits(model)
     with pytest.warns(UserWarning, match=r"fit of model 'digits_mlp' under the budget \(lut=3000.0, dsp=None\) "
-                                         r"stopped in epoch 3 .*learning rate put back"):
+                                         r"stopped in epoch 3 .*learning rate put back") as caught:
         model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    ours = [w.filename for w in caught if issubclass(w.category, UserWarning) and "ResourceBudget" in str(w.message)]
+    assert ours == [__file__]  # attributed to the user's line, not to Keras's
     assert all(layer.cost_hook is None for layer in hooked_layers(model)) and not hook_variables(model)
     assert HELD not in model.__dict__ and "make_train_function" not in model.__dict__
     assert rate(model) == pytest.approx(RATE, rel=1e-7)
