@@ -254,6 +254,8 @@ class ResourceBudget(keras.callbacks.Callback):
         self._steps = {}
         attach(model, self.hook)
         retrace(model)
+        # (until on_train_begin holds it: a fit that fails before then lets go at the next one, silently)
+        hold(model, lambda warn: self._release(), passes=1)
 
     @property
     def reads_outside(self) -> bool:

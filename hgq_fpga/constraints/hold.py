@@ -11,7 +11,7 @@ in another callback, in the data or in the step), so after one a later ``fit``
 (the budget no longer steering it), or, stopped in a fine-tune, bits that never moved
 (their task gradient scaled by 0), and at the annealed rate.
 
-:func:`hold` (at ``on_train_begin``) therefore leaves a guard on the model until
+:func:`hold` (from ``set_model`` on) therefore leaves a guard on the model until
 :func:`release` (the callback let go normally): the model's ``make_train_function``,
 which Keras calls unforced at the start of every ``fit`` and ``train_on_batch``, is
 wrapped in the model's own ``__dict__`` (past Keras's attribute tracking: never saved,
@@ -51,14 +51,26 @@ def retrace(model: Any) -> None:
     model.train_function = model.test_function = model.predict_function = None
 
 
-def hold(model: Any, let_go: Callable[[bool], None]) -> None:
+def hold(model: Any, let_go: Callable[[bool], None], passes: int = 0) -> None:
     """A budget's ``fit`` starts holding ``model``: until :func:`release`, the next unforced
-    ``make_train_function`` (a later ``fit``, ``train_on_batch``) first calls ``let_go(True)``."""
+    ``make_train_function`` (a later ``fit``, ``train_on_batch``) first calls ``let_go(True)``.
+
+    ``passes``: unforced calls let through first. ``set_model`` holds with one, the call of the
+    very ``fit`` that set it (Keras makes the training function between ``set_model`` and
+    ``on_train_begin``), so that a ``fit`` failing in that window (an earlier callback's
+    ``on_train_begin`` raising) leaves no hook behind either: the next ``fit`` lets go. (One
+    failing before Keras makes the function, in a later callback's ``set_model``, leaves the
+    pass unused: the hook, attached in its initial state, which adds no cost term and scales
+    no gradient, goes at the ``fit`` after the next.)"""
     original = type(model).make_train_function
+    left = [int(passes)]
 
     def make_train_function(force: bool = False) -> Any:
         if not force:
-            let_go_of(model, warn=True)
+            if left[0] > 0:
+                left[0] -= 1
+            else:
+                let_go_of(model, warn=True)
         return original(model, force=force)
 
     model.__dict__[HELD] = let_go

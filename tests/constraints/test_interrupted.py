@@ -119,3 +119,30 @@ def test_a_budget_fitting_the_model_again_lets_go_of_the_interrupted_one_silentl
     assert seen == pytest.approx([RATE] * (EPOCHS - 1) + [RATE / 2], rel=1e-6) and rate(model) == pytest.approx(RATE)
     assert other.result.feasible and budget.result is None
     assert all(layer.cost_hook is None for layer in hooked_layers(model)) and HELD not in model.__dict__
+
+
+class Refuses(keras.callbacks.Callback):
+    """A callback whose ``on_train_begin`` raises: the budget's ``set_model`` ran, its ``on_train_begin`` never will."""
+
+    def on_train_begin(self, logs=None):
+        raise RuntimeError("refused")
+
+
+def test_a_fit_failing_before_the_budget_starts_leaves_no_hook_for_the_next_one(data):
+    x, y = data
+    twin = mlp()  # never budgeted: the same failed fit and plain fit, the same random draws
+    with pytest.raises(RuntimeError, match="refused"):
+        twin.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[Refuses()])
+    twin.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    model = mlp()
+    budget = ResourceBudget(lut=3000, calibration_data=x, verbose=0, sensitivities=False)
+    with pytest.raises(RuntimeError, match="refused"):
+        model.fit(x, y, epochs=1, batch_size=32, verbose=0, callbacks=[Refuses(), budget])
+    assert hook_variables(model) and budget.steering is None  # attached in set_model; on_train_begin never ran
+    with warnings.catch_warnings():  # nothing trained under the budget: nothing to warn about
+        warnings.simplefilter("error", UserWarning)
+        model.fit(x, y, epochs=1, batch_size=32, verbose=0)
+    assert all(layer.cost_hook is None for layer in hooked_layers(model)) and not hook_variables(model)
+    assert HELD not in model.__dict__ and "make_train_function" not in model.__dict__
+    for a, b in zip(model.get_weights(), twin.get_weights()):  # trained as the twin
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
