@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"batch_end: measures JAX's fit; KERAS_BACKEND is {keras.backend.backend()!r}")
     data = digits(seed=0)
     warm, bits, _ = Schedule(0.1, 0.2).phases(args.epochs)
-    span = slice(max(warm + 1, 1), warm + bits - 1)  # the bits epochs, less the first (a compile) and the last (a check)
+    span = slice(warm + 1, warm + bits - 1)  # the bits epochs, less the first (a compile) and the last (a check)
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; JAX on one thread; {args.epochs} epochs, "
           f"epochs {span.start + 1}-{span.stop} (the bits phase's) timed, {args.rounds} rounds")
     print("| model | " + " | ".join(f"{k}, {b}" for k, b in KINDS) + " |")

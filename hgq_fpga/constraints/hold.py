@@ -63,12 +63,13 @@ def hold(model: Any, let_go: Callable[[bool], None], passes: int = 0) -> None:
     pass unused: the hook, attached in its initial state, which adds no cost term and scales
     no gradient, goes at the ``fit`` after the next.)"""
     original = type(model).make_train_function
-    left = [int(passes)]
+    left = int(passes)
 
     def make_train_function(force: bool = False) -> Any:
+        nonlocal left
         if not force:
-            if left[0] > 0:
-                left[0] -= 1
+            if left > 0:
+                left -= 1
             else:
                 let_go_of(model, warn=True)
         return original(model, force=force)
