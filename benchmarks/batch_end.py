@@ -1,6 +1,6 @@
 """Keras's asynchronous batch end and the budget on JAX: epochs with the batch end on its own thread and on the main one.
 
-Run:  python benchmarks/batch_end.py [--models digits 64-256-256-10] [--rounds 2] [--epochs 20]
+Run:  python benchmarks/batch_end.py [--models digits 64-256-256-10] [--rounds 2] [--epochs 20] [--hooked]
 
 With no callback overriding ``on_train_batch_end``, Keras's JAX (and torch)
 ``fit`` hands each step's logs to a thread of its own, which turns them into
@@ -16,7 +16,10 @@ four ``fit`` calls of ``--epochs`` epochs, in turns: the free quantized model an
 the budgeted one (``ResourceBudget(lut=20% of its starting cost,
 calibration_data=x_train, check_every="auto", schedule=Schedule(0.1, 0.2))``),
 each with Keras's batch-end thread (``async``) and with a callback that only
-overrides ``on_train_batch_end`` (``main``). Printed: the median of the
+overrides ``on_train_batch_end`` (``main``). ``--hooked`` adds the same budget with its
+per-batch rule switched off (``hooked``: the hook attached and the training step traced with
+it, no reads, no steps; what the hook costs in the step and in Keras's loop around it).
+Printed: the median of the
 bits-phase epochs (3 to 14 of 20; the same epochs of the free runs), per round,
 in ms. Model building, calibration and the budget's probe estimate are outside
 the timed epochs.
@@ -81,15 +84,24 @@ def build(hidden: tuple[int, ...]) -> keras.Model:
     return model
 
 
+class Hooked(hgq_fpga.ResourceBudget):
+    """The budget with its per-batch rule switched off (no reads, no steps; the hook stays on)."""
+
+    def on_train_begin(self, logs: dict | None = None) -> None:
+        super().on_train_begin(logs)
+        self.steering.after_batch = lambda *args, **kwargs: None
+
+
 def one_fit(hidden: tuple[int, ...], kind: str, batch_end: str, epochs: int, data, budget: float) -> list[float]:
     """The epoch times (ms) of one ``fit``."""
     model = build(hidden)
     clock = Clock()
     stop = Stop(clock)
     callbacks: list[keras.callbacks.Callback] = [clock]
-    if kind == "budget":
-        callbacks.append(hgq_fpga.ResourceBudget(lut=budget, calibration_data=data.x_train, sensitivities=False,
-                                                 verbose=0, check_every="auto", schedule=Schedule(0.1, 0.2)))
+    if kind in ("budget", "hooked"):
+        kind_class = hgq_fpga.ResourceBudget if kind == "budget" else Hooked
+        callbacks.append(kind_class(lut=budget, calibration_data=data.x_train, sensitivities=False,
+                                    verbose=0, check_every="auto", schedule=Schedule(0.1, 0.2)))
     callbacks.append(stop)
     if batch_end == "main":
         callbacks.append(MainThreadBatchEnd())
@@ -102,7 +114,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--hooked", action="store_true", help="also the budget with its per-batch rule off")
     args = parser.parse_args(argv)
+    kinds = KINDS + ((("hooked", "async"), ("hooked", "main")) if args.hooked else ())
     if keras.backend.backend() != "jax":
         raise SystemExit(f"batch_end: measures JAX's fit; KERAS_BACKEND is {keras.backend.backend()!r}")
     data = digits(seed=0)
@@ -110,20 +124,20 @@ def main(argv: list[str] | None = None) -> int:
     span = slice(warm + 1, warm + bits - 1)  # the bits epochs, less the first (a compile) and the last (a check)
     print(f"machine: {os.cpu_count()} CPUs, Python {sys.version.split()[0]}; JAX on one thread; {args.epochs} epochs, "
           f"epochs {span.start + 1}-{span.stop} (the bits phase's) timed, {args.rounds} rounds")
-    print("| model | " + " | ".join(f"{k}, {b}" for k, b in KINDS) + " |")
-    print("|---|" + "---|" * len(KINDS))
+    print("| model | " + " | ".join(f"{k}, {b}" for k, b in kinds) + " |")
+    print("|---|" + "---|" * len(kinds))
     for name in args.models:
         hidden = MODELS[name]
         probe = build(hidden)
         hgq_fpga.calibrate(probe, data.x_train)
         budget = 0.2 * hgq_fpga.estimate(probe).lut
-        medians: dict[tuple[str, str], list[float]] = {k: [] for k in KINDS}
+        medians: dict[tuple[str, str], list[float]] = {k: [] for k in kinds}
         for r in range(args.rounds):
-            order = KINDS if r % 2 == 0 else tuple(reversed(KINDS))  # (each kind first in turn)
+            order = kinds if r % 2 == 0 else tuple(reversed(kinds))  # (each kind first in turn)
             for kind, batch_end in order:
                 times = one_fit(hidden, kind, batch_end, args.epochs, data, budget)
                 medians[(kind, batch_end)].append(statistics.median(times[span]))
-        print(f"| {name} | " + " | ".join(", ".join(f"{m:.1f}" for m in medians[k]) for k in KINDS) + " |",
+        print(f"| {name} | " + " | ".join(", ".join(f"{m:.1f}" for m in medians[k]) for k in kinds) + " |",
               flush=True)
     return 0
 

@@ -58,19 +58,26 @@ def jax_training_values(model: Any, variables: list[Any]) -> Callable[[], list[A
     keeps the latest in ``model._jax_state`` (variables' own values are stale
     until ``jax_state_sync()``, which assigns every variable, the optimizer's
     included: most of what a read cost on the digits MLP). Read the values there
-    while it is newer than the variables (not synced), else the variables'."""
-    found: list[tuple[str, int] | None] = []  # each variable's place in the state (the lists are fixed during fit)
+    while it is newer than the variables (not synced), else the variables'.
+
+    Each variable's place in the state is found once per layout of the state (the
+    lengths of its lists): a budget's hook changes ``non_trainable_variables``
+    when it switches training steps (:attr:`~hgq_fpga.constraints.hook.CostHook.step_variables`)."""
+    found: list[tuple[str, int] | None] = []  # each variable's place in the state
+    layout: list[tuple[int, ...]] = []  # the state's list lengths when ``found`` was made
 
     def values() -> list[Any]:
         state = getattr(model, "_jax_state", None)
         if not state or getattr(model, "_jax_state_synced", True):
             return [v.value for v in variables]
-        if not found:
+        now = tuple(len(state.get(key) or ()) for key in ("trainable_variables", "non_trainable_variables"))
+        if layout != [now]:
             where: dict[int, tuple[str, int]] = {}
             for key, listed in (("trainable_variables", model.trainable_variables),
                                 ("non_trainable_variables", model.non_trainable_variables)):
                 where.update((id(v), (key, i)) for i, v in enumerate(listed))
-            found.extend(where.get(id(v)) for v in variables)
+            found[:] = [where.get(id(v)) for v in variables]
+            layout[:] = [now]
         return [v.value if at is None or state.get(at[0]) is None else state[at[0]][at[1]]
                 for v, at in zip(variables, found)]
 

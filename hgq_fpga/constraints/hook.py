@@ -28,10 +28,17 @@ switches it on for one batch in :data:`RECORD_EVERY` while the bits learn
 so that the other steps cost what an unbudgeted step costs.
 
 The five are variables, so the callback changes them between steps without
-retracing the training function. While attached they are part of each hooked
-layer's ``variables`` (so of the model's ``non_trainable_variables``, the
-state that Keras's JAX trainer threads through its stateless step) but not of
-its ``weights``: ``get_weights``, ``save`` and the converters never see them.
+retracing the training function. While attached, those the traced step reads
+(:attr:`CostHook.step_variables`: ``task_share`` alone while ``in_step`` is
+False, all five with the cost in the step) are part of each hooked layer's
+``variables`` (so of the model's ``non_trainable_variables``, the state that
+Keras's JAX trainer threads through its stateless step) but not of its
+``weights``: ``get_weights``, ``save`` and the converters never see them. Four
+variables the step does not read, carried through it, made each JAX step of the
+digits MLP about 5 us longer, and Keras's loop around it about 20 us more a batch
+(``python benchmarks/batch_end.py``: see BENCHMARKS.md). The list changes with
+``in_step`` only after a state sync (the callback syncs before it switches
+steps), so Keras rebuilds its state from the new list at the next batch.
 
 Several devices: on TensorFlow the variables are created under the model's
 ``tf.distribute`` strategy; ``acc`` is a sync-on-read variable averaged over
@@ -84,6 +91,12 @@ class CostHook:
     def variables(self) -> list[Any]:
         """The hook's five variables."""
         return [self.weight, self.task_share, self.scale, self.acc, self.active]
+
+    @property
+    def step_variables(self) -> list[Any]:
+        """The variables the training step reads: all five with the cost in the step
+        (``in_step``), else ``task_share`` alone (the gradient scale on the bits)."""
+        return self.variables if self.in_step else [self.task_share]
 
     def record(self, luts: Any) -> None:
         """Accumulate a layer's differentiable LUTs for the current step."""

@@ -33,7 +33,7 @@ from keras import ops
 from ..calibration import BATCH_SIZE, calibrate, calibrate_from_ranges, check_inputs, filled_batch
 from ..compat.keras import kept_on
 from ..resources import CostModel, ResourceReport, estimate
-from .hook import hooked_layers
+from .hook import hooked_layers, model_state
 
 __all__ = ["RepairResult", "final_guarantee", "recalibrate", "repair_to_budget", "shorten_pipeline", "within_budget"]
 
@@ -194,9 +194,9 @@ def _gain_function(layer: Any, model: keras.Model) -> Callable[[np.ndarray], np.
 
         from .softcost import jax_compiled
 
-        # the same model with the same variables (a budget's hook adds some while it trains: the
-        # training state's places of the values read, found once, would shift)
-        key = (model, tuple(id(v) for v in (*model.trainable_variables, *model.non_trainable_variables)))
+        # the same model with the same variables (a budget's hook's, which come and go as it
+        # switches steps, aside: jax_training_values finds the places of the values read anew)
+        key = (model, tuple(id(v) for v in (*model.trainable_variables, *model_state(model))))
         grad = kept_on(layer, "_repair_gain", key, lambda: jax_compiled(
             jax.grad(lambda t: ops.sum(layer.luts_for({id(kq): t}))), layer.variables, model, kq.bits_shape))
         return lambda f: np.asarray(grad(np.asarray(f, np.float32)))

@@ -116,9 +116,10 @@ class QuantizedLayerMixin:
 
     @property
     def variables(self) -> list[Any]:
-        """Keras's ``variables``, plus an attached cost hook's while a budget trains.
+        """Keras's ``variables``, plus those of an attached cost hook that the training
+        step reads (:attr:`~hgq_fpga.constraints.hook.CostHook.step_variables`) while a budget trains.
 
-        So the hook's variables are state of the model (``non_trainable_variables``),
+        So they are state of the model (``non_trainable_variables``),
         which Keras's JAX trainer threads through its stateless training step;
         they are not in ``weights`` and are never saved.
         """
@@ -126,7 +127,7 @@ class QuantizedLayerMixin:
         hook = self.cost_hook
         if hook is not None:
             seen = {id(v) for v in found}
-            found.extend(v for v in hook.variables if id(v) not in seen)
+            found.extend(v for v in hook.step_variables if id(v) not in seen)
         return found
 
     @property

@@ -78,14 +78,52 @@ def test_a_budget_steers_a_model_trained_before_and_leaves_no_trace(data, full):
     seen = []
     during = keras.callbacks.LambdaCallback(
         on_train_batch_end=lambda batch, logs: seen.append((len(model.non_trainable_variables), len(model.weights),
-                                                            cb.steering.last)))
+                                                            cb.steering.last, cb.hook.in_step)))
     cb = ResourceBudget(lut=0.1 * full, calibration_data=x, verbose=0)
     model.fit(x, y, epochs=1, verbose=0, callbacks=[cb, during])
     # the budget read the model's cost after the first batch (about 10x the budget; it steers
     # between batches, at the next batch's start), and the bits came down to the budget
     assert seen[0][2] == 0.0 and seen[1][2] > 5 and cb.result.report.lut <= 0.1 * full
-    assert {s[:2] for s in seen} == {(n_variables + 5, n_weights)}
+    # only the hook's variables the step reads: the gradient scale on the bits, all five with the cost in the step
+    assert {s[:2] for s in seen if not s[3]} == {(n_variables + 1, n_weights)}
+    assert {s[:2] for s in seen if s[3]} <= {(n_variables + 5, n_weights)}
     assert (len(model.non_trainable_variables), len(model.weights)) == (n_variables, n_weights)
+
+
+def test_a_switch_to_the_step_with_the_cost_mid_epoch_trains_and_reads_the_new_state(data, full):
+    """Where a step cannot help, the rule switches to the training step with the cost in it (for its
+    gradient: ``Steering._steer`` then ``_record``), mid-epoch: the hook's variables in the model's state
+    go from one (the bits' gradient scale) to five and back when the rule switches out again (JAX
+    rebuilds its state from them at the next batch), the step with the cost records it, and the reads
+    outside the step, which find their values in the training state without a sync, read what a sync
+    would give."""
+    x, y, _, _ = data
+    model = mlp()
+    n = len(model.non_trainable_variables)
+    cb = ResourceBudget(lut=4.0 * full, calibration_data=x, verbose=0)  # far within: a read in 8 batches
+    seen, reads = [], []
+
+    def begin(batch: int, logs: dict) -> None:
+        if batch == 3:  # (after the budget's own rule for batch 2, as after a step undone)
+            cb.steering._steer(1.0, 0.0)
+            cb.steering._record(True)
+
+    def end(batch: int, logs: dict) -> None:
+        seen.append((batch, cb.hook.in_step, len(model.non_trainable_variables)))
+        if batch in (4, 15):
+            unsynced = cb.steering.soft.luts()
+            getattr(model, "jax_state_sync", lambda: None)()
+            reads.append((unsynced, cb.steering.soft.luts(), cb.hook.in_step, float(keras.ops.convert_to_numpy(cb.hook.acc))))
+
+    model.fit(x, y, epochs=1, batch_size=32, verbose=0,
+              callbacks=[cb, keras.callbacks.LambdaCallback(on_train_batch_begin=begin, on_train_batch_end=end)])
+    assert all(count == n + (5 if in_step else 1) for _, in_step, count in seen)
+    switched = [batch for batch, in_step, _ in seen if in_step]
+    assert switched[0] == 3 and 0 < len(switched) < len(seen) - 3 and not seen[-1][1]  # and back
+    (unsynced4, synced4, in_step4, acc4), (unsynced15, synced15, in_step15, _) = reads
+    assert in_step4 and acc4 > 0.0 and not in_step15
+    assert np.array_equal(unsynced4, synced4) and np.array_equal(unsynced15, synced15)
+    assert len(model.non_trainable_variables) == n and cb.result.feasible
 
 
 def test_infeasible_budget_is_refused_before_training_with_the_minimum(data):
@@ -170,8 +208,9 @@ def test_repair_brings_a_model_within_budget(data):
 def test_a_second_repair_of_the_model_lowers_the_same_bits_as_a_first(data):
     """The gain functions a repair compiles (JAX) are kept for the next repair of the same model: it
     reads the weights and bits as they are then, so a repair from the same state lowers the very
-    same bits, and one from changed weights the bits a fresh computation ranks; a model whose
-    variables changed (a budget's hook attached) compiles anew."""
+    same bits, and one from changed weights the bits a fresh computation ranks; a budget's hook
+    attached, whose variables come and go with the training step it switches to, does not compile
+    them anew."""
     from hgq_fpga.constraints import repair as repair_module
     from hgq_fpga.constraints.hook import CostHook, attach, detach
 
@@ -197,12 +236,16 @@ def test_a_second_repair_of_the_model_lowers_the_same_bits_as_a_first(data):
     if entry is not None:
         layer.__dict__["_repair_gain"] = entry
     assert np.array_equal(kept(f), fresh)
-    attach(model, CostHook(1.0, model))
-    try:
-        repair_module._gain_function(layer, model)
-        assert layer.__dict__.get("_repair_gain") is not entry or entry is None
-    finally:
-        detach(model)
+    entry = layer.__dict__.get("_repair_gain")
+    for in_step in (False, True):
+        hook = CostHook(1.0, model)
+        hook.in_step = in_step
+        attach(model, hook)
+        try:
+            assert np.array_equal(repair_module._gain_function(layer, model)(f), fresh)
+            assert layer.__dict__.get("_repair_gain") is entry
+        finally:
+            detach(model)
 
 
 def test_dsp_budget(data):
