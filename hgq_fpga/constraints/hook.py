@@ -35,8 +35,8 @@ False, all five with the cost in the step) are part of each hooked layer's
 Keras's JAX trainer threads through its stateless step) but not of its
 ``weights``: ``get_weights``, ``save`` and the converters never see them. Four
 variables the step does not read, carried through it, made each JAX step of the
-digits MLP about 5 us longer, and Keras's loop around it about 20 us more a batch
-(``python benchmarks/batch_end.py``: see BENCHMARKS.md). The list changes with
+digits MLP about 5 us longer, and Keras's loop around it about 25 us more a batch
+(BENCHMARKS.md; ``python benchmarks/batch_end.py --hooked`` times the hook alone). The list changes with
 ``in_step`` only after a state sync (the callback syncs before it switches
 steps), so Keras rebuilds its state from the new list at the next batch.
 
