@@ -126,7 +126,36 @@ def run(devices):
     out["copies"] = sorted(str(d) for d in model.layers[0].kernel.value.sharding.device_set)
     return out
 
-print("RESULT", json.dumps({{"one": run(1), "two": run(2)}}))
+
+def run_switch():
+    # method="step" on two devices, switched mid-epoch to the step with the cost (as the rule does
+    # where a step cannot help) and back by the rule's next read: the hook's variables in the state,
+    # and the reads without a sync against the same after one
+    with keras.distribution.DataParallel(devices=jax.devices()[:2]).scope():
+        keras.utils.set_random_seed(0)
+        model = keras.Sequential([keras.Input((64,)), QDense(32, activation="relu"), QDense(10)])
+        model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+        n = len(model.non_trainable_variables)
+        budget = ResourceBudget(lut=1e7, calibration_data=x, verbose=0, sensitivities=False)  # far within
+        seen, same = [], []
+
+        def begin(batch, logs):
+            if batch == 3:
+                budget.steering._steer(1.0, 0.0)
+                budget.steering._record(True)
+
+        def end(batch, logs):
+            seen.append([budget.hook.in_step, len(model.non_trainable_variables) - n])
+            if batch in (4, 15):
+                unsynced = budget.steering.soft.luts()
+                model.jax_state_sync()
+                same.append(bool(np.array_equal(unsynced, budget.steering.soft.luts())))
+
+        model.fit(x, y, batch_size=64, epochs=1, verbose=0,
+                  callbacks=[budget, keras.callbacks.LambdaCallback(on_train_batch_begin=begin, on_train_batch_end=end)])
+    return {{"seen": seen, "same": same, "feasible": bool(budget.result.feasible)}}
+
+print("RESULT", json.dumps({{"one": run(1), "two": run(2), "switch": run_switch()}}))
 """
 
 
@@ -161,3 +190,9 @@ def test_budget_trains_on_two_devices_like_on_one(backend):
     # (c) as accurate as on one device, within seed noise, and far above chance (0.1)
     assert one["accuracy"] > 0.5 and two["accuracy"] > 0.5
     assert abs(two["accuracy"] - one["accuracy"]) <= 0.1
+    if backend == "jax":  # (d) a switch of training steps mid-epoch on two devices, and back
+        switch = runs["switch"]
+        assert switch["feasible"] and switch["same"] == [True, True]
+        assert all(extra == (5 if in_step else 1) for in_step, extra in switch["seen"])
+        in_step = [flag for flag, _ in switch["seen"]]
+        assert not in_step[2] and in_step[3] and not in_step[15]
