@@ -64,20 +64,20 @@ def jax_training_values(model: Any, variables: list[Any]) -> Callable[[], list[A
     lengths of its lists): a budget's hook changes ``non_trainable_variables``
     when it switches training steps (:attr:`~hgq_fpga.constraints.hook.CostHook.step_variables`)."""
     found: list[tuple[str, int] | None] = []  # each variable's place in the state
-    layout: list[tuple[int, ...]] = []  # the state's list lengths when ``found`` was made
+    layout: tuple[int, ...] | None = None  # the state's list lengths when ``found`` was made
 
     def values() -> list[Any]:
+        nonlocal found, layout
         state = getattr(model, "_jax_state", None)
         if not state or getattr(model, "_jax_state_synced", True):
             return [v.value for v in variables]
         now = tuple(len(state.get(key) or ()) for key in ("trainable_variables", "non_trainable_variables"))
-        if layout != [now]:
+        if now != layout:
             where: dict[int, tuple[str, int]] = {}
             for key, listed in (("trainable_variables", model.trainable_variables),
                                 ("non_trainable_variables", model.non_trainable_variables)):
                 where.update((id(v), (key, i)) for i, v in enumerate(listed))
-            found[:] = [where.get(id(v)) for v in variables]
-            layout[:] = [now]
+            found, layout = [where.get(id(v)) for v in variables], now
         return [v.value if at is None or state.get(at[0]) is None else state[at[0]][at[1]]
                 for v, at in zip(variables, found)]
 
