@@ -46,7 +46,6 @@ class SoftCost:
         self._model = model
         self._compiled: dict[bool, Callable[[Any], Any]] = {}
         self._shifts: dict[float, Any] = {}
-        self._totals: dict[int, Callable[[Any], Any]] = {}
 
     def _layer_luts(self, shift: Any, shifted: bool) -> list[Any]:
         """Each layer's LUTs (traced). Unshifted (the reads between steps), the layers read their own
@@ -69,41 +68,37 @@ class SoftCost:
 
         # (on TensorFlow the concrete function: calling the tf.function dispatched on its arguments
         # first, 0.17 of 0.8 ms a read of the 64-256-256-10 MLP)
-        return self._compile(luts, ())
+        return self._compile(luts)
 
-    def _compile(self, fn: Callable[[Any], Any], shape: tuple[int, ...]) -> Callable[[Any], Any]:
-        """``fn`` of one float32 tensor of ``shape``, compiled for the backend (as :meth:`_form`)."""
+    def _compile(self, fn: Callable[[Any], Any]) -> Callable[[Any], Any]:
+        """``fn`` of one float32 scalar tensor, compiled for the backend (as :meth:`_form`)."""
         if keras.backend.backend() == "tensorflow":
             import tensorflow as tf
 
             return tf.function(fn, autograph=False, jit_compile=True).get_concrete_function(
-                tf.TensorSpec(shape, tf.float32))
+                tf.TensorSpec((), tf.float32))
         if keras.backend.backend() == "jax":
-            return jax_compiled(fn, [v for layer in self.layers for v in layer.variables], self._model, shape)
+            return jax_compiled(fn, [v for layer in self.layers for v in layer.variables], self._model)
         return fn
 
     def totals(self, shifts: np.ndarray) -> np.ndarray:
         """The model's differentiable LUTs (float64) with all its trainable bits lowered by each of
-        ``shifts`` (a 1-D array), in one compiled call: a loop over the shifts (``keras.ops.map``)
-        whose body, one evaluation of every layer, is compiled once. :class:`~hgq_fpga.constraints.step.BudgetStep`
-        searches its step with it."""
-        shifts = np.asarray(shifts, np.float32).reshape(-1)
-        n = int(shifts.size)
-        if n not in self._totals:
-            def total(shift: Any) -> Any:
-                out = ops.convert_to_tensor(0.0, "float32")
-                for luts in self._layer_luts(shift, True):
-                    out = out + luts
-                return out
+        ``shifts`` (a 1-D array): the shifted form once a shift, every call dispatched before any is
+        waited for (on JAX they queue behind each other while Python goes on), the layers summed in
+        float64. :class:`~hgq_fpga.constraints.step.BudgetStep` searches its step with it.
 
-            self._totals[n] = self._compile(lambda s: ops.map(total, s), (n,))
-        # (JAX takes the numpy array as it is)
-        return self.finish(self._totals[n](shifts if keras.backend.backend() == "jax" else ops.convert_to_tensor(shifts)))
+        Not one compiled loop over the shifts (``keras.ops.map``), as it was: that third program took
+        1.7 s to trace and compile on TensorFlow and 0.6 s on JAX in every budgeted ``fit`` (the
+        digits MLP; ``on_train_begin`` 3.1 s and 2.1 s in all), to save about 1 ms in each of the
+        8-9 steps of a 20-epoch run (the digits MLP, eight shifts: 1.4 against 1.9-2.9 ms on
+        TensorFlow, 0.5 against 0.9-1.8 ms on JAX, BENCHMARKS.md)."""
+        started = [self._run(float(shift), keep=False) for shift in np.asarray(shifts, np.float32).reshape(-1)]
+        return np.array([self.finish(s).sum() for s in started], np.float64)
 
-    def prepare(self, grid: int = 0) -> None:
-        """Compile the reads now (the unshifted form; with ``grid``, also the shifted form and
-        :meth:`totals` of ``grid`` shifts), before the training step is traced: compiled on first
-        use instead, inside the first bits epoch, every later epoch of TensorFlow's digits MLP
+    def prepare(self, shifted: bool = False) -> None:
+        """Compile the reads now (the unshifted form; with ``shifted``, also the shifted form the
+        step's :meth:`totals` and its sigma evaluate), before the training step is traced: compiled on
+        first use instead, inside the first bits epoch, every later epoch of TensorFlow's digits MLP
         took longer (``python benchmarks/budget_training.py``, 20 epochs, a budget that compiled
         at the start and one that did not in the same lockstep, five repeats: budget/free
         1.12-1.24, median 1.16, against 1.20-1.25, median 1.23; each repeat lower). Why is not
@@ -112,9 +107,8 @@ class SoftCost:
         if keras.backend.backend() == "torch":
             return
         self.finish(self.start(0.0))
-        if grid:
+        if shifted:
             self.finish(self.start(1.0))
-            self.totals(np.zeros(grid, np.float32))
 
     def luts(self, shift: float = 0.0) -> np.ndarray:
         """Per-layer differentiable LUTs (float64) with the bits lowered by ``shift``."""
@@ -123,13 +117,23 @@ class SoftCost:
     def start(self, shift: float = 0.0) -> Any:
         """:meth:`luts`, as the backend's tensor, not waited for: on JAX the computation is
         dispatched and runs while Python goes on (:meth:`finish` waits for it)."""
-        shift = float(shift)
-        if shift not in self._shifts:  # (made once: on JAX a new array waited for the step in flight, 0.26 ms)
-            self._shifts[shift] = ops.convert_to_tensor(shift, "float32")
+        return self._run(float(shift), keep=True)
+
+    def _run(self, shift: float, keep: bool) -> Any:
+        """:meth:`start`; ``keep``: keep the shift's tensor for the next call with the same shift (the
+        reads' 0 and the sigma's 1; not the search's shifts, a new set each step)."""
+        arg = self._shifts.get(shift)
+        if arg is None:
+            if keras.backend.backend() == "jax" and not keep:
+                arg = np.float32(shift)  # (JAX takes the numpy scalar as it is)
+            else:  # (kept: on JAX a new array waited for the step in flight, 0.26 ms)
+                arg = ops.convert_to_tensor(shift, "float32")
+                if keep:
+                    self._shifts[shift] = arg
         shifted = shift != 0.0
         if shifted not in self._compiled:  # (compiled when first read: the shifted form only by BudgetStep)
             self._compiled[shifted] = self._form(shifted)
-        return self._compiled[shifted](self._shifts[shift])
+        return self._compiled[shifted](arg)
 
     @staticmethod
     def finish(started: Any) -> np.ndarray:

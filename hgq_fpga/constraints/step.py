@@ -29,8 +29,8 @@ a bit cut far more than their share: on the digits CNN at 10% of its cost, a lin
 step of 0.07 bits meant to take ``c`` from 1.01 to 0.95 took it to 0.58-0.79,
 and the accuracy from 0.87 to 0.32-0.58, epoch after epoch (the linear shift's
 cost, evaluated before the step, predicted it). So :meth:`BudgetStep.search`
-evaluates the differentiable cost at ``delta * k / 8`` (``k = 1 .. 8``, one
-compiled call, :meth:`~hgq_fpga.constraints.softcost.SoftCost.totals`) and takes
+evaluates the differentiable cost at ``delta * k / 8`` (``k = 1 .. 8``,
+:meth:`~hgq_fpga.constraints.softcost.SoftCost.totals`) and takes
 the smallest shift whose cost is within the target (``delta`` itself if none
 is). A shifted evaluation quantizes each kernel at the lowered bits, as the
 step will leave it (at its own bits it counted digits the shift rounds away,
@@ -175,9 +175,9 @@ class BudgetStep:
         return self._shift([p.f.value for p in packs], np.float32(shift))
 
     def prepare(self) -> None:
-        """Compile what a step evaluates (:meth:`SoftCost.prepare` with the search's :data:`GRID`,
-        and the shift itself) before training starts (why: :meth:`SoftCost.prepare`)."""
-        self.soft.prepare(self.GRID)
+        """Compile what a step evaluates (:meth:`SoftCost.prepare` with the shifted form its sigma and
+        search evaluate, and the shift itself) before training starts (why: :meth:`SoftCost.prepare`)."""
+        self.soft.prepare(shifted=True)
         if keras.backend.backend() == "jax":
             self._shifted(0.0)
 
@@ -201,7 +201,7 @@ class BudgetStep:
 
     def search(self, linear: float, target: float) -> float:
         """The step's shift: the smallest of ``linear * k / GRID`` (``k = 1 .. GRID``) after which the
-        differentiable cost is at most ``target`` (all evaluated in one call,
+        differentiable cost is at most ``target`` (all dispatched before any is waited for,
         :meth:`SoftCost.totals`), else ``linear``."""
         shifts = np.float32(linear) * np.arange(1, self.GRID + 1, dtype=np.float32) / np.float32(self.GRID)
         within = np.flatnonzero(self.soft.totals(shifts) * self.scale() <= target)

@@ -650,20 +650,21 @@ def test_once_an_epoch_ended_over_the_epochs_last_read_steps_down_to_a_margin(da
 @pytest.mark.parametrize("method", ["step", "constraint"])
 def test_the_budget_compiles_its_reads_before_the_first_training_step(method, data, full, monkeypatch):
     """``SoftCost.prepare``: every compiled form the rule evaluates (the read; with the step rule also
-    the shifted form and the search's totals of GRID shifts) is compiled in ``on_train_begin``, none
-    in training (compiled there, in the first bits epoch, every later TensorFlow epoch took longer:
-    BENCHMARKS.md). On torch the forms run eagerly, and the search's is built when it first searches."""
+    the shifted form, which the step's sigma and its search over GRID shifts evaluate) is compiled in
+    ``on_train_begin``, none in training (compiled there, in the first bits epoch, every later
+    TensorFlow epoch took longer: BENCHMARKS.md), and the search compiles nothing of its own (a
+    loop over the shifts compiled apart took 1.7 s of every TensorFlow fit). On torch the forms
+    run eagerly (made at the same points, compiled nowhere)."""
     from hgq_fpga.constraints.softcost import SoftCost
-    from hgq_fpga.constraints.step import BudgetStep
 
     x, y, _, _ = data
-    compiled: list[tuple[tuple[int, ...], bool]] = []
+    compiled: list[bool] = []
     started = [False]
     real = SoftCost._compile
 
-    def spy(self, fn, shape):
-        compiled.append((tuple(shape), started[0]))
-        return real(self, fn, shape)
+    def spy(self, fn):
+        compiled.append(started[0])
+        return real(self, fn)
 
     class Start(keras.callbacks.Callback):
         def on_train_batch_begin(self, batch, logs=None):
@@ -673,11 +674,7 @@ def test_the_budget_compiles_its_reads_before_the_first_training_step(method, da
     cb = ResourceBudget(lut=0.1 * full, calibration_data=x, verbose=0, method=method)
     mlp().fit(x, y, epochs=2, verbose=0, callbacks=[cb, Start()])
     assert cb.result.feasible and (method != "step" or cb.steering.step.steps >= 1)
-    if keras.backend.backend() == "torch":  # (the search's form is built when it first searches)
-        assert ((BudgetStep.GRID,), False) not in compiled and (method != "step" or ((BudgetStep.GRID,), True) in compiled)
-        return
-    expected = [(), (), (BudgetStep.GRID,)] if method == "step" else [()]
-    assert compiled == [(shape, False) for shape in expected]
+    assert compiled == [False] * (2 if method == "step" else 1)
 
 
 def test_without_the_step_the_same_model_ends_its_first_epoch_over_the_budget(data, full):
