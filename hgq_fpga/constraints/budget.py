@@ -96,7 +96,7 @@ from .checks import CheckClock, CheckLog, excess_text, first_input, say, start_l
 from .hold import hold, interrupted, let_go_of, release, retrace, warn_caller
 from .hook import CostHook, attach, detach, hooked_layers
 from .schedule import PHASES, Anneal, Schedule, Steering, as_schedule
-from .repair import RepairResult, final_guarantee, repair_to_budget, within_budget
+from .repair import RepairResult, final_guarantee, recalibrate, repair_to_budget, within_budget
 
 __all__ = ["BACKENDS", "HISTORY_COLUMNS", "METHODS", "BudgetResult", "ResourceBudget", "exact_estimate", "minimum_cost"]
 
@@ -438,7 +438,7 @@ class ResourceBudget(keras.callbacks.Callback):
         self.steering.hedge |= self.phase(epoch) == PHASES[1] and epoch > self._phases[0]  # (Steering._rule)
         line = f"budget: over by {excess_text(report, self.lut, self.dsp)} after epoch {epoch + 1}"
         if self.project and not last:
-            done = self._project()
+            done = self._project(report)
             self.history[-1]["projected_lut"] = done.after.lut
             line += (f"; bits projected into the budget ({done.rounds} round(s)): "
                      f"LUT {done.before.lut:.0f} -> {done.after.lut:.0f}")
@@ -448,16 +448,17 @@ class ResourceBudget(keras.callbacks.Callback):
             line += f" (LUT {report.lut:.0f}, DSP {report.dsp})" + ("; the final check repairs it" if last else "")
         self._pending.append(line)
 
-    def _project(self) -> RepairResult:
+    def _project(self, report: ResourceReport) -> RepairResult:
         """Lower bits until the exact estimate is within the budget (the repair
         step), then go on training from there; the training-time calibration
-        state is kept."""
+        state is kept. ``report``: the check's exact estimate of the model as it is."""
         with self.clock.check():
             saved = snapshot(self.model)
             try:
                 # a little below the budget, so that the next epoch's drift stays within it
                 lut = None if self.lut is None else self.lut * PROJECTION_MARGIN
-                done = repair_to_budget(self.model, self.x, lut=lut, dsp=self.dsp, **self.kwargs)
+                recalibrate(self.model, self.x)  # (the check's calibration, which it put back)
+                done = repair_to_budget(self.model, self.x, lut=lut, dsp=self.dsp, report=report, **self.kwargs)
             finally:
                 restore(self.model, saved)
             self._projections += 1

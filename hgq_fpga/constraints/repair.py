@@ -283,19 +283,24 @@ def repair_to_budget(
     cost_model: CostModel | None = None,
     step_fraction: float = 0.02,
     max_rounds: int = 500,
+    report: ResourceReport | None = None,
 ) -> RepairResult:
     """Lower weight bits until the calibrated model's exact estimate meets the budget.
 
     The model is recalibrated on ``x`` after every round (and at the start); with
     ``x=None`` it is calibrated from the ranges tracked in training instead.
+    ``report``: the exact estimate of the model as it is, already calibrated on ``x``
+    (a caller that just took it: the start's calibration and estimate are skipped).
 
     Raises:
         RuntimeError: if ``max_rounds`` rounds do not reach the budget (every
             weight at its lowest bits), naming the remaining excess.
     """
     kwargs = {"strategy": strategy, "part": part, "cost_model": cost_model}
-    recalibrate(model, x)
-    before = report = estimate(model, **kwargs)
+    if report is None:
+        recalibrate(model, x)
+        report = estimate(model, **kwargs)
+    before = report
     result = RepairResult(0, {}, before, before)
     if within_budget(report, lut, dsp):
         return result
@@ -381,7 +386,7 @@ def final_guarantee(model: keras.Model, x: Any, lut: float | None, dsp: int | No
                 f"ResourceBudget: the trained model is over the budget (LUT {report.lut:.0f} for "
                 f"{lut}, DSP {report.dsp} for {dsp}) and repair=False"
             )
-        done = repair_to_budget(model, x, lut=lut, dsp=dsp, **kwargs)
+        done = repair_to_budget(model, x, lut=lut, dsp=dsp, report=report, **kwargs)
         report = done.after
     if rtl is not None:  # the project's own count (at most the trees'), flip-flops and latency
         report = estimate(model, backend="rtl", part=kwargs["part"], cost_model=kwargs["cost_model"], **rtl)

@@ -205,6 +205,29 @@ def test_repair_brings_a_model_within_budget(data):
     assert repair_to_budget(model, x, lut=before).rounds == 0
 
 
+def test_a_repair_given_the_estimate_just_taken_repairs_alike_with_one_estimate_less(data, monkeypatch):
+    """``repair_to_budget(report=...)``, as the budget's projection (after its check) and the final guarantee
+    (after its estimate) call it: the calibration and estimate it would start with are not taken again,
+    and it lowers the same bits to the same result."""
+    from hgq_fpga.constraints import repair as repair_module
+
+    x, y, _, _ = data
+    model = mlp(2)
+    model.fit(x, y, epochs=2, verbose=0)
+    saved = model.get_weights()
+    counted = []
+    monkeypatch.setattr(repair_module, "estimate", lambda *a, **k: counted.append(1) or estimate(*a, **k))
+    runs = []
+    for given in (False, True):
+        model.set_weights(saved)
+        hgq_fpga.calibrate(model, x)
+        report = estimate(model)
+        counted.clear()
+        done = repair_to_budget(model, x, lut=0.5 * report.lut, report=report if given else None)
+        runs.append((len(counted), done.rounds, done.lowered, done.before.lut, done.after.lut))
+    assert runs[0][1] >= 1 and runs[1] == (runs[0][0] - 1, *runs[0][1:])
+
+
 def test_a_second_repair_of_the_model_lowers_the_same_bits_as_a_first(data):
     """The gain functions a repair compiles (JAX) are kept for the next repair of the same model: it
     reads the weights and bits as they are then, so a repair from the same state lowers the very
