@@ -90,8 +90,8 @@ class SoftCost:
         Not one compiled loop over the shifts (``keras.ops.map``), as it was: that third program took
         1.7 s to trace and compile on TensorFlow and 0.6 s on JAX in every budgeted ``fit`` (the
         digits MLP; ``on_train_begin`` 3.1 s and 2.1 s in all), to save about 1 ms in each of the
-        8-9 steps of a 20-epoch run (the digits MLP, eight shifts: 1.4 against 1.9-2.9 ms on
-        TensorFlow, 0.5 against 0.9-1.8 ms on JAX, BENCHMARKS.md)."""
+        8-9 steps of a 20-epoch run (the digits MLP, eight shifts: 1.4 ms against 1.5-1.9 ms on
+        TensorFlow, 0.5 ms against 0.6-0.8 ms on JAX, BENCHMARKS.md)."""
         started = [self._run(float(shift), keep=False) for shift in np.asarray(shifts, np.float32).reshape(-1)]
         return np.array([self.finish(s).sum() for s in started], np.float64)
 
