@@ -112,8 +112,9 @@ def _ranges(model: keras.Model) -> list[np.ndarray]:
 
 def test_the_ranges_are_those_of_one_eager_pass_over_all_the_data(rng):
     """Batches of 10 over 64 samples (the last one short; on JAX a compiled pass, filled up with
-    copies of a sample) record exactly the ranges of one eager call on all of them, and a second
-    calibration reads the weights as they are then (none kept from the first)."""
+    copies of a sample; on TensorFlow the same, traced, from the second calibration of the model on)
+    record exactly the ranges of one eager call on all of them, and a later calibration reads the
+    weights as they are then (none kept from an earlier one)."""
     from hgq_fpga.calibration import iter_quantizers
     from hgq_fpga.quantizers import ActivationQuantizer
 
@@ -137,6 +138,8 @@ def test_the_ranges_are_those_of_one_eager_pass_over_all_the_data(rng):
         hgq_fpga.calibrate(model, x, batch_size=10)
         for got, want in zip(_ranges(model), eager, strict=True):
             np.testing.assert_array_equal(got, want)
+        if keras.backend.backend() == "tensorflow":  # (this calibration ran the traced pass)
+            assert model.__dict__["_hgq_calibration_pass"][1][0].experimental_get_tracing_count() == 1
         seen.append(eager)
         conv = model.get_layer("conv")
         conv.set_weights([w * 3.0 for w in conv.get_weights()])  # the next round's ranges are wider
