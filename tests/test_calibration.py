@@ -110,6 +110,21 @@ def _ranges(model: keras.Model) -> list[np.ndarray]:
             for v in (q.vmin, q.vmax)]
 
 
+def test_without_its_rows_a_calibration_leaves_the_model_the_same(rng):
+    """``calibrate(..., rows=False)`` (the budget's checks and repairs): every variable of the model as a
+    full calibration leaves it, and a result without the table."""
+    x = (rng.standard_normal((64, 6, 6, 1)) * 3).astype("float32")
+    states = []
+    for rows in (True, False):
+        keras.utils.set_random_seed(0)
+        model = small_cnn()
+        result = hgq_fpga.calibrate(model, x, batch_size=10, rows=rows)
+        assert hgq_fpga.is_calibrated(model) and len(result.rows) == (7 if rows else 0)
+        states.append([np.asarray(ops.convert_to_numpy(v)) for v in model.variables])
+    for a, b in zip(*states, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
 def test_the_ranges_are_those_of_one_eager_pass_over_all_the_data(rng):
     """Batches of 10 over 64 samples (the last one short; on JAX a compiled pass, filled up with
     copies of a sample; on TensorFlow the same, traced, from the second calibration of the model on)

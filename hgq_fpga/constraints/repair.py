@@ -64,12 +64,13 @@ def within_budget(report: ResourceReport, lut: float | None, dsp: int | None, la
 
 
 def recalibrate(model: keras.Model, x: Any) -> None:
-    """:func:`~hgq_fpga.calibrate` on ``x``; without data (``x is None``), from the
-    ranges tracked in training (:func:`~hgq_fpga.calibration.calibrate_from_ranges`)."""
+    """:func:`~hgq_fpga.calibrate` on ``x`` (its table of rows not made: nothing reads it); without
+    data (``x is None``), from the ranges tracked in training
+    (:func:`~hgq_fpga.calibration.calibrate_from_ranges`)."""
     if x is None:
         calibrate_from_ranges(model)
     else:
-        calibrate(model, x)
+        calibrate(model, x, rows=False)
 
 
 def _range_power(layer: Any) -> np.ndarray:
