@@ -165,28 +165,23 @@ def calibrate(
 ) -> CalibrationResult:
     """Record activation ranges on ``x`` and fix integer bits so ``x`` never overflows.
 
-    The model runs on ``x`` in batches of ``batch_size``: eagerly on PyTorch, on JAX as one
-    compiled stateless call kept on the model, on TensorFlow eagerly the first time and as one
-    traced function kept on the model from the second time the same model is calibrated (a
-    budget's checks), every compiled batch of one shape (:func:`filled_batch`; the same ranges,
-    ``benchmarks/jax_calibration.py``).
+    The model runs on ``x`` in batches of ``batch_size``: eagerly on PyTorch, compiled on JAX
+    and, from its second calibration on (a budget's checks), traced on TensorFlow (kept on the
+    model; :func:`_record_compiled`, :func:`_record_traced`).
 
     Args:
         model: a built Keras model with hgq_fpga layers.
-        x: an array (or a list of arrays, one per model input) of samples,
-            typically the training set.
+        x: an array (or a list of arrays, one per model input) of samples, typically the training set.
         batch_size: samples per forward pass.
         progress: show a progress bar.
-        rows: fill the result's table, a row per quantizer (its bits read back from the backend:
-            about 5 ms a quantizer on TensorFlow); False for a caller that needs only the model
-            calibrated (a budget's checks and repairs, a dozen or more calibrations a ``fit``).
+        rows: fill the result's table (each quantizer's bits read back: 5 ms a quantizer on
+            TensorFlow); False where only the calibrated model is needed (a budget's checks).
 
     Returns:
         a :class:`CalibrationResult` (printable table; no rows with ``rows=False``).
 
     Raises:
-        ValueError: on NaN/Inf data, a shape mismatch, or a model without
-            activation quantizers.
+        ValueError: on NaN/Inf data, a shape mismatch, or a model without activation quantizers.
 
     Example:
         >>> model = keras.Sequential([keras.Input((3,)), QDense(2)])
@@ -214,10 +209,9 @@ def calibrate(
         if hasattr(layer, "update_table"):
             layer.update_table()  # lookup tables follow the calibrated input formats
     result = CalibrationResult(n_samples=n)
-    for layer, q in pairs:
+    for _, q in pairs:
         q.state.assign(np.float32(CALIBRATED))
-        if rows:
-            result.rows.append(_row(layer, q))
+    result.rows.extend(_row(layer, q) for layer, q in pairs if rows)
     return result
 
 
