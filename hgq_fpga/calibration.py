@@ -306,13 +306,17 @@ def _record_compiled(model: keras.Model, arrays: list[np.ndarray], starts: Any, 
         return ntvals
 
     tv, ntv = model.trainable_variables, model.non_trainable_variables
-    key = (tuple(id(v) for v in tv), tuple(id(v) for v in ntv))
-    compiled = kept_on(model, "_hgq_calibration_pass", key, lambda: jax.jit(run))
+    compiled = kept_on(model, "_hgq_calibration_pass", _variables_key(model), lambda: jax.jit(run))
     tvals, ntvals = [v.value for v in tv], [v.value for v in ntv]
     for s in starts:
         ntvals = compiled(tvals, ntvals, filled_batch(arrays, s, size))
     for v, value in zip(ntv, ntvals):
         v.assign(value)
+
+
+def _variables_key(model: keras.Model) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The ids of the model's variables: a compiled calibration pass is kept on the model while they stay the same."""
+    return tuple(id(v) for v in model.trainable_variables), tuple(id(v) for v in model.non_trainable_variables)
 
 
 def _record_traced(model: keras.Model, arrays: list[np.ndarray], starts: Any, size: int) -> bool:
@@ -327,8 +331,7 @@ def _record_traced(model: keras.Model, arrays: list[np.ndarray], starts: Any, si
 
     from .compat.keras import kept_on
 
-    key = (tuple(id(v) for v in model.trainable_variables), tuple(id(v) for v in model.non_trainable_variables))
-    held = kept_on(model, "_hgq_calibration_pass", key, lambda: [None])
+    held = kept_on(model, "_hgq_calibration_pass", _variables_key(model), lambda: [None])
     if held[0] is None:
         held[0] = tf.function(lambda batch: model(batch if len(batch) > 1 else batch[0], training=False),
                               autograph=False, reduce_retracing=True)  # (data of another size: no retrace a size)

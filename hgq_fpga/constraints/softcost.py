@@ -123,13 +123,12 @@ class SoftCost:
         """:meth:`start`; ``keep``: keep the shift's tensor for the next call with the same shift (the
         reads' 0 and the sigma's 1; not the search's shifts, a new set each step)."""
         arg = self._shifts.get(shift)
-        if arg is None:
-            if keras.backend.backend() == "jax" and not keep:
-                arg = np.float32(shift)  # (JAX takes the numpy scalar as it is)
-            else:  # (kept: on JAX a new array waited for the step in flight, 0.26 ms)
-                arg = ops.convert_to_tensor(shift, "float32")
-                if keep:
-                    self._shifts[shift] = arg
+        if arg is None:  # (kept: on JAX a new array waited for the step in flight, 0.26 ms; not kept, JAX
+            # takes the numpy scalar as it is)
+            jax = keras.backend.backend() == "jax"
+            arg = np.float32(shift) if jax and not keep else ops.convert_to_tensor(shift, "float32")
+            if keep:
+                self._shifts[shift] = arg
         shifted = shift != 0.0
         if shifted not in self._compiled:  # (compiled when first read: the shifted form only by BudgetStep)
             self._compiled[shifted] = self._form(shifted)
