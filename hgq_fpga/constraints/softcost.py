@@ -36,7 +36,7 @@ class SoftCost:
     0.89 -> 0.47 ms on JAX (isolated reads, best of 7 x 100; the same LUTs). A dense layer's
     read is one product a weight feeding both of its reductions
     (:func:`~hgq_fpga.quantizers.cost.dense_read_luts`: XLA had fused each of three reductions with
-    its own copy of the quantization and digit count), and an unshifted read takes a kernel's
+    its own copy of the quantization and digit count), and a read takes a kernel's
     digits and bits from its mantissas: ``python benchmarks/budget_reads.py`` (BENCHMARKS.md)
     measured 325-367 -> 155-205 us on JAX and 559-596 -> 370 us on TensorFlow for the
     64-256-256-10 MLP (best of 5 x 100, two runs alternating with the code before)."""
@@ -44,27 +44,28 @@ class SoftCost:
     def __init__(self, model: Any) -> None:
         self.layers = hooked_layers(model)
         self._model = model
-        self._compiled: dict[bool, Callable[[Any], Any]] = {}
+        self._compiled: Callable[[Any], Any] | None = None
         self._shifts: dict[float, Any] = {}
 
-    def _layer_luts(self, shift: Any, shifted: bool) -> list[Any]:
-        """Each layer's LUTs (traced). Unshifted (the reads between steps), the layers read their own
-        bits, and a kernel's digits and bits come from its mantissas
-        (:meth:`~hgq_fpga.quantizers.WeightQuantizer.digits_and_bits`: the same numbers in half the
-        operations a weight); shifted, from the bits less ``shift``, each kernel quantized at them."""
+    def _layer_luts(self, shift: Any) -> list[Any]:
+        """Each layer's LUTs (traced) with its trainable bits lowered by ``shift``, each kernel's digits
+        and bits from its mantissas at them (:meth:`~hgq_fpga.layers.weighted.WeightedLayerMixin.luts_for`;
+        :meth:`~hgq_fpga.quantizers.WeightQuantizer.digits_and_bits`). A read of the bits as they are is
+        the shift 0: the reads and the step's shifted evaluations are one compiled program (they were two,
+        the shifted form quantizing each kernel anew: 0.6-0.8 s more to trace and compile on TensorFlow in
+        every budgeted ``fit`` of the digits MLP, 0.4-0.5 s on JAX, for the same numbers)."""
         out = []
         for layer in self.layers:
             pack = getattr(layer, "bits_pack", None)
-            fs = {} if pack is None or not shifted else {
-                k: v - ops.cast(shift, v.dtype) for k, v in pack.values().items()}
+            fs = {} if pack is None else {k: v - ops.cast(shift, v.dtype) for k, v in pack.values().items()}
             out.append(ops.cast(layer.luts_for(fs, value_only=True), "float32"))
         return out
 
-    def _form(self, shifted: bool) -> Callable[[Any], Any]:
+    def _form(self) -> Callable[[Any], Any]:
         """The per-layer LUTs as a compiled function of the shift (:meth:`_layer_luts`)."""
 
         def luts(shift: Any) -> Any:
-            return ops.stack(self._layer_luts(shift, shifted))
+            return ops.stack(self._layer_luts(shift))
 
         # (on TensorFlow the concrete function: calling the tf.function dispatched on its arguments
         # first, 0.17 of 0.8 ms a read of the 64-256-256-10 MLP)
@@ -83,7 +84,7 @@ class SoftCost:
 
     def totals(self, shifts: np.ndarray) -> np.ndarray:
         """The model's differentiable LUTs (float64) with all its trainable bits lowered by each of
-        ``shifts`` (a 1-D array): the shifted form once a shift, every call dispatched before any is
+        ``shifts`` (a 1-D array): the compiled form once a shift, every call dispatched before any is
         waited for (on JAX they queue behind each other while Python goes on), the layers summed in
         float64. :class:`~hgq_fpga.constraints.step.BudgetStep` searches its step with it.
 
@@ -95,9 +96,9 @@ class SoftCost:
         started = [self._run(float(shift), keep=False) for shift in np.asarray(shifts, np.float32).reshape(-1)]
         return np.array([self.finish(s).sum() for s in started], np.float64)
 
-    def prepare(self, shifted: bool = False) -> None:
-        """Compile the reads now (the unshifted form; with ``shifted``, also the shifted form the
-        step's :meth:`totals` and its sigma evaluate), before the training step is traced: compiled on
+    def prepare(self) -> None:
+        """Compile the reads now (:meth:`_form`: the step's :meth:`totals` and its sigma evaluate the
+        same program), before the training step is traced: compiled on
         first use instead, inside the first bits epoch, every later epoch of TensorFlow's digits MLP
         took longer (``python benchmarks/budget_training.py``, 20 epochs, a budget that compiled
         at the start and one that did not in the same lockstep, five repeats: budget/free
@@ -107,8 +108,6 @@ class SoftCost:
         if keras.backend.backend() == "torch":
             return
         self.finish(self.start(0.0))
-        if shifted:
-            self.finish(self.start(1.0))
 
     def luts(self, shift: float = 0.0) -> np.ndarray:
         """Per-layer differentiable LUTs (float64) with the bits lowered by ``shift``."""
@@ -129,10 +128,9 @@ class SoftCost:
             arg = np.float32(shift) if jax and not keep else ops.convert_to_tensor(shift, "float32")
             if keep:
                 self._shifts[shift] = arg
-        shifted = shift != 0.0
-        if shifted not in self._compiled:  # (compiled when first read: the shifted form only by BudgetStep)
-            self._compiled[shifted] = self._form(shifted)
-        return self._compiled[shifted](arg)
+        if self._compiled is None:
+            self._compiled = self._form()
+        return self._compiled(arg)
 
     @staticmethod
     def finish(started: Any) -> np.ndarray:

@@ -175,9 +175,9 @@ class BudgetStep:
         return self._shift([p.f.value for p in packs], np.float32(shift))
 
     def prepare(self) -> None:
-        """Compile what a step evaluates (:meth:`SoftCost.prepare` with the shifted form its sigma and
-        search evaluate, and the shift itself) before training starts (why: :meth:`SoftCost.prepare`)."""
-        self.soft.prepare(shifted=True)
+        """Compile what a step evaluates (:meth:`SoftCost.prepare`: the form its sigma and search evaluate
+        too, and the shift itself) before training starts (why: :meth:`SoftCost.prepare`)."""
+        self.soft.prepare()
         if keras.backend.backend() == "jax":
             self._shifted(0.0)
 

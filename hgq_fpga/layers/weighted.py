@@ -77,21 +77,20 @@ class WeightedLayerMixin(QuantizedLayerMixin):
     def luts_for(self, fs: dict[int, Any], qkernel: Any = None, value_only: bool = False) -> Any:
         """Differentiable LUTs of the adder trees (:func:`hgq_fpga.quantizers.cost.linear_luts`).
 
-        A read of the kernel's own bits (``value_only``, no kernel bits in ``fs``) takes its
-        digits and bits from the mantissas (:meth:`~hgq_fpga.quantizers.WeightQuantizer.digits_and_bits`)."""
+        A read (``value_only``, no ``qkernel``) takes the kernel's digits and bits from its mantissas
+        at its own bits or at the kernel bits in ``fs`` (:meth:`~hgq_fpga.quantizers.WeightQuantizer.digits_and_bits`:
+        the kernel quantized at them, as it would be after a step lowered them by a shift; quantized at its
+        own bits, such a read counted digits the shift rounds away, and the drop a step was chosen for was
+        off by 0.05 of the budget in a test at 1.2 times it)."""
         iq, kq = self.input_quantizer, self.kernel_quantizer
         bx = input_bits(iq, self._input_shape, fs.get(id(iq)), exact=False)
         f_k = fs.get(id(kq))
-        # a read of the kernel's own bits: digits and bits from the mantissas (half the operations)
-        fast = kq.digits_and_bits(self.kernel) if value_only and f_k is None and qkernel is None else None
+        # a read: digits and bits from the mantissas (half the operations)
+        fast = kq.digits_and_bits(self.kernel, f_k) if value_only and qkernel is None else None
         if fast is not None:
             digits, bw = fast
         else:
-            if qkernel is None and value_only and f_k is not None:
-                # other bits than the kernel's own (a read of the bits lowered by a shift): the kernel
-                # quantized at them, as it would be after the shift (quantized at its own bits, the
-                # read counted digits the shift rounds away: the drop a step was chosen for was off
-                # by 0.05 of the budget in a test at 1.2 times it)
+            if qkernel is None and value_only and f_k is not None:  # (a fixed i: overflow applies)
                 qkernel = kq.quantize_with(ops.stop_gradient(ops.convert_to_tensor(self.kernel)),
                                            ops.round(ops.stop_gradient(f_k)))
             f_k = kq.f_value() if f_k is None else f_k

@@ -142,11 +142,11 @@ class WeightQuantizer(BitQuantizerBase):
             base = float(self.fixed_k + self.fixed_i)
         return bits_with_gradient(f, base, ops.not_equal(q, 0.0))
 
-    def digits_and_bits(self, w: Any) -> tuple[Any, Any] | None:
+    def digits_and_bits(self, w: Any, f: Any = None) -> tuple[Any, Any] | None:
         """Value only: each weight's nonzero CSD digits and :meth:`bits`, from its mantissa.
 
         With ``i=None`` the quantized weight is ``m 2**-f`` with the integer mantissa
-        ``m = round(w 2**f)`` (``f`` the variable's, rounded): both from ``m``
+        ``m = round(w 2**f)`` (``f`` the variable's, or the float ``f`` given, rounded): both from ``m``
         (:func:`~hgq_fpga.quantizers.cost.mantissa_digits_and_bits`), the numbers :meth:`bits`
         and :func:`~hgq_fpga.quantizers.cost.csd_count_ops` compute from the quantized value in
         about twice the operations a weight (``2**-f``, ``log2``: for the budget's reads of the
@@ -164,7 +164,8 @@ class WeightQuantizer(BitQuantizerBase):
         if self.fixed_i is not None:
             return None
         w = ops.stop_gradient(ops.convert_to_tensor(w))
-        m = round_mantissa(w * pow2(ops.cast(self.f_exact(), w.dtype)), self.rounding, xp=ops)
+        f_int = self.f_exact() if f is None else ops.round(ops.stop_gradient(f))
+        m = round_mantissa(w * pow2(ops.cast(f_int, w.dtype)), self.rounding, xp=ops)
         return mantissa_digits_and_bits(m)
 
     def format_of(self, q: Any) -> FixedFormat:

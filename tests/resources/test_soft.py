@@ -155,13 +155,16 @@ def test_a_kernels_digits_and_bits_from_its_mantissas_are_the_exact_rules(rng, r
     assert np.any(m == -1) and np.any(np.abs(m) >= 2**29)
 
 
-def test_the_unshifted_read_takes_the_mantissas_and_computes_the_same_luts(rng, monkeypatch):
-    """A read of the layers' own bits (``luts_for({}, value_only=True)``, the kernel's digits and
-    bits from its mantissas) equals, exactly, the general value-only form given the same bits."""
+@pytest.mark.parametrize("shift", [0.0, 0.375, 1.0, 2.5])
+def test_a_read_takes_the_mantissas_and_computes_the_same_luts(rng, monkeypatch, shift):
+    """A read (``luts_for(fs, value_only=True)``: the kernel's digits and bits from its mantissas) of
+    the layers' own bits, and of their bits lowered by ``shift`` (the step's evaluations), equals,
+    exactly, the general value-only form given the same bits and the kernel quantized at them."""
     from hgq_fpga.quantizers import WeightQuantizer
 
     shortcut, taken = WeightQuantizer.digits_and_bits, []
-    monkeypatch.setattr(WeightQuantizer, "digits_and_bits", lambda self, w: taken.append(1) or shortcut(self, w))
+    monkeypatch.setattr(WeightQuantizer, "digits_and_bits",
+                        lambda self, w, f=None: taken.append(1) or shortcut(self, w, f))
     model = keras.Sequential([keras.Input((8, 8, 2)), QConv2D(3, 3), keras.layers.Flatten(), QDense(6), QDense(4)])
     x = rng.standard_normal((64, 8, 8, 2)).astype("float32")
     model(x[:2])
@@ -170,9 +173,12 @@ def test_the_unshifted_read_takes_the_mantissas_and_computes_the_same_luts(rng, 
         layer.bits_pack.f.assign((f + rng.uniform(-6.0, 6.0, f.shape)).astype("float32"))
     hgq_fpga.calibrate(model, x)
     for layer in (model.layers[0], model.layers[2], model.layers[3]):
-        general = keras.ops.convert_to_numpy(layer.luts_for(layer.bits_pack.values(), value_only=True))
+        kq = layer.kernel_quantizer
+        fs = {k: v - shift for k, v in layer.bits_pack.values().items()}
+        qkernel = kq.quantize_with(keras.ops.convert_to_tensor(layer.kernel), keras.ops.round(fs[id(kq)]))
+        general = keras.ops.convert_to_numpy(layer.luts_for(fs, qkernel, value_only=True))
         assert not taken
-        read = keras.ops.convert_to_numpy(layer.luts_for({}, value_only=True))
+        read = keras.ops.convert_to_numpy(layer.luts_for(fs if shift else {}, value_only=True))
         assert taken and float(general) > 0.0
         taken.clear()
         assert float(read) == float(general), layer.name
