@@ -358,6 +358,7 @@ class ResourceBudget(keras.callbacks.Callback):
         self._epoch = epoch
         self.steering.enter(self.phase(epoch), measure=not self._deferred)
         self.anneal.at(epoch)
+        self.steering.late = self.anneal.annealing(epoch)
         self.clock.start_epoch()
 
     # -- steering ---------------------------------------------------------------

@@ -670,6 +670,34 @@ def test_once_an_epoch_ended_over_the_epochs_last_read_steps_down_to_a_margin(da
     assert steps == 1 and END - 0.03 < after <= END
 
 
+def test_in_the_annealed_epochs_a_step_over_the_budget_aims_at_the_margin_not_the_target(data, full):
+    """``Steering.late`` is on in exactly the epochs whose learning rate anneals (the last 20% by
+    default); a read over the budget then steps the cost down to END (0.97), not to TARGET (0.9)."""
+    x, y, _, _ = data
+    cb = ResourceBudget(lut=0.2 * full, calibration_data=x, verbose=0, check_every=1)
+    late: list[bool] = []
+    seen = keras.callbacks.LambdaCallback(on_epoch_begin=lambda epoch, logs: late.append(cb.steering.late))
+    mlp().fit(x, y, epochs=5, batch_size=64, verbose=0, callbacks=[cb, seen])
+    assert late == [False] * 4 + [True] and cb.result.feasible
+    steering = cb.steering
+    soft, step = steering.soft, steering.step
+    step.touch = steering._touch = lambda: None  # (fit is over: nothing to sync)
+
+    def read(annealed: bool) -> tuple[int, float]:
+        """Steps taken by one read at c = 1.1 (the scale set so), and the cost after it."""
+        steering.late, steering.hedge = annealed, False
+        steering.scale = 1.1 / float(soft.luts(0.0).sum())
+        step.measure()
+        before = step.steps
+        steering._rule(1.1, False)
+        return step.steps - before, float(soft.luts(0.0).sum()) * steering.scale
+
+    steps, after = read(annealed=False)
+    assert steps == 1 and after <= step.TARGET
+    steps, after = read(annealed=True)
+    assert steps == 1 and step.TARGET + 0.02 < after <= END
+
+
 @pytest.mark.parametrize("method", ["step", "constraint"])
 def test_the_budget_compiles_its_reads_before_the_first_training_step(method, data, full, monkeypatch):
     """``SoftCost.prepare``: the one compiled form the rule evaluates (the read, which the step's sigma
