@@ -211,7 +211,8 @@ def calibrate(
     result = CalibrationResult(n_samples=n)
     for _, q in pairs:
         q.state.assign(np.float32(CALIBRATED))
-    result.rows.extend(_row(layer, q) for layer, q in pairs if rows)
+    if rows:
+        result.rows.extend(_row(layer, q) for layer, q in pairs)
     return result
 
 
