@@ -35,6 +35,11 @@ projections count. Reported per model, the medians over the repeats of:
 * ``budget / free``: the median epoch after the first (target <= 1.2), and in
   brackets the sum of those epochs (the checks included: they run after some
   epochs only);
+* ``batches: budget / free``: the same for the epochs' batches alone (from the first batch's
+  start to the first ``on_epoch_end``: the budget's per-batch rule in, its checks, projections
+  and epoch-boundary work out);
+* ``fine-tune: budget / free``: the median epoch of the fine-tune phase alone (the bits frozen,
+  the budget's callback idle between the epochs' ends);
 * ``whole fit: budget / free``: ``fit`` from its call to its return, the turns' waits left out:
   the first epoch, the budget's ``on_train_begin`` (compiling its reads) and ``on_train_end``
   (the final check, the kept epoch's weights) as well: what a user waits for;
@@ -114,11 +119,25 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     from hgq_fpga.layers import QDense
 
     class Turns(keras.callbacks.Callback):
-        """First callback: waits for the turn, then starts the epoch's clock."""
+        """First callback: waits for the turn, then starts the epoch's clock; times each epoch's
+        batches (from the first one's start to the first ``on_epoch_end``: the other callbacks'
+        epoch-boundary work, a budget's checks and projections, left out)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.batches: list[float] = []
 
         def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
             _turn()
             self.t0 = time.perf_counter()
+            self.batch0: float | None = None
+
+        def on_train_batch_begin(self, batch: int, logs: dict | None = None) -> None:
+            if self.batch0 is None:
+                self.batch0 = time.perf_counter()
+
+        def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
+            self.batches.append(time.perf_counter() - (self.batch0 or self.t0))
 
     class Stop(keras.callbacks.Callback):
         def __init__(self, start: Turns) -> None:
@@ -158,12 +177,14 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
               callbacks=[start, *extra, stop])
     run["fit"] = time.perf_counter() - t0 - (WAITED[0] - waited)  # (the turns' waits out)
     run["epochs"] = stop.times
+    run["batches"] = start.batches
     if extra:
         cb = extra[0]
         run["checks"] = len(cb.history)
         run["projections"] = sum(h["projected_lut"] is not None for h in cb.history)
         run["lut"] = cb.result.report.lut
         run["steps"] = cb.steering.step.steps
+        run["phases"] = [cb.phase(e) for e in range(args.epochs)]  # each epoch's phase of the schedule
     return run
 
 
@@ -209,31 +230,36 @@ def _until_turn(kind: str, p: subprocess.Popen, log: Any) -> dict[str, Any] | No
 
 
 def _summary(results: dict[str, Any]) -> list[str]:
-    lines = ["| backend | model | float epoch | free epoch | budget epoch | budget/free (all epochs) | whole fit: "
-             "budget/free | control/free | free/float | first epoch free/float | checks | LUT / budget |",
-             "|" + "---|" * 12]
+    lines = ["| backend | model | float epoch | free epoch | budget epoch | budget/free (all epochs) | batches: "
+             "budget/free | fine-tune: budget/free | whole fit: budget/free | control/free | free/float | "
+             "first epoch free/float | checks | LUT / budget |",
+             "|" + "---|" * 14]
     for backend, models in results.items():
         for name, repeats in models.items():
-            def steady(kind: str, i: int) -> float:
-                return statistics.median(repeats[i][kind]["epochs"][1:])
+            def steady(kind: str, i: int, key: str = "epochs", phase: str | None = None) -> float:
+                run = repeats[i][kind]
+                phases = repeats[i]["budget"]["phases"]
+                return statistics.median(t for e, t in enumerate(run[key]) if e > 0 and phase in (None, phases[e]))
 
             def whole(kind: str, i: int) -> float:
                 return sum(repeats[i][kind]["epochs"][1:])
 
+            def ratio(a: str, b: str, **kw: Any) -> float:
+                return statistics.median(steady(a, i, **kw) / steady(b, i, **kw) for i in range(len(repeats)))
+
             n = len(repeats)
-            bf = statistics.median(steady("budget", i) / steady("free", i) for i in range(n))
             bf_all = statistics.median(whole("budget", i) / whole("free", i) for i in range(n))
             fit = statistics.median(repeats[i]["budget"]["fit"] / repeats[i]["free"]["fit"] for i in range(n))
-            ff = statistics.median(steady("free", i) / steady("float", i) for i in range(n))
-            cf = statistics.median(steady("control", i) / steady("free", i) for i in range(n))
             first = statistics.median(repeats[i]["free"]["epochs"][0] / repeats[i]["float"]["epochs"][0]
                                       for i in range(n))
             med = {k: statistics.median(steady(k, i) for i in range(n)) * 1e3 for k in RUNS}
             b = repeats[0]["budget"]
             lines.append(f"| {backend} | {name} | {med['float']:.0f} ms | {med['free']:.0f} ms | "
-                         f"{med['budget']:.0f} ms | {bf:.2f} ({bf_all:.2f}) | {fit:.2f} | {cf:.2f} | {ff:.2f} | {first:.2f} | "
-                         f"{b['checks']} "
-                         f"({b['projections']} projected) | {b['lut']:.0f} / {b['budget']:.0f} |")
+                         f"{med['budget']:.0f} ms | {ratio('budget', 'free'):.2f} ({bf_all:.2f}) | "
+                         f"{ratio('budget', 'free', key='batches'):.2f} | "
+                         f"{ratio('budget', 'free', phase='fine-tune'):.2f} | {fit:.2f} | "
+                         f"{ratio('control', 'free'):.2f} | {ratio('free', 'float'):.2f} | {first:.2f} | "
+                         f"{b['checks']} ({b['projections']} projected) | {b['lut']:.0f} / {b['budget']:.0f} |")
     return lines
 
 
