@@ -11,6 +11,8 @@ import pytest
 import hgq_fpga
 from hgq_fpga.constraints import ResourceBudget, minimum_cost, repair_to_budget
 from hgq_fpga.constraints.budget import BACKENDS
+from hgq_fpga.constraints.hold import HELD
+from hgq_fpga.constraints.hook import hook_variables
 from hgq_fpga.constraints.schedule import END, READ_LAG, Schedule
 from hgq_fpga.datasets import digits
 from hgq_fpga.layers import QDense
@@ -734,6 +736,30 @@ def test_without_the_step_the_same_model_ends_its_first_epoch_over_the_budget(da
     cb = ResourceBudget(lut=0.1 * full, calibration_data=x, verbose=0, method="constraint")
     mlp().fit(x, y, validation_data=(xv, yv), epochs=1, verbose=0, callbacks=[cb])
     assert not cb.history[0]["feasible"] and cb.result.feasible  # the final repair, not training, met it
+
+
+def test_the_final_check_reuses_the_training_calibration_and_a_refusal_still_takes_the_hook_off(data, full):
+    """The hook stays on through the final check and the sensitivities, so that their calibrations run
+    the pass the checks compiled (JAX) or traced (TensorFlow) with it on; with ``repair=False`` over the
+    budget that check raises, and the hook, the budget's hold and the hook's variables go all the same."""
+    x, y, xv, yv = data
+    model = mlp()
+    n = len(model.non_trainable_variables)
+    kept = []
+    last = keras.callbacks.LambdaCallback(on_epoch_end=lambda epoch, logs: kept.append(
+        model.__dict__.get("_hgq_calibration_pass")))
+    cb = ResourceBudget(lut=0.1 * full, calibration_data=x, verbose=0, method="constraint")
+    model.fit(x, y, validation_data=(xv, yv), epochs=1, verbose=0, callbacks=[cb, last])
+    assert cb.result.repair.rounds > 0 and cb.result.sensitivities is not None  # both calibrated the model
+    if keras.backend.backend() != "torch":  # (torch calibrates eagerly: nothing kept)
+        assert kept[-1] is not None and model.__dict__["_hgq_calibration_pass"] is kept[-1]
+    model = mlp()
+    cb = ResourceBudget(lut=0.1 * full, calibration_data=x, verbose=0, method="constraint", repair=False)
+    with pytest.raises(RuntimeError, match=r"over the budget .* and repair=False"):
+        model.fit(x, y, epochs=1, verbose=0, callbacks=[cb])
+    assert all(layer.cost_hook is None for layer in model.layers) and not hook_variables(model)
+    assert len(model.non_trainable_variables) == n and HELD not in model.__dict__
+    model.fit(x, y, epochs=1, verbose=0)  # a plain fit after it: no hook, nothing held
 
 
 def test_a_read_started_after_one_batch_and_taken_later_is_the_cost_of_that_batch(data, full):
