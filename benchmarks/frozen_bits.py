@@ -31,7 +31,6 @@ import gc
 import os
 import statistics
 import sys
-import time
 
 os.environ.setdefault("KERAS_BACKEND", "jax")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -45,23 +44,10 @@ import keras  # noqa: E402
 
 from hgq_fpga.datasets import digits  # noqa: E402
 from hgq_fpga.layers import QDense  # noqa: E402
+from train_overhead import EpochTimer  # noqa: E402  (each epoch's wall time)
 
 MODELS = {"digits": (64, 32, 32), "64-256-256-10": (256, 256)}
 KINDS = ("trainable", "frozen")
-
-
-class Clock(keras.callbacks.Callback):
-    """Each epoch's time."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.times: list[float] = []
-
-    def on_epoch_begin(self, epoch: int, logs: dict | None = None) -> None:
-        self.t0 = time.perf_counter()
-
-    def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
-        self.times.append(time.perf_counter() - self.t0)
 
 
 def build(hidden: tuple[int, ...], frozen: bool) -> keras.Model:
@@ -84,7 +70,7 @@ def measure(hidden: tuple[int, ...], rounds: int, epochs: int) -> dict[str, dict
     for _ in range(rounds):
         for kind in KINDS:
             model = build(hidden, kind == "frozen")  # (a fresh model: its first epoch traces the step)
-            clock = Clock()
+            clock = EpochTimer()
             gc.collect()
             model.fit(data.x_train, data.y_train, epochs=epochs, batch_size=32, verbose=0, callbacks=[clock])
             steady = statistics.median(clock.times[1:])
