@@ -82,16 +82,16 @@ Example:
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 import keras
 from keras import ops
 
 from ..calibration import TRACKED, check_inputs
-from .options import METHODS, check_arguments, check_latency, rtl_settings
+from .options import METHODS, check_arguments, check_latency, estimate_kwargs, rtl_settings
 from ..resources import CostModel, ResourceReport
 from .budget_result import HISTORY_COLUMNS, BudgetResult, exact_estimate, minimum_cost, restore, snapshot
+from .executions import Executions
 from .checks import CheckClock, CheckLog, excess_text, first_input, say, start_line
 from .hold import hold, interrupted, let_go_of, release, retrace, warn_caller
 from .hook import CostHook, attach, detach, hooked_layers
@@ -211,13 +211,8 @@ class ResourceBudget(keras.callbacks.Callback):
         self.lut = None if lut is None else float(lut)
         self.dsp = None if dsp is None else int(dsp)
         self.x = calibration_data
-        self.kwargs = {"strategy": strategy, "part": part, "cost_model": cost_model}
         self.rtl = rtl_settings(backend, strategy, clock_period, latency_cutoff, prefer)
-        if self.rtl is not None:  # the checks count the RTL project's LUTs: every product in LUTs
-            from ..resources.estimate import rtl_cost_model
-
-            self.kwargs["cost_model"] = (rtl_cost_model(part) if cost_model is None
-                                         else dataclasses.replace(cost_model, dsp_min_bits=1 << 30))
+        self.kwargs = estimate_kwargs(strategy, part, cost_model, rtl=self.rtl is not None)
         self.method = method
         self.schedule = as_schedule(schedule)
         self.dual_lr = float(dual_lr)
@@ -232,7 +227,7 @@ class ResourceBudget(keras.callbacks.Callback):
         self.steering: Steering | None = None
         self._projections, self._dsp_over, self._pending = 0, False, []
         self._rescale, self._start_lut, self._deferred = False, 0.0, False
-        self._phases, self._epoch, self._batch_done = (0, 1, 0), 0, False
+        self._phases, self._epoch, self._calls = (0, 1, 0), 0, Executions()
         self.clock, self.anneal = CheckClock(), Anneal(None, 1, 0)
 
     # -- setup ------------------------------------------------------------------
@@ -306,7 +301,7 @@ class ResourceBudget(keras.callbacks.Callback):
     def on_train_begin(self, logs: dict | None = None) -> None:
         self.checks = CheckLog(self.lut, self.dsp, self.monitor, self.mode, self.log_feasible)
         self.history = self.checks.history
-        self._pending, self._batch_done = [], False
+        self._pending, self._calls = [], Executions()
         epochs = int((self.params or {}).get("epochs", 1))
         self._phases = self.schedule.phases(epochs)
         self.anneal = Anneal(self.model.optimizer, epochs, self.schedule.annealed(epochs))
@@ -367,19 +362,23 @@ class ResourceBudget(keras.callbacks.Callback):
         """The rule for the batch before (the epoch's last one: at :meth:`on_epoch_end`). Not in
         ``on_train_batch_end``: overriding that turns off Keras's asynchronous batch-end dispatch
         on JAX and torch, and every step then waits for its logs (a fine-tune epoch of the
-        64-256-256-10 MLP: 43 ms on JAX against 29 ms unbudgeted)."""
-        if self._batch_done:
-            self._after_batch()
-        self._batch_done = True
+        64-256-256-10 MLP: 43 ms on JAX against 29 ms unbudgeted). ``batch``: the call's first step
+        (with ``steps_per_execution``, one call for several: :mod:`~hgq_fpga.constraints.executions`)."""
+        steps = self._calls.begin(batch)
+        if steps is not None:
+            self._after_batch(steps)
 
     def on_test_begin(self, logs: dict | None = None) -> None:
         """``fit``'s validation: the rule for the epoch's last batch first, so that the weights checked and kept
         are the validated ones (a step after it took the digits MLP at 5% from 0.926 validated to 0.554)."""
-        if self._batch_done:  # (not when evaluate() is called with this callback outside fit)
+        if self._calls.open:  # (not when evaluate() is called with this callback outside fit)
             self._after_batch(last=True)
 
-    def _after_batch(self, last: bool = False) -> None:
-        self._batch_done = False
+    def _after_batch(self, steps: int = 0, last: bool = False) -> None:
+        """The rule after a call of ``steps`` training steps (the epoch's ``last``: counted here)."""
+        if last:
+            steps = self._calls.close(per_epoch=(self.params or {}).get("steps"),
+                                      per_execution=int(getattr(self.model, "steps_per_execution", 1) or 1))
         if self._deferred:
             self._sync()
             self._deferred = False
@@ -390,7 +389,7 @@ class ResourceBudget(keras.callbacks.Callback):
             self.steering.set_scale(self._start_lut)
             if self.phase(self._epoch) == PHASES[1]:
                 self.steering.remeasure()
-        self.steering.after_batch(self._dsp_over, self._sync, last)
+        self.steering.after_batch(self._dsp_over, self._sync, last, steps)
 
     # -- checks -----------------------------------------------------------------
     def _check(self, epoch: int, logs: dict | None = None) -> ResourceReport:
@@ -418,7 +417,7 @@ class ResourceBudget(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
-        if self._batch_done:  # the epoch's last batch
+        if self._calls.open:  # the epoch's last batch
             self._after_batch(last=True)
         self.clock.end_epoch()
         self._sync()

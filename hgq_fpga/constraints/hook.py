@@ -60,7 +60,8 @@ from ..compat.keras import all_layers
 
 __all__ = ["RECORD_EVERY", "CostHook", "attach", "detach", "hook_variables", "hooked_layers", "model_state"]
 
-#: while the bits learn, the cost is recorded in one training step out of this many
+#: while the bits learn, the cost is recorded in one training step out of this many (one call of the
+#: training function: with ``steps_per_execution``, all its steps, and the mean is taken over them)
 RECORD_EVERY = 4
 
 

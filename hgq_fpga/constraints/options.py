@@ -6,7 +6,7 @@ import math
 import numbers
 from typing import Any
 
-__all__ = ["METHODS", "check_arguments", "check_latency", "rtl_settings"]
+__all__ = ["METHODS", "check_arguments", "check_latency", "estimate_kwargs", "rtl_settings"]
 
 #: the training rules: a step sized by the excess (:class:`~hgq_fpga.constraints.step.BudgetStep`;
 #: the default), the cost gradient while over the budget, or a Lagrange multiplier
@@ -32,6 +32,19 @@ def rtl_settings(backend: str, strategy: str, clock_period: float, latency_cutof
                 not (name == "latency_cutoff" and v == math.inf):
             raise ValueError(f"ResourceBudget: {name} must be a positive number of ns. Received: {name}={v!r}")
     return {"clock_period": float(clock_period), "latency_cutoff": latency_cutoff, "prefer": prefer}
+
+
+def estimate_kwargs(strategy: str, part: str, cost_model: Any, rtl: bool) -> dict[str, Any]:
+    """The keyword arguments of the budget's estimates (:func:`~hgq_fpga.estimate`'s): with ``rtl`` (the
+    checks count the RTL project's LUTs) every product in LUTs."""
+    if rtl:
+        import dataclasses
+
+        from ..resources.estimate import rtl_cost_model
+
+        cost_model = rtl_cost_model(part) if cost_model is None else dataclasses.replace(cost_model,
+                                                                                            dsp_min_bits=1 << 30)
+    return {"strategy": strategy, "part": part, "cost_model": cost_model}
 
 
 def check_latency(latency: Any, backend: str) -> int | None:

@@ -51,11 +51,13 @@ from .step import BudgetStep, spread_whole_bits
 __all__ = ["Anneal", "BitFreeze", "BudgetStep", "PHASES", "Schedule", "SoftCost", "Steering", "as_schedule",
            "spread_whole_bits"]
 
-#: reads outside the step (``method="step"``): this many batches apart while ``c`` is below FAR,
-#: RECORD_EVERY apart from FAR to the budget
+#: reads outside the step (``method="step"``): this many training steps (batches) apart while ``c`` is
+#: below FAR, RECORD_EVERY apart from FAR to the budget (with ``steps_per_execution``, at the first call
+#: after as many steps)
 MAX_INTERVAL = 8
 FAR = 0.8
-#: JAX: a routine read started outside the step after a batch is taken this many batches later
+#: JAX: a routine read started outside the step after a batch is taken this many training steps later (at
+#: the next call of the training function at least)
 #: (waited for if not done yet: the step dispatched after it keeps the device busy meanwhile). A
 #: fixed lag, not "when done": the rule then sees the same values at the same batches in every run
 #: (taken when done, up to 3 batches later, the digits CNN at 5% gave 0.757 / 0.674 / 0.793 over
@@ -331,9 +333,11 @@ class Steering:
             self._steer(0.0, 0.0)
             self._record(False)
 
-    def after_batch(self, dsp_over: bool, sync: Callable[[], None] = lambda: None, last: bool = False) -> None:
-        """The rule, after a training batch. ``sync()`` makes the training state readable
-        and assignable (JAX); it is called only on the batches that read or move anything.
+    def after_batch(self, dsp_over: bool, sync: Callable[[], None] = lambda: None, last: bool = False,
+                    steps: int = 1) -> None:
+        """The rule, after a call of the training function (a batch; ``steps`` of them with Keras's
+        ``steps_per_execution``: :mod:`~hgq_fpga.constraints.executions`). ``sync()`` makes the training
+        state readable and assignable (JAX); it is called only on the batches that read or move anything.
         ``last``: the epoch's last batch, which is always read (no bits epoch ends unread: its
         check follows)."""
         if self.freeze.values:
@@ -342,8 +346,8 @@ class Steering:
                 self.freeze.hold()
             return
         self._batches += 1
-        self._count += 1
-        self._since += self.recording
+        self._count += steps  # (the reads' schedule counts steps)
+        self._since += steps if self.recording else 0  # (the steps whose cost the hook summed)
         self.step.touch = self._touch = sync  # before anything is assigned
         if self.outside:
             urgent = last or self._urgent()
@@ -404,7 +408,7 @@ class Steering:
         self._pending, self._changed = None, True
 
     def _interval(self, c: float) -> int:
-        """Batches until the next read: after the next batch while over the budget, in
+        """Training steps until the next read: after the next batch while over the budget, in
         :data:`MAX_INTERVAL` while ``c`` is below :data:`FAR`, else in :data:`RECORD_EVERY`.
 
         Between reads ``c`` rises 0.0004 a batch (median) on the digits MLP and CNN at 5-50% of
