@@ -19,10 +19,34 @@ from keras import ops
 from .. import quantizers as qz
 from ..quantizers.packing import pack_bits
 
-__all__ = ["SUPPORTED_ACTIVATIONS", "QuantizedLayerMixin", "build_once", "check_activation"]
+__all__ = ["EXACT_DTYPES", "SUPPORTED_ACTIVATIONS", "QuantizedLayerMixin", "build_once", "check_activation",
+           "check_dtype"]
 
 #: Activations that are exact on fixed-point values (no lookup table needed).
 SUPPORTED_ACTIVATIONS = ("linear", "relu")
+#: The compute dtypes a quantized layer accepts: float32 (up to 24 significant bits, the one the
+#: emulator and converters are checked against) and float64; the bit tricks of
+#: :mod:`hgq_fpga.quantizers.base` know both.
+EXACT_DTYPES = ("float32", "float64")
+
+
+def check_dtype(layer: Any) -> None:
+    """Refuse a quantized layer whose dtype policy computes in a half float (``mixed_float16``,
+    ``mixed_bfloat16``, ``float16``, ``bfloat16``: 11 and 8 significant bits, too few for the fixed-point
+    numbers, and the quantizers' ops failed deep inside the first call with a dtype mismatch).
+
+    Raises:
+        ValueError: naming the layer, its policy and what to pass instead.
+    """
+    policy = layer.dtype_policy
+    compute = keras.backend.standardize_dtype(policy.compute_dtype)
+    if compute not in EXACT_DTYPES:
+        raise ValueError(
+            f"{type(layer).__name__} {layer.name!r}: quantized layers compute in float32, where their "
+            f"fixed-point values are exact; its dtype policy is {policy.name!r} ({compute}). "
+            "Pass dtype='float32' to the quantized layers (the model's other layers may stay in mixed "
+            "precision), or keep the global policy: keras.mixed_precision.set_global_policy('float32')."
+        )
 
 
 def check_activation(owner: str, activation: Any) -> Callable[[Any], Any]:
@@ -60,6 +84,7 @@ class QuantizedLayerMixin:
             raise ValueError(
                 f"{type(self).__name__}: ebops_penalty must be >= 0. Received: ebops_penalty={ebops_penalty}"
             )
+        check_dtype(self)
         self.ebops_penalty = float(ebops_penalty)
         #: weight of the differentiable LUT estimate in the loss; a training-time
         #: setting (not saved), see :func:`hgq_fpga.resources.set_lut_penalty`

@@ -60,3 +60,49 @@ def test_softmax_needs_vectors_and_sane_table_sizes():
         QSoftmax()(np.ones((2, 3, 4), "float32"))
     with pytest.raises(ValueError, match="inv_bits"):
         QSoftmax(inv_bits=30)
+
+
+@pytest.fixture
+def mixed_precision():
+    """The global dtype policy mixed_float16 for one test (put back after it)."""
+    before = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    yield
+    keras.config.set_dtype_policy(before)
+
+
+@pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16", "float16", "bfloat16"])
+def test_a_half_float_policy_is_refused_naming_the_layer_and_the_fix(policy):
+    from hgq_fpga.layers import QAdd, QAveragePooling2D, QSoftmax
+
+    for make in (lambda: QDense(4, dtype=policy, name="head"), lambda: QConv2D(2, 3, dtype=policy, name="head"),
+                 lambda: QActivation("relu", dtype=policy, name="head"), lambda: QAdd(dtype=policy, name="head"),
+                 lambda: QBatchNormalization(dtype=policy, name="head"), lambda: QSoftmax(dtype=policy, name="head"),
+                 lambda: QAveragePooling2D(2, dtype=policy, name="head")):
+        with pytest.raises(ValueError, match=f"'head'.*policy is '{policy}'.*Pass dtype='float32'"):
+            make()
+
+
+def test_under_a_mixed_global_policy_float32_quantized_layers_train_beside_mixed_ones_and_emulate_exactly(
+        mixed_precision):
+    """What the refusal tells the user to do works: the quantized layers in float32 (the first quantized
+    layer takes the float16 output of a plain mixed-precision layer), the same numbers as the emulator's."""
+    import hgq_fpga
+
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(64, 6)).astype("float32"), rng.integers(0, 3, 64)
+    with pytest.raises(ValueError, match="mixed_float16"):
+        QDense(4)
+    mixed = keras.Sequential([keras.Input((6,)), keras.layers.Dense(6), QDense(5, activation="relu", dtype="float32"),
+                              QDense(3, dtype="float32")])
+    assert mixed.layers[0].compute_dtype == "float16"
+    mixed.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    mixed.fit(x, y, epochs=1, verbose=0)
+    model = keras.Sequential([keras.Input((6,)), QDense(5, activation="relu", dtype="float32"),
+                              QDense(3, dtype="float32")])
+    model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=1, verbose=0)
+    hgq_fpga.calibrate(model, x)
+    np.testing.assert_array_equal(np.asarray(hgq_fpga.emulate(model, x), np.float64),
+                                  np.asarray(model.predict(x, verbose=0), np.float64))
+
