@@ -24,9 +24,12 @@ __all__ = ["EXACT_DTYPES", "SUPPORTED_ACTIVATIONS", "QuantizedLayerMixin", "buil
 
 #: Activations that are exact on fixed-point values (no lookup table needed).
 SUPPORTED_ACTIVATIONS = ("linear", "relu")
-#: The compute dtypes a quantized layer accepts: float32 (up to 24 significant bits, the one the
-#: emulator and converters are checked against) and float64; the bit tricks of
-#: :mod:`hgq_fpga.quantizers.base` know both.
+#: The compute dtypes a quantized layer accepts: float32 (up to 24 significant bits) and float64 (the
+#: float64 twin, :mod:`hgq_fpga.emulator.keras64`); the bit tricks of :mod:`hgq_fpga.quantizers.base`
+#: know both. float64 is exact on TensorFlow only: on JAX and PyTorch Keras's type promotion
+#: (``keras.backend.result_type("float64", float)`` is float32 there) computes ``ops.floor`` and
+#: ``ops.ceil`` (on PyTorch ``ops.maximum`` and ``ops.minimum`` too) of float64 tensors in float32, and
+#: JAX has no float64 at all without ``JAX_ENABLE_X64``.
 EXACT_DTYPES = ("float32", "float64")
 
 
