@@ -62,13 +62,20 @@ def test_softmax_needs_vectors_and_sane_table_sizes():
         QSoftmax(inv_bits=30)
 
 
+def _switched(get, put, value):
+    """A global Keras setting at ``value`` for one test, put back after it."""
+    before = get()
+    put(value)
+    try:
+        yield
+    finally:
+        put(before)
+
+
 @pytest.fixture
 def mixed_precision():
-    """The global dtype policy mixed_float16 for one test (put back after it)."""
-    before = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("mixed_float16")
-    yield
-    keras.config.set_dtype_policy(before)
+    """The global dtype policy mixed_float16."""
+    yield from _switched(keras.config.dtype_policy, keras.config.set_dtype_policy, "mixed_float16")
 
 
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16", "float16", "bfloat16"])
@@ -110,11 +117,8 @@ def test_under_a_mixed_global_policy_float32_quantized_layers_train_beside_mixed
 
 @pytest.fixture
 def float64():
-    """floatx float64 for one test (Keras then keeps float64 data float64 in predict)."""
-    before = keras.config.floatx()
-    keras.config.set_floatx("float64")
-    yield
-    keras.config.set_floatx(before)
+    """floatx float64 (Keras then keeps float64 data float64 in predict)."""
+    yield from _switched(keras.config.floatx, keras.config.set_floatx, "float64")
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
