@@ -79,7 +79,8 @@ test-tf: $(VENV)/.test
 # TensorFlow; the two-device test (tests/constraints/test_multidevice.py) starts both
 # TensorFlow and JAX itself in the TensorFlow run
 BUDGET_TESTS := tests/constraints/test_budget.py tests/constraints/test_sensitivity.py tests/constraints/test_spread.py \
-                tests/constraints/test_anneal.py tests/constraints/test_interrupted.py
+                tests/constraints/test_anneal.py tests/constraints/test_interrupted.py \
+                tests/constraints/test_executions.py
 # (numba off here too: with it on, the first RTL budget test on JAX compiled da4ml's solver for 80 s)
 test-jax test-torch: export NUMBA_DISABLE_JIT = 1
 # on JOBS workers as well, the budget tests one test at a time (most are in one file): JAX's
