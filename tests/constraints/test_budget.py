@@ -521,8 +521,14 @@ def test_the_schedule_freezes_the_bits_in_the_warm_up_and_the_fine_tune(data, fu
     assert cb.result.feasible and cb.phase(0) == "warm-up" and cb.phase(9) == "fine-tune"
     assert all(np.array_equal(a, b) for a, b in zip(start, seen[0]))  # the warm-up
     assert any(not np.array_equal(a, b) for a, b in zip(seen[0], seen[6]))  # the bits learned
-    for epoch in (8, 9):  # frozen at what the bits phase (and its check) ended with
-        assert all(np.array_equal(a, b) for a, b in zip(seen[7], seen[epoch]))
+    # frozen at what the bits phase (and its check) ended with, or a projection after a fine-tune check
+    # ("auto" checks follow the clock, and the run with them: a loaded CI run failed here once, a 9th
+    # epoch's check, over the budget, projecting being the one way frozen bits move)
+    projected = {h["epoch"] for h in cb.history if h["projected_lut"] is not None}
+    assert 9 not in projected  # (the last epoch is repaired after fit, not projected)
+    for epoch in (8, 9):
+        if epoch not in projected:
+            assert all(np.array_equal(a, b) for a, b in zip(seen[epoch - 1], seen[epoch]))
     checked = [h["epoch"] for h in cb.history]
     assert 0 not in checked and {7, 9} <= set(checked)
     assert {h["phase"] for h in cb.history if h["epoch"] == 9} == {"fine-tune"}
