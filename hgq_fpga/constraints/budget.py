@@ -374,8 +374,8 @@ class ResourceBudget(keras.callbacks.Callback):
         if self._calls.open:  # (not when evaluate() is called with this callback outside fit)
             self._after_batch(last=True)
 
-    def _after_batch(self, steps: int = 0, last: bool = False) -> None:
-        """The rule after a call of ``steps`` training steps (the epoch's ``last``: counted here)."""
+    def _after_batch(self, steps: int = 1, last: bool = False) -> None:
+        """The rule after a call of ``steps`` training steps (the epoch's ``last``: its steps counted here)."""
         if last:
             steps = self._calls.close(per_epoch=(self.params or {}).get("steps"),
                                       per_execution=int(getattr(self.model, "steps_per_execution", 1) or 1))
