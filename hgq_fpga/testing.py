@@ -87,11 +87,11 @@ class StageChecks:
 
     def test_emulator_is_bit_exact(self) -> None:
         from .emulator import emulate
-        from .emulator.keras64 import as_float64
+        from .emulator.keras64 import float64_outputs
 
         model, xs = self._calibrated()
         probe = [edge_inputs(x).astype(np.float64) for x in xs]
-        twin = model_outputs(as_float64(model), probe)
+        twin = float64_outputs(model, probe)
         emu = emulate(model, probe if len(probe) > 1 else probe[0])
         _expect(np.array_equal(twin, emu), f"Keras and the emulator: {int(np.count_nonzero(twin != emu))} mismatches")
 

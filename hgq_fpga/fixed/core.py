@@ -272,8 +272,8 @@ def quantize_core(
 
 
 def _is_keras(xp: Any) -> bool:
-    """Whether the namespace ``xp`` is ``keras.ops``."""
-    return xp is not np and getattr(xp, "__name__", "").startswith("keras")
+    """Whether the namespace ``xp`` is ``keras.ops`` (or :mod:`hgq_fpga.compat.ops64`, the same with float64 kept)."""
+    return xp is not np and getattr(xp, "__name__", "").startswith(("keras", "hgq_fpga.compat.ops64"))
 
 
 def _is_float64(x: Any) -> bool:

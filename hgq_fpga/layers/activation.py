@@ -21,7 +21,7 @@ from typing import Any
 
 import keras
 import numpy as np
-from keras import ops
+from ..compat import ops64 as ops
 
 from .. import quantizers as qz
 from ..fixed import quantize

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
-from keras import ops
+from ..compat import ops64 as ops
 
 from .. import quantizers as qz
 from ..quantizers.packing import pack_bits
@@ -26,10 +26,8 @@ __all__ = ["EXACT_DTYPES", "SUPPORTED_ACTIVATIONS", "QuantizedLayerMixin", "buil
 SUPPORTED_ACTIVATIONS = ("linear", "relu")
 #: The compute dtypes a quantized layer accepts: float32 (up to 24 significant bits) and float64 (the
 #: float64 twin, :mod:`hgq_fpga.emulator.keras64`); the bit tricks of :mod:`hgq_fpga.quantizers.base`
-#: know both. float64 is exact on TensorFlow only: on JAX and PyTorch Keras's type promotion
-#: (``keras.backend.result_type("float64", float)`` is float32 there) computes ``ops.floor`` and
-#: ``ops.ceil`` (on PyTorch ``ops.maximum`` and ``ops.minimum`` too) of float64 tensors in float32, and
-#: JAX has no float64 at all without ``JAX_ENABLE_X64``.
+#: know both. float64 is exact on every backend (the layers' ops keep it where Keras would narrow it:
+#: :mod:`hgq_fpga.compat.ops64`); on JAX it needs ``jax_enable_x64`` (refused without it).
 EXACT_DTYPES = ("float32", "float64")
 
 
@@ -38,11 +36,20 @@ def check_dtype(layer: Any) -> None:
     ``mixed_bfloat16``, ``float16``, ``bfloat16``: 11 and 8 significant bits, too few for the fixed-point
     numbers, and the quantizers' ops failed deep inside the first call with a dtype mismatch).
 
+    Also refuse float64 on JAX without ``jax_enable_x64`` (JAX would compute it in float32).
+
     Raises:
         ValueError: naming the layer, its policy and what to pass instead.
     """
     policy = layer.dtype_policy
     compute = keras.backend.standardize_dtype(policy.compute_dtype)
+    if compute == "float64" and keras.backend.backend() == "jax" and not _jax_x64():
+        raise ValueError(
+            f"{type(layer).__name__} {layer.name!r}: dtype float64 on JAX needs JAX's 64-bit types, which are "
+            "off by default (its float64 arrays are then float32, and the layer's values inexact). Set "
+            "JAX_ENABLE_X64=1 before starting Python, or call jax.config.update('jax_enable_x64', True) before "
+            "building the model; or build the layer in float32."
+        )
     if compute not in EXACT_DTYPES:
         raise ValueError(
             f"{type(layer).__name__} {layer.name!r}: quantized layers compute in float32, where their "
@@ -50,6 +57,12 @@ def check_dtype(layer: Any) -> None:
             "Pass dtype='float32' to the quantized layers (the model's other layers may stay in mixed "
             "precision), or keep the global policy: keras.mixed_precision.set_global_policy('float32')."
         )
+
+
+def _jax_x64() -> bool:
+    import jax
+
+    return bool(jax.config.jax_enable_x64)
 
 
 def check_activation(owner: str, activation: Any) -> Callable[[Any], Any]:

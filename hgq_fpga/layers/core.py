@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-from keras import ops
+from ..compat import ops64 as ops
 
 from .weighted import WeightedLayerMixin
 

@@ -20,7 +20,7 @@ from typing import Any
 
 import keras
 import numpy as np
-from keras import ops
+from ..compat import ops64 as ops
 
 from .. import quantizers as qz
 from ..compat.keras import batch_moments

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-from keras import ops
+from ..compat import ops64 as ops
 
 from .. import quantizers as qz
 from .base import QuantizedLayerMixin, build_once, input_bits

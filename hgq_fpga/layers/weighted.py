@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keras import ops
+from ..compat import ops64 as ops
 
 from .. import quantizers as qz
 from ..quantizers.cost import csd_count_ops, dense_read_luts, linear_luts

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import keras
 import numpy as np
-from keras import ops
+from ..compat import ops64 as ops
 
 from ..fixed import OverflowMode, RoundingMode
 from .granularity import Granularity

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keras import ops
+from ..compat import ops64 as ops
 
 from ..compat.keras import all_layers
 from .base import bit_length, pow2

@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import keras
 import numpy as np
-from keras import ops
+from ..compat import ops64 as ops
 
 from .base import BitQuantizerBase, ElementClip, scale_gradient
 

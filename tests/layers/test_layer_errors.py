@@ -112,30 +112,3 @@ def test_under_a_mixed_global_policy_float32_quantized_layers_train_beside_mixed
     hgq_fpga.calibrate(model, x)
     np.testing.assert_array_equal(np.asarray(hgq_fpga.emulate(model, x), np.float64),
                                   np.asarray(model.predict(x, verbose=0), np.float64))
-
-
-
-@pytest.fixture
-def float64():
-    """floatx float64 (Keras then keeps float64 data float64 in predict)."""
-    yield from _switched(keras.config.floatx, keras.config.set_floatx, "float64")
-
-
-@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
-                    reason="Keras computes float64 ops.floor in float32 on JAX and PyTorch (EXACT_DTYPES)")
-def test_float64_layers_are_exact_on_tensorflow(float64):
-    """Inputs wider than float32 (here quantized at f = 24 bits, each as it is: float32 copies of them
-    quantize differently) go through a float64 model as the emulator takes them, exactly."""
-    import hgq_fpga
-
-    rng = np.random.default_rng(1)
-    x = rng.normal(size=(64, 6)) + 2.0**-30
-    model = keras.Sequential([keras.Input((6,), dtype="float64"),
-                              QActivation("linear", dtype="float64", input_quantizer={"f0": 24}),
-                              QDense(3, dtype="float64", input_quantizer={"f0": 24})])
-    model.compile("adam", "mse")
-    model.fit(x, x[:, :3], epochs=1, verbose=0)
-    hgq_fpga.calibrate(model, x)
-    emulated = np.asarray(hgq_fpga.emulate(model, x), np.float64)
-    assert np.sum(emulated != np.asarray(hgq_fpga.emulate(model, x.astype(np.float32)), np.float64)) > 10
-    np.testing.assert_array_equal(emulated, np.asarray(model.predict(x, verbose=0), np.float64))

@@ -108,20 +108,18 @@ def verify(model: Any, x: Any, output_dir: str | Path | None = None, *, progress
         from ..rtl.verify import verify_rtl
 
         return verify_rtl(model, x, output_dir, **{k: v for k, v in convert_options.items() if k != "backend"})
-    from keras import ops
 
     from ...calibration import check_inputs
     from ...emulator import emulate_mantissas
-    from ...emulator.keras64 import as_float64
+    from ...emulator.keras64 import float64_outputs
     from ...frontend.keras import build_ir
     from .project import compile_csim, to_hls4ml
 
     arrays = [a.astype(np.float64) for a in check_inputs(model, x)]
     graph = build_ir(model)
     expected = [m.values() for m in emulate_mantissas(graph, arrays)]
-    twin = as_float64(model)
-    keras_out = twin(arrays if len(arrays) > 1 else arrays[0])
-    keras_out = [np.asarray(ops.convert_to_numpy(k)) for k in (keras_out if isinstance(keras_out, (list, tuple)) else [keras_out])]
+    keras_out = float64_outputs(model, arrays)
+    keras_out = keras_out if isinstance(keras_out, list) else [keras_out]
 
     result = VerifyResult(n_samples=len(arrays[0]))
     with _temporary_project() as tmp:

@@ -33,11 +33,10 @@ def verify_rtl(model: Any, x: Any, output_dir: str | Path | None = None, *, over
         a :class:`~hgq_fpga.backends.hls4ml.VerifyResult` with ``backend="rtl"``
         (per output: ``keras_vs_emulator`` and ``rtl_vs_emulator``).
     """
-    from keras import ops
 
     from ...calibration import check_inputs
     from ...emulator import emulate_mantissas
-    from ...emulator.keras64 import as_float64
+    from ...emulator.keras64 import float64_outputs
     from ...frontend.keras import build_ir
     from ..hls4ml.verify import VerifyResult, _output_labels, _temporary_project
     from .project import simulate_project, to_rtl
@@ -46,9 +45,8 @@ def verify_rtl(model: Any, x: Any, output_dir: str | Path | None = None, *, over
     graph = build_ir(model)
     mants = emulate_mantissas(graph, arrays)
     expected = [m.values() for m in mants]
-    keras_out = as_float64(model)(arrays if len(arrays) > 1 else arrays[0])
-    keras_out = [np.asarray(ops.convert_to_numpy(k)) for k in (keras_out if isinstance(keras_out, (list, tuple))
-                                                              else [keras_out])]
+    keras_out = float64_outputs(model, arrays)
+    keras_out = keras_out if isinstance(keras_out, list) else [keras_out]
     result = VerifyResult(n_samples=len(arrays[0]), backend="rtl")
     with _temporary_project() as tmp:
         target = Path(output_dir) if output_dir is not None else Path(tmp) / "project"
