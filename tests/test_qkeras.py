@@ -386,3 +386,45 @@ def test_weights_far_outside_the_quantizer_range() -> None:
     kernel[1, 1] = 1e9
     qmodel = dense(quantized_po2(4), kernel)
     _assert_bit_identical(qmodel, from_qkeras(qmodel), _inputs((4,), f=5, lo=-4.0, hi=4.0 - 2**-5, n_random=50))
+
+
+def _small_qkeras() -> keras.Model:
+    x = keras.Input((8,))
+    h = QActivation(quantized_bits(8, 2, alpha=1), name="q_in")(x)
+    h = QDense(16, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(8, 2, alpha=1),
+               name="hidden")(h)
+    h = QActivation(quantized_relu(8, 3), name="relu")(h)
+    out = QDense(3, kernel_quantizer=quantized_bits(6, 0, alpha=1), bias_quantizer=quantized_bits(8, 2, alpha=1),
+                 name="head")(h)
+    model = keras.Model(x, out)
+    _randomize(model)
+    return model
+
+
+@pytest.fixture
+def mixed_policy():
+    """The global dtype policy mixed_float16 for one test, put back after it."""
+    before = keras.config.dtype_policy()
+    yield lambda: keras.config.set_dtype_policy("mixed_float16")
+    keras.config.set_dtype_policy(before)
+
+
+def test_a_float32_qkeras_model_imports_under_a_mixed_global_policy(mixed_policy):
+    """A float32 QKeras model (built, or loaded from a file, before the global policy went mixed) imports as
+    it does under float32: its hgq_fpga layers compute in float32 (they refuse a half float of their own) and
+    the global policy is left as it was."""
+    qmodel = _small_qkeras()
+    mixed_policy()
+    model = from_qkeras(qmodel)
+    assert {layer.dtype_policy.compute_dtype for layer in model.layers} == {"float32"}
+    assert keras.config.dtype_policy().name == "mixed_float16"
+    _assert_bit_identical(qmodel, model, _inputs((8,), 5, -4.0, 4.0, n_random=100))
+
+
+def test_a_half_float_qkeras_model_is_refused_naming_the_layer(mixed_policy):
+    """QKeras built under mixed_float16 computes in float16: no firmware is bit-identical to it."""
+    mixed_policy()
+    qmodel = _small_qkeras()
+    with pytest.raises(UnsupportedQKerasModel, match=r"layer 'q_in': it computes in float16 \(dtype policy "
+                                                     r"'mixed_float16'\).*set_dtype_policy\('float32'\)"):
+        from_qkeras(qmodel)
