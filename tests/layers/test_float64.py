@@ -135,8 +135,7 @@ def test_float64_on_jax_without_64_bit_types_is_refused():
     """Without jax_enable_x64 JAX's float64 arrays are float32: the layer says so and how to switch it on."""
     import jax
 
-    assert not jax.config.jax_enable_x64
-    with pytest.raises(ValueError, match="'wide'.*JAX_ENABLE_X64=1.*jax_enable_x64"):
+    with jax.enable_x64(False), pytest.raises(ValueError, match="'wide'.*JAX_ENABLE_X64=1.*jax_enable_x64"):
         QDense(3, dtype="float64", name="wide")
     with wide_types():
         QDense(3, dtype="float64", name="wide")
