@@ -12,8 +12,8 @@ hls4ml or trained further with per-element bits like any hgq_fpga model.
 What cannot be represented exactly is refused with
 :class:`UnsupportedQKerasModel`, naming the layer, the quantizer and what to do;
 so is a QKeras model that computes in a half float (built under
-``mixed_float16``). The imported model computes in float32 (float64 where the
-QKeras model does), whatever the global dtype policy.
+``mixed_float16``). The imported model computes in float32, whatever the
+global dtype policy.
 
 How :func:`from_qkeras` maps a model:
 
@@ -137,30 +137,24 @@ def _require_qkeras() -> None:
         )
 
 
-def _check_model(model: keras.Model) -> str:
-    """Refuse what is not a built model, or one that computes in a half float; the dtype policy of the
-    rebuilt layers: float64 where every QKeras layer computes in float64, else float32 (whatever the
-    global policy: the hgq_fpga layers refuse a half float)."""
+def _check_model(model: keras.Model) -> None:
+    """Refuse what is not a built model, or one that computes in a half float (the rebuilt layers compute
+    in float32 whatever the global policy: QKeras itself fails in float64)."""
     if not isinstance(model, keras.Model) or not getattr(model, "inputs", None):
         raise UnsupportedQKerasModel(
             f"from_qkeras: expected a built Keras model with a keras.Input. Received: {model!r}"
         )
     from .compat.keras import call_nodes
 
-    computes = {}
     for layer, _, _ in call_nodes(model):
-        policy = getattr(layer, "dtype_policy", None)
-        if policy is None or isinstance(layer, keras.layers.InputLayer):
-            continue
-        compute = keras.backend.standardize_dtype(policy.compute_dtype)
+        policy = None if isinstance(layer, keras.layers.InputLayer) else getattr(layer, "dtype_policy", None)
+        compute = keras.backend.standardize_dtype(policy.compute_dtype) if policy is not None else None
         if compute in ("float16", "bfloat16"):
             raise _fail(layer.name, f"it computes in {compute} (dtype policy {policy.name!r}), which rounds "
                         "QKeras's fixed-point values to 11 (float16) or 8 (bfloat16) significant bits: no firmware "
                         "computes that", compute, "Build or load the QKeras model under the float32 policy "
                         "(keras.config.set_dtype_policy('float32') first); the imported model computes in float32 "
                         "whatever the global policy.")
-        computes[layer.name] = compute
-    return "float64" if computes and set(computes.values()) == {"float64"} else "float32"
 
 
 def _convert_node(conv: _Converter, layer: Any, srcs: list[_Value]) -> _Value:
@@ -206,16 +200,16 @@ def _rebuild(model: keras.Model, inputs_on_grid: bool) -> keras.Model:
     from .compat.keras import call_nodes, functional_of
     from .quantizers import CALIBRATED, ActivationQuantizer
 
-    dtype = _check_model(model)
+    _check_model(model)
     conv = _Converter(inputs_on_grid)
     values: dict[int, _Value] = {}
     before = keras.config.dtype_policy()
-    keras.config.set_dtype_policy(dtype)  # (the global policy, put back: the new layers take it)
+    keras.config.set_dtype_policy("float32")  # (the global policy, put back: the new layers take it)
     try:
         for layer, ins, outs in call_nodes(model):
             if isinstance(layer, keras.layers.InputLayer):
                 shape = tuple(outs[0].shape[1:])
-                values[id(outs[0])] = _Value(keras.Input(shape=shape, name=layer.name, dtype=dtype), None)
+                values[id(outs[0])] = _Value(keras.Input(shape=shape, name=layer.name, dtype="float32"), None)
                 continue
             values[id(outs[0])] = _convert_node(conv, layer, [values[id(t)] for t in ins])
         functional = functional_of(model)
