@@ -98,3 +98,9 @@ def floor_divide(x1: Any, x2: Any) -> Any:
 def matmul(x1: Any, x2: Any) -> Any:
     """``keras.ops.matmul``, float64 kept float64 (PyTorch)."""
     return _binary("matmul", x1, x2)
+
+
+def __getattr__(name: str) -> Any:
+    """Any other ``keras.ops`` name (the copies above are made once, at import; this serves type checkers,
+    for which a module ``__getattr__`` makes every other name of this module ``keras.ops``'s)."""
+    return getattr(_ops, name)
