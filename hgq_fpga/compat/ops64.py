@@ -4,7 +4,7 @@ Keras (3.10-3.15) computes some operations on float64 tensors in float32 on JAX 
 PyTorch: its type promotion turns every 64-bit result into a 32-bit one there
 (``keras.backend.result_type("float64", "float64")`` is ``"float32"`` on both), and the
 operations that cast to that result narrow their float64 inputs. Measured on Keras 3.15
-(``tests/compat/test_ops64.py`` checks each): ``floor`` and ``ceil`` on JAX and PyTorch,
+(``tests/layers/test_float64.py`` checks each): ``floor`` and ``ceil`` on JAX and PyTorch,
 and on PyTorch ``maximum``, ``minimum``, ``floor_divide`` and ``matmul`` as well, even of
 two float64 tensors. A fixed-point value with more than 24 significant bits then moves
 to another grid point: Keras's float64 twin of a model
@@ -47,9 +47,9 @@ def is_float64(x: Any) -> bool:
 
 
 def _narrowed(x: Any, backends: tuple[str, ...] = ("jax", "torch")) -> bool:
-    """Whether Keras would narrow the float64 tensor ``x`` here (the dtype's name first: PyTorch runs
-    every operation eagerly, and this check runs with each)."""
-    return _BACKEND in backends and str(getattr(x, "dtype", "")).endswith("float64") and is_float64(x)
+    """Whether Keras would narrow ``x`` here: a float64 tensor on one of ``backends`` (the dtype's name
+    alone, ``float64`` or ``torch.float64``: PyTorch runs every operation eagerly, and this runs with each)."""
+    return _BACKEND in backends and str(getattr(x, "dtype", "")).endswith("float64") and _ops.is_tensor(x)
 
 
 def _native(name: str) -> Any:

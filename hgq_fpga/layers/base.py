@@ -14,9 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 import keras
-from ..compat import ops64 as ops
 
 from .. import quantizers as qz
+from ..compat import ops64 as ops
 from ..quantizers.packing import pack_bits
 
 __all__ = ["EXACT_DTYPES", "SUPPORTED_ACTIVATIONS", "QuantizedLayerMixin", "build_once", "check_activation",

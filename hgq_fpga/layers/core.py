@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-from ..compat import ops64 as ops
 
+from ..compat import ops64 as ops
 from .weighted import WeightedLayerMixin
 
 __all__ = ["QDense"]

@@ -20,9 +20,9 @@ from typing import Any
 
 import keras
 import numpy as np
-from ..compat import ops64 as ops
 
 from .. import quantizers as qz
+from ..compat import ops64 as ops
 from ..compat.keras import batch_moments
 from .base import QuantizedLayerMixin, build_once, input_bits
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 import keras
-from ..compat import ops64 as ops
 
 from .. import quantizers as qz
+from ..compat import ops64 as ops
 from .base import QuantizedLayerMixin, build_once, input_bits
 
 __all__ = ["QMaxPooling1D", "QMaxPooling2D", "QAveragePooling1D", "QAveragePooling2D"]

@@ -25,9 +25,9 @@ from typing import Any
 
 import keras
 import numpy as np
-from ..compat import ops64 as ops
 
 from .. import quantizers as qz
+from ..compat import ops64 as ops
 from ..fixed import quantize, quantize_core
 from ..quantizers.base import pow2_any
 from .base import QuantizedLayerMixin, build_once

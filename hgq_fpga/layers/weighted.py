@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..compat import ops64 as ops
-
 from .. import quantizers as qz
+from ..compat import ops64 as ops
 from ..quantizers.cost import csd_count_ops, dense_read_luts, linear_luts
 from .base import QuantizedLayerMixin, build_once, check_activation, input_bits
 

@@ -20,8 +20,8 @@ from typing import Any, Callable
 
 import keras
 import numpy as np
-from ..compat import ops64 as ops
 
+from ..compat import ops64 as ops
 from ..fixed import OverflowMode, RoundingMode
 from .granularity import Granularity
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..compat import ops64 as ops
-
 from ..compat.keras import all_layers
 from .base import bit_length, pow2
 

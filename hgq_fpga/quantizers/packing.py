@@ -13,8 +13,8 @@ from typing import Any, Sequence
 
 import keras
 import numpy as np
-from ..compat import ops64 as ops
 
+from ..compat import ops64 as ops
 from .base import BitQuantizerBase, ElementClip, scale_gradient
 
 __all__ = ["PackedBits", "pack_bits"]

@@ -6,8 +6,8 @@ from typing import Any
 
 import keras
 import numpy as np
-from ..compat import ops64 as ops
 
+from ..compat import ops64 as ops
 from ..fixed import FixedFormat, ki_from_range, quantize_core, round_mantissa
 from .base import BitQuantizerBase, bits_with_gradient, pow2, quantize_with_gradient
 from .cost import mantissa_digits_and_bits
