@@ -204,7 +204,9 @@ def _rebuild(model: keras.Model, inputs_on_grid: bool) -> keras.Model:
     conv = _Converter(inputs_on_grid)
     values: dict[int, _Value] = {}
     before = keras.config.dtype_policy()
-    keras.config.set_dtype_policy("float32")  # (the global policy, put back: the new layers take it)
+    # the global policy, put back: the new layers take it (Keras keeps it per thread, so
+    # another thread building layers meanwhile keeps its own)
+    keras.config.set_dtype_policy("float32")
     try:
         for layer, ins, outs in call_nodes(model):
             if isinstance(layer, keras.layers.InputLayer):
