@@ -23,7 +23,7 @@ Example:
     >>> x = ops64.convert_to_tensor(np.array([2.0**30 + 0.5]), "float64")  # (float32: 2**30)
     >>> wide = ops64.floor(x)
     >>> # (on JAX a float64 tensor needs jax_enable_x64; without it the tensor is float32 already)
-    >>> float(ops64.convert_to_numpy(wide)[0]) == 2.0**30 or not ops64.is_float64(x)
+    >>> float(ops64.convert_to_numpy(wide)[0]) == 2.0**30 or not str(x.dtype).endswith("float64")
     True
 """
 
@@ -39,11 +39,6 @@ globals().update({name: getattr(_ops, name) for name in dir(_ops) if not name.st
 
 #: the backend, fixed when Keras is imported
 _BACKEND = keras.backend.backend()
-
-
-def is_float64(x: Any) -> bool:
-    """Whether ``x`` is a backend tensor of dtype float64 (numbers and numpy arrays are not)."""
-    return _ops.is_tensor(x) and keras.backend.standardize_dtype(x.dtype) == "float64"
 
 
 def _narrowed(x: Any, backends: tuple[str, ...] = ("jax", "torch")) -> bool:
