@@ -15,7 +15,6 @@ then the products, narrowest first, then the bias.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
@@ -27,8 +26,8 @@ from .recent import Recent
 from .rules import AdderTree, Signal, adder_tree, csd_digits, uses_dsp, width_of
 
 __all__ = [
-    "CACHED_CIRCUITS", "NO_BITS", "LinearCircuit", "Term", "add_circuits", "aligned_bias", "clear_cache", "kernel_patches",
-    "linear_circuits", "tensor_signals", "weight_width",
+    "CACHED_CIRCUITS", "NO_BITS", "CountedTree", "LinearCircuit", "Term", "add_circuits", "aligned_bias",
+    "clear_cache", "kernel_patches", "linear_circuits", "tensor_signals", "weight_width",
 ]
 
 #: ``lsb`` of an element that is always zero
@@ -67,14 +66,74 @@ class Term(NamedTuple):
     multiplier: int = 0
 
 
-@dataclass
 class LinearCircuit:
-    """The adder tree of one output element and the origin of each term."""
+    """The adder tree of one output element and the origin of each term.
 
-    terms: list[Term]
-    tree: AdderTree
-    dsp_products: list[tuple[int, int]]  # (input width, weight width) per DSP multiplication
-    inputs: list[int]  # slot -> flat index into the node's (concatenated) input elements
+    ``tree`` is an :class:`~hgq_fpga.resources.rules.AdderTree`, or a :class:`CountedTree` (a dense or
+    convolution column counted by compiled code) that builds its signals, adders and the terms on
+    first use of them.
+    """
+
+    __slots__ = ("_terms", "tree", "dsp_products", "inputs")
+
+    def __init__(self, terms: list[Term] | None, tree: AdderTree | CountedTree,
+                 dsp_products: list[tuple[int, int]], inputs: list[int]) -> None:
+        self._terms = terms
+        self.tree = tree
+        self.dsp_products = dsp_products  # (input width, weight width) per DSP multiplication
+        self.inputs = inputs  # slot -> flat index into the node's (concatenated) input elements
+
+    @property
+    def terms(self) -> list[Term]:
+        return self._terms if self._terms is not None else self.tree.terms
+
+    def at(self, inputs: list[int]) -> LinearCircuit:
+        """The same tree reading other input elements (a convolution's positions with equal inputs)."""
+        return LinearCircuit(self._terms, self.tree, self.dsp_products, inputs)
+
+
+class CountedTree:
+    """A dense or convolution column's adder tree known by its counts
+    (:func:`~hgq_fpga.resources.tree_counts.count_columns`): ``luts``, ``carry`` and ``root_lsb`` are
+    those of the tree :func:`_linear_one` builds, which is built (in Python) when its ``signals``,
+    ``adders``, ``root``, ``sign`` or ``terms`` are first read (by the Verilog writer, for instance).
+    Its arguments are kept, not a closure, so it pickles."""
+
+    __slots__ = ("luts", "carry", "root_lsb", "_args", "_built")
+
+    def __init__(self, luts: int, carry: int, root_lsb: int, args: tuple) -> None:
+        self.luts, self.carry, self.root_lsb = luts, carry, root_lsb
+        self._args = args
+        self._built: LinearCircuit | None = None
+
+    def _full(self) -> LinearCircuit:
+        if self._built is None:  # (two threads may both build it: the same tree, either kept)
+            self._built = _linear_one(*self._args)
+        return self._built
+
+    @property
+    def terms(self) -> list[Term]:
+        return self._full().terms
+
+    @property
+    def signals(self) -> list[Signal]:
+        return self._full().tree.signals
+
+    @property
+    def adders(self) -> list:
+        return self._full().tree.adders
+
+    @property
+    def root(self) -> int | None:
+        return self._full().tree.root
+
+    @property
+    def sign(self) -> int:
+        return self._full().tree.sign
+
+    @property
+    def negation_luts(self) -> int:
+        return self._full().tree.negation_luts
 
 
 def tensor_signals(graph: Graph, name: str, lsb: np.ndarray | None = None) -> list[Signal]:
@@ -219,21 +278,48 @@ def _kernel_circuits(graph: Graph, node: ir.Linear, x: list[Signal], dsp: bool, 
     km = node.kernel.m
     w2 = np.asarray(km).reshape(-1, km.shape[-1])
     columns = [tuple(w2[:, j].tolist()) for j in range(w2.shape[1])]
+    # the columns' counts from compiled code where numba compiles and the layer's integers fit in int64
+    # (tree_counts: the same trees, counted about 15x faster); the trees themselves are built if read.
+    # (Imported here: numba's import is a tenth of a second that `import hgq_fpga` does not need.)
+    from . import tree_counts
+
+    counted = tree_counts.compiled() and w2.dtype != object and tree_counts.fits_int64(x, w2, shift, biases)
     out = []
     memo: dict = {}  # (every patch reads the same x: its shifted copies recur across patches too)
     for p, patch in enumerate(kernel_patches(graph, node)):
         srcs = patch.tolist()
         key = (tuple(x[s] if s >= 0 else None for s in srcs), shift, dsp, dsp_min_bits)  # hashed once per patch
         same_inputs = _TREES.setdefault(key, dict)
+        cap_of = [caps[p * len(columns) + j] if caps is not None else None for j in range(len(columns))]
+        if counted:
+            missing = [j for j, column in enumerate(columns) if (column, biases[j], cap_of[j]) not in same_inputs]
+            if missing:
+                _count_missing(same_inputs, x, srcs, w2, columns, missing, shift, biases, cap_of, dsp, dsp_min_bits)
         for j, column in enumerate(columns):
-            cap = caps[p * len(columns) + j] if caps is not None else None
-            c = same_inputs.get((column, biases[j], cap))
+            c = same_inputs.get((column, biases[j], cap_of[j]))
             if c is None:
-                c = same_inputs[(column, biases[j], cap)] = _linear_one(x, srcs, list(column), shift, biases[j], dsp,
-                                                                       dsp_min_bits, cap, memo)
-            out.append(c if c.inputs == srcs else LinearCircuit(c.terms, c.tree, c.dsp_products, srcs))
+                c = same_inputs[(column, biases[j], cap_of[j])] = _linear_one(x, srcs, list(column), shift, biases[j],
+                                                                             dsp, dsp_min_bits, cap_of[j], memo)
+            out.append(c if c.inputs == srcs else c.at(srcs))
     _TREES.trim()  # (the least recently used patches' trees beyond CACHED_CIRCUITS)
     return out
+
+
+def _count_missing(same_inputs: dict, x: list[Signal], srcs: list[int], w2: np.ndarray, columns: list[tuple],
+                   missing: list[int], shift: int, biases: list[int], caps: list[int | None], dsp: bool,
+                   dsp_min_bits: int) -> None:
+    """The trees of the columns ``missing`` of one patch, counted by :mod:`.tree_counts`, into the cache."""
+    from . import tree_counts
+
+    counts = tree_counts.count_columns(x, srcs, w2[:, missing], shift, [biases[j] for j in missing],
+                                       [caps[j] for j in missing], dsp, dsp_min_bits)
+    products: dict[int, list[tuple[int, int]]] = {}
+    for i, bx, bw in counts.dsp.tolist():
+        products.setdefault(i, []).append((bx, bw))
+    for i, j in enumerate(missing):
+        tree = CountedTree(int(counts.luts[i]), int(counts.carry[i]), int(counts.root_lsb[i]),
+                           (x, srcs, list(columns[j]), shift, biases[j], dsp, dsp_min_bits, caps[j]))
+        same_inputs[(columns[j], biases[j], caps[j])] = LinearCircuit(None, tree, products.get(i, []), srcs)
 
 
 def add_circuits(graph: Graph, node: Op, xs: list[list[Signal]],

@@ -59,7 +59,7 @@ def _adder_trees(op: Op, a: CircuitAnalysis, circuits: list[LinearCircuit]) -> L
     """Cost of one adder tree per output element (shared trees counted once)."""
     out = op.outputs[0]
     a.circuits[out] = circuits
-    lsb = [c.tree.signals[c.tree.root].lsb if c.tree.root is not None else NO_BITS for c in circuits]
+    lsb = [c.tree.root_lsb for c in circuits]
     a.lsb[out] = np.asarray(lsb, np.int64).reshape(a.out_shape(op))
     row = a.row(op)
     seen: dict[int, tuple[int, int, int]] = {}
