@@ -143,8 +143,9 @@ class ResourceBudget(keras.callbacks.Callback):
         monitor, mode: the metric for choosing the best feasible epoch.
         check_every: epochs between exact checks (default 1), or ``"auto"``: a check
             after an epoch whenever the checks so far took at most
-            :data:`~hgq_fpga.constraints.checks.CHECK_SHARE` (10%) of the training time. The end of the bits phase
-            and the last epoch are always checked; the warm-up never is.
+            :data:`~hgq_fpga.constraints.checks.CHECK_SHARE` (10%) of the training time (of the epochs after
+            the first, which traces and compiles the step). The end of the bits phase and the last epoch are
+            always checked; the warm-up never is.
         restore_best_feasible: restore the best feasible epoch's weights at the end.
         repair: run the repair step if the final model is over the budget
             (otherwise raise).

@@ -23,7 +23,8 @@ from .repair import within_budget
 
 __all__ = ["CHECK_SHARE", "CheckClock", "CheckLog", "excess_text", "first_input", "say", "start_line"]
 
-#: with ``check_every="auto"``, the exact checks take at most this share of the training time
+#: with ``check_every="auto"``, the exact checks take at most this share of the training time (the epochs
+#: after the first)
 CHECK_SHARE = 0.1
 
 _log = logging.getLogger("hgq_fpga.constraints")
@@ -126,18 +127,27 @@ class CheckClock:
     Every exact estimate taken during training is check time, the ones inside an epoch too
     (the step rule's recalibrations: 1.3 s each for a 64-256-256-10 MLP, whose JAX epoch takes
     25 ms, had counted as training time and let another check follow the epoch);
-    ``check_every="auto"`` checks while ``checks <= CHECK_SHARE * train``."""
+    ``check_every="auto"`` checks while ``checks <= CHECK_SHARE * steady``, ``steady`` being the
+    epochs' time after the first. The first epoch traces and compiles the training step (1-2 s on
+    JAX, 40-100 epochs of a small model): counted, it let the checks take twice the later epochs'
+    time in a 20-epoch fit once they had become cheap (12 checks for the JAX digits MLP's 20 epochs
+    of 15 ms, BENCHMARKS.md, thirtieth session), where the share promises a tenth."""
 
     def __init__(self) -> None:
-        self.train = self.checks = 0.0
+        self.train = self.checks = self.steady = 0.0
         self._t0 = self._inside = 0.0
+        self._epochs = 0
 
     def start_epoch(self) -> None:
         self._t0, self._inside = time.perf_counter(), 0.0
 
     def end_epoch(self) -> None:
         """The epoch's time, less its exact estimates, is training time."""
-        self.train += time.perf_counter() - self._t0 - self._inside
+        spent = time.perf_counter() - self._t0 - self._inside
+        self.train += spent
+        if self._epochs:
+            self.steady += spent
+        self._epochs += 1
         self.checks += self._inside
         self._inside = 0.0
 
@@ -160,4 +170,4 @@ class CheckClock:
 
     @property
     def allows_check(self) -> bool:
-        return self.checks <= CHECK_SHARE * self.train
+        return self.checks <= CHECK_SHARE * self.steady

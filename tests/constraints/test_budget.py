@@ -562,6 +562,32 @@ def test_every_exact_estimate_in_training_counts_as_check_time(data, full, monke
     assert f"exact estimates during training: {cb.result.check_seconds:.1f} s" in str(cb.result)
 
 
+def test_auto_checks_are_measured_against_the_epochs_after_the_first(monkeypatch):
+    """The first epoch traces and compiles the step: a check of 50 ms after a first epoch of 1 s
+    and none of the later epochs yet is over the 10% share; after 0.6 s of later epochs it is
+    within it (``train`` still reports every epoch)."""
+    from hgq_fpga.constraints import checks
+
+    now = [0.0]
+    monkeypatch.setattr(checks.time, "perf_counter", lambda: now[0])
+    clock = checks.CheckClock()
+
+    def epoch(seconds: float) -> None:
+        clock.start_epoch()
+        now[0] += seconds
+        clock.end_epoch()
+
+    epoch(1.0)
+    with clock.check():
+        now[0] += 0.05
+    assert not clock.allows_check  # (against every epoch, 0.05 <= 0.1 * 1.0 would allow one)
+    for _ in range(4):
+        epoch(0.1)
+        assert not clock.allows_check
+    epoch(0.2)
+    assert clock.allows_check and clock.train == pytest.approx(1.6) and clock.checks == pytest.approx(0.05)
+
+
 def test_the_step_rule_brings_a_model_far_over_its_budget_near_it_within_the_first_epoch(data, full):
     """About 10x over at the start: method="step" (the default) steps by the excess, at
     most half a bit a batch, so the first epoch's exact check is within 50% of the
