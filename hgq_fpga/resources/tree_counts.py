@@ -3,8 +3,8 @@
 :func:`~hgq_fpga.resources.circuit.linear_circuits` builds one adder tree per
 output element in Python (:func:`~hgq_fpga.resources.rules.adder_tree`): a
 :class:`~hgq_fpga.resources.rules.Signal` per CSD digit, a heap of the terms, an
-:class:`~hgq_fpga.resources.rules.Adder` per addition, about 5 us a
-multiplication. An estimate needs only three numbers of each tree: its LUTs, its
+:class:`~hgq_fpga.resources.rules.Adder` per addition, about 10 us a
+multiplication on this project's VM. An estimate needs only three numbers of each tree: its LUTs, its
 carry cells and the ``lsb`` of its root. :func:`count_columns` computes them for
 all the columns of one input patch in one call of a numba-compiled loop that
 takes the very same steps (the same terms in the same order, the same heap order
