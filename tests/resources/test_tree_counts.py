@@ -148,12 +148,14 @@ def test_an_estimate_with_counted_trees_is_the_python_estimate(rng, monkeypatch,
 @pytest.mark.slow
 @pytest.mark.skipif(COMPILED, reason="(this is the process it starts)")
 def test_the_compiled_count_in_a_process_of_its_own():
-    """This file's tests again where numba compiles (``make test`` interprets it everywhere else)."""
+    """This file's tests again where numba compiles (``make test`` interprets it everywhere else); the
+    RTL backend's estimate left out there: it compiles da4ml's CMVM stage as well (75 s more in CI), and
+    what it adds to the counts' check runs interpreted above."""
     env = {**os.environ, "HGQ_FPGA_TEST_COMPILED": "1"}
     env.pop("NUMBA_DISABLE_JIT", None)
     root = Path(__file__).resolve().parents[2]
     run = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist",
-                          "--no-header", str(Path(__file__).relative_to(root))],
+                          "--no-header", "-k", "not rtl", str(Path(__file__).relative_to(root))],
                          cwd=root, env=env, capture_output=True, text=True, timeout=900)
     assert run.returncode == 0, run.stdout[-4000:] + run.stderr[-2000:]
     assert " passed" in run.stdout and "failed" not in run.stdout
