@@ -129,7 +129,7 @@ class CheckClock:
     25 ms, had counted as training time and let another check follow the epoch);
     ``check_every="auto"`` checks while ``checks <= CHECK_SHARE * steady``, ``steady`` being the
     epochs' time after the first. The first epoch traces and compiles the training step (1-2 s on
-    JAX, 40-100 epochs of a small model): counted, it let the checks take twice the later epochs'
+    JAX, 40-130 epochs of a small model): counted, it let the checks take twice the later epochs'
     time in a 20-epoch fit once they had become cheap (12 checks for the JAX digits MLP's 20 epochs
     of 15 ms, BENCHMARKS.md, thirtieth session), where the share promises a tenth."""
 
