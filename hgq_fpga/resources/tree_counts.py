@@ -42,12 +42,11 @@ import numba
 import numpy as np
 from numba import njit
 
+from .circuit import NO_BITS
 from .rules import Signal
 
 __all__ = ["ColumnCounts", "compiled", "count_columns", "fits_int64"]
 
-#: ``lsb`` of a tree without a root (every term zero), as :data:`~hgq_fpga.resources.circuit.NO_BITS`
-_NO_BITS = 1 << 30
 #: a cap that caps nothing (no tree is this wide)
 _NO_CAP = 1 << 40
 #: the widest integer a layer may hold for the compiled count (products, shifts and sums included)
@@ -82,9 +81,9 @@ def fits_int64(x: list[Signal], weights: np.ndarray, shift: int, biases: list[in
         return False
     x_bits = max((max(abs(s.lo), abs(s.hi)).bit_length() for s in x), default=0)
     w = np.asarray(weights)
-    w_bits = int(np.abs(w).max()).bit_length() if w.size else 0
+    w_bits = int(np.abs(w).max(initial=0)).bit_length()
     b_bits = max((abs(int(b)).bit_length() for b in biases), default=0)
-    terms = (w.shape[0] if w.ndim else 1) * (w_bits + 1) + 2
+    terms = w.shape[0] * (w_bits + 1) + 2
     return max(x_bits + w_bits + 1 + shift, b_bits) + terms.bit_length() + 2 <= _MAX_BITS
 
 
@@ -147,7 +146,7 @@ def _carry(bits: int) -> int:
 @njit(cache=True)
 def _lowest_one(v: int) -> int:
     if v == 0:
-        return _NO_BITS
+        return NO_BITS
     return _bit_length(v & -v) - 1
 
 
@@ -301,7 +300,7 @@ def _count(src, xlo, xhi, xlsb, w, shift: int, bias, caps, dsp: bool, dsp_min_bi
         root = _sum(sig, single, groups, work, n_terms, n_groups, caps[j], acc)
         luts = acc[0]
         if root < 0:
-            root_out[j] = _NO_BITS
+            root_out[j] = NO_BITS
         else:
             root_out[j] = sig[2, root]
             if sig[4, root] < 0 and sig[0, root] != sig[1, root]:  # every term negative: a final 0 - x
