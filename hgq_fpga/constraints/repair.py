@@ -181,15 +181,36 @@ def _gradient(fn: Any, x: np.ndarray) -> np.ndarray | None:
     raise NotImplementedError(f"repair: no gradient for the Keras backend {backend!r}")
 
 
-def _gain_function(layer: Any, model: keras.Model) -> Callable[[np.ndarray], np.ndarray | None]:
-    """``f -> d(differentiable LUTs)/d(kernel f)`` for one layer, for the rounds of one repair.
+def _gain_function(layers: list[Any], model: keras.Model) -> Callable[[], list[np.ndarray]]:
+    """``() -> [d(differentiable LUTs)/d(kernel f)]`` of every layer, at the bits as they are: one
+    call a round of a repair, all layers in one gradient (each layer's LUTs depend on its own
+    kernel ``f`` alone, so the gradient of their sum is each layer's own).
 
-    On JAX compiled once (``jax.jit`` over the variables' current values, as the budget's reads
-    are): the gradient taken eagerly traced and dispatched the layer's form op by op every round,
-    0.3 s a layer of the 64-256-256-10 MLP, 7.5 of the 28 s of a 9-round repair. Kept on the layer
-    for the next repair of the same model: compiling the digits MLP's four took 0.7 s of each
-    repair, which a budget runs after every epoch that ends over it."""
-    kq = layer.kernel_quantizer
+    On JAX one compiled program (``jax.jit`` over the variables' current values, as the budget's
+    reads are), kept on the model for its next repair: compiled a layer at a time (each traced
+    twice: once to find the variables it reads, which saves nothing in a call a round), the
+    digits MLP's four took 0.9-1.0 s of the first repair in a process, as one program 0.64-0.79
+    s. Taken eagerly, the gradient traced and dispatched the layers' forms op by op every round,
+    0.3 s a layer of the 64-256-256-10 MLP. TensorFlow and torch take it eagerly (one tape for
+    every layer; traced, one function kept on the model, the digits MLP's first repair took
+    0.8-1.0 s in its four rounds against 0.57 eagerly)."""
+    kqs = [layer.kernel_quantizer for layer in layers]
+    sizes = [kq.bits_size for kq in kqs]
+    cuts = [int(c) for c in np.cumsum(sizes)[:-1]]
+
+    def total(flat: Any) -> Any:
+        parts = ops.split(flat, cuts) if cuts else [flat]
+        return sum(ops.sum(layer.luts_for({id(kq): ops.reshape(part, kq.bits_shape)}))
+                   for layer, kq, part in zip(layers, kqs, parts))
+
+    def split(g: np.ndarray | None) -> list[np.ndarray]:
+        if g is None:
+            return [np.zeros(kq.bits_shape) for kq in kqs]
+        return [part.reshape(kq.bits_shape) for kq, part in zip(kqs, np.split(np.asarray(g, np.float64), cuts))]
+
+    def flat_f() -> np.ndarray:
+        return np.concatenate([kq.f_array().reshape(-1) for kq in kqs]).astype(np.float32)
+
     if keras.backend.backend() == "jax":
         import jax
 
@@ -197,22 +218,17 @@ def _gain_function(layer: Any, model: keras.Model) -> Callable[[np.ndarray], np.
 
         # the same model with the same variables (a budget's hook's, which come and go as it
         # switches steps, aside: jax_training_values finds the places of the values read anew)
-        key = (model, tuple(id(v) for v in (*model.trainable_variables, *model_state(model))))
-        grad = kept_on(layer, "_repair_gain", key, lambda: jax_compiled(
-            jax.grad(lambda t: ops.sum(layer.luts_for({id(kq): t}))), layer.variables, model, kq.bits_shape))
-        return lambda f: np.asarray(grad(np.asarray(f, np.float32)))
-    return lambda f: _gradient(lambda t: layer.luts_for({id(kq): t}), f)
-
-
-def _gains(layer: Any, gain_fn: Callable[[np.ndarray], np.ndarray | None]) -> np.ndarray:
-    """d(differentiable LUTs)/d(kernel f), in the kernel quantizer's bits shape."""
-    kq = layer.kernel_quantizer
-    g = gain_fn(kq.f_array())
-    return np.zeros(kq.bits_shape) if g is None else np.asarray(g, np.float64)
+        key = (tuple(id(layer) for layer in layers),
+               tuple(id(v) for v in (*model.trainable_variables, *model_state(model))))
+        grad = kept_on(model, "_hgq_repair_gains", key, lambda: jax_compiled(
+            jax.grad(total), [v for layer in layers for v in layer.variables], model, (sum(sizes),),
+            only_read=False))
+        return lambda: split(np.asarray(grad(flat_f())))
+    return lambda: split(_gradient(total, flat_f()))
 
 
 def _layer_candidates(layer: Any, p: np.ndarray, off_dsp: bool, cm: CostModel,
-                      gain_fn: Callable[[np.ndarray], np.ndarray | None]) -> tuple[np.ndarray, ...]:
+                      gain: np.ndarray) -> tuple[np.ndarray, ...]:
     """``(gain / damage, flat bit index, gain)`` of every lowerable kernel bit of one layer, in
     C order of the bits (arrays: the 86k bits of a 64-256-256-10 MLP as tuples took 0.13 s a round)."""
     kq = layer.kernel_quantizer
@@ -226,7 +242,6 @@ def _layer_candidates(layer: Any, p: np.ndarray, off_dsp: bool, cm: CostModel,
     x2 = np.broadcast_to(p.reshape((1,) * (w.ndim - 2) + p.shape), w.shape)
     damage = _reduce_to((q1 - q0) ** 2 * x2, kq.bits_shape)
     live = _reduce_to((q0 != 0).astype(np.float64), kq.bits_shape) > 0
-    gain = _gains(layer, gain_fn).reshape(kq.bits_shape)
     if off_dsp:  # wide weights first: off the DSPs
         bits = np.where(q0 != 0, np.floor(np.log2(np.abs(q0) + 1e-300)) + f + 2, 0)
         wide = _reduce_to((bits >= cm.dsp_min_bits).astype(np.float64), kq.bits_shape)
@@ -261,10 +276,10 @@ def _lower_bits(layers: list[Any], which: np.ndarray, flat: np.ndarray, result: 
 
 
 def _ranked(layers: list[Any], power: list[np.ndarray], off_dsp: bool, cm: CostModel,
-            gain_fns: list[Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+            gains: Callable[[], list[np.ndarray]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every layer's candidates, best first: ``(layer index, flat bit index, gain)``. Ties keep
     the layers' order and each layer's C order (a stable sort)."""
-    parts = [_layer_candidates(layer, p, off_dsp, cm, fn) for layer, p, fn in zip(layers, power, gain_fns)]
+    parts = [_layer_candidates(layer, p, off_dsp, cm, g) for layer, p, g in zip(layers, power, gains())]
     ratio = np.concatenate([r for r, _, _ in parts])
     which = np.concatenate([np.full(len(flat), n) for n, (_, flat, _) in enumerate(parts)])
     flat = np.concatenate([flat for _, flat, _ in parts])
@@ -307,11 +322,11 @@ def repair_to_budget(
         return result
     layers = hooked_layers(model)
     power = _input_power(model, layers, x)
-    gain_fns = [_gain_function(layer, model) for layer in layers]
+    gain_fn = _gain_function(layers, model)
     cm = report.model
     for _ in range(max_rounds):
         off_dsp = dsp is not None and report.dsp > dsp
-        which, flat, gains = _ranked(layers, power, off_dsp, cm, gain_fns)
+        which, flat, gains = _ranked(layers, power, off_dsp, cm, gain_fn)
         if not len(gains):
             break
         take = _n_take(gains, report, lut, step_fraction)

@@ -139,13 +139,14 @@ class SoftCost:
 
 
 def jax_compiled(fn: Callable[[Any], Any], variables: list[Any], model: Any,
-                 shape: tuple[int, ...] = ()) -> Callable[[Any], Any]:
+                 shape: tuple[int, ...] = (), *, only_read: bool = True) -> Callable[[Any], Any]:
     """``fn(x)`` (``x`` a float32 array of ``shape``), which reads some of ``variables``, compiled with
     ``jax.jit`` over their current values (:func:`~hgq_fpga.compat.keras.jax_training_values`).
 
     Only the variables ``fn`` reads are passed (found by tracing it once abstractly, 46 ms on the
     digits MLP): a jitted call's dispatch costs about 2.5 us an argument, and a read of the digits
-    MLP passed 24 where it reads 16."""
+    MLP passed 24 where it reads 16. ``only_read=False``: all of ``variables`` are passed, without that
+    tracing (for a function called a few times, a repair's gradient once a round)."""
     import jax
 
     read: dict[int, Any] = {}
@@ -159,9 +160,10 @@ def jax_compiled(fn: Callable[[Any], Any], variables: list[Any], model: Any,
         with scope(state_mapping=list(zip(listed, values))):
             return fn(x)
 
-    jax.eval_shape(lambda values, x: run(Recording, variables, values, x), [v.value for v in variables],
-                   jax.ShapeDtypeStruct(tuple(shape), "float32"))
-    used = [v for v in variables if id(v) in read]
+    if only_read:
+        jax.eval_shape(lambda values, x: run(Recording, variables, values, x), [v.value for v in variables],
+                       jax.ShapeDtypeStruct(tuple(shape), "float32"))
+    used = [v for v in variables if id(v) in read] if only_read else list(variables)
     compiled = jax.jit(lambda values, x: run(keras.StatelessScope, used, values, x))
     values = jax_training_values(model, used)
     return lambda x: compiled(values(), x)
