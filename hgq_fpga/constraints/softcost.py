@@ -160,10 +160,11 @@ def jax_compiled(fn: Callable[[Any], Any], variables: list[Any], model: Any,
         with scope(state_mapping=list(zip(listed, values))):
             return fn(x)
 
+    used = list(variables)
     if only_read:
         jax.eval_shape(lambda values, x: run(Recording, variables, values, x), [v.value for v in variables],
                        jax.ShapeDtypeStruct(tuple(shape), "float32"))
-    used = [v for v in variables if id(v) in read] if only_read else list(variables)
+        used = [v for v in variables if id(v) in read]
     compiled = jax.jit(lambda values, x: run(keras.StatelessScope, used, values, x))
     values = jax_training_values(model, used)
     return lambda x: compiled(values(), x)
