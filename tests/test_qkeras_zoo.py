@@ -5,7 +5,7 @@ io_stream with reuse factor 16), weights random at the same quantizers.
 
 Each model is rebuilt with ``from_qkeras`` and compared with QKeras (float32 and float64) and the
 emulator, bit for bit, on random, tie, edge and 8x-beyond-range inputs; then saved, and in a
-**fresh process that imports only hgq_fpga** loaded with ``keras.models.load_model``, converted
+**fresh process that imports only hgq_fpga** (one for the whole zoo) loaded with ``keras.models.load_model``, converted
 with the hls4ml settings its authors use and verified three ways (Keras = emulator = C simulation),
 its outputs compared with the emulator's in the first process. A softmax is the one layer QKeras
 computes in float: hgq_fpga's table softmax (as in hls4ml) is checked three ways, its input bit for
@@ -191,18 +191,23 @@ ZOO: dict[str, tuple[Callable[[], keras.Model], dict[str, object], int]] = {
 }
 
 CHILD = textwrap.dedent("""
-    import json, sys
+    import json, sys, traceback
     import numpy as np
     import keras
     import hgq_fpga  # the only import that makes the models loadable
 
-    folder, name, options = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
-    model = keras.models.load_model(f"{folder}/{name}.keras")
-    x = np.load(f"{folder}/{name}.x.npy")
-    result = hgq_fpga.verify(model, x, **options)
-    emulated = hgq_fpga.emulate(model, x)
-    print(json.dumps({"ok": bool(result.ok), "text": str(result), "values": sum(o["size"] for o in result.outputs),
-                      "same_as_saved": bool(np.array_equal(emulated, np.load(f"{folder}/{name}.y.npy")))}))
+    folder, options = sys.argv[1], json.loads(sys.argv[2])
+    for name, kw in options.items():  # one line per model; a model that fails does not stop the others
+        try:
+            model = keras.models.load_model(f"{folder}/{name}.keras")
+            x = np.load(f"{folder}/{name}.x.npy")
+            result = hgq_fpga.verify(model, x, **kw)
+            emulated = hgq_fpga.emulate(model, x)
+            line = {"ok": bool(result.ok), "text": str(result), "values": sum(o["size"] for o in result.outputs),
+                    "same_as_saved": bool(np.array_equal(emulated, np.load(f"{folder}/{name}.y.npy")))}
+        except Exception:
+            line = {"ok": False, "text": traceback.format_exc(), "values": 0, "same_as_saved": False}
+        print("ZOO", name, json.dumps(line), flush=True)
 """)
 
 
@@ -220,30 +225,51 @@ def _compare(qmodel: keras.Model, model: keras.Model, x: np.ndarray, softmax: bo
     return emulated
 
 
+def _zoo_model(name: str) -> tuple[keras.Model, keras.Model, np.ndarray]:
+    """The QKeras model ``name`` with its seeded weights, hgq_fpga's from it, and its inputs."""
+    build, _, n = ZOO[name]
+    qmodel = _seeded(build(), seed=sum(map(ord, name)))
+    return qmodel, hgq_fpga.from_qkeras(qmodel), _inputs(tuple(qmodel.input_shape[1:]), n, seed=len(name))
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
+    """Every zoo model saved with its inputs and emulated outputs, then loaded, converted and verified in
+    **one** fresh process (a process a model cost CI about 7 s each of imports): its line per model by
+    name, and its stderr under ``"stderr"``."""
+    folder = tmp_path_factory.mktemp("zoo")
+    for name in ZOO:
+        _, model, x = _zoo_model(name)
+        model.save(folder / f"{name}.keras")
+        np.save(folder / f"{name}.x.npy", x)
+        np.save(folder / f"{name}.y.npy", np.asarray(hgq_fpga.emulate(model, x), np.float64))
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    options = json.dumps({name: kw for name, (_, kw, _) in ZOO.items()})
+    done = subprocess.run([sys.executable, "-c", CHILD, str(folder), options], capture_output=True, text=True,
+                          env=env, timeout=1800)
+    lines: dict[str, object] = {"stderr": done.stderr, "returncode": done.returncode}
+    for line in done.stdout.splitlines():
+        if line.startswith("ZOO "):
+            _, name, report = line.split(" ", 2)
+            lines[name] = json.loads(report)
+    return lines
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(ZOO))
-def test_zoo_model_from_qkeras_saved_loaded_fresh_and_verified(name: str, tmp_path: Path, tally) -> None:
-    build, options, n = ZOO[name]
-    qmodel = _seeded(build(), seed=sum(map(ord, name)))
-    model = hgq_fpga.from_qkeras(qmodel)
-    x = _inputs(tuple(qmodel.input_shape[1:]), n, seed=len(name))
+def test_zoo_model_from_qkeras_saved_loaded_fresh_and_verified(name: str, fresh: dict, tally) -> None:
+    qmodel, model, x = _zoo_model(name)
     softmax = name == "jet_tagger"
     if softmax:  # everything before the float softmax is bit-identical
         logits = keras.Model(qmodel.inputs[0], qmodel.get_layer("output").output)
         ours = keras.Model(model.inputs[0], model.get_layer("softmax").input)
         np.testing.assert_array_equal(np.asarray(logits(x)), np.asarray(ours(x)))
     y = _compare(qmodel, model, x, softmax)
-    model.save(tmp_path / f"{name}.keras")
-    np.save(tmp_path / f"{name}.x.npy", x)
-    np.save(tmp_path / f"{name}.y.npy", y)
-    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    done = subprocess.run([sys.executable, "-c", CHILD, str(tmp_path), name, json.dumps(options)],
-                          capture_output=True, text=True, env=env, timeout=900)
-    assert done.returncode == 0, done.stderr[-3000:]
-    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert fresh["returncode"] == 0 and name in fresh, fresh["stderr"][-3000:]
+    report = fresh[name]
     assert report["ok"], report["text"]
-    assert report["same_as_saved"] and report["values"] == y.size
-    assert "qkeras" not in done.stderr.lower()
+    assert report["same_as_saved"] and report["values"] == y.size  # the outputs the first process saved
+    assert "qkeras" not in fresh["stderr"].lower()
     tally["QKeras zoo: models verified through the C simulation in a fresh process"] += 1
     tally["QKeras zoo: values compared (Keras = emulator = C simulation; = QKeras but after a softmax)"] += y.size
 

@@ -6,6 +6,7 @@ import sys
 import textwrap
 
 import keras
+import pytest
 
 from hgq_fpga.layers import (
     QActivation,
@@ -163,6 +164,8 @@ class TestQAveragePooling2D(LayerTestCase):
     float_cls = keras.layers.AveragePooling2D
 
 
+@pytest.mark.slow  # (a Python process of its own, 20 s on CI; the harness is the same on every backend: the
+# TensorFlow run only)
 def test_the_harness_fails_a_broken_layer_also_under_python_O(tmp_path):
     """A check of the harness fails with a message that names what differs, also under ``python -O``,
     which strips ``assert`` statements (the harness raises ``AssertionError`` itself)."""

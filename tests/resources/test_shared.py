@@ -25,7 +25,7 @@ def _run(g, x):
 
 
 @pytest.mark.parametrize("n_in, n_out, bits, zeros, seed", [(3, 2, 3, 0.0, 0), (16, 16, 6, 0.3, 1),
-                                                            (24, 8, 8, 0.7, 2), (32, 32, 8, 0.0, 3)])
+                                                            (24, 8, 8, 0.7, 2), (16, 32, 8, 0.0, 3)])
 def test_graphs_compute_the_kernel_exactly_at_every_edge(n_in, n_out, bits, zeros, seed):
     rng = np.random.default_rng(seed)
     k = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(n_in, n_out))
@@ -46,7 +46,7 @@ def test_graphs_compute_the_kernel_exactly_at_every_edge(n_in, n_out, bits, zero
     # fewer LUTs than one tree of canonical signed digits per output
     trees = sum(adder_tree([(sg, xs[i].shifted(e)) for i in range(n_in) for sg, e in csd_digits(int(k[i, j]))]).luts
                 for j in range(n_out))
-    if zeros == 0.0 and n_out >= 32:  # much to share
+    if zeros == 0.0 and n_out >= 32:  # much to share (16 x 32: a third of the 32 x 32 solve, interpreted, at the same saving)
         assert g.luts < 0.85 * trees
 
 
