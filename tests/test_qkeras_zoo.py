@@ -236,7 +236,7 @@ def _zoo_model(name: str) -> tuple[keras.Model, keras.Model, np.ndarray]:
 def fresh(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     """Every zoo model saved with its inputs and emulated outputs, then loaded, converted and verified in
     **one** fresh process (a process a model cost CI about 7 s each of imports): its line per model by
-    name, and its stderr under ``"stderr"``."""
+    name; its stderr, exit code and the folder under ``"stderr"``, ``"returncode"`` and ``"folder"``."""
     folder = tmp_path_factory.mktemp("zoo")
     for name in ZOO:
         _, model, x = _zoo_model(name)
@@ -247,7 +247,7 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     options = json.dumps({name: kw for name, (_, kw, _) in ZOO.items()})
     done = subprocess.run([sys.executable, "-c", CHILD, str(folder), options], capture_output=True, text=True,
                           env=env, timeout=1800)
-    lines: dict[str, object] = {"stderr": done.stderr, "returncode": done.returncode}
+    lines: dict[str, object] = {"stderr": done.stderr, "returncode": done.returncode, "folder": folder}
     for line in done.stdout.splitlines():
         if line.startswith("ZOO "):
             _, name, report = line.split(" ", 2)
@@ -268,7 +268,8 @@ def test_zoo_model_from_qkeras_saved_loaded_fresh_and_verified(name: str, fresh:
     assert fresh["returncode"] == 0 and name in fresh, fresh["stderr"][-3000:]
     report = fresh[name]
     assert report["ok"], report["text"]
-    assert report["same_as_saved"] and report["values"] == y.size  # the outputs the first process saved
+    np.testing.assert_array_equal(np.load(fresh["folder"] / f"{name}.y.npy"), y)  # what the fixture saved
+    assert report["same_as_saved"] and report["values"] == y.size  # ... the fresh process's emulator gives
     assert "qkeras" not in fresh["stderr"].lower()
     tally["QKeras zoo: models verified through the C simulation in a fresh process"] += 1
     tally["QKeras zoo: values compared (Keras = emulator = C simulation; = QKeras but after a softmax)"] += y.size
