@@ -28,9 +28,9 @@ def data():
     return d.x_train[:600], d.y_train[:600], d.x_test[:300], d.y_test[:300]
 
 
-def mlp(seed: int = 0) -> keras.Model:
+def mlp(seed: int = 0, inputs: int = 64, hidden: int = 24) -> keras.Model:
     keras.utils.set_random_seed(seed)
-    model = keras.Sequential([keras.Input((64,)), QDense(24, activation="relu"), QDense(10)])
+    model = keras.Sequential([keras.Input((inputs,)), QDense(hidden, activation="relu"), QDense(10)])
     model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])
     return model
@@ -518,19 +518,12 @@ def test_latency_budget_of_the_rtl_project(data, full):
     # a model a quarter of mlp()'s width on the middle rows of the images: the RTL estimate solves every
     # layer's graph in each of the pipeline's rounds, and with mlp() that took 23 s of a test run (numba off)
     x = x[:, 16:48]
-
-    def small() -> keras.Model:
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential([keras.Input((32,)), QDense(6, activation="relu"), QDense(10)])
-        model.compile(keras.optimizers.Adam(3e-3), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
-        return model
-
-    model = small()
+    model = mlp(inputs=32, hidden=6)
     free = ResourceBudget(lut=full, calibration_data=x, backend="rtl", clock_period=1.2, verbose=0)
     model.fit(x, y, epochs=1, verbose=0, callbacks=[free])
     cycles = free.result.report.latency_cycles
     assert cycles >= 3
-    model = small()
+    model = mlp(inputs=32, hidden=6)
     cb = ResourceBudget(lut=full, latency=cycles - 1, calibration_data=x, backend="rtl", clock_period=1.2, verbose=0)
     model.fit(x, y, epochs=1, verbose=0, callbacks=[cb])
     report = cb.result.report
