@@ -21,6 +21,7 @@ import sys
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -233,13 +234,14 @@ def _zoo_model(name: str) -> tuple[keras.Model, keras.Model, np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def fresh(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
-    """Every zoo model saved with its inputs and emulated outputs, then loaded, converted and verified in
-    **one** fresh process (a process a model cost CI about 7 s each of imports): its line per model by
-    name; its stderr, exit code and the folder under ``"stderr"``, ``"returncode"`` and ``"folder"``."""
+def fresh(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Every zoo model built (:func:`_zoo_model`) and saved with its inputs and emulated outputs, then
+    loaded, converted and verified in **one** fresh process (a process a model cost CI about 7 s each of
+    imports). ``"built"``: the models and inputs by name; ``"reports"``: the fresh process's line per
+    model by name; its ``"stderr"`` and ``"returncode"``; the ``"folder"``."""
     folder = tmp_path_factory.mktemp("zoo")
-    for name in ZOO:
-        _, model, x = _zoo_model(name)
+    built = {name: _zoo_model(name) for name in ZOO}
+    for name, (_, model, x) in built.items():
         model.save(folder / f"{name}.keras")
         np.save(folder / f"{name}.x.npy", x)
         np.save(folder / f"{name}.y.npy", np.asarray(hgq_fpga.emulate(model, x), np.float64))
@@ -247,26 +249,27 @@ def fresh(tmp_path_factory: pytest.TempPathFactory) -> dict[str, object]:
     options = json.dumps({name: kw for name, (_, kw, _) in ZOO.items()})
     done = subprocess.run([sys.executable, "-c", CHILD, str(folder), options], capture_output=True, text=True,
                           env=env, timeout=1800)
-    lines: dict[str, object] = {"stderr": done.stderr, "returncode": done.returncode, "folder": folder}
+    reports = {}
     for line in done.stdout.splitlines():
         if line.startswith("ZOO "):
             _, name, report = line.split(" ", 2)
-            lines[name] = json.loads(report)
-    return lines
+            reports[name] = json.loads(report)
+    return {"built": built, "reports": reports, "stderr": done.stderr, "returncode": done.returncode,
+            "folder": folder}
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", list(ZOO))
-def test_zoo_model_from_qkeras_saved_loaded_fresh_and_verified(name: str, fresh: dict, tally) -> None:
-    qmodel, model, x = _zoo_model(name)
+def test_zoo_model_from_qkeras_saved_loaded_fresh_and_verified(name: str, fresh: dict[str, Any], tally) -> None:
+    qmodel, model, x = fresh["built"][name]
     softmax = name == "jet_tagger"
     if softmax:  # everything before the float softmax is bit-identical
         logits = keras.Model(qmodel.inputs[0], qmodel.get_layer("output").output)
         ours = keras.Model(model.inputs[0], model.get_layer("softmax").input)
         np.testing.assert_array_equal(np.asarray(logits(x)), np.asarray(ours(x)))
     y = _compare(qmodel, model, x, softmax)
-    assert fresh["returncode"] == 0 and name in fresh, fresh["stderr"][-3000:]
-    report = fresh[name]
+    assert fresh["returncode"] == 0 and name in fresh["reports"], fresh["stderr"][-3000:]
+    report = fresh["reports"][name]
     assert report["ok"], report["text"]
     np.testing.assert_array_equal(np.load(fresh["folder"] / f"{name}.y.npy"), y)  # what the fixture saved
     assert report["same_as_saved"] and report["values"] == y.size  # ... the fresh process's emulator gives

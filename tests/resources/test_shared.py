@@ -46,7 +46,8 @@ def test_graphs_compute_the_kernel_exactly_at_every_edge(n_in, n_out, bits, zero
     # fewer LUTs than one tree of canonical signed digits per output
     trees = sum(adder_tree([(sg, xs[i].shifted(e)) for i in range(n_in) for sg, e in csd_digits(int(k[i, j]))]).luts
                 for j in range(n_out))
-    if zeros == 0.0 and n_out >= 32:  # much to share (16 x 32: a third of the 32 x 32 solve, interpreted, at the same saving)
+    # much to share (16 x 32: a third of the 32 x 32 solve, interpreted, at the same saving)
+    if zeros == 0.0 and n_out >= 32:
         assert g.luts < 0.85 * trees
 
 

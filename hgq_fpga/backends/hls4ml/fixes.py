@@ -3,8 +3,8 @@
 **1. Narrowing of truncating quantizers.**
 
 hls4ml's ``BitExact`` pass narrows each ``FixedPointQuantizer`` to the range
-its input can reach (``hls4ml/model/optimizer/passes/bit_exact.py``, the
-``_produce_kif`` rule for ``FixedPointQuantizer``). For a truncating (``TRN``)
+its input can reach (``hls4ml/model/optimizer/passes/bit_exact.py``, its typing
+rule for ``FixedPointQuantizer``; :mod:`hgq_fpga.compat.hls4ml` names the hook). For a truncating (``TRN``)
 quantizer on a signed input it allows one integer bit more than the input,
 ``i' = min(i, i_in) + 1``, for the values that floor downwards. That is not
 enough when the input's whole range is smaller than the quantizer's step:
