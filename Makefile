@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONHASHSEED ?= 0
 
-.PHONY: demo test test-tf test-jax test-torch install install-test tools bench clean
+.PHONY: demo test test-tf test-jax test-torch lint install install-test tools bench clean
 
 # PyTorch for the torch backend's tests: 2.13.0 is the CPU build this project's CI
 # machines keep on disk (elsewhere pip takes PyPI's build); `make test TORCH=` skips them
@@ -96,6 +96,10 @@ test-torch: export OMP_NUM_THREADS = 1
 test-torch: $(VENV)/.test
 	KERAS_BACKEND=torch $(PY) -m pytest $(call XDIST,loadfile) -m "not slow" tests/fixed tests/quantizers tests/layers tests/test_calibration.py
 	KERAS_BACKEND=torch $(PY) -m pytest $(call XDIST,load) $(BUDGET_TESTS)
+
+# ruff with pyproject.toml's rules (tests/test_lint.py runs the same in make test); FIX=1 sorts the imports
+lint: $(VENV)/.test
+	$(PY) -m ruff check $(if $(FIX),--fix) .
 
 bench: $(VENV)/.test
 	$(PY) benchmarks/train_overhead.py

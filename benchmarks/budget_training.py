@@ -116,8 +116,8 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     import keras
 
     import hgq_fpga
-    from hgq_fpga.datasets import digits
     from hgq_fpga.constraints.schedule import Schedule
+    from hgq_fpga.datasets import digits
     from hgq_fpga.layers import QDense
 
     class Turns(keras.callbacks.Callback):

@@ -43,13 +43,14 @@ import numpy as np  # noqa: E402
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE)]
 
+from rtl import layer_configs  # noqa: E402
+
 import hgq_fpga  # noqa: E402
 from hgq_fpga.ir import ops as ir  # noqa: E402
 from hgq_fpga.resources.analysis import analyze  # noqa: E402
 from hgq_fpga.resources.costs import CostModel  # noqa: E402
 from hgq_fpga.resources.da import _matmul, kernel_input_kif  # noqa: E402
 from hgq_fpga.testing import dense_layer_model  # noqa: E402
-from rtl import layer_configs  # noqa: E402
 
 
 def traced(model: Any) -> tuple[Any, float]:

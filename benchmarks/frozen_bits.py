@@ -41,10 +41,10 @@ os.environ["PJRT_NPROC"] = "1"  # XLA's CPU pool on one thread (see budget_train
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_cpu_multi_thread_eigen=false").strip()
 
 import keras  # noqa: E402
+from train_overhead import EpochTimer  # noqa: E402  (each epoch's wall time)
 
 from hgq_fpga.datasets import digits  # noqa: E402
 from hgq_fpga.layers import QDense  # noqa: E402
-from train_overhead import EpochTimer  # noqa: E402  (each epoch's wall time)
 
 MODELS = {"digits": (64, 32, 32), "64-256-256-10": (256, 256)}
 KINDS = ("trainable", "frozen")

@@ -17,6 +17,7 @@ from typing import Any
 import keras
 import numpy as np
 
+from ._qkeras_float32 import _exact, _Float32Affine
 from ._qkeras_formats import (
     _act_quantizer,
     _activation_format,
@@ -28,7 +29,6 @@ from ._qkeras_formats import (
     _log2_int,
     _weight_values,
 )
-from ._qkeras_float32 import _exact, _Float32Affine
 from .compat.keras import qkeras_pruning_mask
 
 #: QSoftmax's table formats for an imported float softmax (finer than QSoftmax's defaults)

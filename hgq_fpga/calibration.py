@@ -25,7 +25,6 @@ converting.
 from __future__ import annotations
 
 import warnings
-
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 

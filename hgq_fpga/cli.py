@@ -27,7 +27,16 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from .cli_files import EXIT_BAD_INPUT, EXIT_CHECK_FAILED, EXIT_OK, CliError, checked_data, fresh_output, model_from_args, write_output
+from .cli_files import (
+    EXIT_BAD_INPUT,
+    EXIT_CHECK_FAILED,
+    EXIT_OK,
+    CliError,
+    checked_data,
+    fresh_output,
+    model_from_args,
+    write_output,
+)
 from .cli_rtl import add_prefer, convert_rtl, refuse_hls_flags, refuse_rtl_flags
 
 __all__ = ["EXIT_BAD_INPUT", "EXIT_CHECK_FAILED", "EXIT_COMPILE_FAILED", "EXIT_INTERRUPTED", "EXIT_OK",
@@ -441,7 +450,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .processes import sigterm_as_interrupt, signal_received
+    from .processes import signal_received, sigterm_as_interrupt
 
     sigterm_as_interrupt()  # SIGTERM cleans up like Ctrl-C: staging folders, temporary projects, g++
     try:

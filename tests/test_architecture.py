@@ -114,8 +114,7 @@ def test_modules_and_functions_are_small():
 
 # -- a toy operation, added in this file only ----------------------------------------------------
 
-from hgq_fpga.ir import Constant, GraphBuilder, Mant, Op, Quantize, Dense, TensorInfo  # noqa: E402
-from hgq_fpga.ir import bounds  # noqa: E402
+from hgq_fpga.ir import Constant, Dense, GraphBuilder, Mant, Op, Quantize, TensorInfo, bounds  # noqa: E402
 
 
 @dataclass(eq=False, kw_only=True)

@@ -31,8 +31,16 @@ if keras.backend.backend() != "tensorflow":  # QKeras runs on TensorFlow only
     pytest.skip("QKeras needs KERAS_BACKEND=tensorflow", allow_module_level=True)
 
 import qkeras  # noqa: E402
-from qkeras import QActivation, QConv2D, QConv2DBatchnorm, QDense, QDenseBatchnorm  # noqa: E402
-from qkeras import quantized_bits, quantized_po2, quantized_relu  # noqa: E402
+from qkeras import (  # noqa: E402
+    QActivation,
+    QConv2D,
+    QConv2DBatchnorm,
+    QDense,
+    QDenseBatchnorm,
+    quantized_bits,
+    quantized_po2,
+    quantized_relu,
+)
 
 import hgq_fpga  # noqa: E402
 

@@ -88,16 +88,16 @@ import keras
 from keras import ops
 
 from ..calibration import TRACKED, check_inputs
-from .options import METHODS, check_arguments, check_latency, estimate_kwargs, rtl_settings
 from ..resources import CostModel, ResourceReport
 from .budget_result import HISTORY_COLUMNS, BudgetResult, exact_estimate, minimum_cost, restore, snapshot
-from .executions import Executions
 from .checks import CheckClock, CheckLog, excess_text, first_input, say, start_line
+from .executions import Executions
 from .hold import hold, interrupted, let_go_of, release, retrace, warn_caller
 from .hook import CostHook, attach, detach, hooked_layers
+from .options import METHODS, check_arguments, check_latency, estimate_kwargs, rtl_settings
+from .repair import RepairResult, final_guarantee, recalibrate, repair_to_budget, within_budget
 from .schedule import PHASES, Anneal, Schedule, Steering, as_schedule
 from .sensitivity import layer_sensitivities
-from .repair import RepairResult, final_guarantee, recalibrate, repair_to_budget, within_budget
 
 __all__ = ["BACKENDS", "HISTORY_COLUMNS", "METHODS", "BudgetResult", "ResourceBudget", "exact_estimate", "minimum_cost"]
 

@@ -12,10 +12,10 @@ import keras
 import numpy as np
 from keras import ops
 
+from ..calibration import TRACKED
 from ..resources import ResourceReport, estimate
 from ..tables import Column, key_value_table, to_dataframe
 from .hook import hooked_layers, model_state
-from ..calibration import TRACKED
 from .repair import RepairResult, recalibrate, within_budget
 
 __all__ = ["HISTORY_COLUMNS", "BudgetResult", "exact_estimate", "minimum_cost"]

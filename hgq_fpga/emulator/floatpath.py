@@ -15,8 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..fixed import quantize_core
-from ..ir import Graph, Registry
-from ..ir import ops as ir
+from ..ir import Graph, Registry, ops as ir
 from ..ir.intmath import im2col
 
 __all__ = ["FLOAT_RULES", "float_path_is_exact", "run_float"]

@@ -3,9 +3,8 @@
 numpy only -- this subpackage never imports Keras (a test checks it).
 """
 
-from .format import FixedFormat, bit_length, minimal_format
-from .modes import OverflowMode, RoundingMode
 from .core import (
+    IntegerOps,
     from_mantissa,
     ki_from_range,
     overflow_mantissa,
@@ -13,9 +12,10 @@ from .core import (
     quantize_core,
     round_mantissa,
     round_shift,
-    IntegerOps,
     to_mantissa,
 )
+from .format import FixedFormat, bit_length, minimal_format
+from .modes import OverflowMode, RoundingMode
 
 __all__ = [
     "FixedFormat",

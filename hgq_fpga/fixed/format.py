@@ -17,8 +17,8 @@ from typing import Any
 
 import numpy as np
 
-from .modes import OverflowMode, RoundingMode
 from .core import quantize
+from .modes import OverflowMode, RoundingMode
 
 __all__ = ["FORMAT_LIMIT", "FixedFormat", "bit_length", "check_format", "minimal_format"]
 

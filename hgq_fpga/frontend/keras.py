@@ -22,9 +22,8 @@ from keras import ops
 from ..compat.keras import call_nodes, functional_of
 from ..fixed import FixedFormat
 from ..fixed.format import check_format
-from ..ir import Constant, Graph, GraphBuilder, Registry
+from ..ir import Constant, Graph, GraphBuilder, Registry, ops as ir
 from ..ir.intmath import as_mantissa
-from ..ir import ops as ir
 from ..quantizers import ActivationQuantizer, WeightQuantizer
 
 __all__ = ["LAYERS", "SUPPORTED_LAYERS", "UnsupportedLayerError", "build_ir", "quantizer_kif"]

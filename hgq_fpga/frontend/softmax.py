@@ -7,8 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import Constant, GraphBuilder
-from ..ir import ops as ir
+from ..ir import Constant, GraphBuilder, ops as ir
 
 __all__ = ["softmax_nodes"]
 

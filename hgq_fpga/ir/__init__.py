@@ -9,7 +9,21 @@ from .builder import GraphBuilder
 from .exact import Constant, Mant
 from .graph import Graph, TensorInfo
 from .ops import (
-    Add, AvgPool, Concat, Conv, Dense, Input, Linear, MaxPool, Multiply, Op, Quantize, Relu, Reshape, Scale, Table,
+    Add,
+    AvgPool,
+    Concat,
+    Conv,
+    Dense,
+    Input,
+    Linear,
+    MaxPool,
+    Multiply,
+    Op,
+    Quantize,
+    Relu,
+    Reshape,
+    Scale,
+    Table,
 )
 from .registry import Registry, UnsupportedOp
 

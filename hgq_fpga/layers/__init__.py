@@ -6,14 +6,14 @@ sub-layers (``input_quantizer``, ``kernel_quantizer``, ``bias_quantizer``);
 plain ``Input``, ``Flatten`` and ``Reshape`` work between them.
 """
 
+from .activation import EXACT_ACTIVATIONS, TABLE_ACTIVATIONS, QActivation
 from .base import SUPPORTED_ACTIVATIONS, QuantizedLayerMixin
 from .conv import QConv1D, QConv2D
-from .activation import EXACT_ACTIVATIONS, TABLE_ACTIVATIONS, QActivation
 from .core import QDense
 from .merge import QAdd, QConcatenate
 from .normalization import QBatchNormalization
-from .softmax import QSoftmax
 from .pooling import QAveragePooling1D, QAveragePooling2D, QMaxPooling1D, QMaxPooling2D
+from .softmax import QSoftmax
 
 __all__ = [
     "EXACT_ACTIVATIONS",

@@ -12,17 +12,9 @@ training), per-layer reports, and validation by open-source synthesis.
   coefficients to Vivado/Vitis results of your own flow and part.
 """
 
-from .estimate import (
-    FEATURES,
-    STRATEGIES,
-    CostModel,
-    LayerCost,
-    ResourceReport,
-    estimate,
-    estimate_graph,
-)
 from . import cost_rules  # noqa: F401  (registers the cost rules)
 from .analysis import COST, CircuitAnalysis, analyze
+from .estimate import FEATURES, STRATEGIES, CostModel, LayerCost, ResourceReport, estimate, estimate_graph
 from .parts import Device, device
 from .vendor import FitResult, VendorReport, fit_cost_model, read_vendor_report
 

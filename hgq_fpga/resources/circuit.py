@@ -19,8 +19,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ..ir import Constant, Graph, Op
-from ..ir import ops as ir
+from ..ir import Constant, Graph, Op, ops as ir
 from ..ir.intmath import im2col
 from .recent import Recent
 from .rules import AdderTree, Signal, adder_tree, csd_digits, uses_dsp, width_of

@@ -11,8 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import Graph, Op
-from ..ir import ops as ir
+from ..ir import Graph, Op, ops as ir
 from .analysis import COST, CircuitAnalysis
 from .circuit import NO_BITS, LinearCircuit, add_circuits, kernel_patches, linear_circuits
 from .costs import LayerCost

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..ir import Graph, Op, Registry, TensorInfo
-from ..ir import ops as ir
+from ..ir import Graph, Op, Registry, TensorInfo, ops as ir
 from .circuit import NO_BITS
 
 __all__ = ["USED_INPUTS", "needed_bits"]

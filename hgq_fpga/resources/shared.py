@@ -41,8 +41,7 @@ from typing import Any
 
 import numpy as np
 
-from ..ir import Graph
-from ..ir import ops as ir
+from ..ir import Graph, ops as ir
 from .circuit import LinearCircuit, Term, aligned_bias, kernel_patches, linear_circuits
 from .recent import Recent
 from .rules import Adder, Signal, adder_cells, adder_tree

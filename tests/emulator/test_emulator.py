@@ -13,7 +13,6 @@ import hgq_fpga
 from hgq_fpga.emulator.keras64 import float64_outputs
 from hgq_fpga.fixed import quantize
 from hgq_fpga.frontend import UnsupportedLayerError, build_ir
-from hgq_fpga.testing import edge_inputs, perturb_bits
 from hgq_fpga.layers import (  # noqa: F401
     QActivation,
     QAdd,
@@ -27,6 +26,7 @@ from hgq_fpga.layers import (  # noqa: F401
     QMaxPooling1D,
     QMaxPooling2D,
 )
+from hgq_fpga.testing import edge_inputs, perturb_bits
 
 
 def check_bit_exact(model: keras.Model, x: np.ndarray, seed: int = 0) -> None:

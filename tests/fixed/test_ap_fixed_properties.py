@@ -16,8 +16,7 @@ import itertools
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, seed, settings, strategies as st
 
 from hgq_fpga.fixed import OverflowMode, RoundingMode, quantize, to_mantissa
 

@@ -10,7 +10,6 @@ import pytest
 from keras import ops
 
 from hgq_fpga.fixed import OverflowMode, RoundingMode, ki_from_range, quantize, quantize_core, round_mantissa
-from hgq_fpga.quantizers.base import F_LIMIT, floor_log2, pow2, pow2_any
 from hgq_fpga.quantizers import (
     CALIBRATED,
     ActivationQuantizer,
@@ -20,6 +19,7 @@ from hgq_fpga.quantizers import (
     quantize_with_gradient,
     scale_gradient,
 )
+from hgq_fpga.quantizers.base import F_LIMIT, floor_log2, pow2, pow2_any
 
 MODES = [(r, o) for r in RoundingMode for o in OverflowMode]
 

@@ -19,9 +19,8 @@ from hgq_fpga.layers import (
     QDense,
     QMaxPooling1D,
 )
-from hgq_fpga.resources import CostModel, estimate
+from hgq_fpga.resources import CostModel, analyze, estimate
 from hgq_fpga.resources.circuit import linear_circuits, tensor_signals
-from hgq_fpga.resources import analyze
 from hgq_fpga.testing import dense_layer_model, perturb_bits
 
 

@@ -8,9 +8,9 @@ import pytest
 
 import hgq_fpga
 from hgq_fpga.layers import QConv2D, QDense
+from hgq_fpga.quantizers.cost import csd_count_ops, model_luts, set_lut_penalty
 from hgq_fpga.resources import estimate
 from hgq_fpga.resources.rules import csd_count
-from hgq_fpga.quantizers.cost import csd_count_ops, model_luts, set_lut_penalty
 from hgq_fpga.testing import dense_layer_model
 
 

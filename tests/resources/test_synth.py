@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 
 import hgq_fpga
+from hgq_fpga.backends.rtl import ToolMissingError, UnsupportedForVerilog, simulate_model, synthesize, to_verilog
+from hgq_fpga.backends.rtl.verilog import ADDER_MODULE, VerilogModule
 from hgq_fpga.layers import (
     QActivation,
     QAdd,
@@ -19,16 +21,8 @@ from hgq_fpga.layers import (
     QDense,
     QMaxPooling1D,
 )
-from hgq_fpga.backends.rtl import (
-    ToolMissingError,
-    UnsupportedForVerilog,
-    simulate_model,
-    synthesize,
-    to_verilog,
-)
 from hgq_fpga.resources import estimate
 from hgq_fpga.resources.rules import Signal, adder_cells
-from hgq_fpga.backends.rtl.verilog import ADDER_MODULE, VerilogModule
 from hgq_fpga.testing import assert_verilog_matches_emulator, dense_layer_model, edge_inputs, perturb_bits
 
 

@@ -9,12 +9,7 @@ import numpy as np
 import pytest
 
 from hgq_fpga.resources.estimate import FEATURES, CostModel, LayerCost, ResourceReport
-from hgq_fpga.resources.vendor import (
-    FitResult,
-    VendorReport,
-    fit_cost_model,
-    read_vendor_report,
-)
+from hgq_fpga.resources.vendor import FitResult, VendorReport, fit_cost_model, read_vendor_report
 
 # --- report files, in the layout and formats hls4ml 1.3.0's parse_vivado_report reads ---------------
 

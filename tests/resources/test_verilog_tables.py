@@ -10,8 +10,7 @@ import pytest
 
 import hgq_fpga
 from hgq_fpga.backends.rtl import UnsupportedForVerilog, synthesize, to_verilog
-from hgq_fpga.ir import Constant, GraphBuilder
-from hgq_fpga.ir import ops as ir
+from hgq_fpga.ir import Constant, GraphBuilder, ops as ir
 from hgq_fpga.layers import QActivation, QDense, QSoftmax
 from hgq_fpga.testing import assert_verilog_matches_emulator, edge_inputs, perturb_bits
 

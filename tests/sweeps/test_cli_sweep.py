@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-
 GOOD = "model: mlp\nbudgets: [500]\nepochs: 1\n"
 
 

@@ -11,14 +11,12 @@ Names in the generated C++ never come from the model: node ``n`` is called
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from dataclasses import dataclass, field
-
-from ...ir import Graph, Op, Registry, UnsupportedOp
-from ...ir import ops as ir
+from ...ir import Graph, Op, Registry, UnsupportedOp, ops as ir
 from ...ir.intmath import pad_amounts
 
 __all__ = ["HLS4ML_RULES", "Hls4mlContext", "graph_to_layer_list", "FPQ_ROUNDING", "FPQ_OVERFLOW",

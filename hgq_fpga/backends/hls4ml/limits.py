@@ -32,8 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from ...ir import Graph
-from ...ir import ops as ir
+from ...ir import Graph, ops as ir
 
 __all__ = ["MAX_UNROLLED_MULTIPLICATIONS", "ModelTooLarge", "check_limits", "unrolled_multiplications"]
 

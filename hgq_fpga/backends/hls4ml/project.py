@@ -14,10 +14,9 @@ from typing import Any
 import numpy as np
 
 from ...files import OWNER_FILE, make_staging
+from ...ir import Graph, ops as ir
 from ...projects import ProjectKind, check_project_target, publish_project
-from ...ir import Graph
-from ...ir import ops as ir
-from .fixes import install_corrections, fix_input_types
+from .fixes import fix_input_types, install_corrections
 from .layers import graph_to_layer_list
 from .limits import check_limits as _check_limits
 
@@ -217,11 +216,10 @@ def check_project(hls_model: Any, progress: bool = False) -> int:
 
 def _write_project(graph: Graph, target: Path, options: dict[str, Any], test_inputs: Any) -> Any:
     """Write the project into a staging sibling of ``target``, then move it into place."""
-    from ...compat.hls4ml import ProjectGraph, keep_marked_quantizers
-    from ...emulator import emulate_mantissas
-
     from hls4ml.backends import get_backend
 
+    from ...compat.hls4ml import ProjectGraph, keep_marked_quantizers
+    from ...emulator import emulate_mantissas
     from .config import check_requested_reuse, check_reuse_factors, hls_layer_settings
     from .stream import install_stream_quantizers
 

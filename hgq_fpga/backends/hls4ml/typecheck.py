@@ -44,8 +44,7 @@ from typing import Any
 import numpy as np
 
 from ...fixed import minimal_format
-from ...ir import Graph, Registry
-from ...ir import ops as ir
+from ...ir import Graph, Registry, ops as ir
 
 __all__ = ["ApType", "Domain", "GRID", "TypeProblem", "grids", "holds", "agrees", "refines", "value_grid", "overflows"]
 

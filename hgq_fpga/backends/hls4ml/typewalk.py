@@ -14,17 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from ...ir import Graph
-from ...ir import ops as ir
+from ...ir import Graph, ops as ir
 from .typecheck import (
     UNBOUNDED,
     ApType,
-    overflows as _overflows,
     Domain,
     TypeProblem,
     agrees,
     grids,
     holds,
+    overflows as _overflows,
     refines,
     value_grid,
 )

@@ -25,8 +25,8 @@ from __future__ import annotations
 import json
 import re
 import time
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from ...processes import run_in_group

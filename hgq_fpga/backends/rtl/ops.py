@@ -18,8 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ...fixed.modes import OverflowMode, RoundingMode
-from ...ir import Registry
-from ...ir import ops as ir
+from ...ir import Registry, ops as ir
 from ...resources.cost_rules import pool_patches
 from ...resources.rules import Signal, width_of
 

@@ -29,8 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ...ir import Graph, Op, UnsupportedOp
-from ...ir import ops as ir
+from ...ir import Graph, Op, UnsupportedOp, ops as ir
 from ...resources.analysis import analyze
 from ...resources.circuit import LinearCircuit, tensor_signals
 from ...resources.costs import CostModel

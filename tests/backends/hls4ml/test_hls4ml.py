@@ -17,7 +17,6 @@ import pytest
 
 import hgq_fpga
 from hgq_fpga.backends.hls4ml import to_hls4ml
-from hgq_fpga.testing import edge_inputs, perturb_bits
 from hgq_fpga.layers import (
     QActivation,
     QAdd,
@@ -29,6 +28,7 @@ from hgq_fpga.layers import (
     QDense,
     QMaxPooling2D,
 )
+from hgq_fpga.testing import edge_inputs, perturb_bits
 
 
 def trained(model: keras.Model, xs: list[np.ndarray], rng: np.random.Generator, prune: bool = True) -> keras.Model:

@@ -26,19 +26,11 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
-from hypothesis import strategies as st
+from hypothesis import HealthCheck, given, seed, settings, strategies as st
 
 import hgq_fpga
 from hgq_fpga.backends.hls4ml import to_hls4ml
-from hgq_fpga.layers import (
-    QActivation,
-    QAdd,
-    QConcatenate,
-    QConv1D,
-    QDense,
-    QMaxPooling1D,
-)
+from hgq_fpga.layers import QActivation, QAdd, QConcatenate, QConv1D, QDense, QMaxPooling1D
 
 SEED = 20261122
 """The hypothesis seed of every test in this module (recorded in RELIABILITY.md)."""

@@ -10,14 +10,7 @@ import pytest
 
 import hgq_fpga
 from hgq_fpga import projects
-from hgq_fpga.backends.hls4ml import (
-    CompileError,
-    ModelTooLarge,
-    UnsupportedForHls4ml,
-    check_limits,
-    project,
-    to_hls4ml,
-)
+from hgq_fpga.backends.hls4ml import CompileError, ModelTooLarge, UnsupportedForHls4ml, check_limits, project, to_hls4ml
 from hgq_fpga.backends.hls4ml.limits import MAX_UNROLLED_MULTIPLICATIONS
 from hgq_fpga.frontend import build_ir
 from hgq_fpga.layers import QActivation, QConcatenate, QConv2D, QDense

@@ -16,8 +16,7 @@ from fractions import Fraction
 
 import numpy as np
 import pytest
-from hypothesis import given, seed, settings
-from hypothesis import strategies as st
+from hypothesis import given, seed, settings, strategies as st
 
 from hgq_fpga.backends.hls4ml import UnsupportedForHls4ml, to_hls4ml
 from hgq_fpga.backends.hls4ml.typecheck import ApType, Domain, agrees, holds, refines
