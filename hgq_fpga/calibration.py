@@ -32,7 +32,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from .compat.keras import all_layers
 from .layers.base import QuantizedLayerMixin
+from .layers.squares import summing_squares
 from .quantizers import CALIBRATED, ActivationQuantizer, BitQuantizerBase
 
 __all__ = ["BATCH_SIZE", "calibrate", "calibrate_from_ranges", "filled_batch", "is_calibrated", "iter_quantizers",
@@ -124,11 +126,18 @@ class CalibrationResult:
     """What :func:`calibrate` (or :func:`calibrate_from_ranges`) set: one row per activation quantizer.
 
     ``source``: ``"data"``, or :data:`TRACKED` for the ranges tracked in training.
+
+    ``input_power`` (from data only): for every dense and convolution layer (the layer object is
+    the key), the mean square of its input over the samples, taken in the same forward passes:
+    ``E[x_i^2]`` per input element of a dense layer, per input channel (over the samples and
+    positions) of a convolution (:mod:`hgq_fpga.layers.squares`). A budget's repair weighs each
+    weight's rounding error by it.
     """
 
     n_samples: int
     rows: list[dict[str, Any]] = field(default_factory=list)
     source: str = "data"
+    input_power: dict[Any, np.ndarray] = field(default_factory=dict, repr=False)
 
     def __str__(self) -> str:
         head = f"{'layer':<24} {'quantizer':<18} {'min':>10} {'max':>10} {'mean bits':>9} {'zero-bit':>8}"
@@ -177,7 +186,7 @@ def calibrate(
             TensorFlow); False where only the calibrated model is needed (a budget's checks).
 
     Returns:
-        a :class:`CalibrationResult` (printable table; no rows with ``rows=False``).
+        a :class:`CalibrationResult` (printable table; no rows with ``rows=False``; ``input_power``).
 
     Raises:
         ValueError: on NaN/Inf data, a shape mismatch, or a model without activation quantizers.
@@ -203,11 +212,11 @@ def calibrate(
             "budget check made from them, hold for these samples alone; other data may overflow and cost "
             "more. Calibrate on representative data (typically the training set).",
             CalibrationWarning, stacklevel=2)
-    _record_ranges(model, arrays, pairs, batch_size, progress)
+    power = _record_ranges(model, arrays, pairs, batch_size, progress)
     for layer in {id(l): l for l, _ in pairs}.values():
         if hasattr(layer, "update_table"):
             layer.update_table()  # lookup tables follow the calibrated input formats
-    result = CalibrationResult(n_samples=n)
+    result = CalibrationResult(n_samples=n, input_power=power)
     for _, q in pairs:
         q.state.assign(np.float32(CALIBRATED))
     if rows:
@@ -267,8 +276,10 @@ def _record_ranges(
     pairs: list[tuple[keras.layers.Layer, ActivationQuantizer]],
     batch_size: int,
     progress: bool,
-) -> None:
-    """Reset the quantizers' ranges and record them over ``arrays`` in forward passes of ``batch_size``."""
+) -> dict[Any, np.ndarray]:
+    """Reset the quantizers' ranges and record them over ``arrays`` in forward passes of ``batch_size``.
+    Returns the weighted layers' mean squared inputs over all the samples (float64, by layer;
+    :attr:`CalibrationResult.input_power`)."""
     for _, q in pairs:
         q.reset_ranges()
         q.calibrating = True
@@ -278,16 +289,39 @@ def _record_ranges(
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc="calibrate", unit="batch")
+    size = min(batch_size, n)
     try:
         if keras.backend.backend() == "jax":
-            _record_compiled(model, arrays, starts, min(batch_size, n))
-        elif keras.backend.backend() != "tensorflow" or not _record_traced(model, arrays, starts, min(batch_size, n)):
+            parts = _record_compiled(model, arrays, starts, size)
+        elif keras.backend.backend() == "tensorflow" and (traced := _record_traced(model, arrays, starts, size)):
+            parts = traced
+        else:
+            parts = []
             for s in starts:
                 batch = [a[s : s + batch_size] for a in arrays]
-                model(batch if len(batch) > 1 else batch[0], training=False)
+                with summing_squares(np.ones(len(batch[0]), np.float32)) as squares:
+                    model(batch if len(batch) > 1 else batch[0], training=False)
+                parts.append(squares.sums)
     finally:
         for _, q in pairs:
             q.calibrating = False
+    sums = _added(parts)
+    return {layer: sums[id(layer)] / n for layer in all_layers(model) if id(layer) in sums}
+
+
+def _added(parts: list[dict[int, Any]]) -> dict[int, np.ndarray]:
+    """The batches' sums of squares (backend tensors, by layer id) added in float64."""
+    total: dict[int, np.ndarray] = {}
+    for sums in parts:
+        for key, value in sums.items():
+            v = np.asarray(ops.convert_to_numpy(value), np.float64)
+            total[key] = total[key] + v if key in total else v
+    return total
+
+
+def _rows(n: int, start: int, size: int) -> np.ndarray:
+    """Each row's weight in a filled batch (:func:`filled_batch`): 1 for the samples, 0 for the copies."""
+    return (np.arange(size) < n - start).astype(np.float32)
 
 
 def _record_compiled(model: keras.Model, arrays: list[np.ndarray], starts: Any, size: int) -> None:
@@ -301,17 +335,21 @@ def _record_compiled(model: keras.Model, arrays: list[np.ndarray], starts: Any, 
 
     from .compat.keras import kept_on
 
-    def run(tvals: list[Any], ntvals: list[Any], inputs: list[Any]) -> list[Any]:
-        _, ntvals = model.stateless_call(tvals, ntvals, inputs if len(inputs) > 1 else inputs[0], training=False)
-        return ntvals
+    def run(tvals: list[Any], ntvals: list[Any], inputs: list[Any], rows: Any) -> tuple[list[Any], dict[int, Any]]:
+        with summing_squares(rows) as squares:
+            _, ntvals = model.stateless_call(tvals, ntvals, inputs if len(inputs) > 1 else inputs[0], training=False)
+        return ntvals, squares.sums
 
     tv, ntv = model.trainable_variables, model.non_trainable_variables
     compiled = kept_on(model, "_hgq_calibration_pass", _variables_key(model), lambda: jax.jit(run))
     tvals, ntvals = [v.value for v in tv], [v.value for v in ntv]
+    n, parts = arrays[0].shape[0], []
     for s in starts:
-        ntvals = compiled(tvals, ntvals, filled_batch(arrays, s, size))
+        ntvals, sums = compiled(tvals, ntvals, filled_batch(arrays, s, size), _rows(n, s, size))
+        parts.append(sums)
     for v, value in zip(ntv, ntvals):
         v.assign(value)
+    return parts
 
 
 def _variables_key(model: keras.Model) -> tuple[tuple[int, ...], tuple[int, ...]]:
@@ -319,10 +357,11 @@ def _variables_key(model: keras.Model) -> tuple[tuple[int, ...], tuple[int, ...]
     return tuple(id(v) for v in model.trainable_variables), tuple(id(v) for v in model.non_trainable_variables)
 
 
-def _record_traced(model: keras.Model, arrays: list[np.ndarray], starts: Any, size: int) -> bool:
+def _record_traced(model: keras.Model, arrays: list[np.ndarray], starts: Any,
+                   size: int) -> list[dict[int, Any]] | None:
     """TensorFlow: the forward passes of :func:`_record_ranges` through one ``tf.function`` kept on
-    the model, from the second calibration of the same model on (returns False the first time: the
-    caller runs them eagerly). A budget calibrates its model a dozen times or more in one ``fit`` (each
+    the model, from the second calibration of the same model on (returns None the first time: the
+    caller runs them eagerly; else each batch's sums of squares). A budget calibrates its model a dozen times or more in one ``fit`` (each
     check, each round of a repair): eagerly 0.08-0.13 s each on the digits MLP's 1,257 samples,
     traced 5 ms after a 0.2 s trace (the same ranges); a model calibrated once is not traced. Every
     batch of ``size`` samples (:func:`filled_batch`: one shape, one trace). The variables are the
@@ -331,14 +370,17 @@ def _record_traced(model: keras.Model, arrays: list[np.ndarray], starts: Any, si
 
     from .compat.keras import kept_on
 
+    def run(batch: list[Any], rows: Any) -> dict[int, Any]:
+        with summing_squares(rows) as squares:
+            model(batch if len(batch) > 1 else batch[0], training=False)
+        return squares.sums
+
     held = kept_on(model, "_hgq_calibration_pass", _variables_key(model), lambda: [None])
     if held[0] is None:
-        held[0] = tf.function(lambda batch: model(batch if len(batch) > 1 else batch[0], training=False),
-                              autograph=False, reduce_retracing=True)  # (data of another size: no retrace a size)
-        return False
-    for s in starts:
-        held[0](filled_batch(arrays, s, size))
-    return True
+        held[0] = tf.function(run, autograph=False, reduce_retracing=True)  # (data of another size: no retrace a size)
+        return None
+    n = arrays[0].shape[0]
+    return [held[0](filled_batch(arrays, s, size), _rows(n, s, size)) for s in starts]
 
 
 def filled_batch(arrays: list[np.ndarray], start: int, size: int) -> list[np.ndarray]:

@@ -159,3 +159,26 @@ def test_the_ranges_are_those_of_one_eager_pass_over_all_the_data(rng):
         conv = model.get_layer("conv")
         conv.set_weights([w * 3.0 for w in conv.get_weights()])  # the next round's ranges are wider
     assert any(not np.array_equal(a, b) for a, b in zip(*seen))
+
+
+def test_the_input_power_is_the_mean_square_of_each_layers_input(rng):
+    """``input_power``: for the convolution and both dense layers, the mean square (in float64) of the
+    layer's input as a probe model computes it after the calibration, per dense input element and per
+    convolution channel, in batches of 10 over 64 samples (the short last one filled up on JAX and, from
+    the second calibration on, on TensorFlow: the copies must not count). An unweighted layer has none."""
+    model = small_cnn()
+    x = (rng.standard_normal((64, 6, 6, 1)) * 3).astype("float32")
+    x[63] = -x[63] * 5  # a large sample in the short last batch
+    layers = [model.get_layer(n) for n in ("conv", "a", "b")]
+    probe = keras.Model(model.inputs[0], [layer.input for layer in layers])
+    for _ in range(2):  # (TensorFlow: eager, then traced)
+        power = hgq_fpga.calibrate(model, x, batch_size=10).input_power
+        assert set(power) == set(layers)
+        inputs = [np.asarray(ops.convert_to_numpy(a), np.float64) for a in probe(x, training=False)]
+        want = [np.mean(inputs[0] ** 2, axis=(0, 1, 2)), np.mean(inputs[1] ** 2, axis=0),
+                np.mean(inputs[2] ** 2, axis=0)]
+        for layer, w in zip(layers, want):
+            assert power[layer].shape == w.shape and np.all(w > 0), layer.name
+            np.testing.assert_allclose(power[layer], w, rtol=1e-6, err_msg=layer.name)
+        conv = model.get_layer("conv")
+        conv.set_weights([w * 2.0 for w in conv.get_weights()])  # the next round's inputs to a and b are larger

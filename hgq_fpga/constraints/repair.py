@@ -30,7 +30,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from ..calibration import BATCH_SIZE, calibrate, calibrate_from_ranges, check_inputs, filled_batch
+from ..calibration import calibrate, calibrate_from_ranges
 from ..compat.keras import kept_on
 from ..resources import CostModel, ResourceReport, estimate
 from .hook import hooked_layers, model_state
@@ -73,78 +73,37 @@ def recalibrate(model: keras.Model, x: Any) -> None:
         calibrate(model, x, rows=False)
 
 
+def _positions(layer: Any) -> int:
+    """Output positions of a convolution (each kernel weight meets one input at each); 1 for a dense layer."""
+    if len(layer.kernel.shape) == 2:
+        return 1
+    shape = (1, *(int(d) for d in layer.input.shape[1:]))
+    return math.prod(int(d) for d in layer.compute_output_shape(shape)[1:-1])
+
+
 def _range_power(layer: Any) -> np.ndarray:
     """``E[x^2]`` of a layer's input from its tracked range, as if uniform on ``[lo, hi]``:
-    per element (dense) or per channel times output positions (conv)."""
+    per element (dense) or per channel (conv, the mean over the positions)."""
     q = layer.input_quantizer
     shape = (1, *(int(d) for d in layer.input.shape[1:]))
     lo = np.broadcast_to(np.asarray(ops.convert_to_numpy(q.vmin), np.float64), shape)[0]
     hi = np.broadcast_to(np.asarray(ops.convert_to_numpy(q.vmax), np.float64), shape)[0]
     p = (lo**2 + lo * hi + hi**2) / 3.0
-    if len(layer.kernel.shape) == 2:
-        return p.reshape(-1, 1)
-    positions = math.prod(int(d) for d in layer.compute_output_shape(shape)[1:-1])
-    return (np.mean(p, axis=tuple(range(p.ndim - 1))) * positions).reshape(-1, 1)
+    return p if len(layer.kernel.shape) == 2 else np.mean(p, axis=tuple(range(p.ndim - 1)))
 
 
 def _input_power(model: keras.Model, layers: list[Any], x: Any) -> list[np.ndarray]:
-    """Mean square of each layer's input, per element (dense) or per channel (conv);
-    from the tracked ranges when ``x`` is None."""
+    """Each layer's weight of a kernel weight's squared rounding error, as a column: the mean square
+    of its input per element (dense), or per channel times the output positions (conv, where each
+    kernel weight meets an input at each position). From a calibration on ``x`` (the same forward
+    passes, :attr:`~hgq_fpga.calibration.CalibrationResult.input_power`; calibrating again on the data
+    of the last calibration sets the same ranges); from the tracked ranges when ``x`` is None."""
     if x is None:
-        return [_range_power(layer) for layer in layers]
-    arrays = check_inputs(model, x)
-    n = len(arrays[0])
-    size = min(BATCH_SIZE, n)
-    call = _probe(model, layers)
-    chunks = []
-    for s in range(0, n, size):
-        outs = call(filled_batch(arrays, s, size))
-        chunks.append([np.asarray(ops.convert_to_numpy(o), np.float64)[: n - s] for o in outs])
-    power = []
-    for layer, *parts in zip(layers, *chunks):
-        a = np.concatenate(parts)
-        if len(layer.kernel.shape) == 2:
-            power.append(np.mean(a**2, axis=0).reshape(-1, 1))
-        else:  # conv: per input channel, times the number of output positions
-            positions = math.prod(int(d) for d in layer.compute_output_shape(a.shape)[1:-1])
-            per_c = np.mean(a**2, axis=tuple(range(a.ndim - 1)))
-            power.append((per_c * positions).reshape(-1, 1))
-    return power
-
-
-def _probe(model: keras.Model, layers: list[Any]) -> Callable[[list[np.ndarray]], list[Any]]:
-    """A function of a batch (one array per model input) giving each of ``layers``' inputs.
-
-    An eager call of a probe model (its ``predict()`` would trace a new ``tf.function`` for
-    each new probe); on JAX a compiled stateless call, kept on the model while its layers and
-    variables stay the same: eagerly, JAX compiles each operation for each shape it meets, 1.2-1.8 s
-    of the first repair in a process on the digits MLP."""
-    # one input: the tensor itself, not a one-element list, so that calling the probe
-    # on an array matches its structure (else Keras warns "The structure of `inputs`
-    # doesn't match the expected structure")
-    inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-
-    def listed(outs: Any) -> list[Any]:
-        return list(outs) if isinstance(outs, (list, tuple)) else [outs]
-
-    if keras.backend.backend() != "jax":
-        probe = keras.Model(inputs, [layer.input for layer in layers])
-        return lambda batch: listed(probe(batch if len(batch) > 1 else batch[0], training=False))
-    import jax
-
-    def make() -> Callable[[list[np.ndarray]], list[Any]]:
-        probe = keras.Model(inputs, [layer.input for layer in layers])
-        tv, ntv = probe.trainable_variables, probe.non_trainable_variables
-
-        def run(tvals: list[Any], ntvals: list[Any], batch: list[Any]) -> list[Any]:
-            outs, _ = probe.stateless_call(tvals, ntvals, batch if len(batch) > 1 else batch[0], training=False)
-            return listed(outs)
-
-        compiled = jax.jit(run)
-        return lambda batch: compiled([v.value for v in tv], [v.value for v in ntv], batch)
-
-    key = (tuple(id(layer) for layer in layers), tuple(id(v) for v in model.variables))
-    return kept_on(model, "_hgq_probe", key, make)
+        power = [_range_power(layer) for layer in layers]
+    else:
+        found = calibrate(model, x, rows=False).input_power
+        power = [np.asarray(found[layer], np.float64) for layer in layers]
+    return [(p * _positions(layer)).reshape(-1, 1) for layer, p in zip(layers, power)]
 
 
 def _reduce_to(a: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:

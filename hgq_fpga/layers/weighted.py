@@ -9,6 +9,7 @@ from .. import quantizers as qz
 from ..compat import ops64 as ops
 from ..quantizers.cost import csd_count_ops, dense_read_luts, linear_luts
 from .base import QuantizedLayerMixin, build_once, check_activation, input_bits
+from .squares import record_input
 
 __all__ = ["WeightedLayerMixin"]
 
@@ -42,6 +43,7 @@ class WeightedLayerMixin(QuantizedLayerMixin):
         self._pack_bits()
 
     def call(self, inputs: Any, training: bool | None = None) -> Any:
+        record_input(self, inputs)  # (inside a calibration pass: its input's squares, hgq_fpga.layers.squares)
         fs = self._bit_values()
         iq, kq, bq = self.input_quantizer, self.kernel_quantizer, self.bias_quantizer
         x = iq.call(inputs, training=training, f=fs.get(id(iq)))
