@@ -324,13 +324,14 @@ def _rows(n: int, start: int, size: int) -> np.ndarray:
     return (np.arange(size) < n - start).astype(np.float32)
 
 
-def _record_compiled(model: keras.Model, arrays: list[np.ndarray], starts: Any, size: int) -> None:
+def _record_compiled(model: keras.Model, arrays: list[np.ndarray], starts: Any, size: int) -> list[dict[int, Any]]:
     """JAX: the forward passes of :func:`_record_ranges` as one compiled stateless call
     (``model.stateless_call`` under ``jax.jit``), every batch of ``size`` samples. Run eagerly,
     JAX compiles each operation for each shape it meets: the first calibration of the digits
     MLP in a process took seconds, a later one 0.1 s. The last batch is filled up with copies
     of its first sample (the ranges are minima and maxima: the same), so that one shape is
-    compiled. The compiled call is kept on the model while its variables stay the same."""
+    compiled. The compiled call is kept on the model while its variables stay the same. Returns each
+    batch's sums of squares (:mod:`~hgq_fpga.layers.squares`)."""
     import jax
 
     from .compat.keras import kept_on
