@@ -17,8 +17,9 @@ times the output positions, where each kernel weight meets an input).
 
 The sums are computed in the calibration's own traced or compiled pass, so that
 a repair needs no forward pass of its own (on JAX that pass was a second program
-to compile, 0.8 s of a 6 s budgeted ``fit`` of the digits MLP). In float32 within a
-batch (float64 for a float64 layer); the caller adds the batches in float64.
+to compile: 0.7-0.9 s of the digits MLP's first repair in a process, BENCHMARKS.md). In float32 within a
+batch (the layer's compute type: Keras casts a float16 input to a float32 layer's), and the
+caller adds the batches in float64.
 
 Outside :func:`summing_squares` a layer records nothing (one context-variable
 read when it is called or traced).
@@ -60,8 +61,6 @@ class InputSquares:
     def record(self, layer: Any, x: Any) -> None:
         """Add ``layer``'s input ``x`` (batch first) to its sums."""
         x = ops.convert_to_tensor(x)
-        if "64" not in str(x.dtype):  # (a mixed-precision layer's float16 input: summed in float32)
-            x = ops.cast(x, "float32")
         rows = ops.reshape(ops.cast(self.rows, x.dtype), (-1,) + (1,) * (len(x.shape) - 1))
         squared = ops.square(x) * rows
         if len(layer.kernel.shape) == 2:  # dense

@@ -105,6 +105,12 @@ def test_under_a_mixed_global_policy_float32_quantized_layers_train_beside_mixed
     assert mixed.layers[0].compute_dtype == "float16"
     mixed.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     mixed.fit(x, y, epochs=1, verbose=0)
+    # the calibration's input power of the first quantized layer: its float16 input (beyond 256: a square
+    # over float16's 65,504) squared and summed as the float32 layer takes it
+    power = hgq_fpga.calibrate(mixed, x * 300).input_power[mixed.layers[1]]
+    half = np.asarray(keras.ops.convert_to_numpy(mixed.layers[0](x * 300)))
+    assert half.dtype == np.float16 and np.abs(half).max() > 256
+    np.testing.assert_allclose(power, np.mean(half.astype(np.float64) ** 2, axis=0), rtol=1e-5)
     model = keras.Sequential([keras.Input((6,)), QDense(5, activation="relu", dtype="float32"),
                               QDense(3, dtype="float32")])
     model.compile("adam", keras.losses.SparseCategoricalCrossentropy(from_logits=True))
