@@ -362,7 +362,8 @@ def _record_traced(model: keras.Model, arrays: list[np.ndarray], starts: Any,
                    size: int) -> list[dict[int, Any]] | None:
     """TensorFlow: the forward passes of :func:`_record_ranges` through one ``tf.function`` kept on
     the model, from the second calibration of the same model on (returns None the first time: the
-    caller runs them eagerly; else each batch's sums of squares). A budget calibrates its model a dozen times or more in one ``fit`` (each
+    caller runs them eagerly; else each batch's sums of squares). A budget calibrates its model a
+    dozen times or more in one ``fit`` (each
     check, each round of a repair): eagerly 0.08-0.13 s each on the digits MLP's 1,257 samples,
     traced 5 ms after a 0.2 s trace (the same ranges); a model calibrated once is not traced. Every
     batch of ``size`` samples (:func:`filled_batch`: one shape, one trace). The variables are the

@@ -17,9 +17,9 @@ times the output positions, where each kernel weight meets an input).
 
 The sums are computed in the calibration's own traced or compiled pass, so that
 a repair needs no forward pass of its own (on JAX that pass was a second program
-to compile: 0.7-0.9 s of the digits MLP's first repair in a process, BENCHMARKS.md). In float32 within a
-batch (the layer's compute type: Keras casts a float16 input to a float32 layer's), and the
-caller adds the batches in float64.
+to compile: 0.7-0.9 s of the digits MLP's first repair in a process,
+BENCHMARKS.md). In float32 within a batch (the layer's compute type: Keras casts
+a float16 input to a float32 layer's); the caller adds the batches in float64.
 
 Outside :func:`summing_squares` a layer records nothing (one context-variable
 read when it is called or traced).
