@@ -2,7 +2,8 @@
 
 Run:  python benchmarks/budget_holding.py [--models mlp cnn] [--seeds 0 1 2] [--epochs 30]
                                           [--fractions 0.05 0.1 0.2 0.35 0.5] [--method step]
-                                          [--schedule WARMUP FINETUNE [ANNEAL] | none] [--json out.json]
+                                          [--schedule WARMUP FINETUNE [ANNEAL] | none]
+                                          [--check-every N | auto] [--json out.json]
 
 The budgets are fractions of the unconstrained models of BENCHMARKS.md's
 budget table (MLP 85,616 LUTs, CNN 72,426: 30 epochs, seed 0), so that the
@@ -13,7 +14,9 @@ check_every=1, method=--method, schedule=--schedule)`` (without ``--schedule``: 
 callback's default schedule), 30 epochs,
 batch 32, Adam 3e-3, and ``validation_data`` the test split (as the table's).
 ``check_every=1`` takes the exact estimate after every epoch, so every epoch
-that ends over the budget is seen (and projected).
+that ends over the budget is seen (and projected); ``--check-every auto`` (or
+N) runs the callback as a user who asks for fewer checks would (the epochs
+"over" are then those of the checks made).
 
 Reported per model and budget: final LUTs (exact, calibrated on the training
 inputs) against the budget, the mean emulated-firmware accuracy on the 540
@@ -58,13 +61,13 @@ DEFAULT = "default"
 
 
 def run(model_kind: str, fraction: float, seed: int, epochs: int, method: str = METHODS[0],
-        schedule: Schedule | str | None = DEFAULT) -> dict:
+        schedule: Schedule | str | None = DEFAULT, check_every: int | str = 1) -> dict:
     d = digits(seed=0, image=model_kind == "cnn")
     keras.utils.set_random_seed(seed)
     model = compiled(model_kind)
     budget = fraction * FULL[model_kind]
     chosen = {} if schedule == DEFAULT else {"schedule": schedule}
-    cb = hgq_fpga.ResourceBudget(lut=budget, calibration_data=d.x_train, check_every=1, sensitivities=False,
+    cb = hgq_fpga.ResourceBudget(lut=budget, calibration_data=d.x_train, check_every=check_every, sensitivities=False,
                                  verbose=0, method=method, **chosen)
     t0 = time.perf_counter()
     model.fit(d.x_train, d.y_train, validation_data=(d.x_test, d.y_test), epochs=epochs, batch_size=32, verbose=0,
@@ -90,8 +93,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--method", choices=METHODS, default=METHODS[0])
     parser.add_argument("--schedule", nargs="+", default=None, metavar="WARMUP FINETUNE [ANNEAL] | none",
                         help="fractions of the epochs, or none (default: ResourceBudget's default schedule)")
+    parser.add_argument("--check-every", default="1", metavar="N | auto",
+                        help="ResourceBudget's check_every (default 1: an exact check after every epoch)")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args(argv)
+    check_every = args.check_every if args.check_every == "auto" else int(args.check_every)
     if args.schedule is None:
         schedule = DEFAULT
     elif args.schedule == ["none"]:
@@ -104,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     for kind in args.models:
         for fraction in args.fractions:
             for seed in args.seeds:
-                rows.append(run(kind, fraction, seed, args.epochs, args.method, schedule))
+                rows.append(run(kind, fraction, seed, args.epochs, args.method, schedule, check_every))
                 r = rows[-1]
                 print(f"{kind} {fraction:.2f} seed {seed}: LUT {r['lut']:.0f} / {r['budget']:.0f} "
                       f"accuracy {r['accuracy']:.3f}, over after the first quarter {r['late_over']}/"

@@ -145,7 +145,8 @@ class ResourceBudget(keras.callbacks.Callback):
             after an epoch whenever the checks so far took at most
             :data:`~hgq_fpga.constraints.checks.CHECK_SHARE` (10%) of the training time (of the epochs after
             the first, which traces and compiles the step). The end of the bits phase and the last epoch are
-            always checked; the warm-up never is.
+            always checked; the warm-up never is; two thirds into the bits phase an exact estimate
+            recalibrates the step's cost (no check, nothing projected).
         restore_best_feasible: restore the best feasible epoch's weights at the end.
         repair: run the repair step if the final model is over the budget
             (otherwise raise).
@@ -416,6 +417,15 @@ class ResourceBudget(keras.callbacks.Callback):
             return self.clock.allows_check
         return (epoch + 1) % self.check_every == 0
 
+    def _rescale_due(self, epoch: int) -> bool:
+        """Whether the exact estimate calibrates the step's cost after ``epoch`` (no check: nothing
+        recorded or projected): at the warm-up's end, and with ``check_every="auto"`` two thirds into
+        the bits phase, a third of it left for the rule to reach the budget on the exact scale (with
+        none between the bits phase's start and end, the 20-epoch digits MLP's ended over, projected)."""
+        warm, bits, _ = self._phases
+        return epoch + 1 == warm or (self.check_every == "auto" and epoch >= warm
+                                     and epoch + 1 == warm + (2 * bits) // 3)
+
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
         if self._calls.open:  # the epoch's last batch
@@ -424,10 +434,13 @@ class ResourceBudget(keras.callbacks.Callback):
         self._sync()
         self.steering.freeze.hold()  # (frozen phases) exactly the frozen bits, whatever the optimizer did
         last = epoch + 1 >= (self.params or {}).get("epochs", epoch + 1)
-        if epoch + 1 == self._phases[0] and not last:  # the warm-up's end: calibrate the step's cost
+        due = self._due(epoch, last)
+        if self._rescale_due(epoch) and not (last or due):  # calibrate the step's cost, no check
             with self.clock.check():
                 self.steering.set_scale(exact_estimate(self.model, self.x, **self.kwargs).lut)
-        if not self._due(epoch, last):
+            if self.phase(epoch) == PHASES[1]:
+                self.steering.remeasure()
+        if not due:
             return
         report = self._check(epoch, logs)
         if self.phase(epoch) == PHASES[1] and not last:

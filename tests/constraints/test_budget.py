@@ -568,6 +568,41 @@ def test_the_schedule_freezes_the_bits_in_the_warm_up_and_the_fine_tune(data, fu
     assert {h["phase"] for h in cb.history if h["epoch"] == 9} == {"fine-tune"}
 
 
+def test_auto_checks_calibrate_the_step_two_thirds_into_the_bits_phase(data, full, monkeypatch):
+    """With ``check_every="auto"`` an epoch's end takes the exact estimate (the step's scale) at the warm-up's
+    end and two thirds into the bits phase (1 warm-up and 7 bits epochs of 10: after epochs 0 and 4), whether
+    or not the clock allows a check there; with ``check_every=1``, after the warm-up and every check only."""
+    import hgq_fpga.constraints.budget as budget_module
+
+    x, y, xv, yv = data
+    real_estimate, real_end, ends = budget_module.exact_estimate, ResourceBudget.on_epoch_end, []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._in_end = epoch
+        try:
+            return real_end(self, epoch, logs)
+        finally:
+            self._in_end = None
+
+    def estimate(*args, **kwargs):
+        if getattr(cb, "_in_end", None) is not None:
+            ends.append(cb._in_end)
+        return real_estimate(*args, **kwargs)
+
+    monkeypatch.setattr(ResourceBudget, "on_epoch_end", on_epoch_end)
+    monkeypatch.setattr(budget_module, "exact_estimate", estimate)
+    for every, rescaled in (("auto", {0, 4}), (1, {0})):
+        cb = ResourceBudget(lut=0.2 * full, calibration_data=x, verbose=0, schedule=Schedule(0.1, 0.2),
+                            check_every=every)
+        ends.clear()
+        mlp().fit(x, y, validation_data=(xv, yv), epochs=10, verbose=0, callbacks=[cb])
+        assert cb._phases[:2] == (1, 7)
+        checked = {h["epoch"] for h in cb.history}
+        assert 0 not in checked and rescaled <= set(ends), (every, ends, checked)
+        if every == 1:  # (every epoch after the warm-up is checked)
+            assert set(ends) == rescaled | checked
+
+
 def test_every_exact_estimate_in_training_counts_as_check_time(data, full, monkeypatch):
     """``check_every="auto"`` keeps the exact estimates under 10% of the training time: the
     step rule's recalibrations (inside epochs) and the warm-up's end count as check time, not as
