@@ -90,7 +90,7 @@ from keras import ops
 from ..calibration import TRACKED, check_inputs
 from ..resources import CostModel, ResourceReport
 from .budget_result import HISTORY_COLUMNS, BudgetResult, exact_estimate, minimum_cost, restore, snapshot
-from .checks import CheckClock, CheckLog, excess_text, first_input, say, start_line
+from .checks import CheckClock, CheckLog, check_due, excess_text, first_input, rescale_due, say, start_line
 from .executions import Executions
 from .hold import hold, interrupted, let_go_of, release, retrace, warn_caller
 from .hook import CostHook, attach, detach, hooked_layers
@@ -406,26 +406,6 @@ class ResourceBudget(keras.callbacks.Callback):
                 self.checks.record(self.model, epoch, self.phase(epoch), report, logs, lam)
         return report
 
-    def _due(self, epoch: int, last: bool) -> bool:
-        """Whether an exact check follows ``epoch`` (see ``check_every``)."""
-        warm, bits, _ = self._phases
-        if last or epoch + 1 == warm + bits:
-            return True
-        if epoch < warm:
-            return False
-        if self.check_every == "auto":
-            return self.clock.allows_check
-        return (epoch + 1) % self.check_every == 0
-
-    def _rescale_due(self, epoch: int) -> bool:
-        """Whether the exact estimate calibrates the step's cost after ``epoch`` (no check: nothing
-        recorded or projected): at the warm-up's end, and with ``check_every="auto"`` two thirds into
-        the bits phase, a third of it left for the rule to reach the budget on the exact scale (with
-        none between the bits phase's start and end, the 20-epoch digits MLP's ended over, projected)."""
-        warm, bits, _ = self._phases
-        return epoch + 1 == warm or (self.check_every == "auto" and epoch >= warm
-                                     and epoch + 1 == warm + (2 * bits) // 3)
-
     def on_epoch_end(self, epoch: int, logs: dict | None = None) -> None:
         logs = logs if logs is not None else {}
         if self._calls.open:  # the epoch's last batch
@@ -434,8 +414,8 @@ class ResourceBudget(keras.callbacks.Callback):
         self._sync()
         self.steering.freeze.hold()  # (frozen phases) exactly the frozen bits, whatever the optimizer did
         last = epoch + 1 >= (self.params or {}).get("epochs", epoch + 1)
-        due = self._due(epoch, last)
-        if self._rescale_due(epoch) and not (last or due):  # calibrate the step's cost, no check
+        due = last or check_due(epoch, self._phases, self.check_every, self.clock)
+        if rescale_due(epoch, self._phases, self.check_every) and not due:  # the step's cost calibrated, no check
             with self.clock.check():
                 self.steering.set_scale(exact_estimate(self.model, self.x, **self.kwargs).lut)
             if self.phase(epoch) == PHASES[1]:

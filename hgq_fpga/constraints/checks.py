@@ -21,7 +21,8 @@ from ..resources import ResourceReport
 from .budget_result import budget_text
 from .repair import within_budget
 
-__all__ = ["CHECK_SHARE", "CheckClock", "CheckLog", "excess_text", "first_input", "say", "start_line"]
+__all__ = ["CHECK_SHARE", "CheckClock", "CheckLog", "check_due", "excess_text", "first_input", "rescale_due", "say",
+           "start_line"]
 
 #: with ``check_every="auto"``, the exact checks take at most this share of the training time (the epochs
 #: after the first)
@@ -171,3 +172,26 @@ class CheckClock:
     @property
     def allows_check(self) -> bool:
         return self.checks <= CHECK_SHARE * self.steady
+
+
+def check_due(epoch: int, phases: tuple[int, int, int], check_every: int | str, clock: CheckClock) -> bool:
+    """Whether an exact check follows ``epoch`` (from 0; ``phases``: the epochs of the warm-up, bits
+    and fine-tune; see :class:`~hgq_fpga.constraints.ResourceBudget`'s ``check_every``; the last
+    epoch, always checked, is the caller's): the bits phase's end always, the warm-up never."""
+    warm, bits, _ = phases
+    if epoch + 1 == warm + bits:
+        return True
+    if epoch < warm:
+        return False
+    if check_every == "auto":
+        return clock.allows_check
+    return (epoch + 1) % int(check_every) == 0
+
+
+def rescale_due(epoch: int, phases: tuple[int, int, int], check_every: int | str) -> bool:
+    """Whether the exact estimate calibrates the step's cost after ``epoch`` (not a check: nothing
+    recorded or projected): at the warm-up's end, and with ``check_every="auto"`` two thirds into the
+    bits phase, a third of it left for the rule to reach the budget on the exact scale (with none
+    between the bits phase's start and its end, the 20-epoch digits MLP's ended over, projected)."""
+    warm, bits, _ = phases
+    return epoch + 1 == warm or (check_every == "auto" and epoch >= warm and epoch + 1 == warm + (2 * bits) // 3)
