@@ -95,7 +95,7 @@ from .executions import Executions
 from .hold import hold, interrupted, let_go_of, release, retrace, warn_caller
 from .hook import CostHook, attach, detach, hooked_layers
 from .options import METHODS, check_arguments, check_latency, estimate_kwargs, rtl_settings
-from .repair import RepairResult, final_guarantee, recalibrate, repair_to_budget, within_budget
+from .repair import RepairResult, final_guarantee, repair_to_budget, within_budget
 from .schedule import PHASES, Anneal, Schedule, Steering, as_schedule
 from .sensitivity import layer_sensitivities
 
@@ -452,7 +452,7 @@ class ResourceBudget(keras.callbacks.Callback):
             try:
                 # a little below the budget, so that the next epoch's drift stays within it
                 lut = None if self.lut is None else self.lut * PROJECTION_MARGIN
-                recalibrate(self.model, self.x)  # (the check's calibration, which it put back)
+                # (the repair calibrates again: the check put its calibration back)
                 done = repair_to_budget(self.model, self.x, lut=lut, dsp=self.dsp, report=report, **self.kwargs)
             finally:
                 restore(self.model, saved)

@@ -30,7 +30,7 @@ import keras
 import numpy as np
 from keras import ops
 
-from ..calibration import calibrate, calibrate_from_ranges
+from ..calibration import TRACKED, CalibrationResult, calibrate, calibrate_from_ranges
 from ..compat.keras import kept_on
 from ..resources import CostModel, ResourceReport, estimate
 from .hook import hooked_layers, model_state
@@ -63,14 +63,11 @@ def within_budget(report: ResourceReport, lut: float | None, dsp: int | None, la
         latency is None or report.latency_cycles is None or report.latency_cycles <= latency)
 
 
-def recalibrate(model: keras.Model, x: Any) -> None:
+def recalibrate(model: keras.Model, x: Any) -> CalibrationResult:
     """:func:`~hgq_fpga.calibrate` on ``x`` (its table of rows not made: nothing reads it); without
     data (``x is None``), from the ranges tracked in training
     (:func:`~hgq_fpga.calibration.calibrate_from_ranges`)."""
-    if x is None:
-        calibrate_from_ranges(model)
-    else:
-        calibrate(model, x, rows=False)
+    return calibrate_from_ranges(model) if x is None else calibrate(model, x, rows=False)
 
 
 def _positions(layer: Any) -> int:
@@ -92,17 +89,16 @@ def _range_power(layer: Any) -> np.ndarray:
     return p if len(layer.kernel.shape) == 2 else np.mean(p, axis=tuple(range(p.ndim - 1)))
 
 
-def _input_power(model: keras.Model, layers: list[Any], x: Any) -> list[np.ndarray]:
+def _input_power(layers: list[Any], calibration: CalibrationResult) -> list[np.ndarray]:
     """Each layer's weight of a kernel weight's squared rounding error, as a column: the mean square
     of its input per element (dense), or per channel times the output positions (conv, where each
-    kernel weight meets an input at each position). From a calibration on ``x`` (the same forward
-    passes, :attr:`~hgq_fpga.calibration.CalibrationResult.input_power`; calibrating again on the data
-    of the last calibration sets the same ranges); from the tracked ranges when ``x`` is None."""
-    if x is None:
+    kernel weight meets an input at each position). From the calibration's own passes on data
+    (:attr:`~hgq_fpga.calibration.CalibrationResult.input_power`); from the tracked ranges after a
+    calibration without data."""
+    if calibration.source == TRACKED:
         power = [_range_power(layer) for layer in layers]
     else:
-        found = calibrate(model, x, rows=False).input_power
-        power = [np.asarray(found[layer], np.float64) for layer in layers]
+        power = [np.asarray(calibration.input_power[layer], np.float64) for layer in layers]
     return [(p * _positions(layer)).reshape(-1, 1) for layer, p in zip(layers, power)]
 
 
@@ -259,13 +255,16 @@ def repair_to_budget(
     step_fraction: float = 0.02,
     max_rounds: int = 500,
     report: ResourceReport | None = None,
+    calibration: CalibrationResult | None = None,
 ) -> RepairResult:
     """Lower weight bits until the calibrated model's exact estimate meets the budget.
 
     The model is recalibrated on ``x`` after every round (and at the start); with
     ``x=None`` it is calibrated from the ranges tracked in training instead.
     ``report``: the exact estimate of the model as it is, already calibrated on ``x``
-    (a caller that just took it: the start's calibration and estimate are skipped).
+    (a caller that just took it: the start's calibration and estimate are skipped), and
+    ``calibration`` that calibration's result (without it, the model is calibrated again on ``x``
+    for its layers' input power: the same ranges).
 
     Raises:
         RuntimeError: if ``max_rounds`` rounds do not reach the budget (every
@@ -273,14 +272,14 @@ def repair_to_budget(
     """
     kwargs = {"strategy": strategy, "part": part, "cost_model": cost_model}
     if report is None:
-        recalibrate(model, x)
+        calibration = recalibrate(model, x)
         report = estimate(model, **kwargs)
     before = report
     result = RepairResult(0, {}, before, before)
     if within_budget(report, lut, dsp):
         return result
     layers = hooked_layers(model)
-    power = _input_power(model, layers, x)
+    power = _input_power(layers, calibration if calibration is not None else recalibrate(model, x))
     gain_fn = _gain_function(layers, model)
     cm = report.model
     for _ in range(max_rounds):
@@ -351,7 +350,7 @@ def final_guarantee(model: keras.Model, x: Any, lut: float | None, dsp: int | No
         RuntimeError: over the budget with ``repair=False`` (after ``before_refusal()``), or
             the repair or the pipeline cannot get within it.
     """
-    recalibrate(model, x)
+    calibration = recalibrate(model, x)
     report = estimate(model, **kwargs)
     done = RepairResult(0, {}, report, report)
     if not within_budget(report, lut, dsp):
@@ -361,7 +360,7 @@ def final_guarantee(model: keras.Model, x: Any, lut: float | None, dsp: int | No
                 f"ResourceBudget: the trained model is over the budget (LUT {report.lut:.0f} for "
                 f"{lut}, DSP {report.dsp} for {dsp}) and repair=False"
             )
-        done = repair_to_budget(model, x, lut=lut, dsp=dsp, report=report, **kwargs)
+        done = repair_to_budget(model, x, lut=lut, dsp=dsp, report=report, calibration=calibration, **kwargs)
         report = done.after
     if rtl is not None:  # the project's own count (at most the trees'), flip-flops and latency
         report = estimate(model, backend="rtl", part=kwargs["part"], cost_model=kwargs["cost_model"], **rtl)
