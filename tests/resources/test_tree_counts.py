@@ -118,8 +118,15 @@ def _model(rng: np.random.Generator):
     model = keras.Model(x_in, out(h))
     x = rng.standard_normal((256, 12, 3)).astype("float32") * 4
     model(x[:2])
+    for layer in model.layers:  # (the weights from the rng, not from Keras's unseeded initializers)
+        for v in [getattr(layer, "kernel", None), getattr(layer, "bias", None)]:
+            if v is not None:
+                v.assign(rng.standard_normal(v.shape).astype("float32") * 0.5)
     perturb_bits(model, rng, prune_fraction=0.2)
+    # The last layer's weights of 12 fractional bits and of magnitude 1 to 4: products of at least 13 bits
+    # by the relu's 6 to 12, wide enough for DSPs under the Latency rule whatever the draws above.
     out.kernel_quantizer.set_f(np.full(out.kernel_quantizer.bits_shape, 12.0, "float32"))
+    out.kernel.assign(rng.choice([-1.0, 1.0], out.kernel.shape) * rng.uniform(1, 4, out.kernel.shape))
     hgq_fpga.calibrate(model, x)
     return model
 
