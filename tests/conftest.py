@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import zlib
 from collections import Counter
 from typing import Any, Callable
 
@@ -41,6 +42,13 @@ def _value_and_grads(fn: Callable[..., Any], *args: np.ndarray) -> tuple[np.ndar
         out.sum().backward()
         return out.detach().numpy(), [t.grad.numpy() for t in ts]
     pytest.skip(f"no gradient helper for backend {backend}")
+
+
+@pytest.fixture(autouse=True)
+def _seeded(request: pytest.FixtureRequest) -> None:
+    """Every test draws Keras's initial weights (and numpy's and Python's global draws) from a seed of its
+    own name: a test sees the same model in CI as here, whichever tests ran before it in its process."""
+    keras.utils.set_random_seed(zlib.crc32(request.node.nodeid.encode()))
 
 
 @pytest.fixture
