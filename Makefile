@@ -39,8 +39,8 @@ install-test: $(VENV)/.test
 
 demo: $(VENV)/.base
 	mkdir -p out
-	$(PY) examples/digits_mlp.py --output out/digits_mlp.keras --json out/digits_mlp.json \
-		--project out/digits_mlp_hls4ml --overwrite
+	$(PY) examples/digits_mlp.py --lut-budget 20000 --output out/digits_mlp.keras --json out/digits_mlp.json \
+		--project out/digits_mlp_hls4ml --report out/digits_mlp_report --overwrite
 
 test: tools test-tf test-jax $(if $(TORCH),test-torch)
 

@@ -188,8 +188,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
     if not examples.is_file():
         raise CliError("demo: examples/digits_mlp.py is not next to the package (run from a clone of the repository)")
     out = Path(args.out)
-    cmd = [sys.executable, str(examples), "--epochs", str(args.epochs), "--output", str(out / "digits_mlp.keras"),
-           "--json", str(out / "digits_mlp.json"), "--project", str(out / "digits_mlp_hls4ml")]
+    cmd = [sys.executable, str(examples), "--epochs", str(args.epochs), "--lut-budget", str(args.lut_budget),
+           "--output", str(out / "digits_mlp.keras"), "--json", str(out / "digits_mlp.json"),
+           "--project", str(out / "digits_mlp_hls4ml"), "--report", str(out / "digits_mlp_report")]
     if args.overwrite:
         cmd.append("--overwrite")
     out.mkdir(parents=True, exist_ok=True)
@@ -358,9 +359,10 @@ def _add_report_synth_demo(sub: argparse._SubParsersAction[argparse.ArgumentPars
     runner_options(p, what="synthesis")
     p.set_defaults(func=cmd_synth)
 
-    p = sub.add_parser("demo", help="train, estimate, convert and verify the digits MLP", epilog=_EPILOG,
-                       formatter_class=_FMT)
+    p = sub.add_parser("demo", help="train under a LUT budget, estimate, convert, verify and report the digits MLP",
+                       epilog=_EPILOG, formatter_class=_FMT)
     p.add_argument("--epochs", type=_whole, default=60, help="training epochs")
+    p.add_argument("--lut-budget", type=_whole, default=20_000, help="the LUT budget of the training")
     p.add_argument("--out", default="out", help="output folder")
     p.add_argument("--overwrite", action="store_true", help="replace the outputs of an earlier demo")
     p.set_defaults(func=cmd_demo)
