@@ -64,6 +64,11 @@ tools:
 # fixtures built once): 24 min against 33 on CI's 2 cores. JOBS=0 runs in this process.
 JOBS ?= 2
 test-tf: export NUMBA_DISABLE_JIT = 1
+# TensorFlow's op pools on one thread in each worker (by default a thread a core each, and the two
+# workers' pools on each other's cores): tests/constraints 211 -> 188 s, tests/layers, tests/quantizers and
+# tests/test_calibration.py 135 -> 127 s, the whole TensorFlow run 16:53 -> 16:13 (2 cores, one run each)
+test-tf: export TF_NUM_INTRAOP_THREADS = 1
+test-tf: export TF_NUM_INTEROP_THREADS = 1
 # JAX keeps the programs XLA compiles on disk (beside the venv) and takes them from there when the
 # same one is compiled again, in any test process: the budget tests train the same small models
 # many times, and compiling them was most of their time on JAX (the 60 tests: 197 s -> 108 s from an
