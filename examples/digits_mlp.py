@@ -140,11 +140,11 @@ def main(argv: list[str] | None = None) -> int:
         model.save(args.output)
         print(f"saved {args.output}")
     if args.project is not None:
-        results["verify"] = convert_and_verify(model, args.project, overwrite=args.overwrite)
+        results["verify"] = convert_and_verify(model, args.project, overwrite=args.overwrite, seed=args.seed)
     if args.report is not None:
         from hgq_fpga.report import write_report
 
-        files = write_report(model, args.report, data=digits().x_test, overwrite=args.overwrite,
+        files = write_report(model, args.report, data=digits(seed=args.seed).x_test, overwrite=args.overwrite,
                              model_path=args.output)
         results["report"] = str(files.html)
         print(f"report written to {files.html}")
@@ -153,9 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     return 0 if results.get("verify", {}).get("mismatches", 0) == 0 else 1
 
 
-def convert_and_verify(model: keras.Model, project: Path, *, overwrite: bool) -> dict[str, Any]:
-    """Write the hls4ml project and check Keras / emulator / C simulation agree."""
-    data = digits()
+def convert_and_verify(model: keras.Model, project: Path, *, overwrite: bool, seed: int = 0) -> dict[str, Any]:
+    """Write the hls4ml project and check Keras / emulator / C simulation agree, on the test split of
+    ``seed`` (the one :func:`train` held out) and inputs far outside it."""
+    data = digits(seed=seed)
     rng = np.random.default_rng(1)
     far = data.x_test[:200] * rng.uniform(4, 64, (200, 1)).astype("float32")  # overflows on purpose
     probe = np.concatenate([data.x_test, far, -data.x_test[:100]])

@@ -48,21 +48,25 @@ def test_example_cli_runs_briefly(tmp_path, capsys, load_example):
 
 def test_a_budgeted_run_stays_within_and_writes_its_report(tmp_path, capsys, load_example):
     """What ``make demo`` runs, in two epochs: the exact estimate of the trained model within the
-    budget (the budget's result and the example's own estimate), and the HTML report written."""
+    budget (the budget's result and the example's own estimate), the project verified and the HTML
+    report written, both on the test split the run held out (``--seed 1``: not the default's)."""
     example = load_example("digits_mlp")
     budget = 12_000
-    args = ["--epochs", "2", "--lut-budget", str(budget), "--json", str(tmp_path / "r.json"),
-            "--report", str(tmp_path / "report")]
+    args = ["--epochs", "2", "--seed", "1", "--lut-budget", str(budget), "--json", str(tmp_path / "r.json"),
+            "--project", str(tmp_path / "project"), "--report", str(tmp_path / "report")]
     assert example.main(args) == 0
     results = json.loads((tmp_path / "r.json").read_text())
     assert results["budget"]["feasible"] and results["estimate"]["lut"] <= budget, results
     assert results["budget"]["final_lut"] == results["estimate"]["lut"]
+    # the firmware's accuracy is taken on the held-out split, as Keras's is (bit-exact: equal)
+    assert results["verify"]["mismatches"] == 0
+    assert results["verify"]["firmware_accuracy"] == results["test_accuracy"], results
     html = (tmp_path / "report" / "report.html").read_text()
     assert "digits_mlp" in html and "BIT-EXACT" in html.upper()
     assert "report written to" in capsys.readouterr().out
-    with pytest.raises(SystemExit):  # the report folder is there now: refused before any training
+    with pytest.raises(SystemExit):  # the folders are there now: refused before any training
         example.main(args)
-    assert "--report" in capsys.readouterr().err
+    assert "--project" in capsys.readouterr().err
 
 
 def test_a_budget_of_no_luts_is_refused(capsys, load_example):
